@@ -15,8 +15,8 @@ releases, so that the FFN parameter budget matches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from transformers import PretrainedConfig

@@ -80,7 +80,7 @@ class ModelHandle:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> "ModelHandle":
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> ModelHandle:
         self.model.to(device=device, dtype=dtype)
         return self
 
@@ -164,7 +164,7 @@ class ModelHandle:
         return self.model.generate(**self._without_targets(batch), max_new_tokens=new_tokens,
                                    min_new_tokens=new_tokens, do_sample=False, num_beams=1)
 
-    def gradient_checkpointing(self, enabled: bool = True) -> "ModelHandle":
+    def gradient_checkpointing(self, enabled: bool = True) -> ModelHandle:
         if enabled:
             self.model.gradient_checkpointing_enable()
         else:

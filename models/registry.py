@@ -70,7 +70,7 @@ def preset_counts(name: str, size: str) -> ParamCounts:
 def preset_table() -> list[dict]:
     """One row per family and size, with parameter counts and the longest accepted input."""
     rows = []
-    for name, fam in FAMILIES.items():
+    for name in FAMILIES:
         for size in SIZES:
             handle = build(name, size, device="meta")
             counts = count_parameters(handle.model)

@@ -1,0 +1,87 @@
+"""Sessions: ``nox -s tests``, ``nox -s lint``, and the benchmark suites.
+
+Every session builds its own virtual environment. Torch is installed first so that no dependency
+pulls a multi-GB CUDA build on a CPU-only machine: ``torch==2.13.0`` (a CPU wheel) unless CUDA is
+present (then PyPI's default build) or ``LOCOST_TORCH`` names a requirement (e.g.
+``LOCOST_TORCH="torch==2.11.0"``). ``nox -R`` reuses a session's environment and skips installs.
+Arguments after ``--`` go to the underlying command, e.g. ``nox -s bench-memory -- --lengths 1k,2k``.
+"""
+
+import os
+import shutil
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+
+
+def torch_requirement() -> str:
+    if os.environ.get("LOCOST_TORCH"):
+        return os.environ["LOCOST_TORCH"]
+    return "torch" if shutil.which("nvidia-smi") else "torch==2.13.0"
+
+
+def install(session: nox.Session, extras: str = "") -> None:
+    session.install(torch_requirement())
+    session.install("-e", f".[{extras}]" if extras else ".")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (CPU, a few minutes on 2 cores)."""
+    install(session, "dev")
+    session.run("pytest", "tests", "-p", "no:cacheprovider", "--benchmark-disable", *session.posargs,
+                env={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "bench", "models", "suites", "reports", "tests", "noxfile.py")
+
+
+def _bench(session: nox.Session, module: str) -> None:
+    install(session)
+    session.run("python", "-m", module, *session.posargs,
+                env={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+
+
+@nox.session(name="bench-memory")
+def bench_memory(session: nox.Session) -> None:
+    """Peak memory per model, mode and input length; writes reports/out/memory-<device>/."""
+    _bench(session, "bench.memory")
+
+
+@nox.session(name="bench-throughput")
+def bench_throughput(session: nox.Session) -> None:
+    """Tokens per second per model, mode and input length; writes reports/out/throughput-<device>/."""
+    _bench(session, "bench.throughput")
+
+
+@nox.session(name="bench-scaling")
+def bench_scaling(session: nox.Session) -> None:
+    """Doubling input lengths up to 600,000 tokens until each model fails."""
+    _bench(session, "bench.scaling")
+
+
+@nox.session(name="bench-rouge")
+def bench_rouge(session: nox.Session) -> None:
+    """Fine-tune every model on the same budget and score ROUGE across input lengths."""
+    _bench(session, "bench.rouge")
+
+
+@nox.session(name="bench-micro")
+def bench_micro(session: nox.Session) -> None:
+    """pytest-benchmark micro-benchmarks of the LOCOST kernel and FFT convolution (JSON saved)."""
+    install(session, "dev")
+    session.run("pytest", "tests/benchmarks", "-p", "no:cacheprovider", "--benchmark-only",
+                "--benchmark-autosave", *session.posargs)
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Rebuild report.html and the CSVs: ``nox -s report -- reports/out/memory-cpu [more run dirs]``."""
+    install(session)
+    if not session.posargs:
+        session.error("give one or more run directories: nox -s report -- reports/out/memory-cpu")
+    session.run("python", "-m", "reports", "build", *session.posargs)
