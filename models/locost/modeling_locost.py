@@ -1,0 +1,536 @@
+"""LOCOST (arXiv 2401.17919) as a Hugging Face seq2seq model, in plain PyTorch.
+
+Encoder: shared token embedding (no positional embedding), then per layer (pre-norm, T5 RMSNorm)
+    h = h + Dropout(SSM(RMSNorm(h)));  h = h + Dropout(FFN(RMSNorm(h)))
+with the gated bidirectional S4D layer of `LocostSSM` and FFN(x) = wo(gelu_tanh(wi_0 x) * wi_1 x).
+Decoder: T5 blocks (causal self-attention with relative position bias, cross-attention, gated-GELU FFN),
+all attention through `scaled_dot_product_attention` (T5 scores are not scaled: scale=1.0).
+
+Memory: the S4D kernel is built with the sqrt(L) factorisation of `ssm.ssm_kernel` and recomputed in
+backward; the FFT convolution saves only real inputs. Under `torch.no_grad()` the SSM runs in channel
+chunks and the FFN in sequence chunks, so transient buffers stay bounded for very long inputs.
+Module names follow the released LOCOST checkpoint (LongT5-style), see `convert.py`.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    Seq2SeqLMOutput,
+)
+from transformers.models.t5.modeling_t5 import T5Attention, T5LayerNorm
+
+from .configuration_locost import LocostConfig
+from .ssm import compute_dtype, fast_fft_size, fft_conv, s4d_discretize, ssm_kernel
+
+__all__ = ["LocostForConditionalGeneration", "LocostPreTrainedModel", "LocostEncoder", "LocostDecoder"]
+
+# Under no_grad: complex spectrum elements per SSM channel chunk (B * channels * n, ~256 MB in complex64)
+# and d_ff activations per FFN sequence chunk (B * tokens * d_ff, ~256 MB in float32).
+SSM_CHUNK_ELEMENTS = 2**25
+FFN_CHUNK_ELEMENTS = 2**26
+
+
+class LocostS4DKernel(nn.Module):
+    """S4D-Lin parameters of H channels with c = 2 (bidirectional) or 1 (causal) output vectors C.
+
+    A = -exp(A_re_log) + i A_im, dt = exp(log_dt); complex B (H, M) and C (c, H, M) are stored as real
+    pairs in a trailing dimension of size 2. `forward(L)` returns the real kernels K (c, H, L).
+    """
+
+    def __init__(self, config: LocostConfig):
+        super().__init__()
+        H, M = config.d_model, config.d_state // 2
+        self.dt_min, self.dt_max = config.dt_min, config.dt_max
+        self.log_dt = nn.Parameter(torch.empty(H))
+        self.A_re_log = nn.Parameter(torch.empty(H, M))
+        self.A_im = nn.Parameter(torch.empty(H, M))
+        self.B = nn.Parameter(torch.empty(H, M, 2))
+        self.C = nn.Parameter(torch.empty(2 if config.bidirectional else 1, H, M, 2))
+        for p in self.parameters():
+            p._no_weight_decay = True
+
+    def reset_parameters(self):
+        """S4D-Lin: A_n = -1/2 + i pi n, B = 1, C ~ complex normal (variance 1/2 per part), log dt ~ U."""
+        H, M = self.A_im.shape
+        init.uniform_(self.log_dt, math.log(self.dt_min), math.log(self.dt_max))
+        init.constant_(self.A_re_log, math.log(0.5))
+        init.copy_(self.A_im, math.pi * torch.arange(M, dtype=self.A_im.dtype).expand(H, M))
+        init.copy_(self.B, torch.tensor([1.0, 0.0], dtype=self.B.dtype).expand(H, M, 2))
+        init.normal_(self.C, mean=0.0, std=0.5**0.5)
+
+    def forward(self, L: int, channels: slice = slice(None), dtype: torch.dtype = torch.float32):
+        params = self.log_dt, self.A_re_log, self.A_im, self.B
+        dtA, C_tilde = s4d_discretize(*(p[channels] for p in params), self.C[:, channels], dtype)
+        return ssm_kernel(dtA, C_tilde, L)
+
+
+class LocostSSM(nn.Module):
+    """Gated bidirectional SSM on u (B, L, H):
+    k = W_k u + b_k (zero at padding), q = W_q u + b_q, y = q * (K_bi * k + D * k), output W_o y + b_o.
+    Without gating y = K_bi * k + D * k. Kernel, D and the convolution run in float32 (float64 for
+    float64 inputs); kernel and D stay float32 when the model is cast to half precision.
+    """
+
+    def __init__(self, config: LocostConfig):
+        super().__init__()
+        H = config.d_model
+        self.q_proj = nn.Linear(H, H) if config.gating else None
+        self.k_proj = nn.Linear(H, H)
+        self.output_linear = nn.Linear(H, H)
+        self.D = nn.Parameter(torch.empty(H))
+        self.D._no_weight_decay = True
+        self.kernel = LocostS4DKernel(config)
+        self.chunk_channels = config.ssm_chunk_channels
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        for p in (self.D, *self.kernel.parameters()):
+            if p.dtype in (torch.float16, torch.bfloat16):
+                p.data = p.data.float()
+        return self
+
+    def forward(self, u: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return self.output_linear(self._mix(u, attention_mask, slice(None)))
+        y = torch.empty_like(u)
+        for channels in self._channel_chunks(u):
+            y[..., channels] = self._mix(u, attention_mask, channels)
+        return self.output_linear(y)
+
+    def _channel_chunks(self, u: torch.Tensor) -> list[slice]:
+        B, L, H = u.shape
+        size = self.chunk_channels or max(1, SSM_CHUNK_ELEMENTS // (B * fast_fft_size(2 * L)))
+        return [slice(start, min(start + size, H)) for start in range(0, H, size)]
+
+    def _mix(self, u, attention_mask, channels: slice) -> torch.Tensor:
+        """y[..., channels] = q * (K_bi * k + D * k); the kernel is rebuilt in backward, not stored."""
+        k = F.linear(u, self.k_proj.weight[channels], self.k_proj.bias[channels])
+        if attention_mask is not None:
+            k = k * attention_mask[..., None].to(k.dtype)
+        dtype = compute_dtype(u, self.D)
+        if torch.is_grad_enabled():
+            K = checkpoint(self.kernel, u.shape[1], channels, dtype, use_reentrant=False)
+        else:
+            K = self.kernel(u.shape[1], channels, dtype)
+        y = fft_conv(k, K) + self.D[channels].to(dtype) * k
+        if self.q_proj is not None:
+            y = y * F.linear(u, self.q_proj.weight[channels], self.q_proj.bias[channels])
+        return y.to(u.dtype)
+
+
+class LocostDenseGatedGelu(nn.Module):
+    """FFN(x) = wo(gelu_tanh(wi_0 x) * wi_1 x), no biases."""
+
+    def __init__(self, config: LocostConfig):
+        super().__init__()
+        self.wi_0 = nn.Linear(config.d_model, config.d_ff, bias=False)
+        self.wi_1 = nn.Linear(config.d_model, config.d_ff, bias=False)
+        self.wo = nn.Linear(config.d_ff, config.d_model, bias=False)
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    def forward(self, x):
+        return self.wo(self.dropout(F.gelu(self.wi_0(x), approximate="tanh") * self.wi_1(x)))
+
+
+class LocostLayerFF(nn.Module):
+    """h + Dropout(FFN(RMSNorm(h))); under no_grad in sequence chunks to bound the (L, d_ff) intermediates."""
+
+    def __init__(self, config: LocostConfig):
+        super().__init__()
+        self.DenseReluDense = LocostDenseGatedGelu(config)
+        self.layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    def _residual(self, h):
+        return self.dropout(self.DenseReluDense(self.layer_norm(h)))
+
+    def forward(self, h):
+        if torch.is_grad_enabled():
+            return h + self._residual(h)
+        B, L, _ = h.shape
+        step = max(1, FFN_CHUNK_ELEMENTS // (B * self.DenseReluDense.wi_0.out_features))
+        out = torch.empty_like(h)
+        for start in range(0, L, step):
+            part = h[:, start : start + step]
+            out[:, start : start + step] = part + self._residual(part)
+        return out
+
+
+class LocostLayerSSM(nn.Module):
+    """h + Dropout(SSM(RMSNorm(h)))."""
+
+    def __init__(self, config: LocostConfig):
+        super().__init__()
+        self.layer_prenorm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.ssm_layer = LocostSSM(config)
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    def forward(self, h, attention_mask=None):
+        return h + self.dropout(self.ssm_layer(self.layer_prenorm(h), attention_mask))
+
+
+class LocostEncoderBlock(GradientCheckpointingLayer):
+    def __init__(self, config: LocostConfig):
+        super().__init__()
+        self.layer = nn.ModuleList([LocostLayerSSM(config), LocostLayerFF(config)])
+
+    def forward(self, hidden_states, attention_mask=None):
+        return self.layer[1](self.layer[0](hidden_states, attention_mask))
+
+
+class LocostAttention(nn.Module):
+    """T5 multi-head attention through SDPA. Scores are not scaled (scale=1.0); the T5 relative position
+    bias and masks arrive as `attn_mask`. Cross-attention without bias or padding gets attn_mask=None,
+    which lets SDPA use its memory-efficient kernels (no (heads, T, L) probabilities kept for backward).
+    """
+
+    def __init__(self, config: LocostConfig, layer_idx: int, has_relative_attention_bias: bool = False):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.d_kv = config.d_kv
+        self.dropout = config.dropout_rate
+        self.num_buckets = config.relative_attention_num_buckets
+        self.max_distance = config.relative_attention_max_distance
+        inner = config.num_heads * config.d_kv
+        self.q = nn.Linear(config.d_model, inner, bias=False)
+        self.k = nn.Linear(config.d_model, inner, bias=False)
+        self.v = nn.Linear(config.d_model, inner, bias=False)
+        self.o = nn.Linear(inner, config.d_model, bias=False)
+        if has_relative_attention_bias:
+            self.relative_attention_bias = nn.Embedding(config.relative_attention_num_buckets, config.num_heads)
+
+    def position_bias(self, query_length: int, key_length: int, past_length: int) -> torch.Tensor:
+        """(1, heads, query_length, key_length) causal T5 bias for queries at positions past_length + i."""
+        device = self.relative_attention_bias.weight.device
+        query = torch.arange(query_length, device=device)[:, None] + past_length
+        key = torch.arange(key_length, device=device)[None, :]
+        buckets = T5Attention._relative_position_bucket(
+            key - query, bidirectional=False, num_buckets=self.num_buckets, max_distance=self.max_distance
+        )
+        return self.relative_attention_bias(buckets).permute(2, 0, 1)[None]
+
+    def _project(self, linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        return linear(x).view(x.shape[0], x.shape[1], -1, self.d_kv).transpose(1, 2)
+
+    def forward(self, x, key_value_states=None, attn_mask=None, past_key_values=None):
+        is_cross = key_value_states is not None
+        cache = None
+        if past_key_values is not None:
+            cache = past_key_values.cross_attention_cache if is_cross else past_key_values.self_attention_cache
+        if is_cross and cache is not None and past_key_values.is_updated.get(self.layer_idx):
+            keys, values = cache.layers[self.layer_idx].keys, cache.layers[self.layer_idx].values
+        else:
+            source = key_value_states if is_cross else x
+            keys, values = self._project(self.k, source), self._project(self.v, source)
+            if cache is not None:
+                keys, values = cache.update(keys, values, self.layer_idx)
+                if is_cross:
+                    past_key_values.is_updated[self.layer_idx] = True
+        out = F.scaled_dot_product_attention(
+            self._project(self.q, x),
+            keys,
+            values,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            scale=1.0,
+        )
+        return self.o(out.transpose(1, 2).flatten(2))
+
+
+class LocostLayerSelfAttention(nn.Module):
+    def __init__(self, config: LocostConfig, layer_idx: int):
+        super().__init__()
+        self.SelfAttention = LocostAttention(config, layer_idx, has_relative_attention_bias=layer_idx == 0)
+        self.layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    def forward(self, h, bias, past_key_values=None):
+        return h + self.dropout(self.SelfAttention(self.layer_norm(h), attn_mask=bias, past_key_values=past_key_values))
+
+
+class LocostLayerCrossAttention(nn.Module):
+    def __init__(self, config: LocostConfig, layer_idx: int):
+        super().__init__()
+        self.EncDecAttention = LocostAttention(config, layer_idx)
+        self.layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    def forward(self, h, encoder_hidden_states, mask=None, past_key_values=None):
+        attended = self.EncDecAttention(
+            self.layer_norm(h), encoder_hidden_states, attn_mask=mask, past_key_values=past_key_values
+        )
+        return h + self.dropout(attended)
+
+
+class LocostDecoderBlock(GradientCheckpointingLayer):
+    def __init__(self, config: LocostConfig, layer_idx: int):
+        super().__init__()
+        self.layer = nn.ModuleList(
+            [
+                LocostLayerSelfAttention(config, layer_idx),
+                LocostLayerCrossAttention(config, layer_idx),
+                LocostLayerFF(config),
+            ]
+        )
+
+    def forward(self, hidden_states, self_bias, encoder_hidden_states, encoder_mask=None, past_key_values=None):
+        h = self.layer[0](hidden_states, self_bias, past_key_values=past_key_values)
+        h = self.layer[1](h, encoder_hidden_states, encoder_mask, past_key_values=past_key_values)
+        return self.layer[2](h)
+
+
+class _SharedEmbedding:
+    """Holds the parent's shared embedding without registering it again (state dicts keep one copy)."""
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, embeddings: nn.Embedding):
+        object.__setattr__(self, "embed_tokens", embeddings)
+
+    def _embed(self, input_ids, inputs_embeds):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids and inputs_embeds")
+        return self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+
+
+class LocostEncoder(_SharedEmbedding, nn.Module):
+    """SSM encoder: embeddings -> blocks -> final RMSNorm. `attention_mask` (B, L): 1 = token, 0 = padding."""
+
+    main_input_name = "input_ids"
+
+    def __init__(self, config: LocostConfig, embed_tokens: nn.Embedding):
+        super().__init__()
+        self.block = nn.ModuleList([LocostEncoderBlock(config) for _ in range(config.num_layers)])
+        self.final_layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.dropout = nn.Dropout(config.dropout_rate)
+        self.set_input_embeddings(embed_tokens)
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        output_hidden_states=False,
+        return_dict=True,
+        **kwargs,
+    ):
+        h = self.dropout(self._embed(input_ids, inputs_embeds))
+        hidden_states = (h,) if output_hidden_states else None
+        for block in self.block:
+            h = block(h, attention_mask)
+            if output_hidden_states:
+                hidden_states += (h,)
+        output = BaseModelOutput(last_hidden_state=self.dropout(self.final_layer_norm(h)), hidden_states=hidden_states)
+        return output if return_dict is not False else output.to_tuple()
+
+
+class LocostDecoder(_SharedEmbedding, nn.Module):
+    """T5 decoder stack. `past_key_values`: an `EncoderDecoderCache` (created when use_cache and None)."""
+
+    def __init__(self, config: LocostConfig, embed_tokens: nn.Embedding):
+        super().__init__()
+        self.block = nn.ModuleList([LocostDecoderBlock(config, i) for i in range(config.num_decoder_layers)])
+        self.final_layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.dropout = nn.Dropout(config.dropout_rate)
+        self.set_input_embeddings(embed_tokens)
+
+    def self_attention_bias(self, query_length, past_length, attention_mask, dtype) -> torch.Tensor:
+        """Relative position bias with the causal mask (and key padding) folded in as -inf-like values."""
+        key_length = past_length + query_length
+        bias = self.block[0].layer[0].SelfAttention.position_bias(query_length, key_length, past_length).to(dtype)
+        device = bias.device
+        keys = torch.arange(key_length, device=device)
+        allowed = keys[None, :] <= torch.arange(query_length, device=device)[:, None] + past_length
+        if attention_mask is not None:
+            allowed = allowed & attention_mask[:, None, None, -key_length:].bool()
+        return bias.masked_fill(~allowed, torch.finfo(dtype).min)
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        inputs_embeds=None,
+        past_key_values=None,
+        use_cache=None,
+        output_hidden_states=False,
+        return_dict=True,
+        **kwargs,
+    ):
+        h = self._embed(input_ids, inputs_embeds)
+        if use_cache and past_key_values is None:
+            past_key_values = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        if past_key_values is not None and not isinstance(past_key_values, EncoderDecoderCache):
+            raise TypeError(f"past_key_values must be an EncoderDecoderCache, got {type(past_key_values).__name__}")
+        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        self_bias = self.self_attention_bias(h.shape[1], past_length, attention_mask, h.dtype)
+        encoder_mask = None
+        if encoder_attention_mask is not None and not encoder_attention_mask.bool().all():
+            encoder_mask = encoder_attention_mask[:, None, None, :].bool()
+
+        h = self.dropout(h)
+        hidden_states = (h,) if output_hidden_states else None
+        for block in self.block:
+            h = block(h, self_bias, encoder_hidden_states, encoder_mask, past_key_values=past_key_values)
+            if output_hidden_states:
+                hidden_states += (h,)
+        output = BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=self.dropout(self.final_layer_norm(h)),
+            past_key_values=past_key_values if use_cache else None,
+            hidden_states=hidden_states,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+class LocostPreTrainedModel(PreTrainedModel):
+    config_class = LocostConfig
+    config: LocostConfig
+    base_model_prefix = "locost"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["LocostEncoderBlock", "LocostDecoderBlock"]
+    _keep_in_fp32_modules_strict = ["ssm_layer.kernel", "ssm_layer.D"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        """T5 initialisation for embeddings, attention and FFN; S4D-Lin for the SSM kernels."""
+        factor = self.config.initializer_factor
+        d_model = self.config.d_model
+        if isinstance(module, LocostForConditionalGeneration):
+            init.normal_(module.shared.weight, mean=0.0, std=factor)
+            if not self.config.tie_word_embeddings:
+                init.normal_(module.lm_head.weight, mean=0.0, std=factor)
+        elif isinstance(module, T5LayerNorm):
+            init.constant_(module.weight, factor)
+        elif isinstance(module, LocostDenseGatedGelu):
+            init.normal_(module.wi_0.weight, mean=0.0, std=factor * d_model**-0.5)
+            init.normal_(module.wi_1.weight, mean=0.0, std=factor * d_model**-0.5)
+            init.normal_(module.wo.weight, mean=0.0, std=factor * self.config.d_ff**-0.5)
+        elif isinstance(module, LocostAttention):
+            inner = self.config.num_heads * self.config.d_kv
+            init.normal_(module.q.weight, mean=0.0, std=factor * (d_model * self.config.d_kv) ** -0.5)
+            init.normal_(module.k.weight, mean=0.0, std=factor * d_model**-0.5)
+            init.normal_(module.v.weight, mean=0.0, std=factor * d_model**-0.5)
+            init.normal_(module.o.weight, mean=0.0, std=factor * inner**-0.5)
+            if hasattr(module, "relative_attention_bias"):
+                init.normal_(module.relative_attention_bias.weight, mean=0.0, std=factor * d_model**-0.5)
+        elif isinstance(module, LocostSSM):
+            for linear in (module.q_proj, module.k_proj, module.output_linear):
+                if linear is not None:
+                    init.normal_(linear.weight, mean=0.0, std=factor * d_model**-0.5)
+                    init.zeros_(linear.bias)
+            init.normal_(module.D, mean=0.0, std=1.0)
+        elif isinstance(module, LocostS4DKernel):
+            module.reset_parameters()
+
+    def _shift_right(self, labels: torch.Tensor) -> torch.Tensor:
+        """Decoder inputs: decoder_start_token_id followed by labels[:-1], with -100 replaced by padding."""
+        shifted = labels.new_full(labels.shape, self.config.decoder_start_token_id)
+        shifted[..., 1:] = labels[..., :-1]
+        return shifted.masked_fill_(shifted == -100, self.config.pad_token_id)
+
+
+class LocostForConditionalGeneration(LocostPreTrainedModel, GenerationMixin):
+    """LOCOST encoder-decoder with a language-modelling head (tied to the embeddings by default, with
+    T5's d_model**-0.5 output scaling when tied)."""
+
+    _tied_weights_keys = {"lm_head.weight": "shared.weight"}
+
+    def __init__(self, config: LocostConfig):
+        super().__init__(config)
+        self.shared = nn.Embedding(config.vocab_size, config.d_model)
+        self.encoder = LocostEncoder(config, self.shared)
+        self.decoder = LocostDecoder(config, self.shared)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.shared
+
+    def set_input_embeddings(self, embeddings):
+        self.shared = embeddings
+        self.encoder.set_input_embeddings(embeddings)
+        self.decoder.set_input_embeddings(embeddings)
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, embeddings):
+        self.lm_head = embeddings
+
+    def get_encoder(self, *args, **kwargs):
+        return self.encoder
+
+    def get_decoder(self):
+        return self.decoder
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor):
+        return self._shift_right(labels)
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        """Labels -> cross-entropy loss (-100 ignored); decoder inputs default to labels shifted right.
+        The KV cache is used by default only without labels (training keeps no copies of K/V)."""
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids, attention_mask, inputs_embeds, output_hidden_states=output_hidden_states
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs[0])
+        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
+            decoder_input_ids = self._shift_right(labels)
+        if use_cache is None:
+            use_cache = self.config.use_cache and labels is None
+        decoder_outputs = self.decoder(
+            decoder_input_ids,
+            decoder_attention_mask,
+            encoder_outputs.last_hidden_state,
+            attention_mask,
+            inputs_embeds=decoder_inputs_embeds,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+        )
+        hidden = decoder_outputs.last_hidden_state
+        if self.config.tie_word_embeddings:
+            hidden = hidden * self.config.d_model**-0.5
+        logits = self.lm_head(hidden)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten().to(logits.device), ignore_index=-100)
+        output = Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=decoder_outputs.past_key_values,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+        )
+        return output if return_dict is not False else output.to_tuple()

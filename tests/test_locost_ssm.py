@@ -1,0 +1,174 @@
+"""Fast S4D kernel / FFT convolution against their direct references (float64)."""
+
+import math
+
+import pytest
+import torch
+
+from models.locost.configuration_locost import LocostConfig
+from models.locost.modeling_locost import LocostSSM
+from models.locost.ssm import (
+    FFTConv,
+    bidirectional_conv_ref,
+    fast_fft_size,
+    fft_conv,
+    s4d_discretize,
+    ssm_kernel,
+    ssm_kernel_ref,
+)
+
+torch.set_num_threads(1)
+F64 = torch.float64
+
+
+def rel_err(a, b):
+    return ((a - b).norm() / b.norm().clamp_min(1e-300)).item()
+
+
+def random_system(H=3, M=4, c=2, seed=0):
+    """Real-layout S4D parameters with a spread of decay rates and frequencies."""
+    g = torch.Generator().manual_seed(seed)
+    log_dt = torch.empty(H, dtype=F64).uniform_(math.log(1e-3), math.log(0.5), generator=g)
+    A_re_log = torch.randn(H, M, dtype=F64, generator=g) * 0.5
+    A_im = torch.randn(H, M, dtype=F64, generator=g) * 5
+    B = torch.randn(H, M, 2, dtype=F64, generator=g)
+    C = torch.randn(c, H, M, 2, dtype=F64, generator=g)
+    return log_dt, A_re_log, A_im, B, C
+
+
+def test_fast_fft_size_is_smallest_5_smooth():
+    def smooth(m):
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        return m == 1
+
+    for n in [1, 2, 3, 7, 11, 97, 1000, 4097, 65537, 1_200_001]:
+        size = fast_fft_size(n)
+        assert size >= n and smooth(size)
+        assert not any(smooth(m) for m in range(n, size))
+
+
+@pytest.mark.parametrize("c", [1, 2])
+@pytest.mark.parametrize("L", [1, 2, 7, 10, 64, 127, 1000, 4097])
+def test_fast_kernel_matches_vandermonde(c, L):
+    dtA, C_tilde = s4d_discretize(*random_system(c=c), dtype=F64)
+    fast, ref = ssm_kernel(dtA, C_tilde, L), ssm_kernel_ref(dtA, C_tilde, L)
+    assert fast.shape == (c, 3, L)
+    assert rel_err(fast, ref) < 1e-10
+
+
+def test_kernel_ref_matches_recurrence():
+    """The discretised system run as a recurrence x_l = e^{dtA} x_{l-1} + B u_l, y = 2 Re C x reproduces
+    the kernel (impulse response) K[l] = 2 Re C~ e^{dtA l}; C~ includes the ZOH factor (e^{dtA}-1)/A."""
+    log_dt, A_re_log, A_im, B, C = random_system(H=2, M=3, c=1)
+    dtA, C_tilde = s4d_discretize(log_dt, A_re_log, A_im, B, C, dtype=F64)
+    A = torch.complex(-A_re_log.exp(), A_im)
+    B_bar = torch.complex(B[..., 0], B[..., 1]) * torch.expm1(dtA) / A
+    Cc = torch.complex(C[0, ..., 0], C[0, ..., 1])
+    x, impulse = torch.zeros_like(dtA), []
+    for l in range(20):
+        x = torch.exp(dtA) * x + (B_bar if l == 0 else 0)
+        impulse.append(2 * (Cc * x).sum(-1).real)
+    assert rel_err(ssm_kernel_ref(dtA, C_tilde, 20)[0], torch.stack(impulse, -1)) < 1e-12
+
+
+@pytest.mark.parametrize("c", [1, 2])
+@pytest.mark.parametrize("L", [1, 2, 7, 64, 127, 1000, 4097])
+def test_fft_conv_matches_direct(c, L):
+    g = torch.Generator().manual_seed(L)
+    u = torch.randn(2, L, 3, dtype=F64, generator=g)
+    K = torch.randn(c, 3, L, dtype=F64, generator=g)
+    assert rel_err(fft_conv(u, K), bidirectional_conv_ref(u, K)) < 1e-6
+
+
+def test_conv_ref_lag_convention():
+    """Lag +j uses K_fwd[j], lag -j uses K_bwd[j], lag 0 uses both."""
+    L = 5
+    K = torch.zeros(2, 1, L, dtype=F64)
+    K[0, 0] = torch.tensor([1.0, 2, 3, 4, 5])
+    K[1, 0] = torch.tensor([10.0, 20, 30, 40, 50])
+    u = torch.zeros(1, L, 1, dtype=F64)
+    u[0, 2, 0] = 1.0  # impulse at position 2
+    expected = torch.tensor([30.0, 20, 11, 2, 3], dtype=F64)
+    assert torch.equal(bidirectional_conv_ref(u, K)[0, :, 0], expected)
+    assert torch.allclose(fft_conv(u, K)[0, :, 0], expected)
+
+
+@pytest.mark.parametrize("c", [1, 2])
+@pytest.mark.parametrize("L", [1, 2, 6])
+def test_fft_conv_gradcheck(c, L):
+    u = torch.randn(2, L, 3, dtype=F64, requires_grad=True)
+    K = torch.randn(c, 3, L, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(FFTConv.apply, (u, K))
+
+
+def test_fast_path_gradients_match_reference():
+    params = [p.requires_grad_() for p in random_system(c=2)]
+    u = torch.randn(2, 37, 3, dtype=F64, requires_grad=True)
+    weights = torch.randn(2, 37, 3, dtype=F64)
+
+    def grads(kernel_fn, conv_fn):
+        dtA, C_tilde = s4d_discretize(*params, dtype=F64)
+        loss = (conv_fn(u, kernel_fn(dtA, C_tilde, 37)) * weights).sum()
+        return torch.autograd.grad(loss, [u, *params])
+
+    for fast, ref in zip(grads(ssm_kernel, fft_conv), grads(ssm_kernel_ref, bidirectional_conv_ref)):
+        assert rel_err(fast, ref) < 1e-9
+
+
+def tiny_ssm(**overrides):
+    config = LocostConfig(d_model=4, d_state=6, **overrides)
+    layer = LocostSSM(config).double()
+    torch.manual_seed(0)
+    for p in layer.parameters():
+        p.data.normal_(0, 0.5)
+    layer.kernel.log_dt.data.uniform_(math.log(1e-2), math.log(0.5))
+    return layer
+
+
+@pytest.mark.parametrize("overrides", [{}, {"gating": False}, {"bidirectional": False}])
+def test_ssm_layer_gradcheck(overrides):
+    layer = tiny_ssm(**overrides)
+    u = torch.randn(2, 5, 4, dtype=F64, requires_grad=True)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    names, params = zip(*layer.named_parameters())
+
+    def fn(u, *values):
+        return torch.func.functional_call(layer, dict(zip(names, values)), (u, mask))
+
+    assert torch.autograd.gradcheck(fn, (u, *[p.detach().clone().requires_grad_() for p in params]))
+
+
+def test_ssm_layer_matches_formula():
+    """LocostSSM == W_o (q * (K_bi * k + D k)) + b_o built from the reference functions."""
+    layer = tiny_ssm()
+    u = torch.randn(2, 9, 4, dtype=F64)
+    mask = torch.ones(2, 9)
+    mask[1, 6:] = 0
+    kernel = layer.kernel
+    dtA, C_tilde = s4d_discretize(kernel.log_dt, kernel.A_re_log, kernel.A_im, kernel.B, kernel.C, F64)
+    K = ssm_kernel_ref(dtA, C_tilde, 9)
+    k = (u @ layer.k_proj.weight.T + layer.k_proj.bias) * mask[..., None]
+    q = u @ layer.q_proj.weight.T + layer.q_proj.bias
+    y = q * (bidirectional_conv_ref(k, K) + layer.D * k)
+    expected = y @ layer.output_linear.weight.T + layer.output_linear.bias
+    assert rel_err(layer(u, mask), expected) < 1e-12
+
+
+def test_no_grad_channel_chunks_match_full_width():
+    layer = tiny_ssm()
+    u = torch.randn(2, 33, 4, dtype=F64)
+    full = layer(u)  # grad enabled: one full-width pass
+    with torch.no_grad():
+        for chunk in (1, 3, 4):
+            layer.chunk_channels = chunk
+            assert len(layer._channel_chunks(u)) == math.ceil(4 / chunk)
+            assert rel_err(layer(u), full) < 1e-12
+
+
+def test_ssm_params_stay_float32_under_half_casts():
+    layer = LocostSSM(LocostConfig(d_model=4, d_state=6)).to(torch.bfloat16)
+    assert layer.k_proj.weight.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in [layer.D, *layer.kernel.parameters()])
+    assert all(getattr(p, "_no_weight_decay", False) for p in [layer.D, *layer.kernel.parameters()])
