@@ -1,0 +1,240 @@
+"""Figures of the report, drawn with matplotlib (Agg) into PNG bytes.
+
+One figure per set of measurement conditions (device, dtype, batch), one panel per mode, one line per
+model. Cells that did not run ok are drawn as markers in a strip at the top of the panel, at the length
+where they happened, so that a curve that stops says why.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import re
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from reports import text  # noqa: E402
+from reports.analysis import SERIES_KEY  # noqa: E402
+from reports.runs import MODES, ROUGE_METRICS, key_of  # noqa: E402
+
+FAMILY_COLORS = {"locost": "#d62728", "longt5-tglobal": "#1f77b4", "longt5-local": "#2ca02c",
+                 "led": "#9467bd", "pegasus-x": "#ff7f0e"}
+OTHER_COLORS = ["#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+SIZE_STYLES = {"tiny": ":", "small": "-", "base": "--", "large": "-."}
+FULL_DOCUMENT_STYLES = [(0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (3, 3))]
+STATUS_MARKERS = {"oom": "X", "timeout": "v", "unsupported": "s", "skipped": "o", "error": "*"}
+FIGURE_KEY = ["device", "env_device_name", "dtype", "batch"]
+DPI = 130
+
+
+@dataclass
+class Figure:
+    name: str      # file stem of the PNG written beside the report
+    title: str
+    caption: str   # the measurement conditions
+    png: bytes
+    kind: str = "figure"
+
+    @property
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+
+def color_of(name: str) -> str:
+    for family, color in sorted(FAMILY_COLORS.items(), key=lambda item: -len(item[0])):
+        if str(name).startswith(family):
+            return color
+    return OTHER_COLORS[sum(map(ord, str(name))) % len(OTHER_COLORS)]
+
+
+def style_of(name: str) -> str:
+    return SIZE_STYLES.get(str(name).rsplit("-", 1)[-1], "-")
+
+
+def slug(*parts) -> str:
+    joined = "-".join(str(p) for p in parts if not text.is_missing(p) and str(p))
+    return re.sub(r"[^a-z0-9.]+", "-", joined.lower()).strip("-")[:80]
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _length_axis(ax) -> None:
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: text.length(value) if value >= 1 else ""))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("input length (tokens)")
+    ax.grid(True, which="major", alpha=0.3)
+    for label in ax.get_xticklabels():
+        label.set_rotation(0)
+
+
+def _log_values_axis(ax) -> None:
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}"))
+
+
+def _series_label(frame: pd.DataFrame, rows: pd.DataFrame) -> str:
+    """The model's name, plus what tells its lines apart when the panel holds several of it."""
+    label = str(rows["model"].iloc[0])
+    same_model = frame[frame["model"].eq(label)]
+    for column, word in [("target_len", "target "), ("new_tokens", "new "), ("threads", "threads "),
+                         ("run_id", "")]:
+        if same_model[column].nunique() > 1:
+            value = rows[column].iloc[0]
+            label += f" ({word}{value if column == 'run_id' else text.integer(value)})"
+    return label
+
+
+def _draw_panel(ax, frame: pd.DataFrame, column: str, fits: pd.DataFrame | None = None) -> None:
+    """One line per series (run, model, conditions, threads); failures as markers in the top strip;
+    with ``fits``, each series' fitted power law dashed and its exponent k written at its end."""
+    ok_values = frame[frame["status"].eq("ok") & frame[column].gt(0).fillna(False)][column]
+    low, high = (float(ok_values.min()), float(ok_values.max())) if not ok_values.empty else (1.0, 10.0)
+    if high <= low:
+        low, high = low / 2, high * 2
+    strip = (high / low) ** 0.3
+    ax.set_ylim(low / 1.5, high * strip * 1.5)
+    fits_by_series = {} if fits is None or fits.empty else dict(zip(fits["series"], fits.itertuples()))
+    failure_row = 0
+    for series, rows in frame.groupby(key_of(frame, SERIES_KEY), sort=True):
+        rows = rows.sort_values("input_len")
+        model = rows["model"].iloc[0]
+        color, label = color_of(model), _series_label(frame, rows)
+        ok = rows[rows["status"].eq("ok") & rows[column].gt(0).fillna(False)]
+        if not ok.empty:
+            ax.plot(ok["input_len"].astype(float), ok[column], color=color, linestyle=style_of(model),
+                    marker="o", markersize=4, linewidth=1.6, label=label)
+        if series in fits_by_series:
+            fit = fits_by_series[series]
+            ends = [fit.min_len, fit.max_len]
+            fitted = [math.exp(fit.intercept) * length ** fit.slope for length in ends]
+            ax.plot(ends, fitted, color=color, linestyle=(0, (2, 2)), linewidth=1, alpha=0.7)
+            ax.annotate(f"k={fit.slope:.2f}", (ends[1], fitted[1]), xytext=(5, -4), fontsize=8,
+                        textcoords="offset points", color=color, ha="left")
+        failed = rows[~rows["status"].eq("ok")]
+        if not failed.empty:
+            y = high * strip ** (0.35 + 0.12 * (failure_row % 6))
+            failure_row += 1
+            for status, cells in failed.groupby("status"):
+                marker = STATUS_MARKERS.get(status, "*")
+                ax.scatter(cells["input_len"].astype(float), [y] * len(cells), marker=marker, s=46,
+                           color="none" if status == "skipped" else color, edgecolors=color, linewidths=1.3,
+                           label=label if ok.empty else None, zorder=3)
+    _length_axis(ax)
+    _log_values_axis(ax)
+
+
+def _legend(fig, axes, title: str = "model / failed cell", statuses: bool = True) -> None:
+    """One legend for the whole figure, right of the panels: series first, then the failure markers."""
+    handles = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if statuses:
+        for status, marker in STATUS_MARKERS.items():
+            handles[status] = Line2D([], [], linestyle="none", marker=marker, color="#444",
+                                     markerfacecolor="none" if status == "skipped" else "#444")
+    fig.legend(list(handles.values()), list(handles), loc="upper left", bbox_to_anchor=(1.0, 0.95),
+               frameon=False, fontsize=9, title=title, title_fontsize=9)
+
+
+def figure_groups(records: pd.DataFrame):
+    """(name parts, rows) per set of conditions that may share one figure."""
+    groups = records.groupby(FIGURE_KEY, dropna=False, sort=True)
+    return [((rows["device"].iloc[0], rows["env_device_name"].iloc[0], rows["dtype"].iloc[0],
+              f"batch{text.integer(rows['batch'].iloc[0])}"), rows) for _, rows in groups]
+
+
+def _modes(records: pd.DataFrame) -> list[str]:
+    present = list(dict.fromkeys(records["mode"].dropna()))
+    return [m for m in MODES if m in present] + [m for m in present if m not in MODES]
+
+
+def length_figures(records: pd.DataFrame, prefix: str, column: str, ylabel: str, title: str) -> list[Figure]:
+    """One figure per conditions: a panel per mode, ``column`` against input length, log-log."""
+    figures = []
+    for parts, rows in figure_groups(records):
+        modes = _modes(rows)
+        fig, axes = plt.subplots(1, len(modes), figsize=(4.6 * len(modes), 3.9), squeeze=False)
+        for ax, mode in zip(axes[0], modes):
+            _draw_panel(ax, rows[rows["mode"].eq(mode)], column)
+            ax.set_title(mode)
+            ax.set_ylabel(ylabel)
+        _legend(fig, axes[0])
+        fig.tight_layout()
+        figures.append(Figure(slug(prefix, *parts), f"{title} — {', '.join(str(p) for p in parts if not text.is_missing(p))}",
+                              text.conditions(rows), _png(fig)))
+    return figures
+
+
+def scaling_figures(records: pd.DataFrame, fits: pd.DataFrame) -> list[Figure]:
+    """Memory (top) and time (bottom) against length per mode, with the fitted power laws dashed."""
+    figures = []
+    panels = [("mem_peak_above_base_mib", "memory", "peak memory above weights (MiB)"),
+              ("time_median_s", "time", "median time per step (s)")]
+    for parts, rows in figure_groups(records):
+        modes = _modes(rows)
+        fig, axes = plt.subplots(2, len(modes), figsize=(4.6 * len(modes), 7.4), squeeze=False)
+        for row_axes, (column, metric, ylabel) in zip(axes, panels):
+            metric_fits = fits[fits["metric"].eq(metric)] if not fits.empty else fits
+            for ax, mode in zip(row_axes, modes):
+                _draw_panel(ax, rows[rows["mode"].eq(mode)], column, metric_fits)
+                ax.set_title(f"{mode}: {metric}")
+                ax.set_ylabel(ylabel)
+        _legend(fig, axes.ravel())
+        fig.tight_layout()
+        figures.append(Figure(slug("scaling", *parts),
+                              f"Scaling of memory and time — {', '.join(str(p) for p in parts if not text.is_missing(p))}",
+                              text.conditions(rows) + " · dashed: fitted power law, k its exponent", _png(fig)))
+    return figures
+
+
+def rouge_figures(rouge: pd.DataFrame) -> list[Figure]:
+    """ROUGE F1 (×100) against input length with 95% CIs; full-document systems as horizontal bands."""
+    figures = []
+    metrics = [m for m in ROUGE_METRICS if rouge[m].notna().any()]
+    for dataset, rows in rouge.groupby(rouge["dataset"].fillna(""), sort=True):
+        fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), 3.7), squeeze=False)
+        lengths = rows["input_len"].dropna().astype(float)
+        for ax, metric in zip(axes[0], metrics):
+            for system, series in rows.groupby("system", sort=True):
+                series = series.sort_values("input_len")
+                color = color_of(system)
+                measured = series[series["input_len"].notna() & series[metric].notna()]
+                if not measured.empty:
+                    y = 100 * measured[metric]
+                    error = [y - 100 * measured[f"{metric}_lo"].fillna(measured[metric]),
+                             100 * measured[f"{metric}_hi"].fillna(measured[metric]) - y]
+                    ax.errorbar(measured["input_len"].astype(float), y, yerr=error, color=color,
+                                linestyle=style_of(system), marker="o", markersize=4, capsize=3, label=system)
+                for _, whole in series[series["input_len"].isna() & series[metric].notna()].iterrows():
+                    ax.axhline(100 * whole[metric], color=color, linewidth=1.2,
+                               linestyle=FULL_DOCUMENT_STYLES[sum(map(ord, system)) % len(FULL_DOCUMENT_STYLES)],
+                               label=f"{system} (full document)")
+                    if pd.notna(whole[f"{metric}_lo"]) and pd.notna(whole[f"{metric}_hi"]):
+                        ax.axhspan(100 * whole[f"{metric}_lo"], 100 * whole[f"{metric}_hi"], color=color, alpha=0.1)
+            if not lengths.empty:
+                _length_axis(ax)
+            ax.set_title(metric)
+            ax.set_ylabel("ROUGE F1 (×100)")
+        _legend(fig, axes[0], title="system (bars: 95% CI)", statuses=False)
+        fig.tight_layout()
+        figures.append(Figure(slug("rouge", dataset or "results"), f"ROUGE vs input length — {dataset or 'results'}",
+                              text.rouge_conditions(rows), _png(fig)))
+    return figures
+
