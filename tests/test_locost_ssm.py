@@ -67,8 +67,8 @@ def test_kernel_ref_matches_recurrence():
     B_bar = torch.complex(B[..., 0], B[..., 1]) * torch.expm1(dtA) / A
     Cc = torch.complex(C[0, ..., 0], C[0, ..., 1])
     x, impulse = torch.zeros_like(dtA), []
-    for l in range(20):
-        x = torch.exp(dtA) * x + (B_bar if l == 0 else 0)
+    for step in range(20):
+        x = torch.exp(dtA) * x + (B_bar if step == 0 else 0)
         impulse.append(2 * (Cc * x).sum(-1).real)
     assert rel_err(ssm_kernel_ref(dtA, C_tilde, 20)[0], torch.stack(impulse, -1)) < 1e-12
 
@@ -113,7 +113,9 @@ def test_fast_path_gradients_match_reference():
         loss = (conv_fn(u, kernel_fn(dtA, C_tilde, 37)) * weights).sum()
         return torch.autograd.grad(loss, [u, *params])
 
-    for fast, ref in zip(grads(ssm_kernel, fft_conv), grads(ssm_kernel_ref, bidirectional_conv_ref)):
+    for fast, ref in zip(
+        grads(ssm_kernel, fft_conv), grads(ssm_kernel_ref, bidirectional_conv_ref), strict=True
+    ):
         assert rel_err(fast, ref) < 1e-9
 
 
@@ -132,10 +134,10 @@ def test_ssm_layer_gradcheck(overrides):
     layer = tiny_ssm(**overrides)
     u = torch.randn(2, 5, 4, dtype=F64, requires_grad=True)
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
-    names, params = zip(*layer.named_parameters())
+    names, params = zip(*layer.named_parameters(), strict=True)
 
     def fn(u, *values):
-        return torch.func.functional_call(layer, dict(zip(names, values)), (u, mask))
+        return torch.func.functional_call(layer, dict(zip(names, values, strict=True)), (u, mask))
 
     assert torch.autograd.gradcheck(fn, (u, *[p.detach().clone().requires_grad_() for p in params]))
 

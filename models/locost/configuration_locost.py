@@ -7,8 +7,12 @@ __all__ = ["LocostConfig", "PRESETS"]
 # Config kwargs per size. `base` is the released checkpoint's shape (~235M parameters, tied embeddings).
 PRESETS = {
     "tiny": dict(d_model=64, d_state=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4, d_kv=16),
-    "small": dict(d_model=512, d_state=256, d_ff=1024, num_layers=6, num_decoder_layers=6, num_heads=8, d_kv=64),
-    "base": dict(d_model=768, d_state=512, d_ff=2048, num_layers=12, num_decoder_layers=12, num_heads=12, d_kv=64),
+    "small": dict(
+        d_model=512, d_state=256, d_ff=1024, num_layers=6, num_decoder_layers=6, num_heads=8, d_kv=64
+    ),
+    "base": dict(
+        d_model=768, d_state=512, d_ff=2048, num_layers=12, num_decoder_layers=12, num_heads=12, d_kv=64
+    ),
 }
 
 

@@ -35,7 +35,9 @@ def convert_released_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str
     for key, value in state_dict.items():
         if key in _EMBEDDING_COPIES:
             if not torch.equal(value, shared):
-                raise ValueError(f"{key} differs from shared.weight: untied input embeddings are not supported")
+                raise ValueError(
+                    f"{key} differs from shared.weight: untied input embeddings are not supported"
+                )
         elif key not in _UNUSED:
             converted[_rename(key, _RENAMES)] = value
     return converted
@@ -50,13 +52,17 @@ def to_released_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, tor
     return released
 
 
-def load_released_state_dict(state_dict: dict[str, torch.Tensor], config: LocostConfig) -> LocostForConditionalGeneration:
+def load_released_state_dict(
+    state_dict: dict[str, torch.Tensor], config: LocostConfig
+) -> LocostForConditionalGeneration:
     """Build a model for `config` and load a released-layout state dict into it (every key must match)."""
     model = LocostForConditionalGeneration(config)
     ours = convert_released_state_dict(state_dict)
     if config.tie_word_embeddings and "lm_head.weight" in ours:
         if not torch.equal(ours.pop("lm_head.weight"), ours["shared.weight"]):
-            raise ValueError("lm_head.weight differs from shared.weight but config.tie_word_embeddings is True")
+            raise ValueError(
+                "lm_head.weight differs from shared.weight but config.tie_word_embeddings is True"
+            )
     missing, unexpected = model.load_state_dict(ours, strict=False)
     missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
     if missing or unexpected:

@@ -27,7 +27,7 @@ from transformers.modeling_outputs import (
     BaseModelOutputWithPastAndCrossAttentions,
     Seq2SeqLMOutput,
 )
-from transformers.models.t5.modeling_t5 import T5Attention, T5LayerNorm
+from transformers.models.t5.modeling_t5 import T5Attention
 
 from .configuration_locost import LocostConfig
 from .ssm import compute_dtype, fast_fft_size, fft_conv, s4d_discretize, ssm_kernel
@@ -38,6 +38,20 @@ __all__ = ["LocostForConditionalGeneration", "LocostPreTrainedModel", "LocostEnc
 # and d_ff activations per FFN sequence chunk (B * tokens * d_ff, ~256 MB in float32).
 SSM_CHUNK_ELEMENTS = 2**25
 FFN_CHUNK_ELEMENTS = 2**26
+
+
+class LocostRMSNorm(nn.Module):
+    """T5 RMSNorm: weight * x / sqrt(mean(x^2) + eps), no bias, no mean subtraction, in float32 or wider."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, x):
+        x = x.to(torch.promote_types(x.dtype, torch.float32))
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(self.weight.dtype)
 
 
 class LocostS4DKernel(nn.Module):
@@ -93,6 +107,7 @@ class LocostSSM(nn.Module):
         self.chunk_channels = config.ssm_chunk_channels
 
     def _apply(self, fn, recurse=True):
+        """`.to(bfloat16)`, `.half()` etc. leave the kernel parameters and D in float32."""
         super()._apply(fn, recurse)
         for p in (self.D, *self.kernel.parameters()):
             if p.dtype in (torch.float16, torch.bfloat16):
@@ -148,7 +163,7 @@ class LocostLayerFF(nn.Module):
     def __init__(self, config: LocostConfig):
         super().__init__()
         self.DenseReluDense = LocostDenseGatedGelu(config)
-        self.layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.layer_norm = LocostRMSNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def _residual(self, h):
@@ -171,7 +186,7 @@ class LocostLayerSSM(nn.Module):
 
     def __init__(self, config: LocostConfig):
         super().__init__()
-        self.layer_prenorm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.layer_prenorm = LocostRMSNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.ssm_layer = LocostSSM(config)
         self.dropout = nn.Dropout(config.dropout_rate)
 
@@ -207,7 +222,9 @@ class LocostAttention(nn.Module):
         self.v = nn.Linear(config.d_model, inner, bias=False)
         self.o = nn.Linear(inner, config.d_model, bias=False)
         if has_relative_attention_bias:
-            self.relative_attention_bias = nn.Embedding(config.relative_attention_num_buckets, config.num_heads)
+            self.relative_attention_bias = nn.Embedding(
+                config.relative_attention_num_buckets, config.num_heads
+            )
 
     def position_bias(self, query_length: int, key_length: int, past_length: int) -> torch.Tensor:
         """(1, heads, query_length, key_length) causal T5 bias for queries at positions past_length + i."""
@@ -226,7 +243,9 @@ class LocostAttention(nn.Module):
         is_cross = key_value_states is not None
         cache = None
         if past_key_values is not None:
-            cache = past_key_values.cross_attention_cache if is_cross else past_key_values.self_attention_cache
+            cache = (
+                past_key_values.cross_attention_cache if is_cross else past_key_values.self_attention_cache
+            )
         if is_cross and cache is not None and past_key_values.is_updated.get(self.layer_idx):
             keys, values = cache.layers[self.layer_idx].keys, cache.layers[self.layer_idx].values
         else:
@@ -251,18 +270,20 @@ class LocostLayerSelfAttention(nn.Module):
     def __init__(self, config: LocostConfig, layer_idx: int):
         super().__init__()
         self.SelfAttention = LocostAttention(config, layer_idx, has_relative_attention_bias=layer_idx == 0)
-        self.layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.layer_norm = LocostRMSNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def forward(self, h, bias, past_key_values=None):
-        return h + self.dropout(self.SelfAttention(self.layer_norm(h), attn_mask=bias, past_key_values=past_key_values))
+        return h + self.dropout(
+            self.SelfAttention(self.layer_norm(h), attn_mask=bias, past_key_values=past_key_values)
+        )
 
 
 class LocostLayerCrossAttention(nn.Module):
     def __init__(self, config: LocostConfig, layer_idx: int):
         super().__init__()
         self.EncDecAttention = LocostAttention(config, layer_idx)
-        self.layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.layer_norm = LocostRMSNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def forward(self, h, encoder_hidden_states, mask=None, past_key_values=None):
@@ -283,7 +304,9 @@ class LocostDecoderBlock(GradientCheckpointingLayer):
             ]
         )
 
-    def forward(self, hidden_states, self_bias, encoder_hidden_states, encoder_mask=None, past_key_values=None):
+    def forward(
+        self, hidden_states, self_bias, encoder_hidden_states, encoder_mask=None, past_key_values=None
+    ):
         h = self.layer[0](hidden_states, self_bias, past_key_values=past_key_values)
         h = self.layer[1](h, encoder_hidden_states, encoder_mask, past_key_values=past_key_values)
         return self.layer[2](h)
@@ -312,7 +335,7 @@ class LocostEncoder(_SharedEmbedding, nn.Module):
     def __init__(self, config: LocostConfig, embed_tokens: nn.Embedding):
         super().__init__()
         self.block = nn.ModuleList([LocostEncoderBlock(config) for _ in range(config.num_layers)])
-        self.final_layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.final_layer_norm = LocostRMSNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
         self.set_input_embeddings(embed_tokens)
 
@@ -331,7 +354,9 @@ class LocostEncoder(_SharedEmbedding, nn.Module):
             h = block(h, attention_mask)
             if output_hidden_states:
                 hidden_states += (h,)
-        output = BaseModelOutput(last_hidden_state=self.dropout(self.final_layer_norm(h)), hidden_states=hidden_states)
+        output = BaseModelOutput(
+            last_hidden_state=self.dropout(self.final_layer_norm(h)), hidden_states=hidden_states
+        )
         return output if return_dict is not False else output.to_tuple()
 
 
@@ -341,14 +366,19 @@ class LocostDecoder(_SharedEmbedding, nn.Module):
     def __init__(self, config: LocostConfig, embed_tokens: nn.Embedding):
         super().__init__()
         self.block = nn.ModuleList([LocostDecoderBlock(config, i) for i in range(config.num_decoder_layers)])
-        self.final_layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.final_layer_norm = LocostRMSNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
         self.set_input_embeddings(embed_tokens)
 
     def self_attention_bias(self, query_length, past_length, attention_mask, dtype) -> torch.Tensor:
         """Relative position bias with the causal mask (and key padding) folded in as -inf-like values."""
         key_length = past_length + query_length
-        bias = self.block[0].layer[0].SelfAttention.position_bias(query_length, key_length, past_length).to(dtype)
+        bias = (
+            self.block[0]
+            .layer[0]
+            .SelfAttention.position_bias(query_length, key_length, past_length)
+            .to(dtype)
+        )
         device = bias.device
         keys = torch.arange(key_length, device=device)
         allowed = keys[None, :] <= torch.arange(query_length, device=device)[:, None] + past_length
@@ -373,7 +403,9 @@ class LocostDecoder(_SharedEmbedding, nn.Module):
         if use_cache and past_key_values is None:
             past_key_values = EncoderDecoderCache(DynamicCache(), DynamicCache())
         if past_key_values is not None and not isinstance(past_key_values, EncoderDecoderCache):
-            raise TypeError(f"past_key_values must be an EncoderDecoderCache, got {type(past_key_values).__name__}")
+            raise TypeError(
+                f"past_key_values must be an EncoderDecoderCache, got {type(past_key_values).__name__}"
+            )
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
         self_bias = self.self_attention_bias(h.shape[1], past_length, attention_mask, h.dtype)
         encoder_mask = None
@@ -413,7 +445,7 @@ class LocostPreTrainedModel(PreTrainedModel):
             init.normal_(module.shared.weight, mean=0.0, std=factor)
             if not self.config.tie_word_embeddings:
                 init.normal_(module.lm_head.weight, mean=0.0, std=factor)
-        elif isinstance(module, T5LayerNorm):
+        elif isinstance(module, LocostRMSNorm):
             init.constant_(module.weight, factor)
         elif isinstance(module, LocostDenseGatedGelu):
             init.normal_(module.wi_0.weight, mean=0.0, std=factor * d_model**-0.5)
@@ -524,7 +556,11 @@ class LocostForConditionalGeneration(LocostPreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten().to(logits.device), ignore_index=-100)
+            loss = F.cross_entropy(
+                logits.to(torch.promote_types(logits.dtype, torch.float32)).flatten(0, 1),
+                labels.flatten().to(logits.device),
+                ignore_index=-100,
+            )
         output = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,

@@ -76,8 +76,8 @@ def s4d_discretize(log_dt, A_re_log, A_im, B, C, dtype=torch.float32):
 
 def ssm_kernel_ref(dtA: torch.Tensor, C_tilde: torch.Tensor, L: int) -> torch.Tensor:
     """Direct Vandermonde sum K[c, h, l] = 2 Re sum_n C~[c, h, n] exp(dtA[h, n] l). O(c H M L) memory."""
-    l = torch.arange(L, device=dtA.device, dtype=dtA.real.dtype)
-    vandermonde = torch.exp(dtA[:, :, None] * l)  # (H, M, L)
+    lags = torch.arange(L, device=dtA.device, dtype=dtA.real.dtype)
+    vandermonde = torch.exp(dtA[:, :, None] * lags)  # (H, M, L)
     return 2 * torch.einsum("chm,hml->chl", C_tilde, vandermonde).real
 
 
@@ -98,7 +98,9 @@ def ssm_kernel(dtA: torch.Tensor, C_tilde: torch.Tensor, L: int) -> torch.Tensor
     jT = torch.arange(J, device=dtA.device, dtype=real) * T
     right = torch.exp(dtA[:, :, None] * t)  # (H, M, T)
     right = torch.cat([right.real, right.imag], dim=1)  # (H, 2M, T)
-    left = C_tilde.transpose(0, 1)[:, :, None, :] * torch.exp(dtA[:, None, None, :] * jT[:, None])  # (H, c, J, M)
+    left = C_tilde.transpose(0, 1)[:, :, None, :] * torch.exp(
+        dtA[:, None, None, :] * jT[:, None]
+    )  # (H, c, J, M)
     left = torch.cat([left.real, -left.imag], dim=-1).reshape(H, c * J, 2 * M)
     K = torch.bmm(left, right).view(H, c, J * T)[..., :L]  # (H, c, L)
     return 2 * K.transpose(0, 1)

@@ -1,0 +1,404 @@
+"""LOCOST model: encoder semantics, decoder against Hugging Face T5, cache, save/load, converter, memory."""
+
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSeq2SeqLM, T5Config, T5ForConditionalGeneration
+
+import models.locost.modeling_locost as modeling
+from models.locost import (
+    PRESETS,
+    LocostConfig,
+    LocostForConditionalGeneration,
+    load_released_state_dict,
+    to_released_state_dict,
+)
+from models.locost.ssm import bidirectional_conv_ref, fast_fft_size, s4d_discretize, ssm_kernel_ref
+
+torch.set_num_threads(1)
+F64 = torch.float64
+VOCAB = 64
+
+
+def rel_err(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+def tiny_config(**overrides):
+    return LocostConfig(**{**PRESETS["tiny"], "vocab_size": VOCAB, "dropout_rate": 0.0, **overrides})
+
+
+def tiny_model(seed=0, scramble=False, **overrides):
+    """float64 tiny model; `scramble` gives every non-kernel weight a large random value so that greedy
+    decoding produces varied tokens (a freshly initialised T5 decoder mostly echoes its input token)."""
+    torch.manual_seed(seed)
+    model = LocostForConditionalGeneration(tiny_config(**overrides)).double().eval()
+    if scramble:
+        for name, p in model.named_parameters():
+            if ".kernel." not in name:
+                p.data.normal_(0.0, 0.3 if p.dim() > 1 else 1.0)
+    return model
+
+
+def random_ids(batch, length, seed=1):
+    return torch.randint(2, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+# --- encoder semantics ---------------------------------------------------------------------------------
+
+
+def encode(model, ids, mask=None):
+    return model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+
+
+@pytest.mark.parametrize("overrides", [{}, {"bidirectional": False}, {"gating": False}])
+def test_padding_does_not_change_real_positions(overrides):
+    model = tiny_model(**overrides)
+    ids = random_ids(1, 11)
+    reference = encode(model, ids, torch.ones_like(ids))
+    for pad in (1, 6, 20):
+        padded = torch.cat([ids, random_ids(1, pad, seed=pad)], dim=1)  # garbage tokens under the mask
+        mask = torch.cat([torch.ones_like(ids), torch.zeros(1, pad, dtype=torch.long)], dim=1)
+        assert rel_err(encode(model, padded, mask)[:, :11], reference) < 1e-10
+    # without the mask, the garbage tokens do leak into the real positions (bidirectional case)
+    if overrides.get("bidirectional", True):
+        assert rel_err(encode(model, padded)[:, :11], reference) > 1e-3
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_causal_encoder_has_no_look_ahead(bidirectional):
+    model = tiny_model(bidirectional=bidirectional)
+    ids = random_ids(2, 17)
+    changed = ids.clone()
+    changed[:, 9] = (ids[:, 9] + 1) % VOCAB
+    before, after = encode(model, ids), encode(model, changed)
+    assert (after[:, 9:] - before[:, 9:]).abs().amax() > 1e-3
+    past_change = (after[:, :9] - before[:, :9]).abs().amax()
+    if bidirectional:
+        assert past_change > 1e-3
+    else:
+        assert past_change < 1e-12
+
+
+def test_no_grad_chunked_encoder_matches_full_path(monkeypatch):
+    model = tiny_model(ssm_chunk_channels=5)
+    ids, mask = random_ids(2, 23), torch.ones(2, 23, dtype=torch.long)
+    mask[1, 15:] = 0
+    full = encode(model, ids, mask)  # grad enabled: full-width SSM, unchunked FFN
+    monkeypatch.setattr(modeling, "FFN_CHUNK_ELEMENTS", 2 * 3 * model.config.d_ff)  # 3-token FFN chunks
+    with torch.no_grad():
+        chunked = encode(model, ids, mask)
+    assert rel_err(chunked, full) < 1e-12
+
+
+def test_automatic_channel_chunks_bound_fft_buffers():
+    with torch.device("meta"):
+        ssm = modeling.LocostSSM(LocostConfig(**PRESETS["small"]))
+    u = torch.empty(1, 600_000, 512, device="meta")
+    chunks = ssm._channel_chunks(u)
+    size = chunks[0].stop - chunks[0].start
+    assert len(chunks) > 1 and chunks[-1].stop == 512
+    assert size * fast_fft_size(1_200_000) * 8 <= 256 * 2**20  # complex64 spectrum of one chunk
+    assert len(ssm._channel_chunks(torch.empty(1, 4096, 512, device="meta"))) == 1
+
+
+def test_ssm_saves_no_complex_or_kernel_factor_tensors_for_backward():
+    """Training-time SSM keeps only real tensors no larger than an activation or the (c, H, L) kernel."""
+    model = LocostForConditionalGeneration(tiny_config(d_state=32)).train()
+    B, L, H = 2, 300, model.config.d_model
+    saved = []
+
+    def pack(t):
+        saved.append((t.dtype, t.numel()))
+        return t
+
+    layer = model.encoder.block[0].layer[0]
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        layer(torch.randn(B, L, H, requires_grad=True), torch.ones(B, L))
+    assert saved and not any(dtype.is_complex for dtype, _ in saved)
+    assert max(n for _, n in saved) <= max(B * L * H, 2 * H * L)
+
+
+def test_kernel_is_recomputed_in_backward():
+    model = LocostForConditionalGeneration(tiny_config()).train()
+    calls = []
+    model.encoder.block[0].layer[0].ssm_layer.kernel.register_forward_pre_hook(lambda *args: calls.append(1))
+    loss = model(input_ids=random_ids(1, 9), labels=random_ids(1, 4)).loss
+    assert len(calls) == 1
+    loss.backward()
+    assert len(calls) == 2
+
+
+def test_gating_off_and_causal_configs_train():
+    for overrides in ({"gating": False}, {"bidirectional": False}, {"gating": False, "bidirectional": False}):
+        model = LocostForConditionalGeneration(tiny_config(**overrides)).train()
+        model(input_ids=random_ids(2, 7), labels=random_ids(2, 3)).loss.backward()
+        ssm = model.encoder.block[0].layer[0].ssm_layer
+        assert (ssm.q_proj is None) == (not model.config.gating)
+        assert ssm.kernel.C.shape[0] == (2 if model.config.bidirectional else 1)
+        assert ssm.kernel.C.grad is not None and ssm.kernel.C.grad.abs().sum() > 0
+
+
+# --- decoder, loss, generation -------------------------------------------------------------------------
+
+
+def test_loss_is_shifted_cross_entropy_ignoring_minus_100():
+    model = tiny_model()
+    ids, labels = random_ids(2, 9), random_ids(2, 5, seed=3)
+    labels[1, 3:] = -100
+    decoder_input_ids = torch.cat([torch.zeros(2, 1, dtype=torch.long), labels[:, :-1]], dim=1).clamp_min(0)
+    logits = model(input_ids=ids, decoder_input_ids=decoder_input_ids).logits
+    expected = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+    assert torch.allclose(model(input_ids=ids, labels=labels).loss, expected, rtol=1e-12)
+
+
+def test_cached_decoding_matches_full_forward():
+    model = tiny_model(scramble=True)
+    ids, mask = random_ids(2, 12), torch.ones(2, 12, dtype=torch.long)
+    mask[0, 8:] = 0
+    targets = random_ids(2, 6, seed=5)
+    full = model(input_ids=ids, attention_mask=mask, decoder_input_ids=targets, use_cache=False).logits
+    encoder_outputs = model.get_encoder()(input_ids=ids, attention_mask=mask)
+    cache, steps = None, []
+    for t in range(6):
+        out = model(
+            encoder_outputs=encoder_outputs,
+            attention_mask=mask,
+            decoder_input_ids=targets[:, t : t + 1],
+            past_key_values=cache,
+            use_cache=True,
+        )
+        cache = out.past_key_values
+        steps.append(out.logits)
+    assert cache.get_seq_length() == 6
+    assert rel_err(torch.cat(steps, dim=1), full) < 1e-10
+
+
+def greedy_without_cache(model, ids, mask, steps):
+    decoded = torch.full((ids.shape[0], 1), model.config.decoder_start_token_id)
+    for _ in range(steps):
+        logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoded, use_cache=False).logits
+        decoded = torch.cat([decoded, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return decoded
+
+
+def test_greedy_generate_matches_manual_loop_and_beam_search_runs():
+    model = tiny_model(scramble=True)
+    model.generation_config.eos_token_id = None  # fixed length, so both loops run the same number of steps
+    ids, mask = random_ids(2, 15), torch.ones(2, 15, dtype=torch.long)
+    mask[1, 10:] = 0
+    generated = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=8, do_sample=False)
+    assert torch.equal(generated, greedy_without_cache(model, ids, mask, 8))
+    assert len(set(generated[:, 1:].flatten().tolist())) > 2  # not a degenerate repetition
+    beams = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=8, num_beams=2, do_sample=False)
+    assert beams.shape == (2, 9) and beams.min() >= 0 and beams.max() < VOCAB
+
+
+def test_gradient_checkpointing_gives_same_gradients():
+    model = tiny_model().train()
+    ids, labels = random_ids(2, 13), random_ids(2, 5)
+
+    def gradients():
+        model.zero_grad()
+        model(input_ids=ids, labels=labels).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    calls = []
+    for block in (model.encoder.block[1], model.decoder.block[1]):
+        block.layer[0].register_forward_hook(lambda *args: calls.append(1))
+    plain = gradients()
+    assert len(calls) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # transformers >= 5.2x renames the method
+        model.gradient_checkpointing_enable()
+    calls.clear()
+    checkpointed = gradients()
+    assert len(calls) == 4  # each block ran again during backward
+    for name, grad in plain.items():
+        assert torch.allclose(checkpointed[name], grad, rtol=1e-10, atol=1e-12), name
+
+
+# --- save / load, dtype ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_save_and_load_round_trip(tmp_path, tie):
+    model = tiny_model(tie_word_embeddings=tie).float()
+    ids = random_ids(2, 10)
+    decoder_input_ids = random_ids(2, 4, seed=2)
+    expected = model(input_ids=ids, decoder_input_ids=decoder_input_ids).logits
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    for loaded in (
+        LocostForConditionalGeneration.from_pretrained(tmp_path),
+        AutoModelForSeq2SeqLM.from_pretrained(tmp_path),
+    ):
+        assert type(loaded) is LocostForConditionalGeneration
+        assert (loaded.lm_head.weight is loaded.shared.weight) == tie
+        assert torch.equal(loaded.eval()(input_ids=ids, decoder_input_ids=decoder_input_ids).logits, expected)
+
+
+def test_half_precision_keeps_ssm_parameters_float32(tmp_path):
+    LocostForConditionalGeneration(tiny_config()).save_pretrained(tmp_path)
+    model = LocostForConditionalGeneration.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    ssm = model.encoder.block[0].layer[0].ssm_layer
+    assert ssm.k_proj.weight.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in [ssm.D, *ssm.kernel.parameters()])
+    with torch.no_grad():
+        logits = model(input_ids=random_ids(1, 33), decoder_input_ids=random_ids(1, 3)).logits
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(
+    "preset, vocab, low, high", [("base", 32100, 225e6, 245e6), ("small", 32128, 50e6, 58e6)]
+)
+def test_preset_parameter_counts(preset, vocab, low, high):
+    with torch.device("meta"):
+        model = LocostForConditionalGeneration(LocostConfig(**{**PRESETS[preset], "vocab_size": vocab}))
+    assert model.lm_head.weight is model.shared.weight
+    assert low < sum(p.numel() for p in model.parameters()) < high
+
+
+# --- the released checkpoint's layout --------------------------------------------------------------------
+
+
+def released_layout_state_dict(config, seed=0):
+    """Random tensors under the released checkpoint's key names and shapes (written from its description)."""
+    g = torch.Generator().manual_seed(seed)
+    H, M, F_, V = config.d_model, config.d_state // 2, config.d_ff, config.vocab_size
+    inner = config.num_heads * config.d_kv
+
+    def w(*shape):
+        return torch.randn(*shape, generator=g) * shape[-1] ** -0.5
+
+    def norm():
+        return 1 + 0.1 * torch.randn(H, generator=g)
+
+    sd = {"shared.weight": torch.randn(V, H, generator=g)}
+    for i in range(config.num_layers):
+        p = f"encoder.block.{i}.layer."
+        sd[p + "0.layer_prenorm.weight"] = norm()
+        for name in ("q_proj", "k_proj", "output_linear"):
+            sd[p + f"0.ssm_layer.{name}.weight"] = w(H, H)
+            sd[p + f"0.ssm_layer.{name}.bias"] = 0.1 * torch.randn(H, generator=g)
+        sd[p + "0.ssm_layer.D"] = torch.randn(H, generator=g)
+        sd[p + "0.ssm_layer.kernel.log_dt"] = torch.empty(H).uniform_(
+            math.log(1e-3), math.log(0.1), generator=g
+        )
+        sd[p + "0.ssm_layer.kernel.C"] = torch.randn(2, H, M, 2, generator=g)
+        sd[p + "0.ssm_layer.kernel.B"] = torch.randn(H, M, 2, generator=g)
+        sd[p + "0.ssm_layer.kernel.inv_A_real"] = math.log(0.5) + 0.3 * torch.randn(H, M, generator=g)
+        sd[p + "0.ssm_layer.kernel.A_imag"] = math.pi * torch.arange(M) + torch.randn(H, M, generator=g)
+        sd[p + "1.layer_norm.weight"] = norm()
+        sd[p + "1.DenseReluDense.wi_0.weight"] = w(F_, H)
+        sd[p + "1.DenseReluDense.wi_1.weight"] = w(F_, H)
+        sd[p + "1.DenseReluDense.wo.weight"] = w(H, F_)
+    for i in range(config.num_decoder_layers):
+        p = f"decoder.block.{i}.layer."
+        for j, attention in ((0, "SelfAttention"), (1, "EncDecAttention")):
+            for name in "qkv":
+                sd[p + f"{j}.{attention}.{name}.weight"] = w(inner, H)
+            sd[p + f"{j}.{attention}.o.weight"] = w(H, inner)
+            sd[p + f"{j}.layer_norm.weight"] = norm()
+        if i == 0:
+            sd[p + "0.SelfAttention.relative_attention_bias.weight"] = torch.randn(
+                config.relative_attention_num_buckets, config.num_heads, generator=g
+            )
+        sd[p + "2.layer_norm.weight"] = norm()
+        sd[p + "2.DenseReluDense.wi_0.weight"] = w(F_, H)
+        sd[p + "2.DenseReluDense.wi_1.weight"] = w(F_, H)
+        sd[p + "2.DenseReluDense.wo.weight"] = w(H, F_)
+    sd["encoder.final_layer_norm.weight"] = norm()
+    sd["decoder.final_layer_norm.weight"] = norm()
+    for copy in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"):
+        sd[copy] = sd["shared.weight"]
+    return sd
+
+
+def reference_encoder(sd, config, ids, mask):
+    """The paper's encoder written directly on the released tensors with the reference SSM functions."""
+
+    def rms(x, weight):
+        return weight * x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + config.layer_norm_epsilon)
+
+    h = sd["shared.weight"][ids]
+    for i in range(config.num_layers):
+        p = f"encoder.block.{i}.layer."
+        s = p + "0.ssm_layer."
+        x = rms(h, sd[p + "0.layer_prenorm.weight"])
+        k = (x @ sd[s + "k_proj.weight"].T + sd[s + "k_proj.bias"]) * mask[..., None]
+        q = x @ sd[s + "q_proj.weight"].T + sd[s + "q_proj.bias"]
+        kernel = [sd[s + "kernel." + n] for n in ("log_dt", "inv_A_real", "A_imag", "B", "C")]
+        K = ssm_kernel_ref(*s4d_discretize(*kernel, dtype=F64), ids.shape[1])
+        y = q * (bidirectional_conv_ref(k, K) + sd[s + "D"] * k)
+        h = h + y @ sd[s + "output_linear.weight"].T + sd[s + "output_linear.bias"]
+        x = rms(h, sd[p + "1.layer_norm.weight"])
+        d = p + "1.DenseReluDense."
+        gated = F.gelu(x @ sd[d + "wi_0.weight"].T, approximate="tanh") * (x @ sd[d + "wi_1.weight"].T)
+        h = h + gated @ sd[d + "wo.weight"].T
+    return rms(h, sd["encoder.final_layer_norm.weight"])
+
+
+def test_released_checkpoint_converts_and_matches_independent_computation():
+    config = tiny_config()
+    released = released_layout_state_dict(config)
+    model = load_released_state_dict(released, config).double()
+    sd64 = {k: v.double() for k, v in released.items()}
+    ids, mask = random_ids(2, 14), torch.ones(2, 14, dtype=torch.long)
+    mask[1, 9:] = 0
+    decoder_input_ids = random_ids(2, 5, seed=7)
+
+    # encoder == the formula on the released tensors (real positions; padded ones are never read)
+    encoder_out = encode(model, ids, mask)
+    expected = reference_encoder(sd64, config, ids, mask)
+    assert rel_err(encoder_out[0], expected[0]) < 1e-10
+    assert rel_err(encoder_out[1, :9], expected[1, :9]) < 1e-10
+
+    # decoder + LM head == Hugging Face T5 (eager attention) with the released decoder tensors
+    # (T5LayerNorm computes its variance in float32, hence the looser tolerance)
+    t5_config = T5Config(
+        vocab_size=VOCAB,
+        d_model=config.d_model,
+        d_kv=config.d_kv,
+        d_ff=config.d_ff,
+        num_layers=1,
+        num_decoder_layers=config.num_decoder_layers,
+        num_heads=config.num_heads,
+        feed_forward_proj="gated-gelu",
+        dropout_rate=0.0,
+        decoder_start_token_id=0,
+    )
+    t5 = T5ForConditionalGeneration(t5_config).double().eval()
+    t5.config._attn_implementation = "eager"
+    missing, unexpected = t5.load_state_dict(
+        {k: v for k, v in sd64.items() if not k.startswith("encoder.")}, strict=False
+    )
+    assert not unexpected and all(k.startswith("encoder.") for k in missing)
+    t5_logits = t5(
+        encoder_outputs=(encoder_out,), attention_mask=mask, decoder_input_ids=decoder_input_ids
+    ).logits
+    logits = model(
+        encoder_outputs=(encoder_out,), attention_mask=mask, decoder_input_ids=decoder_input_ids
+    ).logits
+    assert rel_err(logits, t5_logits) < 1e-6
+
+    # ours -> released -> ours reproduces the logits exactly and writes every released key
+    back = to_released_state_dict(model.float().state_dict())
+    assert set(back) == set(released)
+    assert all(back[k].shape == v.shape for k, v in released.items())
+    reloaded = load_released_state_dict(back, config)
+    assert torch.equal(
+        reloaded(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_input_ids).logits,
+        model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_input_ids).logits,
+    )
+
+
+def test_converter_rejects_mismatched_keys():
+    config = tiny_config()
+    released = released_layout_state_dict(config)
+    released["encoder.block.0.layer.0.ssm_layer.kernel.unknown"] = torch.zeros(1)
+    with pytest.raises(KeyError, match="unknown"):
+        load_released_state_dict(released, config)
