@@ -1,0 +1,261 @@
+"""Run cells in isolated processes and sweeps of cells into a run directory.
+
+``run_cell`` starts ``python -m bench.worker`` in a new session (its own process group) and watches
+it: every ``poll_s`` it reads the child's resident memory from ``/proc/<pid>/status`` and kills the
+whole group when the host-memory budget or the time limit is passed (status ``oom`` / ``timeout``).
+A child that dies by SIGKILL without being told (the kernel's OOM killer) is ``oom`` too. On CPU
+the child also gets an address-space limit (``RLIMIT_AS``) well above the budget, so that one
+sudden huge allocation fails inside the child as a ``MemoryError`` instead of taking the host down;
+the resident-memory watchdog is what enforces the budget.
+
+``run_sweep`` runs cells in order of input length, appends one record per cell to
+``results.jsonl``, regenerates ``results.csv`` after each, skips cells already recorded (unless
+``force``), and records longer inputs of a model and mode that already failed as ``skipped``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.cells import FAILURES_THAT_SKIP_LONGER, Cell
+from bench.env import REPO, environment, mem_available_bytes
+from bench.results import RUN, append_record, read_records, write_csv, write_json
+from bench.trackers import status_bytes
+
+GiB = 2**30
+
+#: every record carries these keys (null where not measured), in this order
+RECORD_FIELDS = (
+    "run_id", "suite", "cell_id", "family", "size", "model", "mode", "input_len", "target_len",
+    "new_tokens", "batch", "dtype", "device", "threads", "status", "message",
+    "params_total", "params_embedding", "params_non_embedding",
+    "mem_peak_bytes", "mem_peak_above_base_bytes", "mem_base_bytes", "mem_reserved_bytes",
+    "nvml_process_bytes", "nvml_device_bytes",
+    "time_median_s", "time_min_s", "time_max_s", "time_iqr_s", "repeats", "warmup",
+    "tokens_per_s", "generated_tokens_per_s", "flops", "flops_analytic", "flops_source",
+    "started_at", "wall_s", "env",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How cells are measured (not part of a cell's identity)."""
+    warmup: int = 1
+    repeats: int = 3
+    min_time_s: float = 0.0
+    timeout_s: float = 600.0
+    #: host-memory budget per cell; None: ``budget_fraction`` of MemAvailable when the sweep starts
+    budget_bytes: int | None = None
+    budget_fraction: float = 0.8
+    flops: bool = False
+    flops_max_len: int = 4096
+    poll_s: float = 0.05
+
+    def resolved(self) -> "Settings":
+        if self.budget_bytes is not None:
+            return self
+        available = mem_available_bytes()
+        budget = int(self.budget_fraction * available) if available else None
+        return Settings(**{**asdict(self), "budget_bytes": budget})
+
+    def worker_settings(self) -> dict:
+        return {"warmup": self.warmup, "repeats": self.repeats, "min_time_s": self.min_time_s,
+                "flops": self.flops, "flops_max_len": self.flops_max_len}
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def address_space_limit(budget: int | None, device: str) -> int | None:
+    """RLIMIT_AS for a CPU child: far enough above the budget that the virtual areas torch and the
+    allocator reserve (about 1 GiB here) never trip it; none on CUDA, which maps huge areas."""
+    if budget is None or not device.startswith("cpu"):
+        return None
+    return int(budget * 1.25) + 4 * GiB
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _last_line(path: Path | None) -> str:
+    if path is None or not path.exists():
+        return ""
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None) -> dict:
+    """Measure one cell in a child process; always returns the measured fields with a status."""
+    with tempfile.TemporaryDirectory(prefix="bench-cell-") as tmp:
+        spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec_path.write_text(json.dumps({
+            "cell": cell.to_json(), "settings": settings.worker_settings(), "result": str(result_path),
+            "parent": os.getpid(),
+            "address_space_bytes": address_space_limit(settings.budget_bytes, cell.device)}))
+        env = dict(os.environ, OMP_NUM_THREADS=str(cell.threads), MKL_NUM_THREADS=str(cell.threads),
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        log = open(log_path, "w") if log_path else subprocess.DEVNULL
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(spec_path)], cwd=REPO,
+                                    env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            verdict, peak_seen = None, None
+            try:
+                while verdict is None:
+                    try:
+                        proc.wait(timeout=settings.poll_s)
+                        break
+                    except subprocess.TimeoutExpired:
+                        pass
+                    rss = status_bytes("VmRSS", proc.pid)
+                    if rss is not None:
+                        peak_seen = max(peak_seen or 0, rss)
+                    if settings.budget_bytes and rss and rss > settings.budget_bytes:
+                        verdict = ("oom", f"host memory budget exceeded: RSS {rss / GiB:.2f} GiB > "
+                                          f"{settings.budget_bytes / GiB:.2f} GiB, killed")
+                    elif time.monotonic() - started > settings.timeout_s:
+                        verdict = ("timeout", f"timed out after {settings.timeout_s:g} s, killed")
+                if verdict:
+                    _kill_group(proc)
+            except BaseException:  # the runner itself is interrupted: take the child along
+                _kill_group(proc)
+                raise
+        finally:
+            if log_path:
+                log.close()
+        try:
+            fields = json.loads(result_path.read_text())
+        except (OSError, ValueError):
+            fields = {}
+    stage = fields.pop("stage", None)
+    if verdict is None and stage != "done":
+        if proc.returncode == -signal.SIGKILL:
+            verdict = ("oom", "killed by SIGKILL without a result (the kernel's OOM killer?)")
+        elif proc.returncode < 0:
+            verdict = ("error", f"worker killed by signal {-proc.returncode}")
+        else:
+            verdict = ("error", _last_line(log_path) or f"worker exited with code {proc.returncode} "
+                                                        "without a result")
+    if verdict is not None:
+        fields.update(status=verdict[0], message=verdict[1])
+        if peak_seen is not None and (fields.get("mem_peak_bytes") or 0) < peak_seen:
+            # the highest RSS the watchdog saw: a lower bound of the real peak
+            fields["mem_peak_bytes"] = peak_seen
+            fields["message"] += f" (peak RSS seen {peak_seen / GiB:.2f} GiB)"
+            if fields.get("mem_base_bytes") is not None:
+                fields["mem_peak_above_base_bytes"] = peak_seen - fields["mem_base_bytes"]
+    if not fields.get("env"):
+        fields["env"] = environment(cell.device, query_device=False, threads=cell.threads)
+    return fields
+
+
+def make_record(cell: Cell, fields: dict, *, run_id: str, suite: str, started_at: str, wall_s: float) -> dict:
+    record = dict.fromkeys(RECORD_FIELDS)
+    record.update({key: value for key, value in fields.items() if key in RECORD_FIELDS})
+    record.update(run_id=run_id, suite=suite, cell_id=cell.cell_id, model=cell.model,
+                  started_at=started_at, wall_s=round(wall_s, 3),
+                  **{k: v for k, v in cell.key().items() if k in RECORD_FIELDS})
+    if cell.workload is not None:
+        record.update(workload=cell.workload, workload_args=dict(cell.workload_args))
+    record["message"] = record["message"] or ""
+    return record
+
+
+def cell_of(record: dict) -> Cell:
+    fields = {k: record[k] for k in ("family", "size", "mode", "input_len", "target_len", "new_tokens",
+                                     "batch", "dtype", "device", "threads")}
+    if record.get("workload"):
+        fields.update(workload=record["workload"],
+                      workload_args=tuple(sorted((record.get("workload_args") or {}).items())))
+    return Cell(**fields)
+
+
+class Failures:
+    """The shortest failing length of each series (a model, mode and conditions)."""
+
+    def __init__(self):
+        self.first: dict[tuple, tuple[int, str]] = {}
+
+    def note(self, cell: Cell, status: str) -> None:
+        if status in FAILURES_THAT_SKIP_LONGER:
+            known = self.first.get(cell.series)
+            if known is None or cell.input_len < known[0]:
+                self.first[cell.series] = (cell.input_len, status)
+
+    def reason_to_skip(self, cell: Cell) -> str | None:
+        known = self.first.get(cell.series)
+        if known is None or cell.input_len <= known[0]:
+            return None
+        length, status = known
+        return f"skipped: {cell.model} {cell.mode} was {status} at {length:,} tokens"
+
+
+def run_sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, run_id: str | None = None,
+              force: bool = False, skip_longer: bool = True, progress: bool = True,
+              run_info: dict | None = None) -> list[dict]:
+    """Measure every cell not yet recorded in ``run_dir``; returns the records of ``cells``."""
+    from tqdm import tqdm
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "logs").mkdir(exist_ok=True)
+    run_id = run_id or run_dir.name
+    settings = settings.resolved()
+    order = {cell: i for i, cell in enumerate(dict.fromkeys(cells))}
+    cells = sorted(order, key=lambda cell: (cell.input_len, order[cell]))
+
+    failures = Failures()
+    done: set[str] = set()
+    if not force:
+        for record in read_records(run_dir):
+            done.add(record["cell_id"])
+            try:
+                failures.note(cell_of(record), record.get("status"))
+            except (KeyError, TypeError):
+                pass
+    todo = [cell for cell in cells if cell.cell_id not in done]
+    info = {"suite": suite, "run_id": run_id, **(run_info or {}), "settings": asdict(settings),
+            "cells": len(cells), "already_recorded": len(cells) - len(todo),
+            "env": environment(cells[0].device if cells else "cpu", query_device=False),
+            "started_at": now_iso(), "finished_at": None}
+    write_json(run_dir / RUN, info)
+
+    bar = tqdm(total=len(todo), file=sys.stderr, disable=not progress, unit="cell", dynamic_ncols=True)
+    try:
+        for cell in todo:
+            bar.set_description(cell.label)
+            started_at, started = now_iso(), time.monotonic()
+            reason = failures.reason_to_skip(cell) if skip_longer else None
+            if reason:
+                fields = {"status": "skipped", "message": reason,
+                          "env": environment(cell.device, query_device=False, threads=cell.threads)}
+            else:
+                fields = run_cell(cell, settings, run_dir / "logs" / f"{cell.cell_id}.log")
+            record = make_record(cell, fields, run_id=run_id, suite=suite, started_at=started_at,
+                                 wall_s=time.monotonic() - started)
+            append_record(run_dir, record)
+            write_csv(run_dir)
+            failures.note(cell, record["status"])
+            bar.set_postfix_str(f"last: {record['status']}")
+            bar.update()
+    finally:
+        bar.close()
+    info["finished_at"] = now_iso()
+    write_json(run_dir / RUN, info)
+    wanted = {cell.cell_id for cell in cells}
+    return [record for record in read_records(run_dir) if record["cell_id"] in wanted]

@@ -1,0 +1,217 @@
+"""Trackers: memory and time of one measured step, each a small separate piece.
+
+- ``HostMemory``: peak resident memory of this process (``VmHWM`` in ``/proc/self/status``,
+  falling back to ``ru_maxrss``). ``start()`` records the base (RSS now) and resets the high-water
+  mark by writing ``5`` to ``/proc/self/clear_refs`` (Linux), so that model-building transients do
+  not count; where the reset is refused the peak is the process's lifetime peak (``hwm_reset`` says
+  which).
+- ``CudaMemory``: the caching allocator's peak above what was allocated before the step.
+- ``NvmlSampler``: process and device memory as NVML sees them, sampled by a thread (optional).
+- ``Timer``: CUDA events on GPU, ``perf_counter`` on CPU; ``summarize`` gives median/min/max/IQR.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+
+_STATUS = "/proc/self/status"
+
+
+def status_bytes(field: str, pid: int | str = "self") -> int | None:
+    """A ``kB`` field (``VmRSS``, ``VmHWM``) of ``/proc/<pid>/status`` in bytes, None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            match = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(match.group(1)) * 1024 if match else None
+
+
+def _peak_rss() -> int:
+    peak = status_bytes("VmHWM")
+    if peak is None:  # no procfs: ru_maxrss is in kB on Linux
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return peak
+
+
+def _current_rss() -> int | None:
+    return status_bytes("VmRSS")
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's ``VmHWM`` to its current RSS; False where the kernel refuses."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class MemoryReading:
+    peak_bytes: int | None = None
+    base_bytes: int | None = None
+    reserved_bytes: int | None = None
+    nvml_process_bytes: int | None = None
+    nvml_device_bytes: int | None = None
+
+    @property
+    def above_base_bytes(self) -> int | None:
+        if self.peak_bytes is None or self.base_bytes is None:
+            return None
+        return self.peak_bytes - self.base_bytes
+
+
+class HostMemory:
+    def __init__(self):
+        self.base: int | None = None
+        self.hwm_reset = False
+
+    def start(self) -> None:
+        self.base = _current_rss()
+        self.hwm_reset = reset_peak_rss()
+        if self.base is None:  # no procfs
+            self.base = _peak_rss()
+
+    def stop(self) -> MemoryReading:
+        return MemoryReading(peak_bytes=_peak_rss(), base_bytes=self.base)
+
+
+class CudaMemory:
+    def __init__(self, device):
+        import torch
+        self.torch, self.device = torch, torch.device(device)
+        self.base: int | None = None
+        self.nvml = NvmlSampler(self.device.index or 0)
+
+    def start(self) -> None:
+        cuda = self.torch.cuda
+        cuda.synchronize(self.device)
+        self.base = cuda.memory_allocated(self.device)
+        cuda.reset_peak_memory_stats(self.device)
+        self.nvml.start()
+
+    def stop(self) -> MemoryReading:
+        cuda = self.torch.cuda
+        cuda.synchronize(self.device)
+        nvml_process, nvml_device = self.nvml.stop()
+        return MemoryReading(peak_bytes=cuda.max_memory_allocated(self.device), base_bytes=self.base,
+                             reserved_bytes=cuda.max_memory_reserved(self.device),
+                             nvml_process_bytes=nvml_process, nvml_device_bytes=nvml_device)
+
+
+def memory_tracker(device: str):
+    return CudaMemory(device) if str(device).startswith("cuda") else HostMemory()
+
+
+class NvmlSampler:
+    """Highest NVML process and device memory seen while running; (None, None) without NVML."""
+
+    def __init__(self, index: int = 0, interval_s: float = 0.01):
+        self.index, self.interval_s = index, interval_s
+        self.process_peak: int | None = None
+        self.device_peak: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._nvml = None
+
+    def start(self) -> None:
+        try:
+            import pynvml
+            pynvml.nvmlInit()
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
+        except Exception:  # no library, no driver (NVMLError_LibraryNotFound here): no NVML figures
+            return
+        self._nvml = pynvml
+        self._sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        nvml, pid = self._nvml, os.getpid()
+        try:
+            used = nvml.nvmlDeviceGetMemoryInfo(self._handle).used
+            self.device_peak = max(self.device_peak or 0, used)
+            for proc in nvml.nvmlDeviceGetComputeRunningProcesses(self._handle):
+                if proc.pid == pid and proc.usedGpuMemory is not None:
+                    self.process_peak = max(self.process_peak or 0, proc.usedGpuMemory)
+        except nvml.NVMLError:
+            pass
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def stop(self) -> tuple[int | None, int | None]:
+        if self._nvml is None:
+            return None, None
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        try:
+            self._nvml.nvmlShutdown()
+        except self._nvml.NVMLError:
+            pass
+        return self.process_peak, self.device_peak
+
+
+class Timer:
+    """Seconds of one call: CUDA events on a GPU (asynchronous work included), else perf_counter."""
+
+    def __init__(self, device: str):
+        self.cuda = str(device).startswith("cuda")
+        if self.cuda:
+            import torch
+            self.torch = torch
+
+    def time(self, fn) -> float:
+        if self.cuda:
+            start = self.torch.cuda.Event(enable_timing=True)
+            end = self.torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1000.0
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+
+@dataclass
+class TimeSummary:
+    median_s: float
+    min_s: float
+    max_s: float
+    iqr_s: float
+    repeats: int
+
+
+def summarize(times: list[float]) -> TimeSummary:
+    if not times:
+        raise ValueError("no timings to summarize")
+    if len(times) > 1:
+        q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
+    else:
+        q1 = q3 = times[0]
+    return TimeSummary(median_s=statistics.median(times), min_s=min(times), max_s=max(times),
+                       iqr_s=q3 - q1, repeats=len(times))
+
+
+def repeat(fn, timer: Timer, *, warmup: int, repeats: int, min_time_s: float = 0.0,
+           max_repeats: int = 1000) -> list[float]:
+    """Run ``fn`` ``warmup`` times untimed, then timed until ``repeats`` runs are done and they
+    add up to at least ``min_time_s`` (at most ``max_repeats`` runs)."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    while len(times) < max_repeats and (len(times) < repeats or sum(times) < min_time_s):
+        times.append(timer.time(fn))
+    return times

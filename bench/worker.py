@@ -1,0 +1,161 @@
+"""The child process of one cell: ``python -m bench.worker SPEC.json``.
+
+The runner (``bench.runner``) starts it in a new session and watches it; the worker prepares the
+workload, measures memory and time, and writes what it knows to the spec's ``result`` file at each
+stage (atomically), so that the runner can still tell the parameter counts and memory base of a
+cell it had to kill. A handled failure (unsupported length, out of memory, any exception) ends the
+worker normally with that status in the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import resource
+import sys
+import traceback
+
+from bench.cells import Cell
+
+
+def write_json(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip()
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    message = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """(status, one-line message) of an exception raised while preparing or measuring a cell."""
+    errors = sys.modules.get("models.errors")  # not loaded: the exception cannot come from a model
+    if errors is not None and isinstance(exc, errors.UnsupportedLengthError):
+        return "unsupported", str(exc).splitlines()[0]
+    if isinstance(exc, MemoryError):
+        return "oom", one_line(exc)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
+        return "oom", one_line(exc)
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text):
+        return "oom", one_line(exc)
+    return "error", one_line(exc)
+
+
+def autocast(cell: Cell):
+    if cell.dtype == "fp32":
+        return contextlib.nullcontext()
+    import torch
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[cell.dtype]
+    return torch.autocast(device_type=cell.device.split(":")[0], dtype=dtype)
+
+
+def _threads(cell: Cell) -> int:
+    """Threads the step ran with: torch's setting where torch is in use, else the cell's."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else cell.threads
+
+
+def measure(cell: Cell, settings: dict, report) -> dict:
+    """Prepare, measure, and return the measured fields of the record; ``report(fields)`` is
+    called with what is known so far (parameters, memory base) before the step runs."""
+    from bench import trackers
+    from bench.env import environment
+    from bench.workloads import prepare
+
+    record: dict = {"warmup": settings["warmup"]}
+    prepared = prepare(cell)
+    record["env"] = environment(cell.device, threads=_threads(cell))
+    if prepared.params is not None:
+        record.update(params_total=prepared.params.total, params_embedding=prepared.params.embedding,
+                      params_non_embedding=prepared.params.non_embedding)
+    gc.collect()
+    memory = trackers.memory_tracker(cell.device)
+    memory.start()
+    record["mem_base_bytes"] = memory.base
+    report(record)
+    timer = trackers.Timer(cell.device)
+    try:
+        with autocast(cell):
+            times = trackers.repeat(prepared.step, timer, warmup=settings["warmup"],
+                                    repeats=settings["repeats"], min_time_s=settings["min_time_s"])
+    finally:  # the peak reached before a failure is worth keeping too
+        reading = memory.stop()
+        record.update(mem_peak_bytes=reading.peak_bytes, mem_peak_above_base_bytes=reading.above_base_bytes,
+                      mem_base_bytes=reading.base_bytes, mem_reserved_bytes=reading.reserved_bytes,
+                      nvml_process_bytes=reading.nvml_process_bytes,
+                      nvml_device_bytes=reading.nvml_device_bytes)
+        report(record)
+    summary = trackers.summarize(times)
+    record.update(time_median_s=summary.median_s, time_min_s=summary.min_s, time_max_s=summary.max_s,
+                  time_iqr_s=summary.iqr_s, repeats=summary.repeats,
+                  tokens_per_s=cell.batch * cell.input_len / summary.median_s)
+    if cell.mode == "generate":
+        record["generated_tokens_per_s"] = cell.batch * cell.new_tokens / summary.median_s
+    if (settings.get("flops") and prepared.count_flops is not None and cell.mode in ("train", "encode")
+            and cell.input_len <= settings.get("flops_max_len", 0)):
+        try:
+            with autocast(cell):
+                count = prepared.count_flops()
+            record.update(flops=count.total, flops_analytic=count.analytic, flops_source=count.source)
+        except Exception as exc:  # FLOPs are optional: the measurement stands without them
+            print(f"warning: FLOP count failed: {one_line(exc)}", file=sys.stderr)
+    return record
+
+
+def die_with_parent(parent: int | None) -> None:
+    """Ask Linux to SIGKILL this worker when the runner dies, so no orphan keeps measuring."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        return
+    if parent is not None and os.getppid() != parent:  # the runner died before prctl
+        os._exit(1)
+
+
+def main(argv: list[str]) -> int:
+    with open(argv[0]) as f:
+        spec = json.load(f)
+    die_with_parent(spec.get("parent"))
+    result_path = spec["result"]
+    limit = spec.get("address_space_bytes")
+    if limit:  # backstop for sudden huge allocations; the runner's RSS watchdog is the budget
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    cell = Cell.from_json(spec["cell"])
+    state: dict = {"stage": "measuring"}
+
+    def report(fields: dict) -> None:
+        state.update(fields)
+        write_json(result_path, state)
+
+    try:
+        report({})
+        record = measure(cell, spec["settings"], report)
+        record.update(status="ok", message="")
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes a record
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        status, message = classify(exc)
+        if status == "error":
+            traceback.print_exc()
+        record = dict(state, status=status, message=message)
+        if "env" not in record:
+            from bench.env import environment
+            record["env"] = environment(cell.device, threads=_threads(cell))
+    record["stage"] = "done"
+    report(record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

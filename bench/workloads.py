@@ -1,0 +1,92 @@
+"""Workloads: what a cell runs. ``prepare`` sets it up and returns the step to measure.
+
+The model workload (the default) builds ``cell.family`` at ``cell.size`` on the cell's device, checks
+the lengths (``UnsupportedLengthError`` before any big batch exists), makes the batch and returns
+one of the handle's three operations. ``workload="module:function"`` names any other importable
+``function(cell, **workload_args) -> Prepared``; the synthetic ones below (a known allocation, a
+sleep, a failure) check the engine itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from bench.cells import Cell
+
+
+@dataclass
+class Prepared:
+    step: Callable[[], object]
+    #: ``models.ParamCounts`` of the measured model, None for synthetic workloads
+    params: object | None = None
+    #: counts the step's FLOPs on demand: () -> bench.flops.FlopCount
+    count_flops: Callable[[], object] | None = None
+
+
+def model(cell: Cell) -> Prepared:
+    import torch
+
+    from models import build
+
+    torch.set_num_threads(cell.threads)
+    handle = build(cell.family, cell.size, device=cell.device)
+    decoder_len = {"train": cell.target_len, "generate": (cell.new_tokens or 0) + 1}.get(cell.mode, 1)
+    handle.check_lengths(cell.input_len, decoder_len, cell.batch)
+    batch = handle.make_batch(cell.input_len, target_len=cell.target_len or 1, batch_size=cell.batch)
+    steps = {
+        "train": lambda: handle.train_step(batch),
+        "encode": lambda: handle.encode(batch),
+        "generate": lambda: handle.generate(batch, cell.new_tokens),
+    }
+
+    def count_flops():
+        from bench.flops import count_flops
+        return count_flops(handle, batch, cell.mode)
+
+    return Prepared(step=steps[cell.mode], params=handle.params, count_flops=count_flops)
+
+
+def resolve(cell: Cell) -> Callable[..., Prepared]:
+    if cell.workload is None:
+        return model
+    module_name, _, function_name = cell.workload.partition(":")
+    function = getattr(importlib.import_module(module_name), function_name, None) if function_name else None
+    if not callable(function):
+        raise ValueError(f"workload {cell.workload!r} is not an importable 'module:function'")
+    return function
+
+
+def prepare(cell: Cell) -> Prepared:
+    return resolve(cell)(cell, **dict(cell.workload_args))
+
+
+# --- synthetic workloads: known behaviour, for checking the engine ------------------------------
+
+def allocate(cell: Cell, mib: int, chunk_mib: int | None = None, pause_s: float = 0.0) -> Prepared:
+    """Each step touches ``mib`` MiB of fresh memory (in chunks of ``chunk_mib``, pausing
+    ``pause_s`` after each) and frees it: the peak above base is ``mib`` MiB."""
+    import numpy as np
+
+    def step():
+        chunks, left = [], mib
+        while left > 0:
+            size = min(chunk_mib or mib, left)
+            chunks.append(np.ones(size << 20, dtype=np.uint8))
+            left -= size
+            time.sleep(pause_s)
+        return sum(chunk.nbytes for chunk in chunks)
+
+    return Prepared(step=step)
+
+
+def sleep(cell: Cell, seconds: float) -> Prepared:
+    return Prepared(step=lambda: time.sleep(seconds))
+
+
+def fail(cell: Cell, message: str = "synthetic failure") -> Prepared:
+    def step():
+        raise RuntimeError(message)
+    return Prepared(step=step)

@@ -1,0 +1,90 @@
+"""Suites as data: which models, sizes, modes and lengths a sweep measures, per device.
+
+A ``Suite`` holds one ``Sweep`` per device kind (``cpu``, ``cuda``); the command line picks the
+device (CUDA when available), starts from that sweep and overrides fields with its options.
+``Sweep.cells`` expands it into ``bench.cells.Cell`` objects. Cells a default sweep leaves out to fit
+its time budget are listed in ``Sweep.drop`` with the reason; giving ``--lengths`` or ``--models``
+explicitly measures them anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from itertools import product
+
+from bench.cells import Cell
+
+FAMILY_NAMES = ("locost", "longt5-tglobal", "longt5-local", "led", "pegasus-x")
+K = 1024
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Cells of ``family`` in ``mode`` from ``min_len`` tokens on are left out of a default sweep."""
+    family: str
+    mode: str
+    min_len: int
+    reason: str
+
+    def matches(self, cell: Cell) -> bool:
+        return cell.family == self.family and cell.mode == self.mode and cell.input_len >= self.min_len
+
+
+@dataclass(frozen=True)
+class Sweep:
+    models: tuple[str, ...] = FAMILY_NAMES
+    sizes: tuple[str, ...] = ("small",)
+    modes: tuple[str, ...] = ("train", "generate")
+    lengths: tuple[int, ...] = (1 * K, 2 * K, 4 * K, 8 * K, 16 * K)
+    target_len: int = 128
+    new_tokens: int = 16
+    batch: int = 1
+    dtype: str = "fp32"
+    # how each cell is measured
+    warmup: int = 1
+    repeats: int = 1
+    min_time_s: float = 0.0
+    timeout_s: float = 300.0
+    flops: bool = False
+    drop: tuple[Drop, ...] = field(default=())
+
+    def with_options(self, **options) -> "Sweep":
+        """This sweep with the given fields replaced (None values ignored); choosing the models
+        or lengths explicitly measures the cells ``drop`` would leave out."""
+        options = {k: v for k, v in options.items() if v is not None}
+        if "models" in options or "lengths" in options:
+            options["drop"] = ()
+        return replace(self, **options)
+
+    def cells(self, device: str, threads: int) -> list[Cell]:
+        cells = [Cell(family, size, mode, length, target_len=self.target_len, new_tokens=self.new_tokens,
+                      batch=self.batch, dtype=self.dtype, device=device, threads=threads)
+                 for family, size, mode, length in product(self.models, self.sizes, self.modes, self.lengths)]
+        return [cell for cell in cells if not self.dropped(cell)]
+
+    def dropped(self, cell: Cell) -> Drop | None:
+        return next((drop for drop in self.drop if drop.matches(cell)), None)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    cpu: Sweep
+    cuda: Sweep
+
+    def sweep(self, device: str) -> Sweep:
+        return self.cuda if device.startswith("cuda") else self.cpu
+
+
+def suites() -> dict[str, Suite]:
+    from suites.memory import MEMORY
+    from suites.throughput import THROUGHPUT
+    return {suite.name: suite for suite in (MEMORY, THROUGHPUT)}
+
+
+def get_suite(name: str) -> Suite:
+    known = suites()
+    if name not in known:
+        raise ValueError(f"unknown suite {name!r}; known: {', '.join(known)}")
+    return known[name]

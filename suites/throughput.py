@@ -1,0 +1,25 @@
+"""The throughput suite: input tokens (and generated tokens) per second per model and input length.
+
+CPU default: ``small`` presets, fp32, batch 1, train (128 target tokens), encode and generate (16 new
+tokens) at 1K-4K input tokens, one warm-up then at least three timed runs. GPU default: ``base``
+presets, bf16 autocast, 512 target tokens, 64 new tokens, 1K-64K, two warm-ups and at least five
+timed runs adding up to a second or more.
+"""
+
+from suites import K, Sweep, Suite
+
+THROUGHPUT = Suite(
+    name="throughput",
+    description="tokens per second per model, mode and input length",
+    cpu=Sweep(
+        sizes=("small",), modes=("train", "encode", "generate"), lengths=(1 * K, 2 * K, 4 * K),
+        target_len=128, new_tokens=16, batch=1, dtype="fp32",
+        warmup=1, repeats=3, min_time_s=0.0, timeout_s=300.0, flops=False,
+    ),
+    cuda=Sweep(
+        sizes=("base",), modes=("train", "encode", "generate"),
+        lengths=(1 * K, 2 * K, 4 * K, 8 * K, 16 * K, 32 * K, 64 * K),
+        target_len=512, new_tokens=64, batch=1, dtype="bf16",
+        warmup=2, repeats=5, min_time_s=1.0, timeout_s=600.0, flops=False,
+    ),
+)

@@ -1,0 +1,154 @@
+"""The isolated runner with synthetic workloads (real child processes, no model): known allocations
+are measured, budgets and time limits end cells as oom / timeout, and a killed sweep resumes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.cells import Cell
+from bench.results import read_records
+from bench.runner import Settings, run_cell, run_sweep
+
+MiB, GiB = 2**20, 2**30
+REPO = Path(__file__).resolve().parents[1]
+ENV_KEYS = {"python", "torch", "transformers", "device_name", "cpu_model", "cpu_count", "threads",
+            "git_commit", "hostname", "platform"}
+
+
+def synthetic(name: str, length: int = 1, **args) -> Cell:
+    return Cell("synthetic", name, "train", length, target_len=1, workload=f"bench.workloads:{name}",
+                workload_args=tuple(sorted(args.items())))
+
+
+def test_a_known_allocation_is_measured_within_ten_percent():
+    fields = run_cell(synthetic("allocate", mib=400), Settings(warmup=1, repeats=2, budget_bytes=4 * GiB))
+    assert fields["status"] == "ok", fields["message"]
+    assert 360 * MiB <= fields["mem_peak_above_base_bytes"] <= 440 * MiB
+    assert fields["mem_peak_bytes"] == fields["mem_base_bytes"] + fields["mem_peak_above_base_bytes"]
+    assert fields["repeats"] == 2 and fields["warmup"] == 1 and fields["time_median_s"] > 0
+    assert set(fields["env"]) == ENV_KEYS
+
+
+def test_over_budget_ends_as_oom_and_the_next_cell_still_runs(tmp_path):
+    growing = synthetic("allocate", mib=1600, chunk_mib=32, pause_s=0.01)  # the watchdog catches it
+    sudden = synthetic("allocate", mib=64 * 1024)  # one allocation beyond the address-space backstop
+    small = synthetic("allocate", mib=50)
+    records = run_sweep([growing, sudden, small], tmp_path, suite="test", progress=False,
+                        settings=Settings(warmup=0, repeats=1, budget_bytes=1 * GiB))
+    status = {r["workload_args"]["mib"]: r for r in records}
+    assert status[1600]["status"] == "oom" and "budget" in status[1600]["message"]
+    assert status[1600]["mem_peak_bytes"] > 1 * GiB  # the highest RSS the watchdog saw
+    assert status[64 * 1024]["status"] == "oom" and "MemoryError" in status[64 * 1024]["message"]
+    assert status[50]["status"] == "ok"
+    assert all(set(r["env"]) == ENV_KEYS for r in records)
+
+
+def test_a_sleeping_workload_ends_as_timeout():
+    started = time.monotonic()
+    fields = run_cell(synthetic("sleep", seconds=120), Settings(timeout_s=3, budget_bytes=GiB))
+    assert fields["status"] == "timeout" and "3 s" in fields["message"]
+    assert time.monotonic() - started < 60
+
+
+def test_an_exception_ends_as_error_with_one_line():
+    fields = run_cell(synthetic("fail", message="boom\nsecond line"), Settings(budget_bytes=GiB))
+    assert fields["status"] == "error"
+    assert fields["message"] == "RuntimeError: boom"
+
+
+def test_a_bad_workload_name_is_an_error_record():
+    cell = Cell("synthetic", "x", "train", 1, workload="bench.workloads:nope")
+    fields = run_cell(cell, Settings(budget_bytes=GiB))
+    assert fields["status"] == "error" and "nope" in fields["message"]
+
+
+SWEEP_SCRIPT = textwrap.dedent("""
+    import sys
+    from bench.cells import Cell
+    from bench.runner import Settings, run_sweep
+    def cells(seconds=1.5):
+        return [Cell("synthetic", "sleep", "train", n, target_len=1, workload="bench.workloads:sleep",
+                     workload_args=(("seconds", seconds),)) for n in (1, 2, 3, 4)]
+    if __name__ == "__main__":
+        run_sweep(cells(*map(float, sys.argv[2:])), sys.argv[1], suite="test", progress=False,
+                  settings=Settings(warmup=0, repeats=1, budget_bytes=2**30))
+""")
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_a_worker_dies_with_its_runner(tmp_path):
+    script = tmp_path / "sweep.py"
+    script.write_text(SWEEP_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp_path))  # workers' specs land here
+    runner = subprocess.Popen([sys.executable, str(script), str(tmp_path / "run"), "600"], cwd=REPO, env=env)
+    deadline = time.monotonic() + 60
+    while not _processes_mentioning("bench-cell-") or runner.pid not in _parents_of_workers(tmp_path):
+        assert time.monotonic() < deadline and runner.poll() is None
+        time.sleep(0.05)
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    deadline = time.monotonic() + 5
+    while _processes_mentioning(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _processes_mentioning(str(tmp_path)), "the worker outlived its runner"
+
+
+def _parents_of_workers(tmp_path) -> set[int]:
+    parents = set()
+    for pid in _processes_mentioning(str(tmp_path)):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            parents.add(int(stat.rsplit(")", 1)[1].split()[1]))
+        except (OSError, ValueError, IndexError):
+            pass
+    return parents
+
+
+def test_a_killed_sweep_loses_no_finished_cell_and_resumes_the_rest(tmp_path):
+    script = tmp_path / "sweep.py"
+    script.write_text(SWEEP_SCRIPT)
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp_path))  # workers' specs land here
+    runner = subprocess.Popen([sys.executable, str(script), str(run_dir)], cwd=REPO, env=env)
+    deadline = time.monotonic() + 120
+    while not read_records(run_dir) and time.monotonic() < deadline and runner.poll() is None:
+        time.sleep(0.05)
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    first = read_records(run_dir)
+    assert 1 <= len(first) < 4
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import sweep
+    finally:
+        sys.path.remove(str(tmp_path))
+    records = run_sweep(sweep.cells(), run_dir, suite="test", progress=False,
+                        settings=Settings(warmup=0, repeats=1, budget_bytes=GiB))
+    assert [r["input_len"] for r in records] == [1, 2, 3, 4]
+    assert all(r["status"] == "ok" for r in records)
+    lines = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert len(lines) == 4  # the finished cells were not measured again
+    assert [r["started_at"] for r in first] == [r["started_at"] for r in records[: len(first)]]
+    # and a third run has nothing left to do
+    run_sweep(sweep.cells(), run_dir, suite="test", progress=False, settings=Settings(budget_bytes=GiB))
+    assert len((run_dir / "results.jsonl").read_text().splitlines()) == 4
+    assert len(read_records(run_dir)) == 4 and (run_dir / "results.csv").read_text().count("\n") == 5

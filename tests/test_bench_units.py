@@ -1,0 +1,118 @@
+"""Fast in-process checks of the engine's pieces: cells, lengths, trackers, results files, table."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from bench.cells import Cell
+from bench.cli import parse_length
+from bench.results import append_record, read_records, to_frame
+from bench.runner import Failures, cell_of, make_record
+from bench.table import summary_table
+from bench.trackers import HostMemory, reset_peak_rss, status_bytes, summarize
+
+MiB = 2**20
+
+
+@pytest.mark.parametrize("text, value", [("4096", 4096), ("4k", 4096), ("4K", 4096), ("1m", 1 << 20),
+                                         ("1.5k", 1536), (" 16k ", 16384)])
+def test_lengths_accept_plain_and_suffixed_numbers(text, value):
+    assert parse_length(text) == value
+
+
+@pytest.mark.parametrize("text", ["0", "-4k", "4x", "", "1.3k", "k"])
+def test_lengths_reject_what_is_not_a_positive_token_count(text):
+    with pytest.raises(Exception, match="length"):
+        parse_length(text)
+
+
+def test_cell_id_is_stable_and_ignores_fields_the_mode_does_not_use():
+    a = Cell("led", "tiny", "generate", 512, target_len=128, new_tokens=16)
+    b = Cell("led", "tiny", "generate", 512, target_len=64, new_tokens=16)
+    assert a.cell_id == b.cell_id and a.target_len is None
+    assert a.cell_id != Cell("led", "tiny", "generate", 512, new_tokens=32).cell_id
+    assert a.cell_id != Cell("led", "tiny", "train", 512, target_len=128).cell_id
+    assert Cell.from_json(json.loads(json.dumps(a.to_json()))) == a
+    # a hash of the key's JSON, the same in every process and version: resuming depends on it
+    assert a.cell_id == "6a63ef56eb0a"
+
+
+def test_peak_rss_is_reset_and_counts_a_touched_allocation():
+    if status_bytes("VmHWM") is None or not reset_peak_rss():
+        pytest.skip("no /proc/self/clear_refs here")
+    block = np.ones(300 * MiB, dtype=np.uint8)
+    del block
+    tracker = HostMemory()
+    tracker.start()  # the earlier 300 MiB peak must not count
+    assert tracker.hwm_reset
+    block = np.ones(100 * MiB, dtype=np.uint8)
+    del block
+    above = tracker.stop().above_base_bytes
+    assert 90 * MiB <= above <= 150 * MiB
+
+
+def test_summary_of_times():
+    s = summarize([4.0, 1.0, 3.0, 2.0, 5.0])
+    assert (s.median_s, s.min_s, s.max_s, s.iqr_s, s.repeats) == (3.0, 1.0, 5.0, 2.0, 5)
+    assert summarize([2.0]).iqr_s == 0.0
+
+
+def _record(cell, status="ok", **fields):
+    return make_record(cell, {"status": status, "message": "", **fields}, run_id="r", suite="memory",
+                       started_at="t", wall_s=1.0)
+
+
+def test_a_torn_last_line_is_skipped_and_later_records_stay_whole(tmp_path):
+    cells = [Cell("led", "tiny", "train", n, target_len=8) for n in (128, 256, 512)]
+    append_record(tmp_path, _record(cells[0]))
+    with open(tmp_path / "results.jsonl", "ab") as f:  # a runner killed in the middle of a write
+        f.write(b'{"cell_id": "abc", "fam')
+    append_record(tmp_path, _record(cells[1]))
+    append_record(tmp_path, _record(cells[2], mem_peak_bytes=5))
+    append_record(tmp_path, _record(cells[2], mem_peak_bytes=7))  # rerun with --force: latest wins
+    records = read_records(tmp_path)
+    assert [r["cell_id"] for r in records] == [c.cell_id for c in cells]
+    assert records[-1]["mem_peak_bytes"] == 7
+    assert len(read_records(tmp_path, latest=False)) == 4
+    assert cell_of(records[1]) == cells[1]
+
+
+def test_records_have_every_schema_field_and_a_flat_csv_row():
+    record = _record(Cell("led", "tiny", "generate", 128, new_tokens=4), env={"torch": "x", "threads": 2})
+    for key in ("run_id", "suite", "cell_id", "model", "target_len", "new_tokens", "mem_peak_bytes",
+                "time_iqr_s", "flops_source", "generated_tokens_per_s", "env", "wall_s"):
+        assert key in record
+    assert record["model"] == "led-tiny" and record["target_len"] is None and record["new_tokens"] == 4
+    frame = to_frame([record])
+    assert {"env_torch", "env_threads"} <= set(frame.columns) and "env" not in frame.columns
+
+
+def test_a_failure_skips_longer_inputs_of_the_same_series_only():
+    failures = Failures()
+    failures.note(Cell("led", "tiny", "train", 20000, target_len=8), "unsupported")
+    failures.note(Cell("led", "tiny", "train", 8000, target_len=8), "ok")
+    reason = failures.reason_to_skip(Cell("led", "tiny", "train", 40000, target_len=8))
+    assert reason == "skipped: led-tiny train was unsupported at 20,000 tokens"
+    assert failures.reason_to_skip(Cell("led", "tiny", "train", 16000, target_len=8)) is None
+    assert failures.reason_to_skip(Cell("led", "tiny", "generate", 40000, new_tokens=4)) is None
+    assert failures.reason_to_skip(Cell("led", "tiny", "train", 40000, target_len=16)) is None
+    failures.note(Cell("led", "tiny", "generate", 1000, new_tokens=4), "error")  # errors do not skip
+    assert failures.reason_to_skip(Cell("led", "tiny", "generate", 2000, new_tokens=4)) is None
+
+
+def test_summary_table_shows_memory_or_status_per_model_and_length():
+    cells = [Cell("led", "tiny", "train", n, target_len=8) for n in (1024, 2048)]
+    records = [_record(cells[0], mem_peak_above_base_bytes=300 * MiB), _record(cells[1], status="oom")]
+    table = summary_table(records)
+    row = next(line for line in table.splitlines() if line.startswith("led-tiny"))
+    assert "300" in row and "OOM" in row
+    assert "1,024" in table and "2,048" in table
+
+
+def test_results_file_is_appended_not_rewritten(tmp_path):
+    append_record(tmp_path, _record(Cell("led", "tiny", "train", 1, target_len=1)))
+    inode = os.stat(tmp_path / "results.jsonl").st_ino
+    append_record(tmp_path, _record(Cell("led", "tiny", "train", 2, target_len=1)))
+    assert os.stat(tmp_path / "results.jsonl").st_ino == inode
