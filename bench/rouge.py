@@ -1,0 +1,177 @@
+"""ROUGE across input lengths on real data, with the same training budget for every model.
+
+    python -m bench.rouge                       # CPU default: ACLSum, tiny models, ~20 min on 2 cores
+    python -m bench.rouge --models locost,longt5-tglobal,led,longt5-local,pegasus-x
+    python -m bench.rouge --checkpoint reports/out/rouge-cpu/checkpoints/locost-tiny --eval-lens 4k,full
+
+GPU configuration (a stated budget: 2,000 steps x 8 sequences x 4,096 input tokens, bf16 autocast,
+gradient checkpointing), for arXiv from the hub:
+
+    python -m bench.rouge --data hub:ccdv/arxiv-summarization --doc-column article \\
+        --summary-column abstract --eval-split test --size small --steps 2000 --batch-size 8 \\
+        --train-len 4096 --target-len 256 --lr 5e-4 --warmup-steps 200 --schedule cosine \\
+        --eval-lens 1k,2k,4k,8k,16k --eval-docs 500 --max-new-tokens 256 --eval-batch-size 8
+
+Outputs go to reports/out/<run-id>/ (default run-id rouge-<device>; rerunning resumes): run.json,
+rouge.jsonl (one row per system and input length, F1 in [0, 1] with bootstrap 95% CIs),
+relative.jsonl (LOCOST ROUGE / baseline ROUGE), predictions/<system>-<len>.jsonl, checkpoints/.
+Models start from random weights: the point of the CPU default is the pipeline and the extractive
+references, not paper-level ROUGE. See suites/rouge/data.py for the other datasets' recipes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from suites.rouge.errors import SuiteError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive_int(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, like every other bad input
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m bench.rouge", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--data", default="aclsum",
+                   help="'aclsum' (default, offline), a local file/directory, or hub:ID")
+    d.add_argument("--data-config", help="dataset configuration name (hub datasets)")
+    d.add_argument("--doc-column", default="document")
+    d.add_argument("--summary-column", default="summary")
+    d.add_argument("--id-column", help="default: 'id' when present, else <split>-<row>")
+    d.add_argument("--train-split", default="train")
+    d.add_argument("--eval-split", default="test")
+    d.add_argument("--train-docs", type=_positive_int, help="at most this many training documents")
+    d.add_argument("--eval-docs", type=_positive_int, default=20,
+                   help="evaluate on the first N valid documents of the evaluation split (default 20)")
+    d.add_argument("--cache-dir", type=Path,
+                   help="converted data and tokenizers "
+                        "(default $LOCOST_HARNESS_CACHE or ~/.cache/locost-harness)")
+    t = p.add_argument_group("tokenizer")
+    t.add_argument("--tokenizer", help="a tokenizers JSON file or Hugging Face tokenizer directory "
+                                       "(default: train a Unigram tokenizer on the training split)")
+    t.add_argument("--vocab-size", type=_positive_int, default=8000)
+    m = p.add_argument_group("models and budget (the same for every model)")
+    m.add_argument("--models", help="comma-separated families (default locost,longt5-tglobal,led; "
+                                    "also longt5-local, pegasus-x)")
+    m.add_argument("--size", default="tiny", help="preset size: tiny, small, base (default tiny)")
+    m.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
+                   help="evaluate this saved model instead of training (repeatable)")
+    m.add_argument("--steps", type=_positive_int, default=300, help="fine-tuning optimizer steps")
+    m.add_argument("--batch-size", type=_positive_int, default=2)
+    m.add_argument("--grad-accum", type=_positive_int, default=1)
+    m.add_argument("--train-len", default="1k", help="training input tokens (default 1k = 1024)")
+    m.add_argument("--target-len", type=_positive_int, default=256, help="training target tokens")
+    m.add_argument("--lr", type=float, default=1e-3)
+    m.add_argument("--warmup-steps", type=_non_negative_int, default=30)
+    m.add_argument("--schedule", choices=["linear", "cosine"], default="linear")
+    m.add_argument("--weight-decay", type=float, default=0.01)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--gsg-steps", type=_non_negative_int, default=0,
+                   help="gap-sentence pre-training steps before fine-tuning (default 0)")
+    m.add_argument("--gsg-ratio", type=float, default=0.3, help="fraction of sentences masked")
+    e = p.add_argument_group("evaluation")
+    e.add_argument("--eval-lens", default="1k,2k,4k,full",
+                   help="input lengths: integers, Nk (N x 1024) or 'full' (default 1k,2k,4k,full)")
+    e.add_argument("--max-new-tokens", type=_positive_int, default=128)
+    e.add_argument("--beams", type=_positive_int, default=1, help="1 = greedy (default)")
+    e.add_argument("--no-repeat-ngram", type=_non_negative_int, default=0)
+    e.add_argument("--eval-batch-size", type=_positive_int, default=1)
+    e.add_argument("--lead-k", type=_positive_int, default=3)
+    e.add_argument("--no-extractive", action="store_true", help="skip Lead-k and the oracle")
+    r = p.add_argument_group("run")
+    r.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    r.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    r.add_argument("--out", type=Path, default=Path("reports/out"))
+    r.add_argument("--run-id", help="default rouge-<device>")
+    r.add_argument("--force", action="store_true", help="retrain and regenerate everything")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--no-report", action="store_true", help="do not build report.html at the end")
+    return p
+
+
+def config_from_args(args: argparse.Namespace):
+    from suites.rouge.generation import GenerationSettings
+    from suites.rouge.pipeline import RougeConfig, parse_length, parse_lengths
+    from suites.rouge.training import Budget
+
+    train_len = parse_length(args.train_len)
+    if train_len is None:
+        raise SuiteError("--train-len must be a number of tokens, not 'full'")
+    budget = Budget(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
+                    train_len=train_len, target_len=args.target_len, lr=args.lr,
+                    warmup_steps=args.warmup_steps, schedule=args.schedule,
+                    weight_decay=args.weight_decay, seed=args.seed, gsg_steps=args.gsg_steps,
+                    gsg_ratio=args.gsg_ratio)
+    generation = GenerationSettings(max_new_tokens=args.max_new_tokens, beams=args.beams,
+                                    no_repeat_ngram=args.no_repeat_ngram,
+                                    batch_size=args.eval_batch_size)
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    return RougeConfig(
+        data=args.data, data_config=args.data_config, doc_column=args.doc_column,
+        summary_column=args.summary_column, id_column=args.id_column, train_split=args.train_split,
+        eval_split=args.eval_split, train_docs=args.train_docs, eval_docs=args.eval_docs,
+        tokenizer=args.tokenizer, vocab_size=args.vocab_size, models=models, size=args.size,
+        checkpoints=args.checkpoint, budget=budget, eval_lens=parse_lengths(args.eval_lens),
+        generation=generation, lead_k=args.lead_k, extractive=not args.no_extractive,
+        device=args.device, out=args.out, run_id=args.run_id, force=args.force,
+        cache_dir=args.cache_dir, progress=not args.no_progress, report=not args.no_report,
+        args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
+
+
+def _fail(exc: Exception) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, its one line already printed)
+        return exc.code
+    from suites.rouge.data import check_source
+    try:
+        check_source(args.data)  # before the slow imports below
+    except SuiteError as exc:
+        return _fail(exc)
+    from transformers.utils import logging as transformers_logging
+
+    from models import ModelError
+    from suites.rouge.pipeline import run
+
+    transformers_logging.set_verbosity_error()  # e.g. LED's "input ids are padded" on every length
+    transformers_logging.disable_progress_bar()
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    try:
+        run(config_from_args(args))
+    except (SuiteError, ModelError) as exc:
+        return _fail(exc)
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

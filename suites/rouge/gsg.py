@@ -1,0 +1,53 @@
+"""Gap-sentence generation (GSG), the self-supervised objective of PEGASUS that LOCOST pre-trains with.
+
+For each document, within the first ``input_len`` tokens: every sentence is scored by its ROUGE-1 F1
+against the rest of that window ("Ind-Orig" in PEGASUS), the best-scoring sentences (``ratio`` of
+the window's sentences, as long as they fit in ``target_len`` tokens) are replaced each by one mask
+token in the input, and the target is those sentences in document order.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from suites.rouge.scoring import ngram_f1, ngrams, rouge_tokens
+from suites.rouge.sentences import split_sentences
+from suites.rouge.tokenizer import SharedTokenizer
+from suites.rouge.training import TrainingExample
+
+
+def gap_sentence_indices(sentences: Sequence[str], ratio: float) -> list[int]:
+    """Indices of the gap sentences ranked best first (ROUGE-1 F1 of each against the others)."""
+    unigrams = [ngrams(rouge_tokens(s), 1) for s in sentences]
+    total = sum(unigrams, Counter())
+    scores = [ngram_f1(own, total - own) for own in unigrams]
+    n_gaps = max(1, round(ratio * len(sentences)))
+    return sorted(range(len(sentences)), key=lambda i: (-scores[i], i))[:n_gaps]
+
+
+def gap_sentence_example(document: str, tokenizer: SharedTokenizer, input_len: int, target_len: int,
+                         ratio: float) -> TrainingExample | None:
+    """One GSG example, or None for a document with fewer than two sentences in its window."""
+    eos, mask = tokenizer.special.eos, tokenizer.special.mask
+    sentences = split_sentences(document)
+    encoded = tokenizer.encode_batch(sentences) if sentences else []
+    window, used = [], 0
+    for sentence, enc in zip(sentences, encoded, strict=True):
+        if used + len(enc) > input_len - 1:  # one position is kept for EOS
+            break
+        window.append((sentence, enc.ids))
+        used += len(enc)
+    if len(window) < 2:
+        return None
+    gaps, target_tokens = set(), 0
+    for index in gap_sentence_indices([s for s, _ in window], ratio):
+        n = len(window[index][1])
+        if target_tokens + n <= target_len - 1:
+            gaps.add(index)
+            target_tokens += n
+    if not gaps:
+        return None
+    input_ids = [t for i, (_, ids) in enumerate(window) for t in ([mask] if i in gaps else ids)]
+    labels = [t for i, (_, ids) in enumerate(window) if i in gaps for t in ids]
+    return TrainingExample(input_ids + [eos], labels + [eos])

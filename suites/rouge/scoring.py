@@ -1,0 +1,117 @@
+"""ROUGE with rouge-score, bootstrap confidence intervals, and relative quality.
+
+Scores are F1 in [0, 1], from ``rouge_scorer.RougeScorer(METRICS, use_stemmer=True)``. ``rougeLsum``
+needs one sentence per line: predictions and references are split with the regex splitter of
+``suites.rouge.sentences`` before scoring (nltk's punkt data is not available here).
+
+``ngram_f1`` recomputes ROUGE-N F1 from n-gram counts with rouge-score's own tokenizer and stemmer;
+the greedy oracle and gap-sentence selection use it to try thousands of sentence sets quickly.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+
+from suites.rouge.sentences import one_sentence_per_line
+
+METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+CONFIDENCE = 0.95
+
+
+@lru_cache(maxsize=1)
+def _scorer():
+    from rouge_score import rouge_scorer
+    return rouge_scorer.RougeScorer(list(METRICS), use_stemmer=True)
+
+
+def rouge(prediction: str, reference: str) -> dict[str, float]:
+    """F1 of every metric for one prediction against one reference."""
+    scores = _scorer().score(one_sentence_per_line(reference), one_sentence_per_line(prediction))
+    return {metric: float(scores[metric].fmeasure) for metric in METRICS}
+
+
+# --- fast ROUGE-N from counts (same tokens as rouge-score) --------------------------------------
+
+class _CachedPorterStemmer:
+    def __init__(self):
+        from nltk.stem import porter
+        self.stem = lru_cache(maxsize=200_000)(porter.PorterStemmer().stem)
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> _CachedPorterStemmer:
+    return _CachedPorterStemmer()
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """rouge-score's tokens of ``text`` (lower-cased, alphanumeric, Porter-stemmed)."""
+    from rouge_score import tokenize
+    return tokenize.tokenize(text, _stemmer())
+
+
+def ngrams(tokens: Sequence[str], n: int) -> Counter:
+    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+
+
+def f1(overlap: int, predicted: int, reference: int) -> float:
+    if overlap == 0 or predicted == 0 or reference == 0:
+        return 0.0
+    precision, recall = overlap / predicted, overlap / reference
+    return 2 * precision * recall / (precision + recall)
+
+
+def ngram_f1(prediction: Counter, reference: Counter) -> float:
+    overlap = sum(min(count, reference[gram]) for gram, count in prediction.items())
+    return f1(overlap, sum(prediction.values()), sum(reference.values()))
+
+
+# --- statistics over documents ------------------------------------------------------------------
+
+def _resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def bootstrap_ci(values: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """Mean of ``values`` and the percentile bootstrap interval of the mean (documents resampled
+    with replacement)."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        raise ValueError("bootstrap of no values")
+    means = values[_resample_indices(values.size, resamples, seed)].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(values.mean()), float(lo), float(hi)
+
+
+def ratio_ci(numerator: Sequence[float], denominator: Sequence[float],
+             resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+             confidence: float = CONFIDENCE) -> tuple[float | None, float | None, float | None]:
+    """Ratio of means of two systems scored on the same documents (paired: both are resampled with
+    the same indices), with its bootstrap interval; None where the denominator's mean is 0."""
+    a, b = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError("ratio of two systems needs the same, non-empty set of documents")
+    if b.mean() == 0:
+        return None, None, None
+    indices = _resample_indices(a.size, resamples, seed)
+    num, den = a[indices].mean(axis=1), b[indices].mean(axis=1)
+    ratios = np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.nanpercentile(ratios, [tail, 100 - tail])
+    return float(a.mean() / b.mean()), float(lo), float(hi)
+
+
+def summarize(per_doc: Sequence[dict[str, float]]) -> dict[str, float]:
+    """``<metric>``, ``<metric>_lo``, ``<metric>_hi`` for every metric, from per-document scores."""
+    out = {}
+    for metric in METRICS:
+        mean, lo, hi = bootstrap_ci([scores[metric] for scores in per_doc])
+        out.update({metric: mean, f"{metric}_lo": lo, f"{metric}_hi": hi})
+    return out

@@ -1,0 +1,180 @@
+"""Training budget, input truncation, gap sentences, and the ROUGE suite end to end (real models)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import build
+from suites.rouge.generation import GenerationSettings, generate, truncate, visible_text
+from suites.rouge.gsg import gap_sentence_example
+from suites.rouge.pipeline import ROUGE_FIELDS, parse_lengths
+from suites.rouge.tokenizer import train_tokenizer
+from suites.rouge.training import Budget, TrainingExample, lr_factor, parameter_groups, train
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = ("state space models read long documents while sparse attention models read windows of tokens "
+         "and the decoder writes short summaries from encoder states").split()
+SENTENCES = [" ".join(WORDS[(7 * i + 3 * j) % len(WORDS)] for j in range(6 + i % 5)).capitalize() + "."
+             for i in range(60)]
+DOCUMENT = " ".join(SENTENCES)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return train_tokenizer(SENTENCES + [DOCUMENT], vocab_size=200,
+                           cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def test_learning_rate_schedule():
+    assert lr_factor(0, 10, 100, "linear") == pytest.approx(0.1)
+    assert lr_factor(9, 10, 100, "linear") == pytest.approx(1.0)
+    assert lr_factor(55, 10, 100, "linear") == pytest.approx(0.5)
+    assert lr_factor(99, 10, 100, "cosine") == pytest.approx(0.0, abs=1e-3)
+    assert lr_factor(55, 10, 100, "cosine") == pytest.approx(0.5)
+
+
+def test_ssm_parameters_biases_and_norms_get_no_weight_decay():
+    model = build("locost", "tiny").model
+    decay, no_decay = parameter_groups(model, 0.01)
+    exempt = {id(p) for p in no_decay["params"]}
+    for name, param in model.named_parameters():
+        if getattr(param, "_no_weight_decay", False) or param.ndim < 2:
+            assert id(param) in exempt, name
+    assert any(getattr(p, "_no_weight_decay", False) and p.ndim >= 2 for p in no_decay["params"])
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+
+
+def test_every_model_sees_the_same_tokens(tokenizer):
+    encoded = tokenizer.encode_batch(SENTENCES[:6])
+    examples = [TrainingExample(e.ids + [1], e.ids[:4] + [1]) for e in encoded]
+    budget = Budget(steps=2, batch_size=2, train_len=64, target_len=8, warmup_steps=1)
+    logs = []
+    for family in ("locost", "led"):
+        handle = build(family, "tiny", **tokenizer.model_overrides())
+        before = [p.detach().clone() for p in handle.model.parameters()]
+        logs.append(train(handle, examples, budget, budget.steps, "finetune", 0, family, progress=False))
+        assert any(not torch.equal(a, b) for a, b in zip(before, handle.model.parameters(), strict=True))
+    assert logs[0].input_tokens == logs[1].input_tokens > 0
+    assert logs[0].label_tokens == logs[1].label_tokens > 0
+    assert all(len(log.losses) == 2 for log in logs)
+
+
+def test_inputs_fed_to_the_model_respect_the_length(tokenizer):
+    encoded = tokenizer.encode(DOCUMENT)
+    handle = build("longt5-tglobal", "tiny", **tokenizer.model_overrides())
+    seen = []
+    handle.model.get_encoder().register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    for length in parse_lengths("40,100,full"):
+        ids, kept = truncate(encoded, length, tokenizer.special.eos)
+        expected = len(encoded) + 1 if length is None else length
+        assert len(ids) == expected and ids[-1] == tokenizer.special.eos and kept == expected - 1
+        text = visible_text(DOCUMENT, encoded, kept)
+        assert DOCUMENT.startswith(text)
+        assert tokenizer.encode(text).ids[:kept - 1] == encoded.ids[:kept - 1]
+        seen.clear()
+        generate(handle, tokenizer, [ids], GenerationSettings(max_new_tokens=3), progress=False)
+        assert seen == [expected]
+    assert parse_lengths("2k,1k,full,1k") == [1024, 2048, None]
+
+
+def test_gap_sentence_example(tokenizer):
+    example = gap_sentence_example(DOCUMENT, tokenizer, input_len=120, target_len=40, ratio=0.3)
+    mask, eos = tokenizer.special.mask, tokenizer.special.eos
+    assert len(example.input_ids) <= 120 and len(example.labels) <= 40
+    assert example.input_ids[-1] == eos and example.labels[-1] == eos
+    n_masks = example.input_ids.count(mask)
+    assert n_masks >= 1
+    # the target holds exactly the masked sentences: input + target rebuild the window's tokens
+    assert len(example.input_ids) - n_masks + len(example.labels) - 1 <= 120
+    target = tokenizer.decode(example.labels)
+    assert target and all(part.strip() in DOCUMENT for part in target.split(". ") if part.strip())
+    assert gap_sentence_example("One sentence only.", tokenizer, 120, 40, 0.3) is None
+
+
+def _cli(argv):
+    from bench.rouge import main
+    return main(argv)
+
+
+def _short_papers(path: Path, cache: Path) -> Path:
+    """The opening of 20 ACLSum papers as a local JSONL file, so that 'full' stays short."""
+    from suites.rouge.data import load_data
+
+    papers = load_data("aclsum", cache_dir=cache, train_docs=20, eval_docs=1).train.examples
+    path.write_text("".join(json.dumps({"id": p.id, "document": p.document[:3000], "summary": p.summary})
+                            + "\n" for p in papers))
+    return path
+
+
+def test_end_to_end_tiny_run_and_resume(tmp_path, capsys):
+    data = _short_papers(tmp_path / "papers.jsonl", tmp_path / "cache")
+    common = ["--data", str(data), "--eval-split", "validation", "--vocab-size", "500",
+              "--max-new-tokens", "8", "--no-progress", "--no-report", "--device", "cpu",
+              "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache")]
+    argv = common + ["--models", "locost,longt5-tglobal", "--steps", "2", "--batch-size", "1",
+                     "--train-len", "128", "--target-len", "32", "--warmup-steps", "1",
+                     "--eval-lens", "128,full", "--run-id", "tiny"]
+    assert _cli(argv) == 0
+    run_dir = tmp_path / "tiny"
+    rows = [json.loads(line) for line in (run_dir / "rouge.jsonl").read_text().splitlines()]
+    assert all(tuple(row) == ROUGE_FIELDS for row in rows)
+    systems = {(r["system"], r["input_len"]) for r in rows}
+    assert systems == {(s, n) for s in ("locost-tiny", "longt5-tglobal-tiny", "lead-3", "oracle")
+                       for n in (128, None)}
+    for row in rows:
+        assert row["n_docs"] == 2 and row["dataset"] == f"{data}:validation"
+        for metric in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+            assert 0 <= row[f"{metric}_lo"] <= row[metric] <= row[f"{metric}_hi"] <= 1
+        model = row["kind"] == "model"
+        assert (row["params_total"] > 0) if model else row["params_total"] is None
+        assert row["train_steps"] == (2 if model else None)
+    oracle = {r["input_len"]: r["rouge1"] for r in rows if r["system"] == "oracle"}
+    assert oracle[None] >= oracle[128] > 0
+    for path in (run_dir / "predictions").glob("*-128.jsonl"):
+        assert all(p["input_len"] <= 128 for p in map(json.loads, path.read_text().splitlines()))
+    relative = [json.loads(line) for line in (run_dir / "relative.jsonl").read_text().splitlines()]
+    assert {(r["system"], r["baseline"]) for r in relative} == {("locost-tiny", "longt5-tglobal-tiny")}
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["finished_at"] and run["rouge"]["use_stemmer"] and "regex" in run["sentence_splitter"]
+    trained = [s["training"][0] for s in run["systems"] if s["kind"] == "model"]
+    assert trained[0]["input_tokens"] == trained[1]["input_tokens"]
+    assert (run_dir / "checkpoints" / "locost-tiny" / "tokenizer.json").is_file()
+    out = capsys.readouterr().out
+    assert "R1/R2/RL @ 128" in out and "Relative quality" in out
+
+    assert _cli(argv) == 0  # the same command again reuses checkpoints and predictions
+    assert capsys.readouterr().out.count("predictions reused") == 2
+    assert [json.loads(line) for line in (run_dir / "rouge.jsonl").read_text().splitlines()] == rows
+
+    # a saved checkpoint evaluated on its own gives the same scores (its tokenizer travels with it)
+    checkpoint = run_dir / "checkpoints" / "locost-tiny"
+    assert _cli(common + ["--checkpoint", str(checkpoint), "--no-extractive", "--eval-lens", "128",
+                          "--run-id", "ckpt"]) == 0
+    ckpt_rows = [json.loads(line) for line in (tmp_path / "ckpt" / "rouge.jsonl").read_text().splitlines()]
+    assert ckpt_rows == [r for r in rows if r["system"] == "locost-tiny" and r["input_len"] == 128]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--eval-lens", "0k"], "bad length"),
+    (["--train-len", "full"], "train-len"),
+    (["--models", "gpt2"], "unknown model family"),
+    (["--doc-column", "body"], "unknown column 'body'"),
+    (["--steps", "-3"], "positive integer"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
+    assert _cli(argv + ["--cache-dir", str(tmp_path), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_cli_missing_data_file_subprocess(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "bench.rouge", "--data", str(tmp_path / "none.jsonl"),
+                             "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: data not found: {tmp_path / 'none.jsonl'} "
+                                                  "(use 'aclsum', a local file or directory, or hub:ID)"]
