@@ -205,8 +205,8 @@ def build_report(run_dir: Path) -> None:
         print("report: the report builder (reports.build) is not available; results are above")
         return
     try:
-        build_report_files([run_dir])
+        path = build_report_files([run_dir])
     except Exception as exc:  # a failing report must not lose the measurements
         print(f"warning: the report could not be built: {type(exc).__name__}: {exc}", file=sys.stderr)
     else:
-        print(f"report: {run_dir}")
+        print(f"report: {path}")

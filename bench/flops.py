@@ -60,10 +60,21 @@ def fft_conv_flops(batch: int, length: int, channels: int, n: int) -> float:
     return transforms * 2.5 * n * math.log2(n) + 6 * batch * channels * (n // 2 + 1)
 
 
-def s4d_kernel_elementwise_flops(channels: int, modes: int, kernels: int, length: int) -> float:
+def _kernel_split(kernels: int, length: int) -> tuple[int, int]:
+    """(T, J) of the sqrt(L) factorisation l = j T + t in ``models.locost.ssm.ssm_kernel``."""
     T = min(length, math.ceil(math.sqrt(kernels * length)))
-    J = math.ceil(length / T)
+    return T, math.ceil(length / T)
+
+
+def s4d_kernel_elementwise_flops(channels: int, modes: int, kernels: int, length: int) -> float:
+    T, J = _kernel_split(kernels, length)
     return channels * modes * (T + J) + 6 * kernels * channels * J * modes
+
+
+def s4d_kernel_matmul_flops(channels: int, modes: int, kernels: int, length: int) -> float:
+    """The kernel's batched product (H, c J, 2M) @ (H, 2M, T), which fvcore counts itself."""
+    T, J = _kernel_split(kernels, length)
+    return 2 * channels * kernels * J * 2 * modes * T
 
 
 def _ssm_layers(model: nn.Module) -> list[nn.Module]:

@@ -1,0 +1,56 @@
+"""The suites' command line: bad input gives one ``error:`` line and exit status 2; ``--dry-run``
+lists the cells the options describe."""
+
+import pytest
+
+from bench.cli import main
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--models", "gpt"], "unknown model 'gpt'"),
+    (["--sizes", "huge"], "unknown size 'huge'"),
+    (["--modes", "infer"], "unknown mode 'infer'"),
+    (["--lengths", ","], "the list of lengths is empty"),
+    (["--lengths", "4k,0"], "positive"),
+    (["--batch", "0"], "must be positive"),
+    (["--timeout", "-3"], "must be positive"),
+    (["--budget-gb", "abc"], "not a number"),
+    (["--device", "tpu"], "unknown device"),
+    (["--dtype", "fp8"], "invalid choice"),
+    (["--run-id", "a/b"], "run id"),
+    (["--frobnicate"], "unrecognized arguments"),
+])
+def test_bad_input_is_one_error_line_and_exit_2(argv, message, capsys):
+    assert main("memory", argv + ["--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_an_output_directory_that_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert main("throughput", ["--out", str(tmp_path / "file"), "--dry-run"]) == 2
+    assert capsys.readouterr().err == f"error: output directory '{tmp_path / 'file'}' is a file\n"
+
+
+def test_unknown_suite_is_refused(capsys):
+    assert main("speed", ["--dry-run"]) == 2
+    assert "unknown suite 'speed'" in capsys.readouterr().err
+
+
+def test_dry_run_lists_the_cells_of_the_options(tmp_path, capsys):
+    argv = ["--models", "locost,led", "--sizes", "small", "--modes", "train,generate", "--lengths", "1k,4K",
+            "--out", str(tmp_path), "--dry-run", "--threads", "2"]
+    assert main("memory", argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == f"8 cells -> {tmp_path / 'memory-cpu'}"
+    assert any("locost-small train 4,096 +128 target" in line for line in lines)
+    assert any("led-small generate 1,024 +16 new" in line for line in lines)
+    assert not (tmp_path / "memory-cpu").exists()  # a dry run writes nothing
+
+
+def test_the_default_cpu_memory_suite(capsys):
+    assert main("memory", ["--dry-run", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    for family in ("locost", "longt5-tglobal", "longt5-local", "led", "pegasus-x"):
+        assert f"{family}-small train 1,024 +128 target" in out
+        assert f"{family}-small generate 1,024 +16 new" in out

@@ -1,0 +1,55 @@
+"""Real tiny models through the whole engine: a sweep and the command line produce the records a
+report needs, LED beyond its 16,384 positions is ``unsupported`` and longer inputs are ``skipped``."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.cells import Cell
+from bench.cli import main
+from bench.results import read_records
+from bench.runner import Settings, run_sweep
+
+SETTINGS = Settings(warmup=1, repeats=1, timeout_s=300, budget_bytes=3 * 2**30)
+
+
+def test_a_tiny_sweep_of_train_and_generate_gives_complete_records(tmp_path):
+    cells = [Cell("longt5-local", "tiny", mode, length, target_len=8, new_tokens=4)
+             for mode in ("train", "generate") for length in (128, 256)]
+    records = run_sweep(cells, tmp_path, suite="memory", settings=SETTINGS, progress=False)
+    assert [(r["mode"], r["input_len"], r["status"]) for r in records] == [
+        ("train", 128, "ok"), ("generate", 128, "ok"), ("train", 256, "ok"), ("generate", 256, "ok")]
+    for r in records:
+        assert r["model"] == "longt5-local-tiny" and r["run_id"] == tmp_path.name
+        assert r["params_total"] == r["params_embedding"] + r["params_non_embedding"] > 0
+        assert r["mem_peak_bytes"] >= r["mem_base_bytes"] > 0 and r["mem_peak_above_base_bytes"] >= 0
+        assert r["mem_reserved_bytes"] is None and r["nvml_device_bytes"] is None  # CPU: not measured
+        assert r["time_min_s"] <= r["time_median_s"] <= r["time_max_s"] and r["repeats"] == 1
+        assert r["tokens_per_s"] == pytest.approx(r["input_len"] / r["time_median_s"])
+        assert r["env"]["threads"] == r["threads"] and r["env"]["torch"]
+    train, generate = records[0], records[1]
+    assert train["target_len"] == 8 and train["new_tokens"] is None and train["generated_tokens_per_s"] is None
+    assert generate["new_tokens"] == 4 and generate["target_len"] is None
+    assert generate["generated_tokens_per_s"] == pytest.approx(4 / generate["time_median_s"])
+    csv = pd.read_csv(tmp_path / "results.csv")
+    assert len(csv) == 4 and "env_torch" in csv.columns
+
+
+def test_the_cli_records_led_beyond_its_positions_as_unsupported_and_skips_longer(tmp_path, capsys):
+    argv = ["--models", "led", "--sizes", "tiny", "--modes", "train", "--lengths", "256,20000,40k",
+            "--target-len", "8", "--out", str(tmp_path), "--run-id", "tiny", "--no-report",
+            "--no-progress", "--budget-gb", "3", "--threads", "1"]
+    assert main("memory", argv) == 0
+    records = {r["input_len"]: r for r in read_records(tmp_path / "tiny")}
+    assert records[256]["status"] == "ok"
+    assert records[20000]["status"] == "unsupported" and "16,384" in records[20000]["message"]
+    assert records[40960]["status"] == "skipped" and "unsupported at 20,000" in records[40960]["message"]
+    assert records[40960]["mem_peak_bytes"] is None  # not measured: null, never 0
+    out = capsys.readouterr().out
+    assert "led-tiny" in out and "unsup." in out and "skip" in out
+    assert (tmp_path / "tiny" / "run.json").is_file()
+
+    # the same command again measures nothing: every cell is recorded
+    assert main("memory", argv) == 0
+    assert len((tmp_path / "tiny" / "results.jsonl").read_text().splitlines()) == 3
