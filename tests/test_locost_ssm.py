@@ -174,3 +174,21 @@ def test_ssm_params_stay_float32_under_half_casts():
     assert layer.k_proj.weight.dtype == torch.bfloat16
     assert all(p.dtype == torch.float32 for p in [layer.D, *layer.kernel.parameters()])
     assert all(getattr(p, "_no_weight_decay", False) for p in [layer.D, *layer.kernel.parameters()])
+
+
+def test_kernel_and_conv_ignore_autocast():
+    """Under bfloat16 autocast the kernel matmul and the FFTs still run in float32."""
+    layer = LocostSSM(LocostConfig(d_model=8, d_state=16))
+    for p in layer.parameters():
+        p.data.normal_(0.0, 0.5)
+    layer.kernel.reset_parameters()
+    u = torch.randn(2, 50, 8)
+    K = layer.kernel(50)
+    y = fft_conv(u, K)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        K_autocast = layer.kernel(50)
+        y_autocast = fft_conv(u, K_autocast)
+        out = layer(u)
+    assert K_autocast.dtype == torch.float32 and torch.equal(K_autocast, K)
+    assert y_autocast.dtype == torch.float32 and torch.equal(y_autocast, y)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()

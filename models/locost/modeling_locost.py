@@ -30,7 +30,7 @@ from transformers.modeling_outputs import (
 from transformers.models.t5.modeling_t5 import T5Attention
 
 from .configuration_locost import LocostConfig
-from .ssm import compute_dtype, fast_fft_size, fft_conv, s4d_discretize, ssm_kernel
+from .ssm import compute_dtype, fast_fft_size, fft_conv, no_autocast, s4d_discretize, ssm_kernel
 
 __all__ = ["LocostForConditionalGeneration", "LocostPreTrainedModel", "LocostEncoder", "LocostDecoder"]
 
@@ -84,8 +84,9 @@ class LocostS4DKernel(nn.Module):
 
     def forward(self, L: int, channels: slice = slice(None), dtype: torch.dtype = torch.float32):
         params = self.log_dt, self.A_re_log, self.A_im, self.B
-        dtA, C_tilde = s4d_discretize(*(p[channels] for p in params), self.C[:, channels], dtype)
-        return ssm_kernel(dtA, C_tilde, L)
+        with no_autocast(self.C):
+            dtA, C_tilde = s4d_discretize(*(p[channels] for p in params), self.C[:, channels], dtype)
+            return ssm_kernel(dtA, C_tilde, L)
 
 
 class LocostSSM(nn.Module):

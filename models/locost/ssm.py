@@ -24,6 +24,7 @@ import torch
 __all__ = [
     "fast_fft_size",
     "s4d_discretize",
+    "exp_grid",
     "ssm_kernel",
     "ssm_kernel_ref",
     "fft_conv",
@@ -81,26 +82,35 @@ def ssm_kernel_ref(dtA: torch.Tensor, C_tilde: torch.Tensor, L: int) -> torch.Te
     return 2 * torch.einsum("chm,hml->chl", C_tilde, vandermonde).real
 
 
+def exp_grid(dtA: torch.Tensor, stride: int, count: int) -> torch.Tensor:
+    """exp(dtA * stride * i) for i = 0 .. count-1, shape (..., count).
+
+    With i = a S + b (S = ceil(sqrt(count))) it is the outer product exp(dtA stride S a) exp(dtA stride b)
+    of two directly exponentiated factors: ~2 sqrt(count) complex exponentials instead of `count`, and no
+    error accumulates (no repeated powers).
+    """
+    S = math.ceil(math.sqrt(count))
+    i = torch.arange(S, device=dtA.device, dtype=dtA.real.dtype) * stride
+    coarse = torch.exp(dtA[..., None] * (i[: math.ceil(count / S)] * S))
+    fine = torch.exp(dtA[..., None] * i)
+    return (coarse[..., :, None] * fine[..., None, :]).flatten(-2)[..., :count]
+
+
 def ssm_kernel(dtA: torch.Tensor, C_tilde: torch.Tensor, L: int) -> torch.Tensor:
     """Same kernel as `ssm_kernel_ref` in O(H (M sqrt(L) + L)) memory.
 
     Write l = j T + t (0 <= t < T, 0 <= j < J = ceil(L / T)). Then
         K[c, h, j, t] = 2 Re sum_n (C~_n exp(dtA_n j T)) exp(dtA_n t),
     one batched matrix product per channel. Complex-as-real: 2 Re(a b) = 2 [Re a, -Im a] @ [Re b; Im b].
-    T = ceil(sqrt(c L)) balances the (c J, M) left and (M, T) right factors. exp(dtA j T) is taken
-    directly (not as repeated powers) so no error accumulates along j.
+    T = ceil(sqrt(c L)) balances the (c J, M) left and (M, T) right factors.
     """
     c, H, M = C_tilde.shape
     T = min(L, math.ceil(math.sqrt(c * L)))
     J = math.ceil(L / T)
-    real = dtA.real.dtype
-    t = torch.arange(T, device=dtA.device, dtype=real)
-    jT = torch.arange(J, device=dtA.device, dtype=real) * T
-    right = torch.exp(dtA[:, :, None] * t)  # (H, M, T)
+    right = exp_grid(dtA, 1, T)  # (H, M, T)
     right = torch.cat([right.real, right.imag], dim=1)  # (H, 2M, T)
-    left = C_tilde.transpose(0, 1)[:, :, None, :] * torch.exp(
-        dtA[:, None, None, :] * jT[:, None]
-    )  # (H, c, J, M)
+    steps = exp_grid(dtA, T, J).transpose(1, 2)  # (H, J, M): exp(dtA j T)
+    left = C_tilde.transpose(0, 1)[:, :, None, :] * steps[:, None]  # (H, c, J, M)
     left = torch.cat([left.real, -left.imag], dim=-1).reshape(H, c * J, 2 * M)
     K = torch.bmm(left, right).view(H, c, J * T)[..., :L]  # (H, c, L)
     return 2 * K.transpose(0, 1)
