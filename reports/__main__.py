@@ -19,11 +19,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="python -m reports", description="Build CSVs and a self-contained HTML report.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     build_parser = commands.add_parser("build", help="build the report of one or more run directories")
-    build_parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                              help="run directory holding results.jsonl (and/or rouge.jsonl)")
-    build_parser.add_argument("--out", metavar="DIR", default=None,
-                              help="output directory (default: the run directory, or "
-                                   "reports/out/combined-<UTC time> for several)")
+    build_parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run directory holding results.jsonl (and/or rouge.jsonl)",
+    )
+    build_parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="output directory (default: the run directory, or reports/out/combined-<UTC time> for several)",
+    )
     args = parser.parse_args(argv)
     try:
         report = build(args.run_dirs, args.out)

@@ -27,9 +27,13 @@ def t_quantile_975(dof: int) -> float:
     if dof in _T975_FEW_DOF:
         return _T975_FEW_DOF[dof]
     z, v = _Z975, float(dof)
-    return (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
-            + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4))
+    return (
+        z
+        + (z**3 + z) / (4 * v)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
+        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4)
+    )
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,9 @@ def comparable_cells(records: pd.DataFrame) -> pd.DataFrame:
         return records
     ranked = records.assign(_ok=records["status"].eq("ok"))
     ranked = ranked.sort_values(["_ok", "started_at"], kind="stable", na_position="first")
-    return ranked.drop_duplicates(["model", "mode", "input_len", "condition_key"], keep="last").drop(columns="_ok")
+    return ranked.drop_duplicates(["model", "mode", "input_len", "condition_key"], keep="last").drop(
+        columns="_ok"
+    )
 
 
 def _comparison_note(locost_status: str, baseline_status: str, locost_mib: float, baseline_mib: float) -> str:
@@ -92,9 +98,22 @@ def _comparison_note(locost_status: str, baseline_status: str, locost_mib: float
 
 
 COMPARISON_COLUMNS = [
-    "mode", "input_len", *CONDITION_COLUMNS, "locost_model", "baseline_model", "baseline_family",
-    "locost_status", "baseline_status", "locost_mib", "baseline_mib", "ratio", "saving_pct", "note",
-    "locost_run_id", "baseline_run_id", "condition_key",
+    "mode",
+    "input_len",
+    *CONDITION_COLUMNS,
+    "locost_model",
+    "baseline_model",
+    "baseline_family",
+    "locost_status",
+    "baseline_status",
+    "locost_mib",
+    "baseline_mib",
+    "ratio",
+    "saving_pct",
+    "note",
+    "locost_run_id",
+    "baseline_run_id",
+    "condition_key",
 ]
 
 
@@ -109,25 +128,45 @@ def memory_comparisons(records: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
     locost = cells[cells["family"].eq(LOCOST)]
     baselines = cells[~cells["family"].eq(LOCOST)]
-    keep = ["mode", "input_len", "condition_key", "model", "family", "status",
-            "mem_peak_above_base_mib", "run_id", *CONDITION_COLUMNS]
-    pairs = locost[keep].merge(baselines[keep], on=["mode", "input_len", "condition_key"],
-                               suffixes=("_locost", "_baseline"))
+    keep = [
+        "mode",
+        "input_len",
+        "condition_key",
+        "model",
+        "family",
+        "status",
+        "mem_peak_above_base_mib",
+        "run_id",
+        *CONDITION_COLUMNS,
+    ]
+    pairs = locost[keep].merge(
+        baselines[keep], on=["mode", "input_len", "condition_key"], suffixes=("_locost", "_baseline")
+    )
     if pairs.empty:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
-    out = pd.DataFrame({
-        "mode": pairs["mode"], "input_len": pairs["input_len"],
-        **{c: pairs[f"{c}_locost"] for c in CONDITION_COLUMNS},
-        "locost_model": pairs["model_locost"], "baseline_model": pairs["model_baseline"],
-        "baseline_family": pairs["family_baseline"],
-        "locost_status": pairs["status_locost"], "baseline_status": pairs["status_baseline"],
-        "locost_mib": pairs["mem_peak_above_base_mib_locost"],
-        "baseline_mib": pairs["mem_peak_above_base_mib_baseline"],
-        "locost_run_id": pairs["run_id_locost"], "baseline_run_id": pairs["run_id_baseline"],
-        "condition_key": pairs["condition_key"],
-    })
-    out["note"] = [_comparison_note(*row) for row in
-                   out[["locost_status", "baseline_status", "locost_mib", "baseline_mib"]].itertuples(index=False)]
+    out = pd.DataFrame(
+        {
+            "mode": pairs["mode"],
+            "input_len": pairs["input_len"],
+            **{c: pairs[f"{c}_locost"] for c in CONDITION_COLUMNS},
+            "locost_model": pairs["model_locost"],
+            "baseline_model": pairs["model_baseline"],
+            "baseline_family": pairs["family_baseline"],
+            "locost_status": pairs["status_locost"],
+            "baseline_status": pairs["status_baseline"],
+            "locost_mib": pairs["mem_peak_above_base_mib_locost"],
+            "baseline_mib": pairs["mem_peak_above_base_mib_baseline"],
+            "locost_run_id": pairs["run_id_locost"],
+            "baseline_run_id": pairs["run_id_baseline"],
+            "condition_key": pairs["condition_key"],
+        }
+    )
+    out["note"] = [
+        _comparison_note(*row)
+        for row in out[["locost_status", "baseline_status", "locost_mib", "baseline_mib"]].itertuples(
+            index=False
+        )
+    ]
     comparable = out["note"].eq("")
     out["ratio"] = (out["locost_mib"] / out["baseline_mib"]).where(comparable)
     out["saving_pct"] = 100 * (1 - out["ratio"])
@@ -139,16 +178,20 @@ def memory_comparisons(records: pd.DataFrame) -> pd.DataFrame:
 # Series: one model swept over lengths in one run under one set of conditions (threads too: they
 # change the time). Fits never mix runs.
 SERIES_KEY = ["run_id", "model", "mode", "condition_key", "threads"]
-FIT_METRICS = {"memory": ("mem_peak_above_base_mib", "peak memory above weights (MiB)"),
-               "time": ("time_median_s", "median time per step (s)")}
+FIT_METRICS = {
+    "memory": ("mem_peak_above_base_mib", "peak memory above weights (MiB)"),
+    "time": ("time_median_s", "median time per step (s)"),
+}
 
 
 def _series(records: pd.DataFrame):
     """(series key, first row, rows by length) per series; nulls grouped, not dropped."""
     if records.empty:
         return []
-    return [(key, rows.iloc[0], rows.sort_values("input_len"))
-            for key, rows in records.groupby(key_of(records, SERIES_KEY), sort=True)]
+    return [
+        (key, rows.iloc[0], rows.sort_values("input_len"))
+        for key, rows in records.groupby(key_of(records, SERIES_KEY), sort=True)
+    ]
 
 
 def scaling_fits(records: pd.DataFrame) -> pd.DataFrame:
@@ -160,14 +203,26 @@ def scaling_fits(records: pd.DataFrame) -> pd.DataFrame:
             if points["input_len"].nunique() < 2:
                 continue
             fit = fit_power_law(points["input_len"].astype(float), points[column])
-            rows.append({
-                "run_id": first["run_id"], "model": first["model"], "family": first["family"],
-                "mode": first["mode"], "metric": metric, "quantity": label, "slope": fit.slope, "ci_low": fit.ci_low,
-                "ci_high": fit.ci_high, "n": fit.n, "intercept": fit.intercept,
-                "min_len": int(points["input_len"].min()), "max_len": int(points["input_len"].max()),
-                "threads": first["threads"], **{c: first[c] for c in CONDITION_COLUMNS},
-                "series": key,
-            })
+            rows.append(
+                {
+                    "run_id": first["run_id"],
+                    "model": first["model"],
+                    "family": first["family"],
+                    "mode": first["mode"],
+                    "metric": metric,
+                    "quantity": label,
+                    "slope": fit.slope,
+                    "ci_low": fit.ci_low,
+                    "ci_high": fit.ci_high,
+                    "n": fit.n,
+                    "intercept": fit.intercept,
+                    "min_len": int(points["input_len"].min()),
+                    "max_len": int(points["input_len"].max()),
+                    "threads": first["threads"],
+                    **{c: first[c] for c in CONDITION_COLUMNS},
+                    "series": key,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -178,14 +233,20 @@ def reach(records: pd.DataFrame) -> pd.DataFrame:
         ok = series[series["status"].eq("ok")]
         failed = series[~series["status"].eq("ok")]
         failure = failed.iloc[0] if not failed.empty else None
-        rows.append({
-            "run_id": first["run_id"], "model": first["model"], "family": first["family"], "mode": first["mode"],
-            "longest_ok": int(ok["input_len"].max()) if not ok.empty else None,
-            "first_failure_len": int(failure["input_len"]) if failure is not None else None,
-            "first_failure_status": failure["status"] if failure is not None else "",
-            "first_failure_message": failure["message"] if failure is not None else "",
-            "threads": first["threads"], **{c: first[c] for c in CONDITION_COLUMNS},
-        })
+        rows.append(
+            {
+                "run_id": first["run_id"],
+                "model": first["model"],
+                "family": first["family"],
+                "mode": first["mode"],
+                "longest_ok": int(ok["input_len"].max()) if not ok.empty else None,
+                "first_failure_len": int(failure["input_len"]) if failure is not None else None,
+                "first_failure_status": failure["status"] if failure is not None else "",
+                "first_failure_message": failure["message"] if failure is not None else "",
+                "threads": first["threads"],
+                **{c: first[c] for c in CONDITION_COLUMNS},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -203,8 +264,18 @@ ROUGE_CONDITIONS = ["dataset", "input_len", "n_docs", "train_steps", "size"]
 
 def rouge_relative(rouge: pd.DataFrame | None) -> pd.DataFrame:
     """LOCOST's ROUGE as % of each model baseline's, same dataset, length, documents, steps and size."""
-    columns = ["dataset", "input_len", "n_docs", "train_steps", "metric", "locost_system",
-               "baseline_system", "locost", "baseline", "relative_pct"]
+    columns = [
+        "dataset",
+        "input_len",
+        "n_docs",
+        "train_steps",
+        "metric",
+        "locost_system",
+        "baseline_system",
+        "locost",
+        "baseline",
+        "relative_pct",
+    ]
     if rouge is None or rouge.empty:
         return pd.DataFrame(columns=columns)
     models = rouge[rouge["kind"].eq("model")].assign(size=lambda f: f["system"].map(system_size))
@@ -217,11 +288,18 @@ def rouge_relative(rouge: pd.DataFrame | None) -> pd.DataFrame:
         for metric in ROUGE_METRICS:
             locost, baseline = pair[f"{metric}_locost"], pair[f"{metric}_baseline"]
             if pd.notna(locost) and pd.notna(baseline) and baseline > 0:
-                rows.append({
-                    "dataset": pair["dataset_locost"], "input_len": pair["input_len_locost"],
-                    "n_docs": pair["n_docs_locost"], "train_steps": pair["train_steps_locost"],
-                    "metric": metric, "locost_system": pair["system_locost"],
-                    "baseline_system": pair["system_baseline"], "locost": locost, "baseline": baseline,
-                    "relative_pct": 100 * locost / baseline,
-                })
+                rows.append(
+                    {
+                        "dataset": pair["dataset_locost"],
+                        "input_len": pair["input_len_locost"],
+                        "n_docs": pair["n_docs_locost"],
+                        "train_steps": pair["train_steps_locost"],
+                        "metric": metric,
+                        "locost_system": pair["system_locost"],
+                        "baseline_system": pair["system_baseline"],
+                        "locost": locost,
+                        "baseline": baseline,
+                        "relative_pct": 100 * locost / baseline,
+                    }
+                )
     return pd.DataFrame(rows, columns=columns)

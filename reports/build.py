@@ -14,10 +14,13 @@ from reports import plots, text
 from reports.analysis import memory_comparisons, reach, rouge_relative, scaling_fits
 from reports.runs import MODES, ROUGE_METRICS, ReportError, Run, load_run, records_frame
 
-OUT_ROOT = Path(__file__).resolve().parent / "out"
+OUT_ROOT = Path("reports") / "out"  # relative to the working directory, like the bench's run directories
 SUITES = ("memory", "throughput", "scaling")
-VERDICT_CLASSES = {claims_module.REPRODUCED: "good", claims_module.NOT_REPRODUCED: "bad",
-                   claims_module.NOT_MEASURED: "none"}
+VERDICT_CLASSES = {
+    claims_module.REPRODUCED: "good",
+    claims_module.NOT_REPRODUCED: "bad",
+    claims_module.NOT_MEASURED: "none",
+}
 
 
 @dataclass
@@ -25,7 +28,7 @@ class Table:
     title: str
     caption: str
     columns: list[str]
-    rows: list[list]          # cells: plain values, or {"text", "cls", "note"} dicts
+    rows: list[list]  # cells: plain values, or {"text", "cls", "note"} dicts
     kind: str = "table"
 
 
@@ -34,7 +37,7 @@ class Section:
     id: str
     title: str
     intro: str = ""
-    blocks: list = field(default_factory=list)   # Tables and plots.Figures, in order
+    blocks: list = field(default_factory=list)  # Tables and plots.Figures, in order
 
 
 def cell(value, cls: str = "", note: str = "") -> dict:
@@ -52,21 +55,30 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 # --- sections ---------------------------------------------------------------------------------------
 
+
 def _claims_section(claims: pd.DataFrame) -> Section:
     rows = []
     for claim in claims.itertuples(index=False):
         headline = claim.scope == "all"
-        rows.append([
-            cell(claim.claim if headline else "", note=claim.rule if headline else ""),
-            "" if headline else claim.scope,
-            claim.paper_value, claim.best_measured, claim.typical_measured, claim.conditions,
-            cell(claim.verdict, "verdict " + VERDICT_CLASSES[claim.verdict]),
-        ])
-    table = Table("Claims of the LOCOST paper", "Computed from the records in this report; each row's rule is "
-                  "under its claim. Comparisons pair only cells with identical device, device name, dtype, batch, "
-                  "target length, new tokens and model size.",
-                  ["claim", "scope", "paper", "best measured", "typical (median)", "conditions of the best",
-                   "verdict"], rows)
+        rows.append(
+            [
+                cell(claim.claim if headline else "", note=claim.rule if headline else ""),
+                "" if headline else claim.scope,
+                claim.paper_value,
+                claim.best_measured,
+                claim.typical_measured,
+                claim.conditions,
+                cell(claim.verdict, "verdict " + VERDICT_CLASSES[claim.verdict]),
+            ]
+        )
+    table = Table(
+        "Claims of the LOCOST paper",
+        "Computed from the records in this report; each row's rule is "
+        "under its claim. Comparisons pair only cells with identical device, device name, dtype, batch, "
+        "target length, new tokens and model size.",
+        ["claim", "scope", "paper", "best measured", "typical (median)", "conditions of the best", "verdict"],
+        rows,
+    )
     return Section("claims", "Claims", blocks=[table])
 
 
@@ -79,73 +91,118 @@ def _command(meta: dict) -> str:
     return "" if args is None else str(args)
 
 
+RUN_FIELDS = [  # (label, record column, run.json env key, formatter)
+    ("device", "device", None, str),
+    ("device name", "env_device_name", "device_name", str),
+    ("CPU", "env_cpu_model", "cpu_model", str),
+    ("CPU cores", "env_cpu_count", "cpu_count", text.integer),
+    ("dtype", "dtype", None, str),
+    ("batch", "batch", None, text.integer),
+    ("target length (train)", "target_len", None, text.integer),
+    ("new tokens (generate)", "new_tokens", None, text.integer),
+    ("threads", "threads", "threads", text.integer),
+    ("torch", "env_torch", "torch", str),
+    ("transformers", "env_transformers", "transformers", str),
+    ("python", "env_python", "python", str),
+    ("git commit", "env_git_commit", "git_commit", text.commit),
+    ("host", "env_hostname", "hostname", str),
+    ("platform", "env_platform", "platform", str),
+]
+
+
 def _conditions_section(runs: list[Run]) -> Section:
-    rows = []
-    for run in runs:
-        records, env = run.records, run.meta.get("env") or {}
+    """One column per run, one row per condition: values from the records, else from run.json's env."""
 
-        def values(column, fmt=str, env_key=None):
-            found = text.distinct(records, column)
-            if not found and env_key and env.get(env_key) is not None:
-                found = [env[env_key]]
-            return " / ".join(fmt(v) for v in found) or text.DASH
+    def values(run, column, env_key, fmt):
+        found = text.distinct(run.records, column)
+        env = run.meta.get("env") or {}
+        if not found and env_key and env.get(env_key) is not None:
+            found = [env[env_key]]
+        return " / ".join(dict.fromkeys(fmt(v) for v in found)) or text.DASH
 
-        ok = int(records["status"].eq("ok").sum()) if not records.empty else 0
-        rows.append([
-            run.meta.get("run_id") or run.path.name,
-            run.meta.get("suite") or values("suite"),
-            values("device"),
-            values("env_device_name", env_key="device_name"),
-            values("env_cpu_model", env_key="cpu_model"),
-            values("dtype"), values("batch", text.integer),
-            values("target_len", text.integer), values("new_tokens", text.integer),
-            values("threads", text.integer, env_key="threads"),
-            values("env_torch", env_key="torch"), values("env_transformers", env_key="transformers"),
-            values("env_python", env_key="python"),
-            values("env_git_commit", lambda c: str(c)[:10], env_key="git_commit"),
-            run.meta.get("started_at", text.DASH), run.meta.get("finished_at") or text.DASH,
-            f"{ok} / {len(records)}" + (" + ROUGE" if run.rouge is not None else ""),
-            cell(_command(run.meta), "small"),
-        ])
-    table = Table("Runs", "One row per run directory; values from run.json and the records' cell and env fields.",
-                  ["run", "suite", "device", "GPU / device name", "CPU", "dtype", "batch", "target len",
-                   "new tokens", "threads", "torch", "transformers", "python", "git commit", "started",
-                   "finished", "cells ok / all", "arguments"], rows)
+    def cells_done(run):
+        ok = int(run.records["status"].eq("ok").sum()) if not run.records.empty else 0
+        return f"{ok} / {len(run.records)}" + (" + ROUGE" if run.rouge is not None else "")
+
+    rows = [["suite", *(run.meta.get("suite") or values(run, "suite", None, str) for run in runs)]]
+    rows += [
+        [label, *(values(run, column, env_key, fmt) for run in runs)]
+        for label, column, env_key, fmt in RUN_FIELDS
+    ]
+    rows += [
+        ["started", *(run.meta.get("started_at") or text.DASH for run in runs)],
+        ["finished", *(run.meta.get("finished_at") or text.DASH for run in runs)],
+        ["cells ok / all", *(cells_done(run) for run in runs)],
+        ["arguments", *(cell(_command(run.meta) or text.DASH, "small") for run in runs)],
+        ["directory", *(cell(str(run.path), "small") for run in runs)],
+    ]
+    table = Table(
+        "Runs",
+        "One column per run directory; values from the records' cell and env fields "
+        "(run.json where the records hold none).",
+        ["", *(run.meta.get("run_id") or run.path.name for run in runs)],
+        rows,
+    )
     return Section("conditions", "Run conditions", blocks=[table])
 
 
 def _models_section(records: pd.DataFrame) -> Section:
     models = records.drop_duplicates("model").sort_values(["family", "params_total"])
-    rows = [[m.family, m.size, m.model, text.integer(m.params_total), text.integer(m.params_embedding),
-             text.integer(m.params_non_embedding)] for m in models.itertuples()]
-    table = Table("Models", "Parameter counts as recorded by the cells; comparisons are at the same size.",
-                  ["family", "size", "model", "params total", "embedding", "non-embedding"], rows)
+    rows = [
+        [
+            m.family,
+            m.size,
+            m.model,
+            text.integer(m.params_total),
+            text.integer(m.params_embedding),
+            text.integer(m.params_non_embedding),
+        ]
+        for m in models.itertuples()
+    ]
+    table = Table(
+        "Models",
+        "Parameter counts as recorded by the cells; comparisons are at the same size.",
+        ["family", "size", "model", "params total", "embedding", "non-embedding"],
+        rows,
+    )
     return Section("models", "Models", blocks=[table])
 
 
-def _value_table(title: str, records: pd.DataFrame, column: str, fmt) -> Table:
-    """Rows (mode, length), a column per model: the value where ok, the status where not."""
+def _value_table(title: str, records: pd.DataFrame, column: str, fmt, note) -> Table:
+    """Rows (mode, length), a column per model: the value (``note`` beneath) where ok, else the status."""
     models = sorted(records["model"].dropna().unique(), key=lambda m: (not str(m).startswith("locost"), m))
     keyed = {}
     for record in records.itertuples(index=False):
-        value = fmt(getattr(record, column)) if record.status == "ok" else cell(record.status, "fail",
-                                                                                   record.message)
+        value = (
+            cell(fmt(getattr(record, column)), note=note(record))
+            if record.status == "ok"
+            else cell(record.status, "fail", record.message)
+        )
         keyed.setdefault((record.mode, record.input_len), {})[record.model] = value
     order = {mode: index for index, mode in enumerate(MODES)}
-    rows = [[mode, text.length(length), *(cells.get(model, "") for model in models)]
-            for (mode, length), cells in sorted(keyed.items(), key=lambda item: (order.get(item[0][0], 9),
-                                                                                   item[0][1]))]
+    rows = [
+        [mode, text.length(length), *(cells.get(model, "") for model in models)]
+        for (mode, length), cells in sorted(
+            keyed.items(), key=lambda item: (order.get(item[0][0], 9), item[0][1])
+        )
+    ]
     return Table(title, "Conditions: " + text.conditions(records), ["mode", "input length", *models], rows)
 
 
-def _length_section(section: str, title: str, records: pd.DataFrame, column: str, ylabel: str, fmt,
-                    intro: str) -> Section:
-    blocks = []
-    for figure in plots.length_figures(records, section, column, ylabel, title):
-        blocks.append(figure)
+def _length_section(
+    section: str, title: str, records: pd.DataFrame, column: str, ylabel: str, fmt, note, intro: str
+) -> Section:
+    blocks = list(plots.length_figures(records, section, column, ylabel, title))
     for parts, rows in plots.figure_groups(records):
-        blocks.append(_value_table(f"{ylabel} — {', '.join(str(p) for p in parts if not text.is_missing(p))}",
-                                   rows, column, fmt))
+        blocks.append(
+            _value_table(
+                f"{ylabel} — {', '.join(str(p) for p in parts if not text.is_missing(p))}",
+                rows,
+                column,
+                fmt,
+                note,
+            )
+        )
     return Section(section, title, intro, blocks)
 
 
@@ -165,46 +222,100 @@ def _savings_section(comparisons: pd.DataFrame) -> Section:
                 skipped = "skipped" in (pair.locost_status, pair.baseline_status)
                 row[pair.baseline_model] = cell(pair.note, "good" if won else "" if skipped else "fail")
             else:
-                row[pair.baseline_model] = cell(f"{pair.saving_pct:.1f}% less",
-                                                "good" if pair.saving_pct > 0 else "bad",
-                                                f"{pair.ratio:.2f}× of {text.number(pair.baseline_mib)} MiB")
+                row[pair.baseline_model] = cell(
+                    text.saving(pair.saving_pct),
+                    "good" if pair.saving_pct > 0 else "bad",
+                    f"{pair.ratio:.2f}× of {text.number(pair.baseline_mib)} MiB",
+                )
         order = {mode: index for index, mode in enumerate(MODES)}
-        rows = [[mode, text.length(length), values["locost"], *(values.get(b, "") for b in baselines)]
-                for (mode, length), values in sorted(keyed.items(), key=lambda i: (order.get(i[0][0], 9), i[0][1]))]
+        rows = [
+            [mode, text.length(length), values["locost"], *(values.get(b, "") for b in baselines)]
+            for (mode, length), values in sorted(
+                keyed.items(), key=lambda i: (order.get(i[0][0], 9), i[0][1])
+            )
+        ]
         first = group.iloc[0]
-        blocks.append(Table(f"{first['locost_model']} against baselines — {text.condition_label(first)}",
-                            "Conditions (identical for every pair in this table): " + text.condition_label(first)
-                            + f" · runs {' / '.join(sorted(set(group['locost_run_id']) | set(group['baseline_run_id'])))}",
-                            ["mode", "input length", f"{first['locost_model']} (above weights)", *baselines], rows))
-    intro = ("Peak memory above the weights. Each baseline cell: LOCOST's saving (1 − LOCOST/baseline) and, "
-             "beneath, LOCOST's figure as a fraction of the baseline's; only where both ran ok. "
-             "\"baseline oom\" (and similar) marks cells where the baseline failed and LOCOST ran.")
+        blocks.append(
+            Table(
+                f"{first['locost_model']} against baselines — {text.condition_label(first)}",
+                "Conditions (identical for every pair in this table): "
+                + text.condition_label(first)
+                + " · runs "
+                + " / ".join(sorted(set(group["locost_run_id"]) | set(group["baseline_run_id"]))),
+                ["mode", "input length", f"{first['locost_model']} (above weights)", *baselines],
+                rows,
+            )
+        )
+    intro = (
+        "Peak memory above the weights. Each baseline cell: LOCOST's saving (1 − LOCOST/baseline) and, "
+        "beneath, LOCOST's figure as a fraction of the baseline's; only where both ran ok. "
+        '"baseline oom" (and similar) marks cells where the baseline failed and LOCOST ran.'
+    )
     return Section("savings", "Memory savings of LOCOST", intro, blocks)
 
 
 def _scaling_section(records: pd.DataFrame, fits: pd.DataFrame) -> Section:
     blocks = list(plots.scaling_figures(records, fits))
     if not fits.empty:
-        rows = [[f.model, f.mode, f.quantity, text.exponent(f.slope, f.ci_low, f.ci_high), f.n,
-                 f"{text.length(f.min_len)}–{text.length(f.max_len)}", text.condition_label(f._asdict()),
-                 text.integer(f.threads)] for f in fits.itertuples(index=False)]
-        blocks.append(Table("Fitted exponents", "value ∝ length^k by least squares on log-log over the ok "
-                            "lengths; 95% CI of k from the t distribution (needs ≥ 3 lengths). L log L over "
-                            "1K–600K fits k slightly above 1; quadratic ≈ 2. Conditions: " + text.conditions(records),
-                            ["model", "mode", "quantity", "exponent k [95% CI]", "lengths", "range", "conditions",
-                             "threads"], rows))
+        rows = [
+            [
+                f.model,
+                f.mode,
+                f.quantity,
+                text.exponent(f.slope, f.ci_low, f.ci_high),
+                f.n,
+                f"{text.length(f.min_len)}–{text.length(f.max_len)}",
+                text.condition_label(f._asdict()),
+                text.integer(f.threads),
+            ]
+            for f in fits.itertuples(index=False)
+        ]
+        blocks.append(
+            Table(
+                "Fitted exponents",
+                "value ∝ length^k by least squares on log-log over the ok "
+                "lengths; 95% CI of k from the t distribution (needs ≥ 3 lengths). L log L over "
+                "1K–600K fits k slightly above 1; quadratic ≈ 2. Conditions: " + text.conditions(records),
+                [
+                    "model",
+                    "mode",
+                    "quantity",
+                    "exponent k [95% CI]",
+                    "lengths",
+                    "range",
+                    "conditions",
+                    "threads",
+                ],
+                rows,
+            )
+        )
     reached = reach(records)
-    rows = [[r.model, r.mode, cell("none", "fail") if text.is_missing(r.longest_ok) else text.length(r.longest_ok),
-             "none up to the longest tried" if text.is_missing(r.first_failure_len) else
-             text.length(r.first_failure_len),
-             cell(r.first_failure_status, "fail", r.first_failure_message) if r.first_failure_status else "",
-             text.condition_label(r._asdict()), text.integer(r.threads)]
-            for r in reached.itertuples(index=False)]
-    blocks.append(Table("Longest length reached", "Per model and mode: the longest input run ok and the first "
-                        "length that was not. Conditions: " + text.conditions(records),
-                        ["model", "mode", "longest ok", "first failure at", "status / message", "conditions",
-                         "threads"], rows))
-    return Section("scaling", "Scaling", "Memory and time against input length, with fitted power laws.", blocks)
+    rows = [
+        [
+            r.model,
+            r.mode,
+            cell("none", "fail") if text.is_missing(r.longest_ok) else text.length(r.longest_ok),
+            "none up to the longest tried"
+            if text.is_missing(r.first_failure_len)
+            else text.length(r.first_failure_len),
+            cell(r.first_failure_status, "fail", r.first_failure_message) if r.first_failure_status else "",
+            text.condition_label(r._asdict()),
+            text.integer(r.threads),
+        ]
+        for r in reached.itertuples(index=False)
+    ]
+    blocks.append(
+        Table(
+            "Longest length reached",
+            "Per model and mode: the longest input run ok and the first "
+            "length that was not. Conditions: " + text.conditions(records),
+            ["model", "mode", "longest ok", "first failure at", "status / message", "conditions", "threads"],
+            rows,
+        )
+    )
+    return Section(
+        "scaling", "Scaling", "Memory and time against input length, with fitted power laws.", blocks
+    )
 
 
 def _rouge_section(rouge: pd.DataFrame) -> Section:
@@ -214,44 +325,93 @@ def _rouge_section(rouge: pd.DataFrame) -> Section:
     def score(row, metric):
         if pd.isna(row[metric]):
             return text.DASH
-        return cell(f"{100 * row[metric]:.2f}",
-                    note=f"[{100 * row[metric + '_lo']:.2f}, {100 * row[metric + '_hi']:.2f}]"
-                    if pd.notna(row[metric + "_lo"]) and pd.notna(row[metric + "_hi"]) else "")
+        return cell(
+            f"{100 * row[metric]:.2f}",
+            note=f"[{100 * row[metric + '_lo']:.2f}, {100 * row[metric + '_hi']:.2f}]"
+            if pd.notna(row[metric + "_lo"]) and pd.notna(row[metric + "_hi"])
+            else "",
+        )
 
     ordered = rouge.sort_values(["dataset", "kind", "system", "input_len"], na_position="last")
-    rows = [[r["system"], r["kind"], text.length(r["input_len"]), *(score(r, m) for m in metrics),
-             text.integer(r["params_total"]), text.integer(r["train_steps"]), r["dataset"], text.integer(r["n_docs"])]
-            for _, r in ordered.iterrows()]
-    blocks.append(Table("ROUGE F1 (×100, 95% bootstrap CI beneath)", "Conditions: " + text.rouge_conditions(rouge),
-                        ["system", "kind", "input length", *metrics, "params", "train steps", "dataset", "documents"],
-                        rows))
+    rows = [
+        [
+            r["system"],
+            r["kind"],
+            text.length(r["input_len"]),
+            *(score(r, m) for m in metrics),
+            text.integer(r["params_total"]),
+            text.integer(r["train_steps"]),
+            r["dataset"],
+            text.integer(r["n_docs"]),
+        ]
+        for _, r in ordered.iterrows()
+    ]
+    blocks.append(
+        Table(
+            "ROUGE F1 (×100, 95% bootstrap CI beneath)",
+            "Conditions: " + text.rouge_conditions(rouge),
+            ["system", "kind", "input length", *metrics, "params", "train steps", "dataset", "documents"],
+            rows,
+        )
+    )
     relative = rouge_relative(rouge)
     if not relative.empty:
-        wide = relative.pivot_table(index=["dataset", "input_len", "n_docs", "train_steps", "locost_system",
-                                           "baseline_system"], columns="metric", values="relative_pct",
-                                    dropna=False).reset_index()
+        wide = relative.pivot_table(
+            index=["dataset", "input_len", "n_docs", "train_steps", "locost_system", "baseline_system"],
+            columns="metric",
+            values="relative_pct",
+            dropna=False,
+        ).reset_index()
         rel_metrics = [m for m in ROUGE_METRICS if m in wide.columns]
-        rows = [[r["locost_system"], r["baseline_system"], text.length(r["input_len"]),
-                 *(text.percent(r[m]) for m in rel_metrics), r["dataset"], text.integer(r["n_docs"]),
-                 text.integer(r["train_steps"])] for _, r in wide.iterrows()]
-        blocks.append(Table("Relative quality: LOCOST's ROUGE as % of each baseline's",
-                            "The paper's \"93–96%\" measure. Pairs share dataset, input length, documents, "
-                            "training steps and model size.",
-                            ["LOCOST", "baseline", "input length", *rel_metrics, "dataset", "documents",
-                             "train steps"], rows))
+        rows = [
+            [
+                r["locost_system"],
+                r["baseline_system"],
+                text.length(r["input_len"]),
+                *(text.percent(r[m]) for m in rel_metrics),
+                r["dataset"],
+                text.integer(r["n_docs"]),
+                text.integer(r["train_steps"]),
+            ]
+            for _, r in wide.iterrows()
+        ]
+        blocks.append(
+            Table(
+                "Relative quality: LOCOST's ROUGE as % of each baseline's",
+                'The paper\'s "93–96%" measure. Pairs share dataset, input length, documents, '
+                "training steps and model size.",
+                ["LOCOST", "baseline", "input length", *rel_metrics, "dataset", "documents", "train steps"],
+                rows,
+            )
+        )
     return Section("rouge", "Summary quality (ROUGE)", blocks=blocks)
 
 
 def _failures_section(records: pd.DataFrame) -> Section:
     failed = records[~records["status"].eq("ok")].sort_values(["run_id", "model", "mode", "input_len"])
-    rows = [[r["run_id"], r["model"], r["mode"], text.length(r["input_len"]), cell(r["status"], "fail"),
-             r["message"], text.condition_label(r)] for _, r in failed.iterrows()]
-    table = Table("Cells that did not run ok", f"{len(failed)} of {len(records)} cells.",
-                  ["run", "model", "mode", "input length", "status", "message", "conditions"], rows)
+    rows = [
+        [
+            r["run_id"],
+            r["model"],
+            r["mode"],
+            text.length(r["input_len"]),
+            cell(r["status"], "fail"),
+            r["message"],
+            text.condition_label(r),
+        ]
+        for _, r in failed.iterrows()
+    ]
+    table = Table(
+        "Cells that did not run ok",
+        f"{len(failed)} of {len(records)} cells.",
+        ["run", "model", "mode", "input length", "status", "message", "conditions"],
+        rows,
+    )
     return Section("failures", "Failures", blocks=[table])
 
 
 # --- build ------------------------------------------------------------------------------------------
+
 
 def _default_out(run_dirs: list[Path]) -> Path:
     if len(run_dirs) == 1:
@@ -289,22 +449,46 @@ def build(run_dirs: list[Path | str], out_dir: Path | str | None = None) -> Path
         sections.append(_models_section(records))
     if not by_section["memory"].empty:
         _write_csv(by_section["memory"], out / "memory.csv")
-        sections.append(_length_section(
-            "memory", "Peak memory vs input length", by_section["memory"], "mem_peak_above_base_mib",
-            "peak memory above weights (MiB)", lambda v: text.number(v),
-            "Peak memory above the weights (CPU: peak RSS minus RSS after the model was built; CUDA: "
-            "max_memory_allocated minus memory before the step), log-log. Markers in the top strip: cells "
-            "that did not run ok, at their length."))
+        sections.append(
+            _length_section(
+                "memory",
+                "Peak memory vs input length",
+                by_section["memory"],
+                "mem_peak_above_base_mib",
+                "peak memory above weights (MiB)",
+                text.number,
+                lambda r: f"total peak {text.number(r.mem_peak_mib)} MiB",
+                "Peak memory above the weights (CPU: peak RSS minus RSS after the model was built; CUDA: "
+                "max_memory_allocated minus memory before the step), log-log. Markers in the top strip: "
+                "cells "
+                "that did not run ok, at their length.",
+            )
+        )
     comparisons = memory_comparisons(records)
     if not comparisons.empty:
         _write_csv(comparisons, out / "savings.csv")
         sections.append(_savings_section(comparisons))
     if not by_section["throughput"].empty:
         _write_csv(by_section["throughput"], out / "throughput.csv")
-        sections.append(_length_section(
-            "throughput", "Throughput vs input length", by_section["throughput"], "tokens_per_s",
-            "input tokens / s", lambda v: text.number(v),
-            "Input tokens per second (batch × input length / median step time), log-log."))
+        sections.append(
+            _length_section(
+                "throughput",
+                "Throughput vs input length",
+                by_section["throughput"],
+                "tokens_per_s",
+                "input tokens / s",
+                text.number,
+                lambda r: (
+                    f"{r.time_median_s:.3g} s per step"
+                    + (
+                        f", {text.number(r.generated_tokens_per_s, 1)} generated tokens / s"
+                        if r.mode == "generate"
+                        else ""
+                    )
+                ),
+                "Input tokens per second (batch × input length / median step time), log-log.",
+            )
+        )
     if not by_section["scaling"].empty:
         _write_csv(by_section["scaling"], out / "scaling.csv")
         fits = scaling_fits(by_section["scaling"])
@@ -325,12 +509,17 @@ def build(run_dirs: list[Path | str], out_dir: Path | str | None = None) -> Path
             if isinstance(block, plots.Figure):
                 (out / f"{block.name}.png").write_bytes(block.png)
 
-    environment = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"),
-                                     autoescape=True, undefined=jinja2.StrictUndefined)
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("reports", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+    )
     html = environment.get_template("report.html.j2").render(
-        sections=sections, runs=runs, generated_at=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
+        sections=sections,
+        runs=runs,
+        generated_at=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
         warnings=[w for run in runs for w in run.warnings],
-        verdicts=claims[claims["scope"].eq("all")].to_dict("records"), verdict_classes=VERDICT_CLASSES)
+        verdicts=claims[claims["scope"].eq("all")].to_dict("records"),
+        verdict_classes=VERDICT_CLASSES,
+    )
     report = out / "report.html"
     report.write_text(html, encoding="utf-8")
     return report

@@ -21,63 +21,122 @@ LONG_INPUT = 600_000
 MAX_EXPONENT = 1.25
 ROUGE_SHARE = 93.0
 
-COLUMNS = ["claim", "scope", "paper_value", "best_measured", "typical_measured", "best_value",
-           "typical_value", "n_compared", "conditions", "verdict", "rule"]
+COLUMNS = [
+    "claim",
+    "scope",
+    "paper_value",
+    "best_measured",
+    "typical_measured",
+    "best_value",
+    "typical_value",
+    "n_compared",
+    "conditions",
+    "verdict",
+    "rule",
+]
 
 
-def _row(claim, paper_value, rule, scope="all", best=None, typical=None, best_value=None,
-         typical_value=None, n=0, conditions="", verdict=NOT_MEASURED) -> dict:
-    return {"claim": claim, "scope": scope, "paper_value": paper_value,
-            "best_measured": best or text.DASH, "typical_measured": typical or text.DASH,
-            "best_value": best_value, "typical_value": typical_value, "n_compared": n,
-            "conditions": conditions, "verdict": verdict, "rule": rule}
+def _row(
+    claim,
+    paper_value,
+    rule,
+    scope="all",
+    best=None,
+    typical=None,
+    best_value=None,
+    typical_value=None,
+    n=0,
+    conditions="",
+    verdict=NOT_MEASURED,
+) -> dict:
+    return {
+        "claim": claim,
+        "scope": scope,
+        "paper_value": paper_value,
+        "best_measured": best or text.DASH,
+        "typical_measured": typical or text.DASH,
+        "best_value": best_value,
+        "typical_value": typical_value,
+        "n_compared": n,
+        "conditions": conditions,
+        "verdict": verdict,
+        "rule": rule,
+    }
 
 
 def _describe_comparison(pair) -> str:
-    return (f"vs {pair['baseline_model']}, {pair['mode']}, {text.integer(pair['input_len'])} tokens, "
-            f"{text.condition_label(pair)}: {text.number(pair['locost_mib'])} vs "
-            f"{text.number(pair['baseline_mib'])} MiB above weights")
+    return (
+        f"vs {pair['baseline_model']}, {pair['mode']}, {text.integer(pair['input_len'])} tokens, "
+        f"{text.condition_label(pair)}: {text.number(pair['locost_mib'])} vs "
+        f"{text.number(pair['baseline_mib'])} MiB above weights"
+    )
 
 
 def _saving_rows(claim, threshold, modes, comparisons) -> list[dict]:
     mode_words = " / ".join(modes)
-    rule = (f"best saving = max(1 − LOCOST/baseline peak memory above weights) over (baseline, length) "
-            f"pairs with both ok in {mode_words} under identical conditions; reproduced iff ≥ {threshold:.0f}%")
+    rule = (
+        f"best saving = max(1 − LOCOST/baseline peak memory above weights) over (baseline, length) "
+        f"pairs with both ok in {mode_words} under identical conditions; reproduced iff ≥ {threshold:.0f}%"
+    )
     pairs = comparisons[comparisons["mode"].isin(modes)]
     measured = pairs[pairs["saving_pct"].notna()]
-    baseline_failed = pairs[pairs["locost_status"].eq("ok")
-                            & ~pairs["baseline_status"].isin(["ok", "skipped"])]
+    baseline_failed = pairs[
+        pairs["locost_status"].eq("ok") & ~pairs["baseline_status"].isin(["ok", "skipped"])
+    ]
 
     def row(scope, measured, baseline_failed):
         extra = ""
         if not baseline_failed.empty:
             first = baseline_failed.sort_values("input_len").iloc[0]
-            extra = (f"; the baseline failed where LOCOST ran in {len(baseline_failed)} cell(s), "
-                     f"first {first['baseline_model']} {first['mode']} at {text.integer(first['input_len'])}: "
-                     f"{first['note']}")
+            extra = (
+                f"; the baseline failed where LOCOST ran in {len(baseline_failed)} cell(s), "
+                f"first {first['baseline_model']} {first['mode']} at {text.integer(first['input_len'])}: "
+                f"{first['note']}"
+            )
         if measured.empty:
-            return _row(claim, f"{threshold:.0f}%", rule, scope=scope,
-                        conditions="no LOCOST/baseline pair ok under identical conditions" + extra)
+            return _row(
+                claim,
+                f"{threshold:.0f}%",
+                rule,
+                scope=scope,
+                conditions="no LOCOST/baseline pair ok under identical conditions" + extra,
+            )
         best = measured.loc[measured["saving_pct"].idxmax()]
         typical = float(measured["saving_pct"].median())
         verdict = REPRODUCED if best["saving_pct"] >= threshold else NOT_REPRODUCED
-        return _row(claim, f"{threshold:.0f}%", rule, scope=scope, best=text.percent(best["saving_pct"]),
-                    typical=text.percent(typical), best_value=float(best["saving_pct"]),
-                    typical_value=typical, n=len(measured),
-                    conditions=_describe_comparison(best) + extra, verdict=verdict)
+        return _row(
+            claim,
+            f"{threshold:.0f}%",
+            rule,
+            scope=scope,
+            best=text.percent(best["saving_pct"]),
+            typical=text.percent(typical),
+            best_value=float(best["saving_pct"]),
+            typical_value=typical,
+            n=len(measured),
+            conditions=_describe_comparison(best) + extra,
+            verdict=verdict,
+        )
 
     rows = [row("all", measured, baseline_failed)]
     for family in sorted(pairs["baseline_family"].dropna().unique()):
-        rows.append(row(f"vs {family}", measured[measured["baseline_family"].eq(family)],
-                        baseline_failed[baseline_failed["baseline_family"].eq(family)]))
+        rows.append(
+            row(
+                f"vs {family}",
+                measured[measured["baseline_family"].eq(family)],
+                baseline_failed[baseline_failed["baseline_family"].eq(family)],
+            )
+        )
     return rows
 
 
 def _long_input_rows(records: pd.DataFrame) -> list[dict]:
     claim = "handles more than 600K tokens at inference"
-    rule = (f"reproduced iff a LOCOST {' or '.join(INFERENCE_MODES)} cell is ok at ≥ {LONG_INPUT:,} tokens; "
-            f"not reproduced if LOCOST was tried there and failed (oom/timeout/error/unsupported); "
-            f"else not measured")
+    rule = (
+        f"reproduced iff a LOCOST {' or '.join(INFERENCE_MODES)} cell is ok at ≥ {LONG_INPUT:,} tokens; "
+        f"not reproduced if LOCOST was tried there and failed (oom/timeout/error/unsupported); "
+        f"else not measured"
+    )
     locost = records[records["family"].eq(LOCOST) & records["mode"].isin(INFERENCE_MODES)]
     ok = locost[locost["status"].eq("ok")]
     long = locost[locost["input_len"].ge(LONG_INPUT).fillna(False)]
@@ -95,70 +154,122 @@ def _long_input_rows(records: pd.DataFrame) -> list[dict]:
     elif not failed_long.empty:
         verdict = NOT_REPRODUCED
         first = failed_long.sort_values("input_len").iloc[0]
-        conditions += (f"; failed at {text.integer(first['input_len'])}: {first['model']} {first['mode']} "
-                       f"{first['status']} ({first['message'] or 'no message'})")
+        conditions += (
+            f"; failed at {text.integer(first['input_len'])}: {first['model']} {first['mode']} "
+            f"{first['status']} ({first['message'] or 'no message'})"
+        )
     else:
         verdict = NOT_MEASURED
         skipped = long[long["status"].eq("skipped")]
-        conditions += (f"; not tried at ≥ {LONG_INPUT:,}" if skipped.empty else
-                       f"; skipped at {text.integer(skipped['input_len'].min())}: {skipped.iloc[0]['message']}")
-    return [_row(claim, "> 600K tokens", rule,
-                 best=None if best is None else f"{best:,} tokens (longest ok)",
-                 typical=None if typical is None else f"{typical:,.0f} tokens (median longest per series)",
-                 best_value=best, typical_value=typical, n=len(ok), conditions=conditions, verdict=verdict)]
+        conditions += (
+            f"; not tried at ≥ {LONG_INPUT:,}"
+            if skipped.empty
+            else f"; skipped at {text.integer(skipped['input_len'].min())}: {skipped.iloc[0]['message']}"
+        )
+    return [
+        _row(
+            claim,
+            "> 600K tokens",
+            rule,
+            best=None if best is None else f"{best:,} tokens (longest ok)",
+            typical=None if typical is None else f"{typical:,.0f} tokens (median longest per series)",
+            best_value=best,
+            typical_value=typical,
+            n=len(ok),
+            conditions=conditions,
+            verdict=verdict,
+        )
+    ]
 
 
 def _time_rows(records: pd.DataFrame) -> list[dict]:
     claim = "O(L log L) time in input length"
-    rule = (f"exponent k of time ∝ L^k, least squares on log-log over LOCOST's ok encode lengths (generate "
-            f"if no encode series has ≥ 3 points), the series with the widest length range; reproduced iff the "
-            f"upper bound of k's 95% CI ≤ {MAX_EXPONENT} (L log L over 1K–600K fits k slightly above 1, "
-            f"quadratic attention ≈ 2)")
+    rule = (
+        f"exponent k of time ∝ L^k, least squares on log-log over LOCOST's ok encode lengths (generate "
+        f"if no encode series has ≥ 3 points), the series with the widest length range; reproduced iff the "
+        f"upper bound of k's 95% CI ≤ {MAX_EXPONENT} (L log L over 1K–600K fits k slightly above 1, "
+        f"quadratic attention ≈ 2)"
+    )
     locost = records[records["family"].eq(LOCOST) & records["mode"].isin(INFERENCE_MODES)]
     fits = scaling_fits(locost)
     if not fits.empty:
         fits = fits[fits["metric"].eq("time") & fits["ci_high"].notna()]
     if fits is None or fits.empty:
-        return [_row(claim, "O(L log L)", rule,
-                     conditions="no LOCOST inference series with ok times at ≥ 3 lengths")]
+        return [
+            _row(
+                claim,
+                "O(L log L)",
+                rule,
+                conditions="no LOCOST inference series with ok times at ≥ 3 lengths",
+            )
+        ]
     mode = "encode" if fits["mode"].eq("encode").any() else "generate"
     candidates = fits[fits["mode"].eq(mode)].assign(range=lambda f: f["max_len"] / f["min_len"])
     primary = candidates.sort_values(["range", "n"]).iloc[-1]
 
     def row(scope, fit, typical=None, n=1):
         verdict = REPRODUCED if fit["ci_high"] <= MAX_EXPONENT else NOT_REPRODUCED
-        conditions = (f"{fit['model']} {fit['mode']}, {text.integer(fit['min_len'])}–"
-                      f"{text.integer(fit['max_len'])} tokens ({fit['n']} lengths), {text.condition_label(fit)}, "
-                      f"{text.integer(fit['threads'])} thread(s), run {fit['run_id']}")
-        return _row(claim, "O(L log L)", rule, scope=scope,
-                    best=text.exponent(fit["slope"], fit["ci_low"], fit["ci_high"]),
-                    typical=None if typical is None else f"{typical:.2f} (median exponent)",
-                    best_value=float(fit["slope"]), typical_value=typical, n=n,
-                    conditions=conditions, verdict=verdict)
+        conditions = (
+            f"{fit['model']} {fit['mode']}, {text.integer(fit['min_len'])}–"
+            f"{text.integer(fit['max_len'])} tokens ({fit['n']} lengths), {text.condition_label(fit)}, "
+            f"{text.integer(fit['threads'])} thread(s), run {fit['run_id']}"
+        )
+        return _row(
+            claim,
+            "O(L log L)",
+            rule,
+            scope=scope,
+            best=text.exponent(fit["slope"], fit["ci_low"], fit["ci_high"]),
+            typical=None if typical is None else f"{typical:.2f} (median exponent)",
+            best_value=float(fit["slope"]),
+            typical_value=typical,
+            n=n,
+            conditions=conditions,
+            verdict=verdict,
+        )
 
     rows = [row("all", primary, float(fits["slope"].median()), len(fits))]
     if len(fits) > 1:
         for _, fit in fits.iterrows():
-            rows.append(row(f"{fit['model']} {fit['mode']}, {fit['device']} {fit['dtype']}, run {fit['run_id']}", fit))
+            rows.append(
+                row(f"{fit['model']} {fit['mode']}, {fit['device']} {fit['dtype']}, run {fit['run_id']}", fit)
+            )
     return rows
 
 
 def _rouge_rows(rouge: pd.DataFrame | None) -> list[dict]:
     claim = "ROUGE 93–96% of sparse-attention transformers of the same size"
-    rule = (f"LOCOST's ROUGE F1 as % of each model baseline's (same dataset, input length, documents, training "
-            f"steps and size), over all metrics; reproduced iff the median ≥ {ROUGE_SHARE:.0f}%")
+    rule = (
+        f"LOCOST's ROUGE F1 as % of each model baseline's (same dataset, input length, documents, training "
+        f"steps and size), over all metrics; reproduced iff the median ≥ {ROUGE_SHARE:.0f}%"
+    )
     relative = rouge_relative(rouge)
     if relative.empty:
-        return [_row(claim, "93–96%", rule, conditions="no LOCOST/baseline ROUGE pair under identical conditions")]
+        return [
+            _row(claim, "93–96%", rule, conditions="no LOCOST/baseline ROUGE pair under identical conditions")
+        ]
     best = relative.loc[relative["relative_pct"].idxmax()]
     typical = float(relative["relative_pct"].median())
-    conditions = (f"best: {best['metric']} vs {best['baseline_system']}, {text.length(best['input_len'])} tokens, "
-                  f"{best['dataset']}, {text.integer(best['n_docs'])} documents, "
-                  f"{text.integer(best['train_steps'])} steps: {100 * best['locost']:.1f} vs "
-                  f"{100 * best['baseline']:.1f}")
-    return [_row(claim, "93–96%", rule, best=text.percent(best["relative_pct"]), typical=text.percent(typical),
-                 best_value=float(best["relative_pct"]), typical_value=typical, n=len(relative),
-                 conditions=conditions, verdict=REPRODUCED if typical >= ROUGE_SHARE else NOT_REPRODUCED)]
+    conditions = (
+        f"best: {best['metric']} vs {best['baseline_system']}, {text.length(best['input_len'])} tokens, "
+        f"{best['dataset']}, {text.integer(best['n_docs'])} documents, "
+        f"{text.integer(best['train_steps'])} steps: {100 * best['locost']:.1f} vs "
+        f"{100 * best['baseline']:.1f}"
+    )
+    return [
+        _row(
+            claim,
+            "93–96%",
+            rule,
+            best=text.percent(best["relative_pct"]),
+            typical=text.percent(typical),
+            best_value=float(best["relative_pct"]),
+            typical_value=typical,
+            n=len(relative),
+            conditions=conditions,
+            verdict=REPRODUCED if typical >= ROUGE_SHARE else NOT_REPRODUCED,
+        )
+    ]
 
 
 def evaluate(records: pd.DataFrame, rouge: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -17,19 +17,23 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
-
-import pandas as pd  # noqa: E402
 
 from reports import text  # noqa: E402
 from reports.analysis import SERIES_KEY  # noqa: E402
 from reports.runs import MODES, ROUGE_METRICS, key_of  # noqa: E402
 
-FAMILY_COLORS = {"locost": "#d62728", "longt5-tglobal": "#1f77b4", "longt5-local": "#2ca02c",
-                 "led": "#9467bd", "pegasus-x": "#ff7f0e"}
+FAMILY_COLORS = {
+    "locost": "#d62728",
+    "longt5-tglobal": "#1f77b4",
+    "longt5-local": "#2ca02c",
+    "led": "#9467bd",
+    "pegasus-x": "#ff7f0e",
+}
 OTHER_COLORS = ["#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
-SIZE_STYLES = {"tiny": ":", "small": "-", "base": "--", "large": "-."}
+SIZE_STYLES = {"tiny": (0, (6, 1.5)), "small": "-", "base": (0, (3, 2)), "large": (0, (1, 1.5))}
 FULL_DOCUMENT_STYLES = [(0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (3, 3))]
 STATUS_MARKERS = {"oom": "X", "timeout": "v", "unsupported": "s", "skipped": "o", "error": "*"}
 FIGURE_KEY = ["device", "env_device_name", "dtype", "batch"]
@@ -38,9 +42,9 @@ DPI = 130
 
 @dataclass
 class Figure:
-    name: str      # file stem of the PNG written beside the report
+    name: str  # file stem of the PNG written beside the report
     title: str
-    caption: str   # the measurement conditions
+    caption: str  # the measurement conditions
     png: bytes
     kind: str = "figure"
 
@@ -82,18 +86,36 @@ def _length_axis(ax) -> None:
         label.set_rotation(0)
 
 
+def _plain(value: float) -> str:
+    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+
+
 def _log_values_axis(ax) -> None:
+    """Log y axis labelled in plain numbers; short ranges also label minor ticks 2 and 5 (and 3)."""
     ax.set_yscale("log")
     ax.yaxis.set_major_locator(LogLocator(base=10))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: _plain(value)))
+    low, high = ax.get_ylim()
+    decades = math.log10(high / low)
+    leading = {2, 3, 5} if decades < 0.8 else {2, 5} if decades < 1.6 else set()
+
+    def minor(value, _):
+        digit = round(value / 10 ** math.floor(math.log10(value))) if value > 0 else 0
+        return _plain(value) if digit in leading else ""
+
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
 
 
 def _series_label(frame: pd.DataFrame, rows: pd.DataFrame) -> str:
     """The model's name, plus what tells its lines apart when the panel holds several of it."""
     label = str(rows["model"].iloc[0])
     same_model = frame[frame["model"].eq(label)]
-    for column, word in [("target_len", "target "), ("new_tokens", "new "), ("threads", "threads "),
-                         ("run_id", "")]:
+    for column, word in [
+        ("target_len", "target "),
+        ("new_tokens", "new "),
+        ("threads", "threads "),
+        ("run_id", ""),
+    ]:
         if same_model[column].nunique() > 1:
             value = rows[column].iloc[0]
             label += f" ({word}{value if column == 'run_id' else text.integer(value)})"
@@ -109,7 +131,9 @@ def _draw_panel(ax, frame: pd.DataFrame, column: str, fits: pd.DataFrame | None 
         low, high = low / 2, high * 2
     strip = (high / low) ** 0.3
     ax.set_ylim(low / 1.5, high * strip * 1.5)
-    fits_by_series = {} if fits is None or fits.empty else dict(zip(fits["series"], fits.itertuples()))
+    fits_by_series = (
+        {} if fits is None or fits.empty else dict(zip(fits["series"], fits.itertuples(), strict=True))
+    )
     failure_row = 0
     for series, rows in frame.groupby(key_of(frame, SERIES_KEY), sort=True):
         rows = rows.sort_values("input_len")
@@ -117,47 +141,95 @@ def _draw_panel(ax, frame: pd.DataFrame, column: str, fits: pd.DataFrame | None 
         color, label = color_of(model), _series_label(frame, rows)
         ok = rows[rows["status"].eq("ok") & rows[column].gt(0).fillna(False)]
         if not ok.empty:
-            ax.plot(ok["input_len"].astype(float), ok[column], color=color, linestyle=style_of(model),
-                    marker="o", markersize=4, linewidth=1.6, label=label)
+            ax.plot(
+                ok["input_len"].astype(float),
+                ok[column],
+                color=color,
+                linestyle=style_of(model),
+                marker="o",
+                markersize=4,
+                linewidth=1.6,
+                label=label,
+            )
         if series in fits_by_series:
             fit = fits_by_series[series]
             ends = [fit.min_len, fit.max_len]
-            fitted = [math.exp(fit.intercept) * length ** fit.slope for length in ends]
+            fitted = [math.exp(fit.intercept) * length**fit.slope for length in ends]
             ax.plot(ends, fitted, color=color, linestyle=(0, (2, 2)), linewidth=1, alpha=0.7)
-            ax.annotate(f"k={fit.slope:.2f}", (ends[1], fitted[1]), xytext=(5, -4), fontsize=8,
-                        textcoords="offset points", color=color, ha="left")
+            ax.annotate(
+                f"k={fit.slope:.2f}",
+                (ends[1], fitted[1]),
+                xytext=(5, -4),
+                fontsize=8,
+                textcoords="offset points",
+                color=color,
+                ha="left",
+            )
         failed = rows[~rows["status"].eq("ok")]
         if not failed.empty:
             y = high * strip ** (0.35 + 0.12 * (failure_row % 6))
             failure_row += 1
             for status, cells in failed.groupby("status"):
                 marker = STATUS_MARKERS.get(status, "*")
-                ax.scatter(cells["input_len"].astype(float), [y] * len(cells), marker=marker, s=46,
-                           color="none" if status == "skipped" else color, edgecolors=color, linewidths=1.3,
-                           label=label if ok.empty else None, zorder=3)
+                ax.scatter(
+                    cells["input_len"].astype(float),
+                    [y] * len(cells),
+                    marker=marker,
+                    s=46,
+                    color="none" if status == "skipped" else color,
+                    edgecolors=color,
+                    linewidths=1.3,
+                    label=label if ok.empty else None,
+                    zorder=3,
+                )
     _length_axis(ax)
     _log_values_axis(ax)
 
 
-def _legend(fig, axes, title: str = "model / failed cell", statuses: bool = True) -> None:
-    """One legend for the whole figure, right of the panels: series first, then the failure markers."""
+def _legend(fig, axes, records: pd.DataFrame | None = None, title: str = "model") -> None:
+    """One legend for the whole figure, right of the panels: the series, then the markers of the
+    statuses that occur in ``records``."""
     handles = {}
     for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
-    if statuses:
-        for status, marker in STATUS_MARKERS.items():
-            handles[status] = Line2D([], [], linestyle="none", marker=marker, color="#444",
-                                     markerfacecolor="none" if status == "skipped" else "#444")
-    fig.legend(list(handles.values()), list(handles), loc="upper left", bbox_to_anchor=(1.0, 0.95),
-               frameon=False, fontsize=9, title=title, title_fontsize=9)
+    statuses = [] if records is None else [s for s in STATUS_MARKERS if records["status"].eq(s).any()]
+    for status in statuses:
+        handles[status] = Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker=STATUS_MARKERS[status],
+            color="#444",
+            markerfacecolor="none" if status == "skipped" else "#444",
+        )
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="upper left",
+        bbox_to_anchor=(1.0, 0.95),
+        frameon=False,
+        fontsize=9,
+        title=title + (" / failed cell" if statuses else ""),
+        title_fontsize=9,
+    )
 
 
 def figure_groups(records: pd.DataFrame):
     """(name parts, rows) per set of conditions that may share one figure."""
     groups = records.groupby(FIGURE_KEY, dropna=False, sort=True)
-    return [((rows["device"].iloc[0], rows["env_device_name"].iloc[0], rows["dtype"].iloc[0],
-              f"batch{text.integer(rows['batch'].iloc[0])}"), rows) for _, rows in groups]
+    return [
+        (
+            (
+                rows["device"].iloc[0],
+                rows["env_device_name"].iloc[0],
+                rows["dtype"].iloc[0],
+                f"batch{text.integer(rows['batch'].iloc[0])}",
+            ),
+            rows,
+        )
+        for _, rows in groups
+    ]
 
 
 def _modes(records: pd.DataFrame) -> list[str]:
@@ -171,36 +243,49 @@ def length_figures(records: pd.DataFrame, prefix: str, column: str, ylabel: str,
     for parts, rows in figure_groups(records):
         modes = _modes(rows)
         fig, axes = plt.subplots(1, len(modes), figsize=(4.6 * len(modes), 3.9), squeeze=False)
-        for ax, mode in zip(axes[0], modes):
+        for ax, mode in zip(axes[0], modes, strict=True):
             _draw_panel(ax, rows[rows["mode"].eq(mode)], column)
             ax.set_title(mode)
             ax.set_ylabel(ylabel)
-        _legend(fig, axes[0])
+        _legend(fig, axes[0], rows)
         fig.tight_layout()
-        figures.append(Figure(slug(prefix, *parts), f"{title} — {', '.join(str(p) for p in parts if not text.is_missing(p))}",
-                              text.conditions(rows), _png(fig)))
+        figures.append(
+            Figure(
+                slug(prefix, *parts),
+                f"{title} — {', '.join(str(p) for p in parts if not text.is_missing(p))}",
+                text.conditions(rows),
+                _png(fig),
+            )
+        )
     return figures
 
 
 def scaling_figures(records: pd.DataFrame, fits: pd.DataFrame) -> list[Figure]:
     """Memory (top) and time (bottom) against length per mode, with the fitted power laws dashed."""
     figures = []
-    panels = [("mem_peak_above_base_mib", "memory", "peak memory above weights (MiB)"),
-              ("time_median_s", "time", "median time per step (s)")]
+    panels = [
+        ("mem_peak_above_base_mib", "memory", "peak memory above weights (MiB)"),
+        ("time_median_s", "time", "median time per step (s)"),
+    ]
     for parts, rows in figure_groups(records):
         modes = _modes(rows)
         fig, axes = plt.subplots(2, len(modes), figsize=(4.6 * len(modes), 7.4), squeeze=False)
-        for row_axes, (column, metric, ylabel) in zip(axes, panels):
+        for row_axes, (column, metric, ylabel) in zip(axes, panels, strict=True):
             metric_fits = fits[fits["metric"].eq(metric)] if not fits.empty else fits
-            for ax, mode in zip(row_axes, modes):
+            for ax, mode in zip(row_axes, modes, strict=True):
                 _draw_panel(ax, rows[rows["mode"].eq(mode)], column, metric_fits)
                 ax.set_title(f"{mode}: {metric}")
                 ax.set_ylabel(ylabel)
-        _legend(fig, axes.ravel())
+        _legend(fig, axes.ravel(), rows)
         fig.tight_layout()
-        figures.append(Figure(slug("scaling", *parts),
-                              f"Scaling of memory and time — {', '.join(str(p) for p in parts if not text.is_missing(p))}",
-                              text.conditions(rows) + " · dashed: fitted power law, k its exponent", _png(fig)))
+        figures.append(
+            Figure(
+                slug("scaling", *parts),
+                f"Scaling of memory and time — {', '.join(str(p) for p in parts if not text.is_missing(p))}",
+                text.conditions(rows) + " · dashed: fitted power law, k its exponent",
+                _png(fig),
+            )
+        )
     return figures
 
 
@@ -209,32 +294,63 @@ def rouge_figures(rouge: pd.DataFrame) -> list[Figure]:
     figures = []
     metrics = [m for m in ROUGE_METRICS if rouge[m].notna().any()]
     for dataset, rows in rouge.groupby(rouge["dataset"].fillna(""), sort=True):
-        fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics), 3.7), squeeze=False)
+        columns = min(2, len(metrics))
+        fig, axes = plt.subplots(
+            math.ceil(len(metrics) / columns),
+            columns,
+            figsize=(5.4 * columns, 3.9 * math.ceil(len(metrics) / columns)),
+            squeeze=False,
+        )
+        for ax in axes.ravel()[len(metrics) :]:
+            ax.remove()
+        axes = axes.ravel()[: len(metrics)]
         lengths = rows["input_len"].dropna().astype(float)
-        for ax, metric in zip(axes[0], metrics):
+        for ax, metric in zip(axes, metrics, strict=True):
             for system, series in rows.groupby("system", sort=True):
                 series = series.sort_values("input_len")
                 color = color_of(system)
                 measured = series[series["input_len"].notna() & series[metric].notna()]
                 if not measured.empty:
                     y = 100 * measured[metric]
-                    error = [y - 100 * measured[f"{metric}_lo"].fillna(measured[metric]),
-                             100 * measured[f"{metric}_hi"].fillna(measured[metric]) - y]
-                    ax.errorbar(measured["input_len"].astype(float), y, yerr=error, color=color,
-                                linestyle=style_of(system), marker="o", markersize=4, capsize=3, label=system)
+                    error = [
+                        y - 100 * measured[f"{metric}_lo"].fillna(measured[metric]),
+                        100 * measured[f"{metric}_hi"].fillna(measured[metric]) - y,
+                    ]
+                    ax.errorbar(
+                        measured["input_len"].astype(float),
+                        y,
+                        yerr=error,
+                        color=color,
+                        linestyle=style_of(system),
+                        marker="o",
+                        markersize=4,
+                        capsize=3,
+                        label=system,
+                    )
                 for _, whole in series[series["input_len"].isna() & series[metric].notna()].iterrows():
-                    ax.axhline(100 * whole[metric], color=color, linewidth=1.2,
-                               linestyle=FULL_DOCUMENT_STYLES[sum(map(ord, system)) % len(FULL_DOCUMENT_STYLES)],
-                               label=f"{system} (full document)")
+                    ax.axhline(
+                        100 * whole[metric],
+                        color=color,
+                        linewidth=1.2,
+                        linestyle=FULL_DOCUMENT_STYLES[sum(map(ord, system)) % len(FULL_DOCUMENT_STYLES)],
+                        label=f"{system} (full document)",
+                    )
                     if pd.notna(whole[f"{metric}_lo"]) and pd.notna(whole[f"{metric}_hi"]):
-                        ax.axhspan(100 * whole[f"{metric}_lo"], 100 * whole[f"{metric}_hi"], color=color, alpha=0.1)
+                        ax.axhspan(
+                            100 * whole[f"{metric}_lo"], 100 * whole[f"{metric}_hi"], color=color, alpha=0.1
+                        )
             if not lengths.empty:
                 _length_axis(ax)
             ax.set_title(metric)
             ax.set_ylabel("ROUGE F1 (×100)")
-        _legend(fig, axes[0], title="system (bars: 95% CI)", statuses=False)
+        _legend(fig, axes, title="system (bars: 95% CI)")
         fig.tight_layout()
-        figures.append(Figure(slug("rouge", dataset or "results"), f"ROUGE vs input length — {dataset or 'results'}",
-                              text.rouge_conditions(rows), _png(fig)))
+        figures.append(
+            Figure(
+                slug("rouge", dataset or "results"),
+                f"ROUGE vs input length — {dataset or 'results'}",
+                text.rouge_conditions(rows),
+                _png(fig),
+            )
+        )
     return figures
-

@@ -16,25 +16,82 @@ import pandas as pd
 MIB = 2**20
 
 RECORD_COLUMNS = [
-    "run_id", "suite", "cell_id", "family", "size", "model", "mode", "input_len", "target_len",
-    "new_tokens", "batch", "dtype", "device", "threads", "status", "message",
-    "params_total", "params_embedding", "params_non_embedding",
-    "mem_peak_bytes", "mem_peak_above_base_bytes", "mem_base_bytes",
-    "mem_reserved_bytes", "nvml_process_bytes", "nvml_device_bytes",
-    "time_median_s", "time_min_s", "time_max_s", "time_iqr_s", "repeats", "warmup",
-    "tokens_per_s", "generated_tokens_per_s", "flops", "flops_analytic", "flops_source",
-    "started_at", "wall_s",
+    "run_id",
+    "suite",
+    "cell_id",
+    "family",
+    "size",
+    "model",
+    "mode",
+    "input_len",
+    "target_len",
+    "new_tokens",
+    "batch",
+    "dtype",
+    "device",
+    "threads",
+    "status",
+    "message",
+    "params_total",
+    "params_embedding",
+    "params_non_embedding",
+    "mem_peak_bytes",
+    "mem_peak_above_base_bytes",
+    "mem_base_bytes",
+    "mem_reserved_bytes",
+    "nvml_process_bytes",
+    "nvml_device_bytes",
+    "time_median_s",
+    "time_min_s",
+    "time_max_s",
+    "time_iqr_s",
+    "repeats",
+    "warmup",
+    "tokens_per_s",
+    "generated_tokens_per_s",
+    "flops",
+    "flops_analytic",
+    "flops_source",
+    "started_at",
+    "wall_s",
 ]
-ENV_KEYS = ["python", "torch", "transformers", "device_name", "cpu_model", "cpu_count", "threads",
-            "git_commit", "hostname", "platform"]
-BYTE_COLUMNS = ["mem_peak_bytes", "mem_peak_above_base_bytes", "mem_base_bytes",
-                "mem_reserved_bytes", "nvml_process_bytes", "nvml_device_bytes"]
-INTEGER_COLUMNS = ["input_len", "target_len", "new_tokens", "batch", "threads", "repeats", "warmup",
-                   "params_total", "params_embedding", "params_non_embedding"]
+ENV_KEYS = [
+    "python",
+    "torch",
+    "transformers",
+    "device_name",
+    "cpu_model",
+    "cpu_count",
+    "threads",
+    "git_commit",
+    "hostname",
+    "platform",
+]
+BYTE_COLUMNS = [
+    "mem_peak_bytes",
+    "mem_peak_above_base_bytes",
+    "mem_base_bytes",
+    "mem_reserved_bytes",
+    "nvml_process_bytes",
+    "nvml_device_bytes",
+]
+INTEGER_COLUMNS = [
+    "input_len",
+    "target_len",
+    "new_tokens",
+    "batch",
+    "threads",
+    "repeats",
+    "warmup",
+    "params_total",
+    "params_embedding",
+    "params_non_embedding",
+]
 
 ROUGE_METRICS = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
 ROUGE_COLUMNS = ["system", "kind", "input_len", "n_docs", "dataset", "params_total", "train_steps"] + [
-    f"{metric}{suffix}" for metric in ROUGE_METRICS for suffix in ("", "_lo", "_hi")]
+    f"{metric}{suffix}" for metric in ROUGE_METRICS for suffix in ("", "_lo", "_hi")
+]
 
 MODES = ["train", "encode", "generate"]
 INFERENCE_MODES = ["encode", "generate"]
@@ -52,8 +109,8 @@ class ReportError(Exception):
 class Run:
     path: Path
     meta: dict
-    records: pd.DataFrame            # may be empty (a ROUGE-only run)
-    rouge: pd.DataFrame | None       # None when the run has no rouge.jsonl
+    records: pd.DataFrame  # may be empty (a ROUGE-only run)
+    rouge: pd.DataFrame | None  # None when the run has no rouge.jsonl
     warnings: list[str] = field(default_factory=list)
 
 
@@ -71,8 +128,8 @@ def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
         if isinstance(row, dict):
             rows.append(row)
         else:
-            where = "its last line (a torn write)" if number == len(lines) else f"line {number}"
-            warnings.append(f"{path}: skipped {where}, which is not a JSON object")
+            where = "its last line" if number == len(lines) else f"line {number}"
+            warnings.append(f"{path}: skipped {where}: not a JSON object (a torn write?)")
     return rows, warnings
 
 
@@ -87,7 +144,7 @@ def key_of(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
 def records_frame(rows: list[dict]) -> pd.DataFrame:
     """Tidy frame of cell records: schema columns first, memory in MiB beside bytes, env flattened.
 
-    A cell recorded twice in one run (a ``--force`` rerun appends) keeps its latest record.
+    A cell recorded twice in one run (a ``--force`` rerun appends) keeps its last record in file order.
     """
     flat = []
     for row in rows:
@@ -103,19 +160,28 @@ def records_frame(rows: list[dict]) -> pd.DataFrame:
     for column in BYTE_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
         frame[column.replace("_bytes", "_mib")] = frame[column] / MIB
-    for column in ["time_median_s", "time_min_s", "time_max_s", "time_iqr_s", "tokens_per_s",
-                   "generated_tokens_per_s", "flops", "flops_analytic", "wall_s"]:
+    for column in [
+        "time_median_s",
+        "time_min_s",
+        "time_max_s",
+        "time_iqr_s",
+        "tokens_per_s",
+        "generated_tokens_per_s",
+        "flops",
+        "flops_analytic",
+        "wall_s",
+    ]:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["status"] = frame["status"].fillna("error")
     frame["message"] = frame["message"].fillna("")
-    frame["model"] = frame["model"].where(frame["model"].notna(),
-                                          frame["family"].astype(str) + "-" + frame["size"].astype(str))
+    frame["model"] = frame["model"].where(
+        frame["model"].notna(), frame["family"].astype(str) + "-" + frame["size"].astype(str)
+    )
     frame["condition_key"] = key_of(frame, CONDITION_COLUMNS)
     if frame.empty:
         return frame
     cell = frame["cell_id"].astype(object).where(frame["cell_id"].notna(), frame.index.astype(str))
-    frame = frame.assign(_cell=cell).sort_values("started_at", kind="stable", na_position="first")
-    frame = frame.drop_duplicates(["run_id", "_cell"], keep="last").drop(columns="_cell")
+    frame = frame.assign(_cell=cell).drop_duplicates(["run_id", "_cell"], keep="last").drop(columns="_cell")
     return frame.sort_index().reset_index(drop=True)
 
 
@@ -160,5 +226,10 @@ def load_run(path: Path | str) -> Run:
     if not records.empty:
         records["run_id"] = records["run_id"].fillna(meta.get("run_id") or path.name)
         records["suite"] = records["suite"].fillna(meta.get("suite") or "")
-    return Run(path=path, meta=meta, records=records,
-               rouge=rouge_frame(rouge_rows) if rouge_rows else None, warnings=warnings)
+    return Run(
+        path=path,
+        meta=meta,
+        records=records,
+        rouge=rouge_frame(rouge_rows) if rouge_rows else None,
+        warnings=warnings,
+    )

@@ -34,6 +34,18 @@ def exponent(slope, low=None, high=None) -> str:
     return f"{slope:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def saving(percent_less: float) -> str:
+    """LOCOST's saving against a baseline: '70.0% less', or '9.4% more' when LOCOST used more."""
+    return f"{percent_less:.1f}% less" if percent_less >= 0 else f"{-percent_less:.1f}% more"
+
+
+def commit(value) -> str:
+    """A git commit shortened to 10 hex digits, keeping a '-dirty' mark."""
+    full = str(value)
+    head, dirty, _ = full.partition("-dirty")
+    return head[:10] + dirty
+
+
 def length(value) -> str:
     """Token counts: 4,096 -> '4K', 600,000 -> '600,000'."""
     if is_missing(value):
@@ -60,7 +72,9 @@ def device_names(frame: pd.DataFrame) -> str:
     for row in frame.drop_duplicates(["device", "env_device_name", "env_cpu_model"]).itertuples():
         detail = row.env_device_name if not is_missing(row.env_device_name) else row.env_cpu_model
         if row.device == "cpu" and not is_missing(row.env_cpu_model):
-            detail = row.env_cpu_model + ("" if is_missing(row.env_cpu_count) else f", {row.env_cpu_count} cores")
+            detail = row.env_cpu_model + (
+                "" if is_missing(row.env_cpu_count) else f", {row.env_cpu_count} cores"
+            )
         names.append(f"{row.device} ({detail})" if not is_missing(detail) else str(row.device))
     return _joined(dict.fromkeys(names))
 
@@ -74,8 +88,10 @@ def conditions(frame: pd.DataFrame) -> str:
         parts.append(_joined(dtypes))
     if batches := distinct(frame, "batch"):
         parts.append("batch " + _joined(batches, integer))
-    for mode, column, words in [("train", "target_len", "target tokens (train)"),
-                                ("generate", "new_tokens", "new tokens (generate)")]:
+    for mode, column, words in [
+        ("train", "target_len", "target tokens (train)"),
+        ("generate", "new_tokens", "new tokens (generate)"),
+    ]:
         if values := distinct(frame[frame["mode"].eq(mode)], column):
             parts.append(f"{_joined(values, integer)} {words}")
     if threads := distinct(frame, "threads"):
@@ -84,7 +100,7 @@ def conditions(frame: pd.DataFrame) -> str:
         if values := distinct(frame, column):
             parts.append(f"{name} {_joined(values)}")
     if commits := distinct(frame, "env_git_commit"):
-        parts.append("commit " + _joined(commits, lambda c: str(c)[:10]))
+        parts.append("commit " + _joined(commits, commit))
     if runs := distinct(frame, "run_id"):
         parts.append("run " + _joined(runs))
     return " · ".join(p for p in parts if p)
@@ -95,8 +111,12 @@ def condition_label(row) -> str:
     get = row.get if hasattr(row, "get") else lambda key, default=None: getattr(row, key, default)
     device = get("device")
     name = get("env_device_name")
-    parts = [f"{device} ({name})" if not is_missing(name) else str(device), str(get("dtype")),
-             f"batch {integer(get('batch'))}", f"size {get('size')}"]
+    parts = [
+        f"{device} ({name})" if not is_missing(name) else str(device),
+        str(get("dtype")),
+        f"batch {integer(get('batch'))}",
+        f"size {get('size')}",
+    ]
     if not is_missing(get("target_len")):
         parts.append(f"target {integer(get('target_len'))}")
     if not is_missing(get("new_tokens")):

@@ -26,48 +26,109 @@ from reports.runs import MIB, records_frame, rouge_frame
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "reports" / "out" / "test-artifacts"
-ENV = {"python": "3.11.2", "torch": "2.13.0", "transformers": "5.23.0", "device_name": None,
-       "cpu_model": "Test CPU 9000", "cpu_count": 2, "threads": 1, "git_commit": "0123456789abcdef",
-       "hostname": "testhost", "platform": "Linux-x86_64"}
-PARAMS = {"locost": 52_000_000, "longt5-tglobal": 55_000_000, "longt5-local": 55_000_000, "led": 50_000_000,
-          "pegasus-x": 57_000_000}
+ENV = {
+    "python": "3.11.2",
+    "torch": "2.13.0",
+    "transformers": "5.23.0",
+    "device_name": None,
+    "cpu_model": "Test CPU 9000",
+    "cpu_count": 2,
+    "threads": 1,
+    "git_commit": "0123456789abcdef",
+    "hostname": "testhost",
+    "platform": "Linux-x86_64",
+}
+PARAMS = {
+    "locost": 52_000_000,
+    "longt5-tglobal": 55_000_000,
+    "longt5-local": 55_000_000,
+    "led": 50_000_000,
+    "pegasus-x": 57_000_000,
+}
 
 
-def record(family: str, mode: str, input_len: int, mib: float | None = None, status: str = "ok",
-           seconds: float | None = None, size: str = "small", suite: str = "memory", **fields) -> dict:
+def record(
+    family: str,
+    mode: str,
+    input_len: int,
+    mib: float | None = None,
+    status: str = "ok",
+    seconds: float | None = None,
+    size: str = "small",
+    suite: str = "memory",
+    **fields,
+) -> dict:
     """One cell record in the schema of common.md; ``fields`` override anything (dtype, batch, ...)."""
     model = f"{family}-{size}"
     ok = status == "ok"
     seconds = seconds if seconds is not None else (1e-4 * input_len if ok else None)
     row = {
-        "run_id": f"{suite}-cpu", "suite": suite, "family": family, "size": size, "model": model,
-        "mode": mode, "input_len": input_len, "target_len": 128 if mode == "train" else None,
-        "new_tokens": 16 if mode == "generate" else None, "batch": 1, "dtype": "fp32", "device": "cpu",
-        "threads": 1, "status": status, "message": "" if ok else f"{status} at {input_len} tokens",
-        "params_total": PARAMS.get(family, 50_000_000), "params_embedding": 16_000_000,
+        "run_id": f"{suite}-cpu",
+        "suite": suite,
+        "family": family,
+        "size": size,
+        "model": model,
+        "mode": mode,
+        "input_len": input_len,
+        "target_len": 128 if mode == "train" else None,
+        "new_tokens": 16 if mode == "generate" else None,
+        "batch": 1,
+        "dtype": "fp32",
+        "device": "cpu",
+        "threads": 1,
+        "status": status,
+        "message": "" if ok else f"{status} at {input_len} tokens",
+        "params_total": PARAMS.get(family, 50_000_000),
+        "params_embedding": 16_000_000,
         "params_non_embedding": PARAMS.get(family, 50_000_000) - 16_000_000,
         "mem_peak_bytes": int((mib + 400) * MIB) if ok and mib is not None else None,
         "mem_peak_above_base_bytes": int(mib * MIB) if ok and mib is not None else None,
-        "mem_base_bytes": 400 * MIB if ok else None, "mem_reserved_bytes": None, "nvml_process_bytes": None,
-        "nvml_device_bytes": None, "time_median_s": seconds if ok else None,
-        "time_min_s": seconds * 0.95 if ok else None, "time_max_s": seconds * 1.1 if ok else None,
-        "time_iqr_s": seconds * 0.05 if ok else None, "repeats": 3, "warmup": 1,
+        "mem_base_bytes": 400 * MIB if ok else None,
+        "mem_reserved_bytes": None,
+        "nvml_process_bytes": None,
+        "nvml_device_bytes": None,
+        "time_median_s": seconds if ok else None,
+        "time_min_s": seconds * 0.95 if ok else None,
+        "time_max_s": seconds * 1.1 if ok else None,
+        "time_iqr_s": seconds * 0.05 if ok else None,
+        "repeats": 3,
+        "warmup": 1,
         "tokens_per_s": input_len / seconds if ok else None,
         "generated_tokens_per_s": 16 / seconds if ok and mode == "generate" else None,
-        "flops": None, "flops_analytic": None, "flops_source": None,
-        "started_at": "2026-01-01T00:00:00Z", "wall_s": 5.0, "env": ENV,
+        "flops": None,
+        "flops_analytic": None,
+        "flops_source": None,
+        "started_at": "2026-01-01T00:00:00Z",
+        "wall_s": 5.0,
+        "env": ENV,
     }
     row.update(fields)
-    row.setdefault("cell_id", "|".join(str(row[k]) for k in ["model", "mode", "input_len", "dtype", "batch",
-                                                             "device", "target_len", "new_tokens"]))
+    row.setdefault(
+        "cell_id",
+        "|".join(
+            str(row[k])
+            for k in ["model", "mode", "input_len", "dtype", "batch", "device", "target_len", "new_tokens"]
+        ),
+    )
     return row
 
 
-def write_run(path: Path, records: list[dict], suite: str = "memory", rouge: list[dict] | None = None) -> Path:
+def write_run(
+    path: Path, records: list[dict], suite: str = "memory", rouge: list[dict] | None = None
+) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    (path / "run.json").write_text(json.dumps({
-        "run_id": path.name, "suite": suite, "args": {"sizes": "small", "device": "cpu"}, "env": ENV,
-        "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T01:00:00Z"}))
+    (path / "run.json").write_text(
+        json.dumps(
+            {
+                "run_id": path.name,
+                "suite": suite,
+                "args": {"sizes": "small", "device": "cpu"},
+                "env": ENV,
+                "started_at": "2026-01-01T00:00:00Z",
+                "finished_at": "2026-01-01T01:00:00Z",
+            }
+        )
+    )
     if records:
         (path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     if rouge is not None:
@@ -76,8 +137,15 @@ def write_run(path: Path, records: list[dict], suite: str = "memory", rouge: lis
 
 
 def rouge_row(system: str, input_len: int | None, r1: float, kind: str = "model", **fields) -> dict:
-    row = {"system": system, "kind": kind, "input_len": input_len, "n_docs": 50, "dataset": "toy-sum",
-           "params_total": PARAMS.get(system.rsplit("-", 1)[0]), "train_steps": 200 if kind == "model" else None}
+    row = {
+        "system": system,
+        "kind": kind,
+        "input_len": input_len,
+        "n_docs": 50,
+        "dataset": "toy-sum",
+        "params_total": PARAMS.get(system.rsplit("-", 1)[0]),
+        "train_steps": 200 if kind == "model" else None,
+    }
     for metric, value in [("rouge1", r1), ("rouge2", r1 / 3), ("rougeL", r1 * 0.8), ("rougeLsum", r1 * 0.9)]:
         row.update({metric: value, f"{metric}_lo": value - 0.01, f"{metric}_hi": value + 0.01})
     row.update(fields)
@@ -91,6 +159,7 @@ def claim(claims: pd.DataFrame, name_start: str, scope: str = "all") -> pd.Serie
 
 
 # --- the power-law fit ------------------------------------------------------------------------------
+
 
 def test_fit_power_law_recovers_a_known_exponent_within_its_ci():
     rng = np.random.default_rng(0)
@@ -110,22 +179,31 @@ def test_fit_power_law_exact_and_two_point_cases():
     assert two.slope == pytest.approx(0.5) and two.ci_low is None and two.ci_high is None and two.n == 2
 
 
-@pytest.mark.parametrize("dof, quantile", [(1, 12.706), (2, 4.303), (5, 2.571), (10, 2.228), (30, 2.042),
-                                            (120, 1.980), (10**6, 1.960)])
+@pytest.mark.parametrize(
+    "dof, quantile",
+    [(1, 12.706), (2, 4.303), (5, 2.571), (10, 2.228), (30, 2.042), (120, 1.980), (10**6, 1.960)],
+)
 def test_t_quantile_matches_the_table(dof, quantile):
     assert t_quantile_975(dof) == pytest.approx(quantile, abs=1e-3)
 
 
 def test_series_from_different_runs_are_fitted_apart():
-    records = records_frame([record("locost", "encode", n, 0.01 * n, seconds=1e-6 * n**k, run_id=run, suite="scaling")
-                             for run, k in [("a", 1.0), ("b", 2.0)] for n in (4096, 8192, 16384)])
+    records = records_frame(
+        [
+            record("locost", "encode", n, 0.01 * n, seconds=1e-6 * n**k, run_id=run, suite="scaling")
+            for run, k in [("a", 1.0), ("b", 2.0)]
+            for n in (4096, 8192, 16384)
+        ]
+    )
     fits = scaling_fits(records)
     times = fits[fits["metric"].eq("time")].set_index("run_id")["slope"]
     assert times.to_dict() == pytest.approx({"a": 1.0, "b": 2.0})
 
 
-@pytest.mark.parametrize("lengths, values", [([1024, 2048, 4096], [1.0, 0.0, 2.0]), ([1024], [1.0]),
-                                             ([1024, 1024], [1.0, 2.0]), ([1, 2], [1.0])])
+@pytest.mark.parametrize(
+    "lengths, values",
+    [([1024, 2048, 4096], [1.0, 0.0, 2.0]), ([1024], [1.0]), ([1024, 1024], [1.0, 2.0]), ([1, 2], [1.0])],
+)
 def test_fit_power_law_rejects_what_it_cannot_fit(lengths, values):
     with pytest.raises(ValueError):
         fit_power_law(lengths, values)
@@ -133,10 +211,16 @@ def test_fit_power_law_rejects_what_it_cannot_fit(lengths, values):
 
 # --- savings and claims -----------------------------------------------------------------------------
 
+
 def test_savings_are_locost_over_the_baseline_at_identical_conditions():
-    records = records_frame([record("locost", "train", 4096, 300), record("longt5-tglobal", "train", 4096, 1000),
-                             record("locost", "generate", 65536, 500),
-                             record("longt5-tglobal", "generate", 65536, status="oom")])
+    records = records_frame(
+        [
+            record("locost", "train", 4096, 300),
+            record("longt5-tglobal", "train", 4096, 1000),
+            record("locost", "generate", 65536, 500),
+            record("longt5-tglobal", "generate", 65536, status="oom"),
+        ]
+    )
     comparisons = memory_comparisons(records).set_index("mode")
     assert comparisons.loc["train", "ratio"] == pytest.approx(0.3)
     assert comparisons.loc["train", "saving_pct"] == pytest.approx(70.0)
@@ -146,8 +230,13 @@ def test_savings_are_locost_over_the_baseline_at_identical_conditions():
 
 @pytest.mark.parametrize("locost_mib, verdict", [(510, NOT_REPRODUCED), (490, REPRODUCED), (500, REPRODUCED)])
 def test_training_memory_verdict_flips_at_50_percent(locost_mib, verdict):
-    records = records_frame([record("locost", "train", 8192, locost_mib), record("led", "train", 8192, 1000),
-                             record("longt5-local", "train", 8192, 900)])
+    records = records_frame(
+        [
+            record("locost", "train", 8192, locost_mib),
+            record("led", "train", 8192, 1000),
+            record("longt5-local", "train", 8192, 900),
+        ]
+    )
     claims = evaluate(records)
     row = claim(claims, "up to 50% less memory in training")
     assert row["verdict"] == verdict
@@ -161,9 +250,14 @@ def test_training_memory_verdict_flips_at_50_percent(locost_mib, verdict):
 
 @pytest.mark.parametrize("locost_mib, verdict", [(140, NOT_REPRODUCED), (120, REPRODUCED)])
 def test_inference_memory_verdict_flips_at_87_percent(locost_mib, verdict):
-    records = records_frame([record("locost", "encode", 32768, locost_mib),
-                             record("pegasus-x", "encode", 32768, 1000),
-                             record("locost", "train", 32768, 10), record("pegasus-x", "train", 32768, 1000)])
+    records = records_frame(
+        [
+            record("locost", "encode", 32768, locost_mib),
+            record("pegasus-x", "encode", 32768, 1000),
+            record("locost", "train", 32768, 10),
+            record("pegasus-x", "train", 32768, 1000),
+        ]
+    )
     row = claim(evaluate(records), "up to 87% less memory in inference")
     assert row["verdict"] == verdict
     assert row["best_value"] == pytest.approx(100 * (1 - locost_mib / 1000))
@@ -171,32 +265,40 @@ def test_inference_memory_verdict_flips_at_87_percent(locost_mib, verdict):
 
 @pytest.mark.parametrize("condition", [{"dtype": "bf16"}, {"batch": 2}, {"device": "cuda"}, {"size": "base"}])
 def test_cells_under_other_conditions_are_never_compared(condition):
-    records = records_frame([record("locost", "train", 4096, 100, **condition),
-                             record("longt5-tglobal", "train", 4096, 1000)])
+    records = records_frame(
+        [record("locost", "train", 4096, 100, **condition), record("longt5-tglobal", "train", 4096, 1000)]
+    )
     assert memory_comparisons(records).empty
     row = claim(evaluate(records), "up to 50% less memory in training")
     assert row["verdict"] == NOT_MEASURED and pd.isna(row["best_value"])
 
 
 def test_the_same_cell_from_two_runs_is_compared_once_preferring_ok():
-    records = records_frame([
-        record("locost", "train", 4096, 300),
-        record("longt5-tglobal", "train", 4096, status="oom", run_id="memory-old"),
-        record("longt5-tglobal", "train", 4096, 1000, run_id="memory-new"),
-    ])
+    records = records_frame(
+        [
+            record("locost", "train", 4096, 300),
+            record("longt5-tglobal", "train", 4096, status="oom", run_id="memory-old"),
+            record("longt5-tglobal", "train", 4096, 1000, run_id="memory-new"),
+        ]
+    )
     comparisons = memory_comparisons(records)
     assert len(comparisons) == 1 and comparisons["saving_pct"].iloc[0] == pytest.approx(70.0)
 
 
-@pytest.mark.parametrize("cells, verdict, longest", [
-    ([(524288, "ok"), (600000, "ok")], REPRODUCED, 600000),
-    ([(524288, "ok"), (655360, "oom")], NOT_REPRODUCED, 524288),
-    ([(524288, "ok")], NOT_MEASURED, 524288),
-    ([(524288, "ok"), (1048576, "skipped")], NOT_MEASURED, 524288),
-])
+@pytest.mark.parametrize(
+    "cells, verdict, longest",
+    [
+        ([(524288, "ok"), (600000, "ok")], REPRODUCED, 600000),
+        ([(524288, "ok"), (655360, "oom")], NOT_REPRODUCED, 524288),
+        ([(524288, "ok")], NOT_MEASURED, 524288),
+        ([(524288, "ok"), (1048576, "skipped")], NOT_MEASURED, 524288),
+    ],
+)
 def test_long_input_verdict(cells, verdict, longest):
-    records = records_frame([record("locost", "encode", n, 100, status=status, suite="scaling")
-                             for n, status in cells] + [record("led", "encode", 1048576, status="ok", mib=1)])
+    records = records_frame(
+        [record("locost", "encode", n, 100, status=status, suite="scaling") for n, status in cells]
+        + [record("led", "encode", 1048576, status="ok", mib=1)]
+    )
     row = claim(evaluate(records), "handles more than 600K tokens")
     assert row["verdict"] == verdict
     assert row["best_value"] == longest
@@ -205,8 +307,9 @@ def test_long_input_verdict(cells, verdict, longest):
 @pytest.mark.parametrize("exponent, verdict", [(1.05, REPRODUCED), (2.0, NOT_REPRODUCED)])
 def test_time_exponent_verdict(exponent, verdict):
     lengths = [2**k for k in range(12, 18)]
-    records = records_frame([record("locost", "encode", n, 100, seconds=1e-6 * n**exponent, suite="scaling")
-                             for n in lengths])
+    records = records_frame(
+        [record("locost", "encode", n, 100, seconds=1e-6 * n**exponent, suite="scaling") for n in lengths]
+    )
     row = claim(evaluate(records), "O(L log L)")
     assert row["verdict"] == verdict
     assert row["best_value"] == pytest.approx(exponent)
@@ -219,12 +322,15 @@ def test_time_exponent_needs_three_lengths():
 
 
 def test_rouge_relative_quality_pairs_same_conditions_only():
-    rouge = rouge_frame([
-        rouge_row("locost-small", 4096, 0.30), rouge_row("longt5-tglobal-small", 4096, 0.32),
-        rouge_row("led-small", 4096, 0.30, train_steps=999),   # other training: not compared
-        rouge_row("pegasus-x-base", 4096, 0.30),               # other size: not compared
-        rouge_row("lead-3", None, 0.25, kind="extractive"),
-    ])
+    rouge = rouge_frame(
+        [
+            rouge_row("locost-small", 4096, 0.30),
+            rouge_row("longt5-tglobal-small", 4096, 0.32),
+            rouge_row("led-small", 4096, 0.30, train_steps=999),  # other training: not compared
+            rouge_row("pegasus-x-base", 4096, 0.30),  # other size: not compared
+            rouge_row("lead-3", None, 0.25, kind="extractive"),
+        ]
+    )
     relative = rouge_relative(rouge)
     assert set(relative["baseline_system"]) == {"longt5-tglobal-small"}
     r1 = relative[relative["metric"].eq("rouge1")].iloc[0]
@@ -235,13 +341,18 @@ def test_rouge_relative_quality_pairs_same_conditions_only():
 
 # --- building the report ----------------------------------------------------------------------------
 
+
 def realistic_runs(root: Path) -> list[Path]:
     """A memory run, a scaling run and a ROUGE run shaped like the real ones (synthetic numbers)."""
-    lengths = [1024 * 2**k for k in range(7)]   # 1K .. 64K
+    lengths = [1024 * 2**k for k in range(7)]  # 1K .. 64K
     slopes = {"locost": 0.9, "longt5-tglobal": 1.4, "longt5-local": 1.0, "led": 1.1, "pegasus-x": 1.0}
     memory = []
     for family, slope in slopes.items():
-        for mode, scale, new_limit in [("train", 2.0, 16384), ("encode", 0.3, 65536), ("generate", 0.5, 32768)]:
+        for mode, scale, new_limit in [
+            ("train", 2.0, 16384),
+            ("encode", 0.3, 65536),
+            ("generate", 0.5, 32768),
+        ]:
             limit = 65536 if family == "locost" else new_limit
             for n in lengths:
                 if family == "led" and n > 16384:
@@ -249,21 +360,56 @@ def realistic_runs(root: Path) -> list[Path]:
                 elif n > limit:
                     memory.append(record(family, mode, n, status="oom" if n == limit * 2 else "skipped"))
                 else:
-                    memory.append(record(family, mode, n, scale * 300 * (n / 1024) ** slope,
-                                         seconds=2e-5 * n ** (1.0 + 0.3 * (family != "locost"))))
-    scaling = [record("locost", mode, n, 0.1 * n ** 0.95, seconds=3e-6 * n * math.log2(n), suite="scaling")
-               for mode in ("encode", "generate") for n in [4096 * 2**k for k in range(8)]]
-    scaling += [record("locost", "encode", 1048576, status="oom", suite="scaling"),
-                record("longt5-tglobal", "encode", 4096, 300, seconds=0.5, suite="scaling"),
-                record("longt5-tglobal", "encode", 8192, 900, seconds=1.6, suite="scaling"),
-                record("longt5-tglobal", "encode", 16384, 2900, seconds=5.1, suite="scaling"),
-                record("longt5-tglobal", "encode", 32768, status="timeout", suite="scaling")]
-    rouge = [rouge_row(f"{family}-small", n, r1 + 0.01 * k)
-             for family, r1 in [("locost", 0.30), ("longt5-tglobal", 0.32), ("pegasus-x", 0.31)]
-             for k, n in enumerate([1024, 2048, 4096])]
-    rouge += [rouge_row("lead-3", None, 0.26, kind="extractive"), rouge_row("oracle", None, 0.45, kind="extractive")]
-    return [write_run(root / "memory-cpu", memory), write_run(root / "scaling-cpu", scaling, "scaling"),
-            write_run(root / "rouge-cpu", [], "rouge", rouge)]
+                    memory.append(
+                        record(
+                            family,
+                            mode,
+                            n,
+                            scale * 300 * (n / 1024) ** slope,
+                            seconds=2e-5 * n ** (1.0 + 0.3 * (family != "locost")),
+                        )
+                    )
+    scaling = [
+        record("locost", mode, n, 0.1 * n**0.95, seconds=3e-6 * n * math.log2(n), suite="scaling")
+        for mode in ("encode", "generate")
+        for n in [4096 * 2**k for k in range(8)]
+    ]
+    scaling += [
+        record("locost", "encode", 1048576, status="oom", suite="scaling"),
+        record("longt5-tglobal", "encode", 4096, 300, seconds=0.5, suite="scaling"),
+        record("longt5-tglobal", "encode", 8192, 900, seconds=1.6, suite="scaling"),
+        record("longt5-tglobal", "encode", 16384, 2900, seconds=5.1, suite="scaling"),
+        record("longt5-tglobal", "encode", 32768, status="timeout", suite="scaling"),
+    ]
+    throughput = [
+        record(
+            family,
+            mode,
+            n,
+            100,
+            seconds=1e-5 * n ** (1.0 + 0.2 * (family != "locost")),
+            suite="throughput",
+            threads=2,
+        )
+        for family in ("locost", "longt5-local")
+        for mode in ("encode", "generate")
+        for n in lengths[:5]
+    ]
+    rouge = [
+        rouge_row(f"{family}-small", n, r1 + 0.01 * k)
+        for family, r1 in [("locost", 0.30), ("longt5-tglobal", 0.32), ("pegasus-x", 0.31)]
+        for k, n in enumerate([1024, 2048, 4096])
+    ]
+    rouge += [
+        rouge_row("lead-3", None, 0.26, kind="extractive"),
+        rouge_row("oracle", None, 0.45, kind="extractive"),
+    ]
+    return [
+        write_run(root / "memory-cpu", memory),
+        write_run(root / "scaling-cpu", scaling, "scaling"),
+        write_run(root / "throughput-cpu", throughput, "throughput"),
+        write_run(root / "rouge-cpu", [], "rouge", rouge),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -275,25 +421,50 @@ def built_report(tmp_path_factory) -> Path:
 def test_build_writes_tidy_csvs_figures_and_one_self_contained_html(built_report):
     out = built_report.parent
     names = {p.name for p in out.iterdir()}
-    assert {"report.html", "memory.csv", "scaling.csv", "rouge.csv", "claims.csv", "savings.csv",
-            "scaling_fits.csv", "rouge_relative.csv"} <= names
-    assert "throughput.csv" not in names   # no throughput run: no file
+    assert {
+        "report.html",
+        "memory.csv",
+        "throughput.csv",
+        "scaling.csv",
+        "rouge.csv",
+        "claims.csv",
+        "savings.csv",
+        "scaling_fits.csv",
+        "rouge_relative.csv",
+    } <= names
     assert any(n.startswith("memory-cpu") and n.endswith(".png") for n in names)
+    assert any(n.startswith("throughput-cpu") and n.endswith(".png") for n in names)
     assert any(n.startswith("scaling-cpu") and n.endswith(".png") for n in names)
     assert "rouge-toy-sum.png" in names
 
     memory = pd.read_csv(out / "memory.csv")
-    for column in ["model", "family", "size", "mode", "input_len", "status", "message", "dtype", "batch",
-                   "mem_peak_above_base_bytes", "mem_peak_above_base_mib", "time_median_s", "env_torch",
-                   "env_cpu_model"]:
+    for column in [
+        "model",
+        "family",
+        "size",
+        "mode",
+        "input_len",
+        "status",
+        "message",
+        "dtype",
+        "batch",
+        "mem_peak_above_base_bytes",
+        "mem_peak_above_base_mib",
+        "time_median_s",
+        "env_torch",
+        "env_cpu_model",
+    ]:
         assert column in memory.columns
     assert len(memory) == 5 * 3 * 7 and "condition_key" not in memory.columns
     claims = pd.read_csv(out / "claims.csv")
     assert list(claims.columns[:5]) == ["claim", "scope", "paper_value", "best_measured", "typical_measured"]
     assert set(claims["verdict"]) <= {REPRODUCED, NOT_REPRODUCED, NOT_MEASURED}
     savings = pd.read_csv(out / "savings.csv")
-    train_4k = savings[savings["mode"].eq("train") & savings["input_len"].eq(4096)
-                       & savings["baseline_model"].eq("longt5-tglobal-small")].iloc[0]
+    train_4k = savings[
+        savings["mode"].eq("train")
+        & savings["input_len"].eq(4096)
+        & savings["baseline_model"].eq("longt5-tglobal-small")
+    ].iloc[0]
     expected = 100 * (1 - (300 * 2 * 4**0.9 * 2) / (300 * 2 * 4**1.4 * 2))
     assert train_4k["saving_pct"] == pytest.approx(expected, rel=1e-6)
 
@@ -301,20 +472,41 @@ def test_build_writes_tidy_csvs_figures_and_one_self_contained_html(built_report
     assert "<script" not in html.lower() and "http://" not in html and "https://" not in html
     sources = [part.split('"', 1)[0] for part in html.split('<img src="')[1:]]
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
-    for section in ["Claims", "Run conditions", "Models", "Peak memory vs input length", "Memory savings",
-                    "Scaling", "Summary quality (ROUGE)", "Failures", "baseline oom", "Test CPU 9000"]:
+    for section in [
+        "Claims",
+        "Run conditions",
+        "Models",
+        "Peak memory vs input length",
+        "Memory savings",
+        "Throughput vs input length",
+        "Scaling",
+        "Summary quality (ROUGE)",
+        "Relative quality",
+        "Failures",
+        "baseline oom",
+        "Test CPU 9000",
+    ]:
         assert section in html
-    assert "Throughput vs input length" not in html
 
 
 def test_a_torn_last_line_is_skipped_and_reported(tmp_path):
-    run = write_run(tmp_path / "run", [record("locost", "train", 4096, 300), record("led", "train", 4096, 1000)])
+    run = write_run(
+        tmp_path / "run", [record("locost", "train", 4096, 300), record("led", "train", 4096, 1000)]
+    )
     with open(run / "results.jsonl", "a") as results:
         results.write(json.dumps(record("led", "train", 8192, 2000))[:57])
     report = build([run])
     assert report == run / "report.html"
     assert len(pd.read_csv(run / "memory.csv")) == 2
     assert "torn write" in report.read_text()
+    written = {p.name for p in run.iterdir()}
+    assert not written & {
+        "throughput.csv",
+        "scaling.csv",
+        "rouge.csv",
+        "scaling_fits.csv",
+    }  # no data, no file
+    assert "Summary quality" not in report.read_text() and "Failures" not in report.read_text()
 
 
 def test_several_runs_default_to_a_combined_folder(tmp_path, monkeypatch):
@@ -341,17 +533,28 @@ def test_missing_or_empty_run_directories_are_one_line_errors(tmp_path):
 def test_cli_builds_and_rejects_bad_directories(tmp_path):
     run = write_run(tmp_path / "run", [record("locost", "train", 4096, 300)])
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "reports", "build", str(run), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True, env=env, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "reports", "build", str(run), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(tmp_path / "o" / "report.html")
-    bad = subprocess.run([sys.executable, "-m", "reports", "build", str(tmp_path / "nope")],
-                         capture_output=True, text=True, env=env, cwd=REPO)
+    bad = subprocess.run(
+        [sys.executable, "-m", "reports", "build", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")
 
 
 # --- the report in a real browser -------------------------------------------------------------------
+
 
 def _chromium() -> tuple[str, str] | None:
     browser = next(filter(None, map(shutil.which, ["chromium", "chromium-browser", "google-chrome"])), None)
@@ -359,24 +562,39 @@ def _chromium() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
-@pytest.mark.skipif(_chromium() is None, reason="Chromium and chromedriver not found "
-                    "(Debian: apt-get install -y chromium chromium-driver)")
+@pytest.mark.skipif(
+    _chromium() is None,
+    reason="Chromium and chromedriver not found (Debian: apt-get install -y chromium chromium-driver)",
+)
 def test_report_renders_in_headless_chromium(built_report, tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install selenium)")
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="selenium not installed (pip install selenium)"
+    )
     browser, driver_path = _chromium()
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path)
-    for flag in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,1000"]:
+    for flag in [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1000",
+    ]:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
     try:
         driver.get(built_report.as_uri())
         images = driver.execute_script(
-            "return Array.from(document.images, i => [i.complete, i.naturalWidth, i.naturalHeight]);")
+            "return Array.from(document.images, i => [i.complete, i.naturalWidth, i.naturalHeight]);"
+        )
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         height = driver.execute_script("return document.documentElement.scrollHeight;")
         driver.set_window_size(1400, min(height + 100, 16000))
