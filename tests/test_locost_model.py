@@ -237,6 +237,7 @@ def test_save_and_load_round_trip(tmp_path, tie):
         AutoModelForSeq2SeqLM.from_pretrained(tmp_path),
     ):
         assert type(loaded) is LocostForConditionalGeneration
+        assert loaded.no_weight_decay_parameter_names() == model.no_weight_decay_parameter_names()
         assert (loaded.lm_head.weight is loaded.shared.weight) == tie
         assert torch.equal(loaded.eval()(input_ids=ids, decoder_input_ids=decoder_input_ids).logits, expected)
 
@@ -260,6 +261,9 @@ def test_preset_parameter_counts(preset, vocab, low, high):
         model = LocostForConditionalGeneration(LocostConfig(**{**PRESETS[preset], "vocab_size": vocab}))
     assert model.lm_head.weight is model.shared.weight
     assert low < sum(p.numel() for p in model.parameters()) < high
+    no_decay = model.no_weight_decay_parameter_names()
+    assert len(no_decay) == 6 * model.config.num_layers  # D, log_dt, A_re_log, A_im, B, C per layer
+    assert all(getattr(model.get_parameter(name), "_no_weight_decay", False) for name in no_decay)
 
 
 # --- the released checkpoint's layout --------------------------------------------------------------------

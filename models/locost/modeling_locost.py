@@ -374,12 +374,8 @@ class LocostDecoder(_SharedEmbedding, nn.Module):
     def self_attention_bias(self, query_length, past_length, attention_mask, dtype) -> torch.Tensor:
         """Relative position bias with the causal mask (and key padding) folded in as -inf-like values."""
         key_length = past_length + query_length
-        bias = (
-            self.block[0]
-            .layer[0]
-            .SelfAttention.position_bias(query_length, key_length, past_length)
-            .to(dtype)
-        )
+        first_attention = self.block[0].layer[0].SelfAttention
+        bias = first_attention.position_bias(query_length, key_length, past_length).to(dtype)
         device = bias.device
         keys = torch.arange(key_length, device=device)
         allowed = keys[None, :] <= torch.arange(query_length, device=device)[:, None] + past_length
@@ -468,6 +464,15 @@ class LocostPreTrainedModel(PreTrainedModel):
             init.normal_(module.D, mean=0.0, std=1.0)
         elif isinstance(module, LocostS4DKernel):
             module.reset_parameters()
+
+    def no_weight_decay_parameter_names(self) -> list[str]:
+        """SSM kernel parameters and D, which optimizers should exclude from weight decay. (Freshly built
+        ones also carry `_no_weight_decay = True`; loading a checkpoint replaces the tensors and drops it.)"""
+        return [
+            name
+            for name, _ in self.named_parameters()
+            if ".ssm_layer.kernel." in name or name.endswith(".ssm_layer.D")
+        ]
 
     def _shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         """Decoder inputs: decoder_start_token_id followed by labels[:-1], with -100 replaced by padding."""
