@@ -81,10 +81,10 @@ class Cell:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "Cell":
+    def from_json(cls, data: dict) -> Cell:
         data = dict(data)
         data["workload_args"] = tuple(tuple(pair) for pair in data.get("workload_args", ()))
         return cls(**data)
 
-    def with_length(self, input_len: int) -> "Cell":
+    def with_length(self, input_len: int) -> Cell:
         return replace(self, input_len=input_len)

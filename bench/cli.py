@@ -95,7 +95,7 @@ def build_parser(suite: str) -> Parser:
     add("--min-time", type=_positive(float), help="keep repeating until the timed runs add up to this")
     add("--flops", action=argparse.BooleanOptionalAction, default=None,
         help="count FLOPs (fvcore + analytic) of train/encode cells up to --flops-max-len")
-    add("--flops-max-len", type=parse_length, default=4096)
+    add("--flops-max-len", type=parse_length, help="longest input whose FLOPs are counted")
     add("--run-id", help="run directory name (default: <suite>-<device>)")
     add("--out", default="reports/out", type=Path, help="parent directory of run directories")
     add("--force", action="store_true", help="rerun cells already recorded")
@@ -143,9 +143,9 @@ def plan(suite_name: str, argv: list[str] | None):
         models=args.models, sizes=args.sizes, lengths=args.lengths, modes=args.modes,
         target_len=args.target_len, new_tokens=args.new_tokens, batch=args.batch, dtype=args.dtype,
         warmup=args.warmup, repeats=args.repeats, min_time_s=args.min_time, timeout_s=args.timeout,
-        flops=args.flops)
+        flops=args.flops, flops_max_len=args.flops_max_len)
     settings = Settings(warmup=sweep.warmup, repeats=sweep.repeats, min_time_s=sweep.min_time_s,
-                        timeout_s=sweep.timeout_s, flops=sweep.flops, flops_max_len=args.flops_max_len,
+                        timeout_s=sweep.timeout_s, flops=sweep.flops, flops_max_len=sweep.flops_max_len,
                         budget_bytes=int(args.budget_gb * GiB) if args.budget_gb else None)
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"output directory {str(args.out)!r} is a file")

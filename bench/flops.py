@@ -43,7 +43,7 @@ class _Traced(nn.Module):
         self.model, self.keys, self.encoder_only = model, keys, encoder_only
 
     def forward(self, *tensors):
-        inputs = dict(zip(self.keys, tensors))
+        inputs = dict(zip(self.keys, tensors, strict=True))
         if self.encoder_only:
             return self.model.get_encoder()(**inputs, return_dict=False)[0]
         return self.model(**inputs, use_cache=False, return_dict=False)[0]

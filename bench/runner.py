@@ -57,10 +57,10 @@ class Settings:
     budget_bytes: int | None = None
     budget_fraction: float = 0.8
     flops: bool = False
-    flops_max_len: int = 4096
+    flops_max_len: int = 2048
     poll_s: float = 0.05
 
-    def resolved(self) -> "Settings":
+    def resolved(self) -> Settings:
         if self.budget_bytes is not None:
             return self
         available = mem_available_bytes()
@@ -143,7 +143,10 @@ def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None) -> di
         except (OSError, ValueError):
             fields = {}
     stage = fields.pop("stage", None)
-    if verdict is None and stage != "done":
+    if verdict is not None and stage == "counting flops":  # measured; only the FLOP count is lost
+        fields["message"] = f"FLOPs not counted: {verdict[1]}"
+        verdict = None
+    elif verdict is None and stage != "done":
         if proc.returncode == -signal.SIGKILL:
             verdict = ("oom", "killed by SIGKILL without a result (the kernel's OOM killer?)")
         elif proc.returncode < 0:

@@ -32,7 +32,7 @@ def summary_table(records: list[dict], value: str = "memory") -> str:
 
     def line(row):
         return "  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w)
-                         for i, (c, w) in enumerate(zip(row, widths)))
+                         for i, (c, w) in enumerate(zip(row, widths, strict=True)))
 
     unit = "peak MiB above base" if value == "memory" else "input tokens/s"
     return "\n".join([f"{unit} (by input length):", line(head), line(["-" * w for w in widths])]

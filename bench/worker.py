@@ -102,6 +102,8 @@ def measure(cell: Cell, settings: dict, report) -> dict:
         record["generated_tokens_per_s"] = cell.batch * cell.new_tokens / summary.median_s
     if (settings.get("flops") and prepared.count_flops is not None and cell.mode in ("train", "encode")
             and cell.input_len <= settings.get("flops_max_len", 0)):
+        # the measurement is complete: a cell killed while counting keeps it (see bench.runner)
+        report(dict(record, status="ok", message="", stage="counting flops"))
         try:
             with autocast(cell):
                 count = prepared.count_flops()

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from bench.cells import Cell
 
@@ -82,8 +82,13 @@ def allocate(cell: Cell, mib: int, chunk_mib: int | None = None, pause_s: float 
     return Prepared(step=step)
 
 
-def sleep(cell: Cell, seconds: float) -> Prepared:
-    return Prepared(step=lambda: time.sleep(seconds))
+def sleep(cell: Cell, seconds: float, count_seconds: float = 0.0) -> Prepared:
+    """Each step sleeps ``seconds``; counting its FLOPs sleeps ``count_seconds`` and finds none."""
+    def count_flops():
+        from bench.flops import FlopCount
+        time.sleep(count_seconds)
+        return FlopCount(total=0.0, analytic=0.0, source="synthetic")
+    return Prepared(step=lambda: time.sleep(seconds), count_flops=count_flops)
 
 
 def fail(cell: Cell, message: str = "synthetic failure") -> Prepared:

@@ -45,10 +45,12 @@ class Sweep:
     repeats: int = 1
     min_time_s: float = 0.0
     timeout_s: float = 300.0
+    #: count FLOPs (fvcore + analytic) of train/encode cells up to this input length
     flops: bool = False
+    flops_max_len: int = 2048
     drop: tuple[Drop, ...] = field(default=())
 
-    def with_options(self, **options) -> "Sweep":
+    def with_options(self, **options) -> Sweep:
         """This sweep with the given fields replaced (None values ignored); choosing the models
         or lengths explicitly measures the cells ``drop`` would leave out."""
         options = {k: v for k, v in options.items() if v is not None}

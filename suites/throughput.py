@@ -6,7 +6,7 @@ presets, bf16 autocast, 512 target tokens, 64 new tokens, 1K-64K, two warm-ups a
 timed runs adding up to a second or more.
 """
 
-from suites import K, Sweep, Suite
+from suites import K, Suite, Sweep
 
 THROUGHPUT = Suite(
     name="throughput",

@@ -10,8 +10,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
 from bench.cells import Cell
 from bench.results import read_records
 from bench.runner import Settings, run_cell, run_sweep
@@ -55,6 +53,13 @@ def test_a_sleeping_workload_ends_as_timeout():
     fields = run_cell(synthetic("sleep", seconds=120), Settings(timeout_s=3, budget_bytes=GiB))
     assert fields["status"] == "timeout" and "3 s" in fields["message"]
     assert time.monotonic() - started < 60
+
+
+def test_a_cell_killed_while_counting_flops_keeps_its_measurement():
+    cell = synthetic("sleep", seconds=0.01, count_seconds=120)
+    fields = run_cell(cell, Settings(timeout_s=3, budget_bytes=GiB, flops=True, repeats=1))
+    assert fields["status"] == "ok" and fields["time_median_s"] >= 0.01
+    assert fields["message"].startswith("FLOPs not counted: timed out") and fields.get("flops") is None
 
 
 def test_an_exception_ends_as_error_with_one_line():

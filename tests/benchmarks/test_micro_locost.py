@@ -1,10 +1,10 @@
 """Micro-benchmarks of LOCOST's S4D kernel and FFT convolution (pytest-benchmark).
 
 ``nox -s bench-micro`` runs them with ``--benchmark-only --benchmark-autosave`` (JSON under
-``.benchmarks/`` for ``pytest-benchmark compare``). Plain test runs pass ``--benchmark-disable``, which
-runs each benchmark once as a smoke test; without it, the marker below bounds each (three rounds, more only while
-they take under half a second). Sizes follow the ``small`` preset: H = 512 channels, N = 256
-(M = 128 complex modes), bidirectional (c = 2), batch 1.
+``.benchmarks/`` for ``pytest-benchmark compare``). Plain test runs pass ``--benchmark-disable``,
+which runs each benchmark once as a smoke test; without it, the marker below bounds each (three
+rounds, more only while they take under half a second). Sizes follow the ``small`` preset:
+H = 512 channels, N = 256 (M = 128 complex modes), bidirectional (c = 2), batch 1.
 """
 
 import pytest
