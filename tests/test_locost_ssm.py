@@ -192,3 +192,13 @@ def test_kernel_and_conv_ignore_autocast():
     assert K_autocast.dtype == torch.float32 and torch.equal(K_autocast, K)
     assert y_autocast.dtype == torch.float32 and torch.equal(y_autocast, y)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+
+
+def test_float32_fast_kernel_is_accurate_at_long_lengths():
+    """S4D-Lin init in float32 (the production dtype) against the float64 Vandermonde sum."""
+    torch.manual_seed(0)
+    kernel = LocostSSM(LocostConfig(d_model=2, d_state=64)).kernel
+    kernel.reset_parameters()
+    params = (kernel.log_dt, kernel.A_re_log, kernel.A_im, kernel.B, kernel.C)
+    reference = ssm_kernel_ref(*s4d_discretize(*params, dtype=F64), 20_000)
+    assert rel_err(kernel(20_000).double(), reference) < 1e-4
