@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         report = build(args.run_dirs, args.out)
-    except ReportError as error:
+    except (ReportError, OSError) as error:  # bad input, or an output directory that cannot be written
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(report)

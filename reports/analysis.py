@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from reports.runs import CONDITION_COLUMNS, LOCOST, ROUGE_METRICS, key_of
+from reports.runs import CONDITION_COLUMNS, LOCOST, ROUGE_METRICS, SUITES, key_of, section_of
 
 _T975_FEW_DOF = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764}
 _Z975 = 1.959963984540054
@@ -75,14 +75,17 @@ def fit_power_law(lengths, values) -> Fit:
 
 
 def comparable_cells(records: pd.DataFrame) -> pd.DataFrame:
-    """One record per (model, mode, length, conditions) over all runs: an ok one if any, else the latest."""
+    """One record per (model, mode, length, conditions) over all runs: an ok one if any, then one from
+    the memory suite before scaling before throughput, then the latest."""
     if records.empty:
         return records
-    ranked = records.assign(_ok=records["status"].eq("ok"))
-    ranked = ranked.sort_values(["_ok", "started_at"], kind="stable", na_position="first")
-    return ranked.drop_duplicates(["model", "mode", "input_len", "condition_key"], keep="last").drop(
-        columns="_ok"
+    ranked = records.assign(
+        _ok=records["status"].eq("ok"),
+        _suite=-records["suite"].map(lambda suite: SUITES.index(section_of(suite))),
     )
+    ranked = ranked.sort_values(["_ok", "_suite", "started_at"], kind="stable", na_position="first")
+    cell = ["model", "mode", "input_len", "condition_key"]
+    return ranked.drop_duplicates(cell, keep="last").drop(columns=["_ok", "_suite"])
 
 
 def _comparison_note(locost_status: str, baseline_status: str, locost_mib: float, baseline_mib: float) -> str:

@@ -12,10 +12,9 @@ import pandas as pd
 from reports import claims as claims_module
 from reports import plots, text
 from reports.analysis import memory_comparisons, reach, rouge_relative, scaling_fits
-from reports.runs import MODES, ROUGE_METRICS, ReportError, Run, load_run, records_frame
+from reports.runs import MODES, ROUGE_METRICS, SUITES, ReportError, Run, load_run, records_frame, section_of
 
 OUT_ROOT = Path("reports") / "out"  # relative to the working directory, like the bench's run directories
-SUITES = ("memory", "throughput", "scaling")
 VERDICT_CLASSES = {
     claims_module.REPRODUCED: "good",
     claims_module.NOT_REPRODUCED: "bad",
@@ -42,11 +41,6 @@ class Section:
 
 def cell(value, cls: str = "", note: str = "") -> dict:
     return {"text": value, "cls": cls, "note": note}
-
-
-def section_of(suite) -> str:
-    """The report section of a suite: memory, throughput or scaling (by name; anything else: memory)."""
-    return next((name for name in SUITES if str(suite).startswith(name)), "memory")
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -504,9 +498,14 @@ def build(run_dirs: list[Path | str], out_dir: Path | str | None = None) -> Path
     if not records.empty and not records["status"].eq("ok").all():
         sections.append(_failures_section(records))
 
+    written: set[str] = set()
     for section in sections:
         for block in section.blocks:
             if isinstance(block, plots.Figure):
+                stem, number = block.name, 2
+                while block.name in written:  # two condition sets that slug alike keep both files
+                    block.name, number = f"{stem}-{number}", number + 1
+                written.add(block.name)
                 (out / f"{block.name}.png").write_bytes(block.png)
 
     environment = jinja2.Environment(

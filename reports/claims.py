@@ -65,10 +65,11 @@ def _row(
 
 
 def _describe_comparison(pair) -> str:
+    runs = dict.fromkeys([pair["locost_run_id"], pair["baseline_run_id"]])
     return (
         f"vs {pair['baseline_model']}, {pair['mode']}, {text.integer(pair['input_len'])} tokens, "
         f"{text.condition_label(pair)}: {text.number(pair['locost_mib'])} vs "
-        f"{text.number(pair['baseline_mib'])} MiB above weights"
+        f"{text.number(pair['baseline_mib'])} MiB above weights (run {' / '.join(map(str, runs))})"
     )
 
 

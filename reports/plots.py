@@ -1,4 +1,4 @@
-"""Figures of the report, drawn with matplotlib (Agg) into PNG bytes.
+"""Figures of the report, drawn with matplotlib's object API (no pyplot, no global backend) into PNG bytes.
 
 One figure per set of measurement conditions (device, dtype, batch), one panel per mode, one line per
 model. Cells that did not run ok are drawn as markers in a strip at the top of the panel, at the length
@@ -13,17 +13,14 @@ import math
 import re
 from dataclasses import dataclass
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure as MplFigure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
-
-from reports import text  # noqa: E402
-from reports.analysis import SERIES_KEY  # noqa: E402
-from reports.runs import MODES, ROUGE_METRICS, key_of  # noqa: E402
+from reports import text
+from reports.analysis import SERIES_KEY
+from reports.runs import MODES, ROUGE_METRICS, key_of
 
 FAMILY_COLORS = {
     "locost": "#d62728",
@@ -72,7 +69,6 @@ def slug(*parts) -> str:
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
     return buffer.getvalue()
 
 
@@ -129,7 +125,7 @@ def _draw_panel(ax, frame: pd.DataFrame, column: str, fits: pd.DataFrame | None 
     low, high = (float(ok_values.min()), float(ok_values.max())) if not ok_values.empty else (1.0, 10.0)
     if high <= low:
         low, high = low / 2, high * 2
-    strip = (high / low) ** 0.3
+    strip = (high / low) ** 0.45 if (~frame["status"].eq("ok")).any() else 1.0  # room for failure markers
     ax.set_ylim(low / 1.5, high * strip * 1.5)
     fits_by_series = (
         {} if fits is None or fits.empty else dict(zip(fits["series"], fits.itertuples(), strict=True))
@@ -167,7 +163,7 @@ def _draw_panel(ax, frame: pd.DataFrame, column: str, fits: pd.DataFrame | None 
             )
         failed = rows[~rows["status"].eq("ok")]
         if not failed.empty:
-            y = high * strip ** (0.35 + 0.12 * (failure_row % 6))
+            y = high * strip ** (0.22 + 0.15 * (failure_row % 6))
             failure_row += 1
             for status, cells in failed.groupby("status"):
                 marker = STATUS_MARKERS.get(status, "*")
@@ -175,7 +171,7 @@ def _draw_panel(ax, frame: pd.DataFrame, column: str, fits: pd.DataFrame | None 
                     cells["input_len"].astype(float),
                     [y] * len(cells),
                     marker=marker,
-                    s=46,
+                    s=38,
                     color="none" if status == "skipped" else color,
                     edgecolors=color,
                     linewidths=1.3,
@@ -193,6 +189,7 @@ def _legend(fig, axes, records: pd.DataFrame | None = None, title: str = "model"
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
+    handles = dict(sorted(handles.items(), key=lambda item: not item[0].startswith("locost")))  # LOCOST first
     statuses = [] if records is None else [s for s in STATUS_MARKERS if records["status"].eq(s).any()]
     for status in statuses:
         handles[status] = Line2D(
@@ -242,7 +239,8 @@ def length_figures(records: pd.DataFrame, prefix: str, column: str, ylabel: str,
     figures = []
     for parts, rows in figure_groups(records):
         modes = _modes(rows)
-        fig, axes = plt.subplots(1, len(modes), figsize=(4.6 * len(modes), 3.9), squeeze=False)
+        fig = MplFigure(figsize=(4.6 * len(modes), 3.9))
+        axes = fig.subplots(1, len(modes), squeeze=False)
         for ax, mode in zip(axes[0], modes, strict=True):
             _draw_panel(ax, rows[rows["mode"].eq(mode)], column)
             ax.set_title(mode)
@@ -269,7 +267,8 @@ def scaling_figures(records: pd.DataFrame, fits: pd.DataFrame) -> list[Figure]:
     ]
     for parts, rows in figure_groups(records):
         modes = _modes(rows)
-        fig, axes = plt.subplots(2, len(modes), figsize=(4.6 * len(modes), 7.4), squeeze=False)
+        fig = MplFigure(figsize=(4.6 * len(modes), 7.4))
+        axes = fig.subplots(2, len(modes), squeeze=False)
         for row_axes, (column, metric, ylabel) in zip(axes, panels, strict=True):
             metric_fits = fits[fits["metric"].eq(metric)] if not fits.empty else fits
             for ax, mode in zip(row_axes, modes, strict=True):
@@ -295,12 +294,9 @@ def rouge_figures(rouge: pd.DataFrame) -> list[Figure]:
     metrics = [m for m in ROUGE_METRICS if rouge[m].notna().any()]
     for dataset, rows in rouge.groupby(rouge["dataset"].fillna(""), sort=True):
         columns = min(2, len(metrics))
-        fig, axes = plt.subplots(
-            math.ceil(len(metrics) / columns),
-            columns,
-            figsize=(5.4 * columns, 3.9 * math.ceil(len(metrics) / columns)),
-            squeeze=False,
-        )
+        panel_rows = math.ceil(len(metrics) / columns)
+        fig = MplFigure(figsize=(5.4 * columns, 3.9 * panel_rows))
+        axes = fig.subplots(panel_rows, columns, squeeze=False)
         for ax in axes.ravel()[len(metrics) :]:
             ax.remove()
         axes = axes.ravel()[: len(metrics)]

@@ -93,12 +93,18 @@ ROUGE_COLUMNS = ["system", "kind", "input_len", "n_docs", "dataset", "params_tot
     f"{metric}{suffix}" for metric in ROUGE_METRICS for suffix in ("", "_lo", "_hi")
 ]
 
+SUITES = ("memory", "scaling", "throughput")  # report sections, in the order their memory figures are trusted
 MODES = ["train", "encode", "generate"]
 INFERENCE_MODES = ["encode", "generate"]
 LOCOST = "locost"
 
 # Two cells are compared (LOCOST against a baseline) only when all of these agree.
 CONDITION_COLUMNS = ["device", "env_device_name", "dtype", "batch", "target_len", "new_tokens", "size"]
+
+
+def section_of(suite) -> str:
+    """The report section of a suite: memory, scaling or throughput (by name; anything else: memory)."""
+    return next((name for name in SUITES if str(suite).startswith(name)), "memory")
 
 
 class ReportError(Exception):

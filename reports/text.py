@@ -47,12 +47,13 @@ def commit(value) -> str:
 
 
 def length(value) -> str:
-    """Token counts: 4,096 -> '4K', 600,000 -> '600,000'."""
+    """Token counts: 4,096 -> '4K', 1,048,576 -> '1M', 600,000 -> '600,000'; null -> the full document."""
     if is_missing(value):
         return "full document"
     value = int(value)
-    if value >= 1024 and value % 1024 == 0:
-        return f"{value // 1024:,}K"
+    for unit, suffix in ((2**20, "M"), (2**10, "K")):
+        if value >= unit and value % unit == 0:
+            return f"{value // unit:,}{suffix}"
     return f"{value:,}"
 
 

@@ -285,6 +285,20 @@ def test_the_same_cell_from_two_runs_is_compared_once_preferring_ok():
     assert len(comparisons) == 1 and comparisons["saving_pct"].iloc[0] == pytest.approx(70.0)
 
 
+def test_the_memory_suite_figure_is_preferred_over_other_suites_for_the_same_cell():
+    records = records_frame(
+        [
+            record("locost", "encode", 4096, 100, suite="throughput", run_id="throughput-cpu"),
+            record("locost", "encode", 4096, 300),
+            record("led", "encode", 4096, 1000),
+        ]
+    )
+    comparisons = memory_comparisons(records)
+    assert comparisons["locost_mib"].tolist() == [300] and comparisons["locost_run_id"].tolist() == [
+        "memory-cpu"
+    ]
+
+
 @pytest.mark.parametrize(
     "cells, verdict, longest",
     [
@@ -517,6 +531,25 @@ def test_several_runs_default_to_a_combined_folder(tmp_path, monkeypatch):
     report = build([first, second])
     assert report.parent.parent == tmp_path / "out" and report.parent.name.startswith("combined-")
     assert pd.read_csv(report.parent / "savings.csv")["saving_pct"].iloc[0] == pytest.approx(70.0)
+
+
+def test_a_rouge_only_run_builds_its_rouge_section(tmp_path):
+    run = write_run(
+        tmp_path / "rouge",
+        [],
+        "rouge",
+        [
+            rouge_row("locost-tiny", 1024, 0.2),
+            rouge_row("led-tiny", 1024, 0.25),
+            rouge_row("oracle", None, 0.4, kind="extractive"),
+        ],
+    )
+    html = build([run]).read_text()
+    written = {p.name for p in run.iterdir()}
+    assert {"rouge.csv", "rouge_relative.csv", "claims.csv", "rouge-toy-sum.png"} <= written
+    assert "memory.csv" not in written and "Peak memory" not in html
+    relative = pd.read_csv(run / "rouge_relative.csv")
+    assert relative["relative_pct"].iloc[0] == pytest.approx(80.0)
 
 
 def test_missing_or_empty_run_directories_are_one_line_errors(tmp_path):
