@@ -197,6 +197,15 @@ def test_greedy_generate_matches_manual_loop_and_beam_search_runs():
     assert beams.shape == (2, 9) and beams.min() >= 0 and beams.max() < VOCAB
 
 
+def test_generate_with_unequal_encoder_and_decoder_depths():
+    """generate() sizes its cache from config.num_hidden_layers, which must mean the decoder's depth."""
+    model = tiny_model(num_layers=1, num_decoder_layers=3)
+    assert model.config.num_hidden_layers == 3
+    for beams in (1, 2):
+        out = model.generate(input_ids=random_ids(2, 9), max_new_tokens=3, num_beams=beams, do_sample=False)
+        assert out.shape[0] == 2
+
+
 def test_gradient_checkpointing_gives_same_gradients():
     model = tiny_model().train()
     ids, labels = random_ids(2, 13), random_ids(2, 5)
