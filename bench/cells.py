@@ -1,7 +1,8 @@
 """A cell: one measured configuration, the unit of isolation (one process, one record).
 
 The key of a cell is (family, size, mode, input_len, target_len, new_tokens, batch, dtype, device,
-threads); ``cell_id`` is a stable hash of it, so a rerun of the same sweep recognises finished cells.
+threads, and the inputs when they are real text); ``cell_id`` is a stable hash of it, so a rerun of
+the same sweep recognises finished cells.
 Fields a mode does not use are ``None`` (a generate cell has no target length, a train cell no new
 tokens), so that they do not split one measurement into several ids.
 
@@ -37,6 +38,8 @@ class Cell:
     device: str = "cpu"
     threads: int = 1
     workload: str | None = None  # None: the model named by family and size
+    #: a tensor file of token ids (real text, repeated or cut to the length); None: random ids
+    inputs: str | None = None
     workload_args: tuple[tuple[str, object], ...] = field(default=())
 
     def __post_init__(self):
@@ -54,6 +57,8 @@ class Cell:
         key = {name: getattr(self, name) for name in (
             "family", "size", "mode", "input_len", "target_len", "new_tokens", "batch", "dtype",
             "device", "threads")}
+        if self.inputs is not None:
+            key["inputs"] = self.inputs
         if self.workload is not None:
             key["workload"] = self.workload
             key["workload_args"] = [list(pair) for pair in self.workload_args]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.cells import DTYPES, MODES
@@ -125,12 +125,27 @@ def _device(requested: str | None) -> str:
     return requested
 
 
-def plan(suite_name: str, argv: list[str] | None):
-    """Parse and check the command line: (args, suite, sweep, device, settings, run_dir)."""
+@dataclass(frozen=True)
+class Plan:
+    """A checked command line: what to run, where, and how."""
+    args: argparse.Namespace
+    suite: object  # suites.Suite
+    sweep: object  # suites.Sweep
+    device: str
+    settings: Settings
+    run_dir: Path
+
+
+def plan(suite_name: str, argv: list[str] | None) -> Plan:
+    """Parse and check the command line of a suite."""
+    return plan_args(suite_name, build_parser(suite_name).parse_args(argv))
+
+
+def plan_args(suite_name: str, args: argparse.Namespace) -> Plan:
+    """Check parsed options against the suite, the models and the machine."""
     from models import FAMILIES, SIZES
     from suites import get_suite
 
-    args = build_parser(suite_name).parse_args(argv)
     try:
         suite = get_suite(suite_name)
     except ValueError as exc:
@@ -144,8 +159,9 @@ def plan(suite_name: str, argv: list[str] | None):
         target_len=args.target_len, new_tokens=args.new_tokens, batch=args.batch, dtype=args.dtype,
         warmup=args.warmup, repeats=args.repeats, min_time_s=args.min_time, timeout_s=args.timeout,
         flops=args.flops, flops_max_len=args.flops_max_len)
-    settings = Settings(warmup=sweep.warmup, repeats=sweep.repeats, min_time_s=sweep.min_time_s,
-                        timeout_s=sweep.timeout_s, flops=sweep.flops, flops_max_len=sweep.flops_max_len,
+    settings = Settings(warmup=sweep.warmup, warmup_max_len=sweep.warmup_max_len, repeats=sweep.repeats,
+                        min_time_s=sweep.min_time_s, timeout_s=sweep.timeout_s, flops=sweep.flops,
+                        flops_max_len=sweep.flops_max_len,
                         budget_bytes=int(args.budget_gb * GiB) if args.budget_gb else None)
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"output directory {str(args.out)!r} is a file")
@@ -155,15 +171,23 @@ def plan(suite_name: str, argv: list[str] | None):
     run_dir = args.out / run_id
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"run directory {str(run_dir)!r} is a file")
-    return args, suite, sweep, device, settings, run_dir
+    return Plan(args, suite, sweep, device, settings, run_dir)
 
 
 def main(suite_name: str, argv: list[str] | None = None) -> int:
     try:
-        args, suite, sweep, device, settings, run_dir = plan(suite_name, argv)
+        planned = plan(suite_name, argv)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return 0 if execute(planned, argv) is not None else 2
+
+
+def execute(planned: Plan, argv: list[str] | None) -> list[dict] | None:
+    """Run the planned sweep (or print it with ``--dry-run``), print the summary table and build the
+    report; returns the sweep's records ([] for a dry run), None when there is nothing to run."""
+    args, suite, sweep, device, settings, run_dir = (
+        planned.args, planned.suite, planned.sweep, planned.device, planned.settings, planned.run_dir)
     threads = args.threads or default_threads()
     cells = sweep.cells(device, threads)
     dropped = [(cell, sweep.dropped(cell)) for cell in sweep.with_options(drop=()).cells(device, threads)
@@ -176,10 +200,10 @@ def main(suite_name: str, argv: list[str] | None = None) -> int:
         for cell, drop in dropped:
             print(f"{'-' * 12}  {cell.label}  (left out: {drop.reason})")
         print(f"{len(cells)} cells -> {run_dir}")
-        return 0
+        return []
     if not cells:
         print("error: the sweep has no cells", file=sys.stderr)
-        return 2
+        return None
     for cell, drop in dropped:
         print(f"left out: {cell.label} ({drop.reason})", file=sys.stderr)
     print(f"{suite.name}: {len(cells)} cells on {device} ({threads} threads) -> {run_dir}", file=sys.stderr)
@@ -191,11 +215,11 @@ def main(suite_name: str, argv: list[str] | None = None) -> int:
                         skip_longer=not args.no_skip_longer, progress=not args.no_progress,
                         run_info=run_info)
     from bench.table import summary_table
-    print(summary_table(records, value="memory" if suite.name == "memory" else "throughput"))
+    print(summary_table(records, value="throughput" if suite.name == "throughput" else "memory"))
     print(f"results: {run_dir / 'results.jsonl'} and {run_dir / 'results.csv'}")
     if not args.no_report:
         build_report(run_dir)
-    return 0
+    return records
 
 
 def build_report(run_dir: Path) -> None:

@@ -36,7 +36,7 @@ GiB = 2**30
 #: every record carries these keys (null where not measured), in this order
 RECORD_FIELDS = (
     "run_id", "suite", "cell_id", "family", "size", "model", "mode", "input_len", "target_len",
-    "new_tokens", "batch", "dtype", "device", "threads", "status", "message",
+    "new_tokens", "batch", "dtype", "device", "threads", "inputs", "status", "message",
     "params_total", "params_embedding", "params_non_embedding",
     "mem_peak_bytes", "mem_peak_above_base_bytes", "mem_base_bytes", "mem_reserved_bytes",
     "nvml_process_bytes", "nvml_device_bytes",
@@ -50,6 +50,8 @@ RECORD_FIELDS = (
 class Settings:
     """How cells are measured (not part of a cell's identity)."""
     warmup: int = 1
+    #: warm-up runs only for inputs up to this length (None: always)
+    warmup_max_len: int | None = None
     repeats: int = 3
     min_time_s: float = 0.0
     timeout_s: float = 600.0
@@ -68,8 +70,8 @@ class Settings:
         return Settings(**{**asdict(self), "budget_bytes": budget})
 
     def worker_settings(self) -> dict:
-        return {"warmup": self.warmup, "repeats": self.repeats, "min_time_s": self.min_time_s,
-                "flops": self.flops, "flops_max_len": self.flops_max_len}
+        return {"warmup": self.warmup, "warmup_max_len": self.warmup_max_len, "repeats": self.repeats,
+                "min_time_s": self.min_time_s, "flops": self.flops, "flops_max_len": self.flops_max_len}
 
 
 def now_iso() -> str:
@@ -182,6 +184,7 @@ def make_record(cell: Cell, fields: dict, *, run_id: str, suite: str, started_at
 def cell_of(record: dict) -> Cell:
     fields = {k: record[k] for k in ("family", "size", "mode", "input_len", "target_len", "new_tokens",
                                      "batch", "dtype", "device", "threads")}
+    fields["inputs"] = record.get("inputs")
     if record.get("workload"):
         fields.update(workload=record["workload"],
                       workload_args=tuple(sorted((record.get("workload_args") or {}).items())))

@@ -71,7 +71,9 @@ def measure(cell: Cell, settings: dict, report) -> dict:
     from bench.env import environment
     from bench.workloads import prepare
 
-    record: dict = {"warmup": settings["warmup"]}
+    short_enough = settings.get("warmup_max_len") is None or cell.input_len <= settings["warmup_max_len"]
+    warmup = settings["warmup"] if short_enough else 0
+    record: dict = {"warmup": warmup}
     prepared = prepare(cell)
     record["env"] = environment(cell.device, threads=_threads(cell))
     if prepared.params is not None:
@@ -80,12 +82,14 @@ def measure(cell: Cell, settings: dict, report) -> dict:
     gc.collect()
     memory = trackers.memory_tracker(cell.device)
     memory.start()
+    if getattr(memory, "hwm_reset", True) is False:
+        print("warning: VmHWM could not be reset: the peak includes building the model", file=sys.stderr)
     record["mem_base_bytes"] = memory.base
     report(record)
     timer = trackers.Timer(cell.device)
     try:
         with autocast(cell):
-            times = trackers.repeat(prepared.step, timer, warmup=settings["warmup"],
+            times = trackers.repeat(prepared.step, timer, warmup=warmup,
                                     repeats=settings["repeats"], min_time_s=settings["min_time_s"])
     finally:  # the peak reached before a failure is worth keeping too
         reading = memory.stop()

@@ -35,7 +35,9 @@ def model(cell: Cell) -> Prepared:
     handle = build(cell.family, cell.size, device=cell.device)
     decoder_len = {"train": cell.target_len, "generate": (cell.new_tokens or 0) + 1}.get(cell.mode, 1)
     handle.check_lengths(cell.input_len, decoder_len, cell.batch)
-    batch = handle.make_batch(cell.input_len, target_len=cell.target_len or 1, batch_size=cell.batch)
+    token_ids = torch.load(cell.inputs).long() if cell.inputs else None
+    batch = handle.make_batch(cell.input_len, target_len=cell.target_len or 1, batch_size=cell.batch,
+                              token_ids=token_ids)
     steps = {
         "train": lambda: handle.train_step(batch),
         "encode": lambda: handle.encode(batch),

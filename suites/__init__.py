@@ -40,8 +40,12 @@ class Sweep:
     new_tokens: int = 16
     batch: int = 1
     dtype: str = "fp32"
+    #: token-id tensor file of a real text (see ``bench.texts``); None: random ids
+    inputs: str | None = None
     # how each cell is measured
     warmup: int = 1
+    #: warm-up runs only for inputs up to this length (None: always)
+    warmup_max_len: int | None = None
     repeats: int = 1
     min_time_s: float = 0.0
     timeout_s: float = 300.0
@@ -60,7 +64,8 @@ class Sweep:
 
     def cells(self, device: str, threads: int) -> list[Cell]:
         cells = [Cell(family, size, mode, length, target_len=self.target_len, new_tokens=self.new_tokens,
-                      batch=self.batch, dtype=self.dtype, device=device, threads=threads)
+                      batch=self.batch, dtype=self.dtype, device=device, threads=threads,
+                      inputs=self.inputs)
                  for family, size, mode, length in product(self.models, self.sizes, self.modes, self.lengths)]
         return [cell for cell in cells if not self.dropped(cell)]
 
@@ -81,8 +86,9 @@ class Suite:
 
 def suites() -> dict[str, Suite]:
     from suites.memory import MEMORY
+    from suites.scaling import SCALING
     from suites.throughput import THROUGHPUT
-    return {suite.name: suite for suite in (MEMORY, THROUGHPUT)}
+    return {suite.name: suite for suite in (MEMORY, THROUGHPUT, SCALING)}
 
 
 def get_suite(name: str) -> Suite:
