@@ -97,3 +97,16 @@ def fail(cell: Cell, message: str = "synthetic failure") -> Prepared:
     def step():
         raise RuntimeError(message)
     return Prepared(step=step)
+
+
+def linear(cell: Cell, bytes_per_token: int, seconds_per_token: float) -> Prepared:
+    """Each step holds ``input_len · bytes_per_token`` bytes of fresh memory for
+    ``input_len · seconds_per_token`` seconds: time and memory both O(L), for checking fits."""
+    import numpy as np
+
+    def step():
+        block = np.ones(cell.input_len * bytes_per_token, dtype=np.uint8)
+        time.sleep(cell.input_len * seconds_per_token)
+        return block.nbytes
+
+    return Prepared(step=step)

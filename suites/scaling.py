@@ -1,0 +1,39 @@
+"""The scaling suite: input lengths doubling up to an exact maximum, until each model fails.
+
+CPU default (2 cores, 24 GB): ``small`` presets, fp32, batch 1, encode and generate (64 new tokens),
+1,024 · 2^k tokens up to exactly 600,000; one warm-up only up to 16K tokens (the long cells run
+once: a warm-up would double the sweep for a first-call cost that is negligible there). GPU
+default: ``base`` presets, bf16 autocast, same lengths. Each model stops at its first failure
+(oom, timeout, unsupported): that failure is part of the result.
+"""
+
+from suites import K, Suite, Sweep
+
+
+def doubling_lengths(min_len: int, max_len: int) -> tuple[int, ...]:
+    """min_len, 2·min_len, 4·min_len, … below max_len, then exactly max_len."""
+    if min_len < 1 or max_len < min_len:
+        raise ValueError(f"need 1 <= min length <= max length, got {min_len:,} and {max_len:,}")
+    lengths, length = [], min_len
+    while length < max_len:
+        lengths.append(length)
+        length *= 2
+    return (*lengths, max_len)
+
+
+MIN_LEN, MAX_LEN = 1 * K, 600_000
+
+SCALING = Suite(
+    name="scaling",
+    description="doubling input lengths until each model fails; growth exponents of time and memory",
+    cpu=Sweep(
+        sizes=("small",), modes=("encode", "generate"), lengths=doubling_lengths(MIN_LEN, MAX_LEN),
+        target_len=128, new_tokens=64, batch=1, dtype="fp32",
+        warmup=1, warmup_max_len=16 * K, repeats=1, timeout_s=900.0, flops=False,
+    ),
+    cuda=Sweep(
+        sizes=("base",), modes=("encode", "generate"), lengths=doubling_lengths(MIN_LEN, MAX_LEN),
+        target_len=512, new_tokens=64, batch=1, dtype="bf16",
+        warmup=1, warmup_max_len=64 * K, repeats=1, timeout_s=900.0, flops=False,
+    ),
+)
