@@ -22,6 +22,7 @@ references, not paper-level ROUGE. See suites/rouge/data.py for the other datase
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -60,7 +61,9 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--id-column", help="default: 'id' when present, else <split>-<row>")
     d.add_argument("--train-split", default="train")
     d.add_argument("--eval-split", default="test")
-    d.add_argument("--train-docs", type=_positive_int, help="at most this many training documents")
+    d.add_argument("--train-docs", type=_positive_int,
+                   help="at most this many training documents (default: as many as the budget draws, "
+                        "(steps + gsg-steps) x batch-size x grad-accum)")
     d.add_argument("--eval-docs", type=_positive_int, default=20,
                    help="evaluate on the first N valid documents of the evaluation split (default 20)")
     d.add_argument("--cache-dir", type=Path,
@@ -70,6 +73,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--tokenizer", help="a tokenizers JSON file or Hugging Face tokenizer directory "
                                        "(default: train a Unigram tokenizer on the training split)")
     t.add_argument("--vocab-size", type=_positive_int, default=8000)
+    t.add_argument("--tokenizer-docs", type=_positive_int, default=1000,
+                   help="train the tokenizer on the first N training documents and summaries (default 1000)")
     m = p.add_argument_group("models and budget (the same for every model)")
     m.add_argument("--models", help="comma-separated families (default locost,longt5-tglobal,led; "
                                     "also longt5-local, pegasus-x)")
@@ -77,11 +82,11 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
                    help="evaluate this saved model instead of training (repeatable)")
     m.add_argument("--steps", type=_positive_int, default=300, help="fine-tuning optimizer steps")
-    m.add_argument("--batch-size", type=_positive_int, default=2)
+    m.add_argument("--batch-size", type=_positive_int, default=1)
     m.add_argument("--grad-accum", type=_positive_int, default=1)
     m.add_argument("--train-len", default="1k", help="training input tokens (default 1k = 1024)")
-    m.add_argument("--target-len", type=_positive_int, default=256, help="training target tokens")
-    m.add_argument("--lr", type=float, default=1e-3)
+    m.add_argument("--target-len", type=_positive_int, default=128, help="training target tokens")
+    m.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3, for tiny)")
     m.add_argument("--warmup-steps", type=_non_negative_int, default=30)
     m.add_argument("--schedule", choices=["linear", "cosine"], default="linear")
     m.add_argument("--weight-decay", type=float, default=0.01)
@@ -92,15 +97,19 @@ def parser() -> argparse.ArgumentParser:
     e = p.add_argument_group("evaluation")
     e.add_argument("--eval-lens", default="1k,2k,4k,full",
                    help="input lengths: integers, Nk (N x 1024) or 'full' (default 1k,2k,4k,full)")
-    e.add_argument("--max-new-tokens", type=_positive_int, default=128)
+    e.add_argument("--max-new-tokens", type=_positive_int, default=96)
     e.add_argument("--beams", type=_positive_int, default=1, help="1 = greedy (default)")
-    e.add_argument("--no-repeat-ngram", type=_non_negative_int, default=0)
+    e.add_argument("--no-repeat-ngram", type=_non_negative_int, default=3,
+                   help="block repeated n-grams in generation, as LED/BART summarizers do "
+                        "(default 3; 0 = off)")
     e.add_argument("--eval-batch-size", type=_positive_int, default=1)
     e.add_argument("--lead-k", type=_positive_int, default=3)
     e.add_argument("--no-extractive", action="store_true", help="skip Lead-k and the oracle")
     r = p.add_argument_group("run")
     r.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
-    r.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    r.add_argument("--threads", type=_positive_int,
+                   help="torch CPU threads (default: $OMP_NUM_THREADS, else 1: tiny models gain nothing "
+                        "from more, and a shared box punishes them hard)")
     r.add_argument("--out", type=Path, default=Path("reports/out"))
     r.add_argument("--run-id", help="default rouge-<device>")
     r.add_argument("--force", action="store_true", help="retrain and regenerate everything")
@@ -130,7 +139,8 @@ def config_from_args(args: argparse.Namespace):
         data=args.data, data_config=args.data_config, doc_column=args.doc_column,
         summary_column=args.summary_column, id_column=args.id_column, train_split=args.train_split,
         eval_split=args.eval_split, train_docs=args.train_docs, eval_docs=args.eval_docs,
-        tokenizer=args.tokenizer, vocab_size=args.vocab_size, models=models, size=args.size,
+        tokenizer=args.tokenizer, vocab_size=args.vocab_size, tokenizer_docs=args.tokenizer_docs,
+        models=models, size=args.size,
         checkpoints=args.checkpoint, budget=budget, eval_lens=parse_lengths(args.eval_lens),
         generation=generation, lead_k=args.lead_k, extractive=not args.no_extractive,
         device=args.device, out=args.out, run_id=args.run_id, force=args.force,
@@ -160,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
 
     transformers_logging.set_verbosity_error()  # e.g. LED's "input ids are padded" on every length
     transformers_logging.disable_progress_bar()
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    import torch
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    torch.set_num_threads(args.threads or (int(omp) if omp.isdigit() and int(omp) > 0 else 1))
     try:
         run(config_from_args(args))
     except (SuiteError, ModelError) as exc:

@@ -117,7 +117,7 @@ def test_end_to_end_tiny_run_and_resume(tmp_path, capsys):
               "--max-new-tokens", "8", "--no-progress", "--no-report", "--device", "cpu",
               "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache")]
     argv = common + ["--models", "locost,longt5-tglobal", "--steps", "2", "--batch-size", "1",
-                     "--train-len", "128", "--target-len", "32", "--warmup-steps", "1",
+                     "--train-len", "128", "--target-len", "64", "--warmup-steps", "1", "--gsg-steps", "1",
                      "--eval-lens", "128,full", "--run-id", "tiny"]
     assert _cli(argv) == 0
     run_dir = tmp_path / "tiny"
@@ -141,8 +141,11 @@ def test_end_to_end_tiny_run_and_resume(tmp_path, capsys):
     assert {(r["system"], r["baseline"]) for r in relative} == {("locost-tiny", "longt5-tglobal-tiny")}
     run = json.loads((run_dir / "run.json").read_text())
     assert run["finished_at"] and run["rouge"]["use_stemmer"] and "regex" in run["sentence_splitter"]
-    trained = [s["training"][0] for s in run["systems"] if s["kind"] == "model"]
-    assert trained[0]["input_tokens"] == trained[1]["input_tokens"]
+    phases = [s["training"] for s in run["systems"] if s["kind"] == "model"]
+    assert [[p["phase"] for p in phase] for phase in phases] == [["gsg", "finetune"]] * 2
+    for first, second in zip(*phases, strict=True):  # same budget: same tokens in every phase
+        assert first["input_tokens"] == second["input_tokens"] > 0
+        assert first["label_tokens"] == second["label_tokens"] > 0
     assert (run_dir / "checkpoints" / "locost-tiny" / "tokenizer.json").is_file()
     out = capsys.readouterr().out
     assert "R1/R2/RL @ 128" in out and "Relative quality" in out

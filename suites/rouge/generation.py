@@ -18,9 +18,9 @@ from suites.rouge.tokenizer import Encoded, SharedTokenizer
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    max_new_tokens: int = 128
+    max_new_tokens: int = 96
     beams: int = 1
-    no_repeat_ngram: int = 0
+    no_repeat_ngram: int = 3
     batch_size: int = 1
 
     def __post_init__(self):

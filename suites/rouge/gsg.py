@@ -1,9 +1,10 @@
 """Gap-sentence generation (GSG), the self-supervised objective of PEGASUS that LOCOST pre-trains with.
 
-For each document, within the first ``input_len`` tokens: every sentence is scored by its ROUGE-1 F1
-against the rest of that window ("Ind-Orig" in PEGASUS), the best-scoring sentences (``ratio`` of
-the window's sentences, as long as they fit in ``target_len`` tokens) are replaced each by one mask
-token in the input, and the target is those sentences in document order.
+For each document, within the whole sentences that fit in ``input_len`` tokens: every sentence is
+scored by its ROUGE-1 F1 against the rest of that window ("Ind-Orig" in PEGASUS), the best-scoring
+sentences (``ratio`` of the window's sentences; one that does not fit in the ``target_len`` tokens
+left is passed over for the next) are replaced each by one mask token in the input, and the target
+is those sentences in document order.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ from suites.rouge.tokenizer import SharedTokenizer
 from suites.rouge.training import TrainingExample
 
 
-def gap_sentence_indices(sentences: Sequence[str], ratio: float) -> list[int]:
-    """Indices of the gap sentences ranked best first (ROUGE-1 F1 of each against the others)."""
+def rank_sentences(sentences: Sequence[str]) -> list[int]:
+    """Sentence indices, best gap candidate first: by ROUGE-1 F1 of each sentence against the others."""
     unigrams = [ngrams(rouge_tokens(s), 1) for s in sentences]
     total = sum(unigrams, Counter())
     scores = [ngram_f1(own, total - own) for own in unigrams]
-    n_gaps = max(1, round(ratio * len(sentences)))
-    return sorted(range(len(sentences)), key=lambda i: (-scores[i], i))[:n_gaps]
+    return sorted(range(len(sentences)), key=lambda i: (-scores[i], i))
 
 
 def gap_sentence_example(document: str, tokenizer: SharedTokenizer, input_len: int, target_len: int,
@@ -40,12 +40,15 @@ def gap_sentence_example(document: str, tokenizer: SharedTokenizer, input_len: i
         used += len(enc)
     if len(window) < 2:
         return None
+    n_gaps = max(1, round(ratio * len(window)))
     gaps, target_tokens = set(), 0
-    for index in gap_sentence_indices([s for s, _ in window], ratio):
+    for index in rank_sentences([s for s, _ in window]):
         n = len(window[index][1])
-        if target_tokens + n <= target_len - 1:
+        if target_tokens + n <= target_len - 1:  # a sentence too long for the target is passed over
             gaps.add(index)
             target_tokens += n
+            if len(gaps) == n_gaps:
+                break
     if not gaps:
         return None
     input_ids = [t for i, (_, ids) in enumerate(window) for t in ([mask] if i in gaps else ids)]

@@ -15,10 +15,7 @@ import gc
 import hashlib
 import json
 import os
-import platform
 import re
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -78,7 +75,8 @@ class RougeConfig:
     id_column: str | None = None
     train_split: str = "train"
     eval_split: str = "test"
-    train_docs: int | None = None
+    train_docs: int | None = None  # None: as many as the budget draws (steps x sequences per step)
+    tokenizer_docs: int = 1000  # the tokenizer is trained on the first N training documents + summaries
     eval_docs: int | None = 20
     tokenizer: str | None = None
     vocab_size: int = 8000
@@ -168,35 +166,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 def environment(device: torch.device) -> dict:
-    """The run's environment (a local stand-in for bench's env capture)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """bench's environment record, plus the device kind and the versions this suite depends on."""
+    from bench.env import environment as bench_environment
+    from bench.env import package_version
 
-    def package(name):
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-
-    try:
-        git_commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                    timeout=10, cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        git_commit = None
-    cpu_model = None
-    try:
-        cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                          if line.startswith("model name")), None)
-    except OSError:
-        cpu_model = platform.processor() or None
-    return {
-        "python": platform.python_version(), "torch": torch.__version__,
-        "transformers": package("transformers"), "datasets": package("datasets"),
-        "tokenizers": package("tokenizers"), "rouge_score": package("rouge-score"),
-        "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model,
-        "cpu_model": cpu_model, "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-        "git_commit": git_commit, "hostname": socket.gethostname(), "platform": platform.platform(),
-    }
+    env = bench_environment(str(device), threads=torch.get_num_threads())
+    env["device"] = device.type
+    env.update({name: package_version(dist) for name, dist in
+                (("datasets", "datasets"), ("tokenizers", "tokenizers"), ("rouge_score", "rouge-score"))})
+    return env
 
 
 class State:
@@ -287,7 +265,11 @@ class ModelRunner:
                              for p in Path(spec.checkpoint).iterdir() if p.is_file())
             return _digest("checkpoint", str(Path(spec.checkpoint).resolve()), weights,
                            self.tokenizer.fingerprint)
-        return _digest("trained", spec.family, spec.size, self.tokenizer.fingerprint,
+        from models import config
+
+        preset = config(spec.family, spec.size, **self.tokenizer.model_overrides()).to_dict()
+        preset.pop("transformers_version", None)
+        return _digest("trained", spec.family, spec.size, preset, self.tokenizer.fingerprint,
                        self.cfg.budget.describe(), [e.id for e in self.data.train.examples],
                        self.data.name, self.data.columns, str(self.device.type))
 
@@ -390,6 +372,11 @@ def _prediction_path(system: str, length: int | None) -> str:
 
 # --- the run ------------------------------------------------------------------------------------
 
+def budget_draws(budget: Budget) -> int:
+    """How many training sequences the budget draws: no point in loading more documents."""
+    return (budget.steps + budget.gsg_steps) * budget.sequences_per_step
+
+
 def resolve_tokenizer(cfg: RougeConfig, data: SummarizationData, cache_dir: Path) -> SharedTokenizer:
     if cfg.tokenizer:
         return load_tokenizer(cfg.tokenizer)
@@ -401,7 +388,8 @@ def resolve_tokenizer(cfg: RougeConfig, data: SummarizationData, cache_dir: Path
         if len({t.fingerprint for t in found}) > 1:
             raise SuiteError("the checkpoints use different tokenizers; pass one with --tokenizer")
         return found[0]
-    texts = [e.document for e in data.train.examples] + [e.summary for e in data.train.examples]
+    examples = data.train.examples[:cfg.tokenizer_docs]
+    texts = [e.document for e in examples] + [e.summary for e in examples]
     return train_tokenizer(texts, cfg.vocab_size, cache_dir)
 
 
@@ -411,15 +399,18 @@ def run(cfg: RougeConfig) -> Path:
     device = resolve_device(cfg.device)
     if cfg.lead_k < 1:
         raise SuiteError(f"lead-k must be a positive integer, got {cfg.lead_k}")
-    if cfg.eval_docs is not None and cfg.eval_docs < 1 or cfg.train_docs is not None and cfg.train_docs < 1:
-        raise SuiteError("train-docs and eval-docs must be positive integers")
+    for name in ("train_docs", "eval_docs", "tokenizer_docs"):
+        value = getattr(cfg, name)
+        if value is not None and value < 1:
+            raise SuiteError(f"{name.replace('_', '-')} must be a positive integer, got {value}")
     specs = model_specs(cfg)
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     run_dir = Path(cfg.out) / (cfg.run_id or f"rouge-{device.type}")
 
     data = load_data(cfg.data, doc_column=cfg.doc_column, summary_column=cfg.summary_column,
                      id_column=cfg.id_column, train_split=cfg.train_split, eval_split=cfg.eval_split,
-                     train_docs=cfg.train_docs, eval_docs=cfg.eval_docs, config_name=cfg.data_config,
+                     train_docs=cfg.train_docs or budget_draws(cfg.budget), eval_docs=cfg.eval_docs,
+                     config_name=cfg.data_config,
                      cache_dir=cache_dir, seed=cfg.budget.seed)
     for split in (data.train, data.eval):
         if split.skipped:

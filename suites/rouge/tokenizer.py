@@ -125,7 +125,7 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = 8000,
     key = digest.hexdigest()[:16]
     cached = Path(cache_dir) / "tokenizers" / f"unigram-{vocab_size}-{key}.json" if cache_dir else None
     if cached is not None and cached.is_file():
-        return _wrap(Tokenizer.from_file(str(cached)), f"trained unigram-{vocab_size} (cached {cached})")
+        return _wrap(Tokenizer.from_file(str(cached)), f"unigram-{vocab_size} from the cache {cached}")
 
     backend = Tokenizer(models.Unigram())
     backend.normalizer = normalizers.NFKC()
@@ -142,8 +142,8 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = 8000,
         tmp = cached.with_suffix(f".tmp{os.getpid()}")
         backend.save(str(tmp))
         tmp.replace(cached)
-    return _wrap(backend, f"trained unigram-{vocab_size} on {len(texts)} texts"
-                 + (f" (cached {cached})" if cached else ""))
+    return _wrap(backend, f"unigram-{vocab_size} trained on {len(texts)} texts"
+                 + (f", saved to {cached}" if cached else ""))
 
 
 def _wrap(backend, source: str) -> SharedTokenizer:

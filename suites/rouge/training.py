@@ -24,11 +24,11 @@ SCHEDULES = ("linear", "cosine")
 @dataclass(frozen=True)
 class Budget:
     steps: int = 300
-    batch_size: int = 2
+    batch_size: int = 1
     grad_accum: int = 1
     train_len: int = 1024
-    target_len: int = 256
-    lr: float = 1e-3
+    target_len: int = 128
+    lr: float = 3e-3
     warmup_steps: int = 30
     schedule: str = "linear"
     weight_decay: float = 0.01
@@ -71,6 +71,7 @@ class TrainingExample:
 class TrainLog:
     phase: str
     steps: int
+    examples: int  # distinct training examples the steps cycle through
     losses: list[float] = field(default_factory=list)
     input_tokens: int = 0  # non-padding input tokens seen: equal across models by construction
     label_tokens: int = 0
@@ -78,7 +79,8 @@ class TrainLog:
 
     def describe(self) -> dict:
         tenth = max(1, len(self.losses) // 10)
-        return {"phase": self.phase, "steps": self.steps, "input_tokens": self.input_tokens,
+        return {"phase": self.phase, "steps": self.steps, "examples": self.examples,
+                "input_tokens": self.input_tokens,
                 "label_tokens": self.label_tokens, "seconds": round(self.seconds, 2),
                 "loss_first": _mean(self.losses[:tenth]), "loss_last": _mean(self.losses[-tenth:]),
                 "losses": [round(x, 4) for x in self.losses]}
@@ -165,7 +167,7 @@ def train(handle, examples: list[TrainingExample], budget: Budget, steps: int, p
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, warmup, steps, budget.schedule))
     order = example_order(len(examples), steps * budget.sequences_per_step, budget.seed)
-    log = TrainLog(phase=phase, steps=steps)
+    log = TrainLog(phase=phase, steps=steps, examples=len(examples))
     model.train()
     started = time.perf_counter()
     bar = tqdm(range(steps), desc=f"{phase} {name}", unit="step", disable=not progress,
