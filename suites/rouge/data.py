@@ -125,7 +125,10 @@ def _load_dataset_dict(spec: str, cache_dir: Path, config_name: str | None):
         try:
             return datasets.load_dataset(hub_id, name=config_name, cache_dir=hf_cache)
         except Exception as exc:  # connection, missing repo, missing config: all one line for the user
-            raise SuiteError(f"cannot load {spec} from the hub ({_first_line(exc)})") from None
+            offline = [v for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
+                       if os.environ.get(v, "").lower() in ("1", "true", "yes", "on")]
+            hint = f"; {' and '.join(offline)} set: unset to download" if offline else ""
+            raise SuiteError(f"cannot load {spec} from the hub ({_first_line(exc)}){hint}") from None
     path = check_source(spec)
     try:
         if path.is_dir() and (path / "dataset_dict.json").is_file():
