@@ -5,6 +5,8 @@ random tokens under no_grad, then greedily generates N tokens from that encoder 
 
 Prints wall times and the process's peak RSS (ru_maxrss) after each phase. On a shared machine a watchdog
 ends the process (exit 3) when MemAvailable drops below `--min-available-gib` (default 1).
+`--random-encoder-output` skips the encoder and generates from a random (1, L, d_model) encoder output:
+the generation phase's time and memory do not depend on the encoder output's values.
 """
 
 import argparse
@@ -14,6 +16,7 @@ import threading
 import time
 
 import torch
+from transformers.modeling_outputs import BaseModelOutput
 
 from models.locost import PRESETS, LocostConfig, LocostForConditionalGeneration
 
@@ -42,6 +45,7 @@ def main():
     parser.add_argument("length", type=int)
     parser.add_argument("new_tokens", type=int)
     parser.add_argument("--min-available-gib", type=float, default=1.0)
+    parser.add_argument("--random-encoder-output", action="store_true")
     args = parser.parse_args()
     threading.Thread(target=watchdog, args=(args.min_available_gib,), daemon=True).start()
 
@@ -56,15 +60,18 @@ def main():
         flush=True,
     )
     start = time.time()
-    with torch.no_grad():
-        encoder_outputs = model.get_encoder()(input_ids=ids)
+    if args.random_encoder_output:
+        encoder_outputs = BaseModelOutput(last_hidden_state=torch.randn(1, args.length, model.config.d_model))
+    else:
+        with torch.no_grad():
+            encoder_outputs = model.get_encoder()(input_ids=ids)
+        hidden = encoder_outputs.last_hidden_state
+        print(
+            f"encode: {time.time() - start:.1f} s, finite={bool(torch.isfinite(hidden).all())}, "
+            f"peak RSS {peak_rss_gib():.2f} GiB",
+            flush=True,
+        )
     encoded = time.time()
-    hidden = encoder_outputs.last_hidden_state
-    print(
-        f"encode: {encoded - start:.1f} s, finite={bool(torch.isfinite(hidden).all())}, "
-        f"peak RSS {peak_rss_gib():.2f} GiB",
-        flush=True,
-    )
     if args.new_tokens:
         out = model.generate(encoder_outputs=encoder_outputs, max_new_tokens=args.new_tokens, do_sample=False)
         print(
