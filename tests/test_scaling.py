@@ -74,7 +74,7 @@ def test_bad_input_is_one_error_line(tmp_path, capsys, argv, message):
 
 def test_fitted_exponents_of_a_synthetic_linear_workload_are_one(tmp_path):
     cells = [Cell("synthetic", "none", "encode", length, workload="bench.workloads:linear",
-                  workload_args=(("bytes_per_token", 10_000), ("seconds_per_token", 5e-5)))
+                  workload_args=(("bytes_per_token", 2_000), ("seconds_per_token", 1e-4)))
              for length in (2_000, 4_000, 8_000, 16_000)]
     records = run_sweep(cells, tmp_path, suite="scaling", settings=Settings(warmup=0, repeats=1),
                         progress=False)
