@@ -58,31 +58,22 @@ def plan(argv: list[str] | None) -> cli.Plan:
 
 
 def summary(records: list[dict]) -> str:
-    """Longest length reached, first failure and fitted exponents per model and mode."""
-    from reports.analysis import fit_power_law
+    """Longest length reached, first failure and fitted exponents per model and mode, computed by
+    the report's analysis (``reports.analysis.reach`` and ``scaling_fits``)."""
+    from reports.analysis import reach, scaling_fits
+    from reports.runs import records_frame
+    from reports.text import exponent, is_missing
 
-    def exponent(points) -> str:
-        if len({length for length, _ in points}) < 2:
-            return "-"
-        fit = fit_power_law(*zip(*points, strict=True))
-        ci = "" if fit.ci_low is None else f" [{fit.ci_low:.2f}, {fit.ci_high:.2f}]"
-        return f"{fit.slope:.2f}{ci}"
-
+    frame = records_frame(records)
+    fits = scaling_fits(frame)
     rows = [("model", "mode", "longest ok", "first failure", "time exponent [95% CI]",
              "memory exponent [95% CI]")]
-    series: dict[tuple, list[dict]] = {}
-    for record in records:
-        series.setdefault((record["model"], record["mode"]), []).append(record)
-    for (model, mode), group in series.items():
-        group.sort(key=lambda r: r["input_len"])
-        ok = [r for r in group if r["status"] == "ok"]
-        failed = next((r for r in group if r["status"] not in ("ok", "skipped")), None)
-        times = [(r["input_len"], r["time_median_s"]) for r in ok if r.get("time_median_s")]
-        memory = [(r["input_len"], r["mem_peak_above_base_bytes"]) for r in ok
-                  if (r.get("mem_peak_above_base_bytes") or 0) > 0]
-        rows.append((model, mode, f"{ok[-1]['input_len']:,}" if ok else "none",
-                     f"{failed['status']} at {failed['input_len']:,}" if failed else "-",
-                     exponent(times), exponent(memory)))
+    for r in reach(frame).itertuples(index=False):
+        fitted = {f.metric: exponent(f.slope, f.ci_low, f.ci_high) for f in fits.itertuples(index=False)
+                  if (f.run_id, f.model, f.mode) == (r.run_id, r.model, r.mode)}
+        rows.append((r.model, r.mode, "none" if is_missing(r.longest_ok) else f"{int(r.longest_ok):,}",
+                     f"{r.first_failure_status} at {int(r.first_failure_len):,}" if r.first_failure_status else "-",
+                     fitted.get("time", "-"), fitted.get("memory", "-")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
                      for row in rows)
