@@ -11,7 +11,7 @@ from bench.cli import parse_length
 from bench.results import append_record, read_records, to_frame
 from bench.runner import Failures, cell_of, make_record
 from bench.table import summary_table
-from bench.trackers import HostMemory, reset_peak_rss, status_bytes, summarize
+from bench.trackers import HostMemory, NvmlSampler, reset_peak_rss, status_bytes, summarize
 
 MiB = 2**20
 
@@ -116,3 +116,16 @@ def test_results_file_is_appended_not_rewritten(tmp_path):
     inode = os.stat(tmp_path / "results.jsonl").st_ino
     append_record(tmp_path, _record(Cell("led", "tiny", "train", 2, target_len=1)))
     assert os.stat(tmp_path / "results.jsonl").st_ino == inode
+
+
+def test_nvml_sampling_is_optional_without_a_gpu_driver():
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+    except Exception:  # here: NVMLError_LibraryNotFound
+        sampler = NvmlSampler()
+        sampler.start()
+        assert sampler.stop() == (None, None)
+    else:
+        pynvml.nvmlShutdown()
+        pytest.skip("NVML is available here")
