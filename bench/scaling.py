@@ -71,8 +71,10 @@ def summary(records: list[dict]) -> str:
     for r in reach(frame).itertuples(index=False):
         fitted = {f.metric: exponent(f.slope, f.ci_low, f.ci_high) for f in fits.itertuples(index=False)
                   if (f.run_id, f.model, f.mode) == (r.run_id, r.model, r.mode)}
-        rows.append((r.model, r.mode, "none" if is_missing(r.longest_ok) else f"{int(r.longest_ok):,}",
-                     f"{r.first_failure_status} at {int(r.first_failure_len):,}" if r.first_failure_status else "-",
+        longest = "none" if is_missing(r.longest_ok) else f"{int(r.longest_ok):,}"
+        failure = (f"{r.first_failure_status} at {int(r.first_failure_len):,}"
+                   if r.first_failure_status else "-")
+        rows.append((r.model, r.mode, longest, failure,
                      fitted.get("time", "-"), fitted.get("memory", "-")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))

@@ -1,10 +1,10 @@
 """Trackers: memory and time of one measured step, each a small separate piece.
 
 - ``HostMemory``: peak resident memory of this process (``VmHWM`` in ``/proc/self/status``,
-  falling back to ``ru_maxrss``). ``start()`` records the base (RSS now) and resets the high-water
-  mark by writing ``5`` to ``/proc/self/clear_refs`` (Linux), so that model-building transients do
-  not count; where the reset is refused the peak is the process's lifetime peak (``hwm_reset`` says
-  which).
+  falling back to ``ru_maxrss``; a polling thread's highest ``VmRSS`` where that is higher).
+  ``start()`` records the base (RSS now) and resets the high-water mark by writing ``5`` to
+  ``/proc/self/clear_refs`` (Linux), so that model-building transients do not count; where the
+  reset is refused the peak is the process's lifetime peak (``hwm_reset`` says which).
 - ``CudaMemory``: the caching allocator's peak above what was allocated before the step.
 - ``NvmlSampler``: process and device memory as NVML sees them, sampled by a thread (optional).
 - ``Timer``: CUDA events on GPU, ``perf_counter`` on CPU; ``summarize`` gives median/min/max/IQR.
@@ -69,19 +69,56 @@ class MemoryReading:
         return self.peak_bytes - self.base_bytes
 
 
+class Poller:
+    """Calls ``sample()`` every ``interval_s`` seconds on a daemon thread, and once more at ``stop()``."""
+
+    def __init__(self, sample, interval_s: float):
+        self.sample, self.interval_s = sample, interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self.sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        self.sample()
+
+
 class HostMemory:
-    def __init__(self):
+    """Peak RSS above the RSS at ``start()``: the kernel's ``VmHWM``, or the highest ``VmRSS`` a
+    thread sampled every few milliseconds where that is higher (a belt to the high-water mark's
+    braces: a kernel may fold page counts into ``VmHWM`` lazily)."""
+
+    def __init__(self, interval_s: float = 0.01):
         self.base: int | None = None
         self.hwm_reset = False
+        self.sampled_peak = 0
+        self._poller = Poller(self._sample, interval_s)
+
+    def _sample(self) -> None:
+        self.sampled_peak = max(self.sampled_peak, _current_rss() or 0)
 
     def start(self) -> None:
         self.base = _current_rss()
         self.hwm_reset = reset_peak_rss()
         if self.base is None:  # no procfs
             self.base = _peak_rss()
+        self._poller.start()
 
     def stop(self) -> MemoryReading:
-        return MemoryReading(peak_bytes=_peak_rss(), base_bytes=self.base)
+        self._poller.stop()
+        return MemoryReading(peak_bytes=max(_peak_rss(), self.sampled_peak), base_bytes=self.base)
 
 
 class CudaMemory:
@@ -115,12 +152,11 @@ class NvmlSampler:
     """Highest NVML process and device memory seen while running; (None, None) without NVML."""
 
     def __init__(self, index: int = 0, interval_s: float = 0.01):
-        self.index, self.interval_s = index, interval_s
+        self.index = index
         self.process_peak: int | None = None
         self.device_peak: int | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._nvml = None
+        self._poller = Poller(self._sample, interval_s)
 
     def start(self) -> None:
         try:
@@ -130,9 +166,7 @@ class NvmlSampler:
         except Exception:  # no library, no driver (NVMLError_LibraryNotFound here): no NVML figures
             return
         self._nvml = pynvml
-        self._sample()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._poller.start()
 
     def _sample(self) -> None:
         nvml, pid = self._nvml, os.getpid()
@@ -145,16 +179,10 @@ class NvmlSampler:
         except nvml.NVMLError:
             pass
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._sample()
-
     def stop(self) -> tuple[int | None, int | None]:
         if self._nvml is None:
             return None, None
-        self._stop.set()
-        self._thread.join()
-        self._sample()
+        self._poller.stop()
         try:
             self._nvml.nvmlShutdown()
         except self._nvml.NVMLError:

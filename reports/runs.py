@@ -100,7 +100,8 @@ INFERENCE_MODES = ["encode", "generate"]
 LOCOST = "locost"
 
 # Two cells are compared (LOCOST against a baseline) only when all of these agree.
-CONDITION_COLUMNS = ["device", "env_device_name", "dtype", "batch", "target_len", "new_tokens", "size", "inputs"]
+CONDITION_COLUMNS = ["device", "env_device_name", "dtype", "batch", "target_len", "new_tokens", "size",
+                     "inputs"]
 
 
 def section_of(suite) -> str:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -129,3 +130,15 @@ def test_nvml_sampling_is_optional_without_a_gpu_driver():
     else:
         pynvml.nvmlShutdown()
         pytest.skip("NVML is available here")
+
+
+def test_host_memory_keeps_the_highest_sampled_rss_when_the_high_water_mark_lags(monkeypatch):
+    from bench import trackers
+
+    readings = [500 * MiB, 500 * MiB, 900 * MiB, 900 * MiB]  # base, first sample, a short 900 MiB peak
+    monkeypatch.setattr(trackers, "_current_rss", lambda: readings.pop(0) if readings else 500 * MiB)
+    monkeypatch.setattr(trackers, "_peak_rss", lambda: 500 * MiB)  # a high-water mark that missed it
+    tracker = trackers.HostMemory(interval_s=0.001)
+    tracker.start()
+    time.sleep(0.05)
+    assert tracker.stop().above_base_bytes == 400 * MiB
