@@ -204,6 +204,16 @@ class LocostEncoderBlock(GradientCheckpointingLayer):
         return self.layer[1](self.layer[0](hidden_states, attention_mask))
 
 
+def _store_without_copy(cache: DynamicCache, layer_idx: int, keys: torch.Tensor, values: torch.Tensor):
+    """Put a layer's cross-attention K/V into the cache as they are. ``cache.update`` would
+    concatenate them to an empty tensor: a copy of both, 2 x 1.2 GB at 600K tokens for `small`, on
+    top of every earlier layer's K/V. Updating with empty slices first creates the cache layer in
+    whatever way the installed transformers does it."""
+    cache.update(keys[..., :0, :], values[..., :0, :], layer_idx)
+    layer = cache.layers[layer_idx]
+    layer.keys, layer.values = keys, values
+
+
 class LocostAttention(nn.Module):
     """T5 multi-head attention through SDPA. Scores are not scaled (scale=1.0); the T5 relative position
     bias and masks arrive as `attn_mask`. Cross-attention without bias or padding gets attn_mask=None,
@@ -252,10 +262,11 @@ class LocostAttention(nn.Module):
         else:
             source = key_value_states if is_cross else x
             keys, values = self._project(self.k, source), self._project(self.v, source)
-            if cache is not None:
+            if cache is not None and is_cross:
+                _store_without_copy(cache, self.layer_idx, keys, values)
+                past_key_values.is_updated[self.layer_idx] = True
+            elif cache is not None:
                 keys, values = cache.update(keys, values, self.layer_idx)
-                if is_cross:
-                    past_key_values.is_updated[self.layer_idx] = True
         out = F.scaled_dot_product_attention(
             self._project(self.q, x),
             keys,
