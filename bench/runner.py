@@ -10,7 +10,8 @@ the resident-memory watchdog is what enforces the budget.
 
 ``run_sweep`` runs cells in order of input length, appends one record per cell to
 ``results.jsonl``, regenerates ``results.csv`` after each, skips cells already recorded (unless
-``force``), and records longer inputs of a model and mode that already failed as ``skipped``.
+``force``), and records longer inputs of a model and mode that already failed as ``skipped`` (and
+generate from the length where encode failed: generation runs the encoder first).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -192,23 +193,27 @@ def cell_of(record: dict) -> Cell:
 
 
 class Failures:
-    """The shortest failing length of each series (a model, mode and conditions)."""
+    """The shortest failing length of each series (a model, mode and conditions). A generate step
+    runs the encoder first, so an encode failure at a length also skips generate from that length on."""
 
     def __init__(self):
-        self.first: dict[tuple, tuple[int, str]] = {}
+        self.first: dict[tuple, tuple[int, str, str]] = {}
 
     def note(self, cell: Cell, status: str) -> None:
         if status in FAILURES_THAT_SKIP_LONGER:
             known = self.first.get(cell.series)
             if known is None or cell.input_len < known[0]:
-                self.first[cell.series] = (cell.input_len, status)
+                self.first[cell.series] = (cell.input_len, status, cell.mode)
 
     def reason_to_skip(self, cell: Cell) -> str | None:
-        known = self.first.get(cell.series)
-        if known is None or cell.input_len <= known[0]:
-            return None
-        length, status = known
-        return f"skipped: {cell.model} {cell.mode} was {status} at {length:,} tokens"
+        candidates = [(self.first.get(cell.series), False)]
+        if cell.mode == "generate":
+            candidates.append((self.first.get(replace(cell, mode="encode").series), True))
+        for known, contained in candidates:
+            if known is not None and (cell.input_len > known[0] or contained and cell.input_len == known[0]):
+                length, status, mode = known
+                return f"skipped: {cell.model} {mode} was {status} at {length:,} tokens"
+        return None
 
 
 def run_sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, run_id: str | None = None,

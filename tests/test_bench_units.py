@@ -103,6 +103,18 @@ def test_a_failure_skips_longer_inputs_of_the_same_series_only():
     assert failures.reason_to_skip(Cell("led", "tiny", "generate", 2000, new_tokens=4)) is None
 
 
+def test_an_encode_failure_skips_generate_from_that_length_but_not_the_reverse():
+    failures = Failures()
+    failures.note(Cell("longt5-local", "small", "encode", 4096), "timeout")
+    assert failures.reason_to_skip(Cell("longt5-local", "small", "generate", 2048, new_tokens=8)) is None
+    reason = failures.reason_to_skip(Cell("longt5-local", "small", "generate", 4096, new_tokens=8))
+    assert reason == "skipped: longt5-local-small encode was timeout at 4,096 tokens"
+    assert failures.reason_to_skip(Cell("longt5-local", "small", "encode", 4096)) is None
+    failures.note(Cell("led", "small", "generate", 4096, new_tokens=8), "oom")
+    assert failures.reason_to_skip(Cell("led", "small", "encode", 8192)) is None
+    assert failures.reason_to_skip(Cell("longt5-local", "tiny", "generate", 8192, new_tokens=8)) is None
+
+
 def test_summary_table_shows_memory_or_status_per_model_and_length():
     cells = [Cell("led", "tiny", "train", n, target_len=8) for n in (1024, 2048)]
     records = [_record(cells[0], mem_peak_above_base_bytes=300 * MiB), _record(cells[1], status="oom")]
