@@ -47,6 +47,7 @@ def no_autocast(tensor: torch.Tensor):
 
 def fast_fft_size(n: int) -> int:
     """Smallest 5-smooth integer (2^a 3^b 5^c) >= n: a size every FFT library handles fast."""
+    n = int(n)  # under torch.jit.trace (fvcore's FLOP counter) sizes arrive as 0-d tensors
     best = 1 << max(0, (n - 1).bit_length())  # the next power of two is always a candidate
     power5 = 1
     while power5 < best:
