@@ -2,7 +2,8 @@
 
 CPU default (2 cores, 24 GB): ``small`` presets, fp32, batch 1, encode and generate (64 new tokens),
 1,024 · 2^k tokens up to exactly 600,000; one warm-up only up to 16K tokens (the long cells run
-once: a warm-up would double the sweep for a first-call cost that is negligible there). GPU
+once: a warm-up would double the sweep for a first-call cost that is negligible there); 30 minutes
+per cell (LOCOST encodes at ~1 ms per token on 2 cores: a 600K cell takes 10-15 minutes). GPU
 default: ``base`` presets, bf16 autocast, same lengths. Each model stops at its first failure
 (oom, timeout, unsupported): that failure is part of the result.
 """
@@ -29,7 +30,7 @@ SCALING = Suite(
     cpu=Sweep(
         sizes=("small",), modes=("encode", "generate"), lengths=doubling_lengths(MIN_LEN, MAX_LEN),
         target_len=128, new_tokens=64, batch=1, dtype="fp32",
-        warmup=1, warmup_max_len=16 * K, repeats=1, timeout_s=900.0, flops=False,
+        warmup=1, warmup_max_len=16 * K, repeats=1, timeout_s=1800.0, flops=False,
     ),
     cuda=Sweep(
         sizes=("base",), modes=("encode", "generate"), lengths=doubling_lengths(MIN_LEN, MAX_LEN),
