@@ -6,8 +6,8 @@ tokens, generate = 16 new tokens (greedy), at 1K, 4K and 16K input tokens (a fac
 points per curve; 2K and 8K would add ~60% to the run). Cells up to 4K run one warm-up and one
 timed step; the 16K cells run one step only (a step takes minutes there; the peak is the same, and
 the time is a first-call time). FLOPs are counted for the 1K cells (cheap; they scale analytically).
-Measured here: LOCOST train at 16K takes ~100 s of CPU per step and 6.9 GB above the model;
-LongT5-TGlobal train at 16K passes 18 GB, so it ends as ``oom`` under the default budget.
+Measured here (2 cores, 2026-11-23): LOCOST train at 16K holds 6,736 MiB above the model, one step
+~1 min; LongT5-TGlobal train at 16K passes the default budget (~18 GiB), so it ends as ``oom``.
 GPU default: ``base`` presets, bf16 autocast, 512 target tokens, 64 new tokens, 1K-64K, encode too.
 """
 
