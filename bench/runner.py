@@ -216,6 +216,18 @@ class Failures:
         return None
 
 
+def _earlier_invocations(path: Path) -> list[dict]:
+    """What run.json said of the invocations before this one (resumed or partly forced), oldest first."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(previous, dict):
+        return []
+    earlier = previous.pop("earlier_invocations", None)
+    return [*(earlier if isinstance(earlier, list) else []), previous]
+
+
 def run_sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, run_id: str | None = None,
               force: bool = False, skip_longer: bool = True, progress: bool = True,
               run_info: dict | None = None) -> list[dict]:
@@ -243,7 +255,8 @@ def run_sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Setting
     info = {"suite": suite, "run_id": run_id, **(run_info or {}), "settings": asdict(settings),
             "cells": len(cells), "already_recorded": len(cells) - len(todo),
             "env": environment(cells[0].device if cells else "cpu", query_device=False),
-            "started_at": now_iso(), "finished_at": None}
+            "started_at": now_iso(), "finished_at": None,
+            "earlier_invocations": _earlier_invocations(run_dir / RUN)}
     write_json(run_dir / RUN, info)
 
     bar = tqdm(total=len(todo), file=sys.stderr, disable=not progress, unit="cell", dynamic_ncols=True)

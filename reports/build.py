@@ -118,14 +118,19 @@ def _conditions_section(runs: list[Run]) -> Section:
         ok = int(run.records["status"].eq("ok").sum()) if not run.records.empty else 0
         return f"{ok} / {len(run.records)}" + (" + ROUGE" if run.rouge is not None else "")
 
+    def first_started(meta: dict) -> str | None:
+        earlier = meta.get("earlier_invocations") or []
+        return (earlier[0] if earlier and isinstance(earlier[0], dict) else meta).get("started_at")
+
     rows = [["suite", *(run.meta.get("suite") or values(run, "suite", None, str) for run in runs)]]
     rows += [
         [label, *(values(run, column, env_key, fmt) for run in runs)]
         for label, column, env_key, fmt in RUN_FIELDS
     ]
     rows += [
-        ["started", *(run.meta.get("started_at") or text.DASH for run in runs)],
+        ["started", *(first_started(run.meta) or text.DASH for run in runs)],
         ["finished", *(run.meta.get("finished_at") or text.DASH for run in runs)],
+        ["invocations", *(str(1 + len(run.meta.get("earlier_invocations") or [])) for run in runs)],
         ["cells ok / all", *(cells_done(run) for run in runs)],
         ["arguments", *(cell(_command(run.meta) or text.DASH, "small") for run in runs)],
         ["directory", *(cell(str(run.path), "small") for run in runs)],

@@ -156,4 +156,7 @@ def test_a_killed_sweep_loses_no_finished_cell_and_resumes_the_rest(tmp_path):
     # and a third run has nothing left to do
     run_sweep(sweep.cells(), run_dir, suite="test", progress=False, settings=Settings(budget_bytes=GiB))
     assert len((run_dir / "results.jsonl").read_text().splitlines()) == 4
+    invocations = json.loads((run_dir / "run.json").read_text())
+    assert invocations["already_recorded"] == 4
+    assert [run["already_recorded"] for run in invocations["earlier_invocations"]] == [0, len(first)]
     assert len(read_records(run_dir)) == 4 and (run_dir / "results.csv").read_text().count("\n") == 5
