@@ -105,8 +105,9 @@ def count_flops(handle, batch: dict, mode: str) -> FlopCount:
 
     def on_ssm(module, args, output):
         nonlocal analytic
+        # under the jit trace sizes can be 0-d tensors: make them ints so the counts stay plain numbers
         B, L, H = (int(s) for s in args[0].shape)
-        kernels, _, modes, _ = module.kernel.C.shape
+        kernels, _, modes, _ = (int(s) for s in module.kernel.C.shape)
         analytic += fft_conv_flops(B, L, H, ssm_fft_size(L))
         analytic += s4d_kernel_elementwise_flops(H, modes, kernels, L)
 
@@ -129,4 +130,5 @@ def count_flops(handle, batch: dict, mode: str) -> FlopCount:
     source = "fvcore+analytic" if layers else "fvcore"
     if mode == "train":
         source += " (train = 3 x forward)"
-    return FlopCount(total=factor * (counted + analytic), analytic=factor * analytic, source=source)
+    total, analytic = float(factor * (counted + analytic)), float(factor * analytic)
+    return FlopCount(total=total, analytic=analytic, source=source)

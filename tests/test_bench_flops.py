@@ -33,5 +33,6 @@ def test_locost_adds_analytic_fft_flops_to_fvcore():
     from models.locost.ssm import fast_fft_size
     expected_fft = config.num_layers * fft_conv_flops(1, 512, config.d_model, fast_fft_size(1024))
     assert count.source == "fvcore+analytic"
+    assert type(count.total) is float and type(count.analytic) is float  # plain numbers, JSON-serialisable
     assert expected_fft < count.analytic < 1.1 * expected_fft  # plus the kernel's exponentials
     assert count.total > count.analytic
