@@ -130,5 +130,4 @@ def count_flops(handle, batch: dict, mode: str) -> FlopCount:
     source = "fvcore+analytic" if layers else "fvcore"
     if mode == "train":
         source += " (train = 3 x forward)"
-    total, analytic = float(factor * (counted + analytic)), float(factor * analytic)
-    return FlopCount(total=total, analytic=analytic, source=source)
+    return FlopCount(total=factor * (counted + analytic), analytic=factor * analytic, source=source)
