@@ -114,6 +114,7 @@ class HostMemory:
         self.hwm_reset = reset_peak_rss()
         if self.base is None:  # no procfs
             self.base = _peak_rss()
+        self.sampled_peak = 0
         self._poller.start()
 
     def stop(self) -> MemoryReading:
