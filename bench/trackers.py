@@ -2,9 +2,12 @@
 
 - ``HostMemory``: peak resident memory of this process (``VmHWM`` in ``/proc/self/status``,
   falling back to ``ru_maxrss``; a polling thread's highest ``VmRSS`` where that is higher).
-  ``start()`` records the base (RSS now) and resets the high-water mark by writing ``5`` to
-  ``/proc/self/clear_refs`` (Linux), so that model-building transients do not count; where the
-  reset is refused the peak is the process's lifetime peak (``hwm_reset`` says which).
+  ``start()`` first collects cyclic garbage and hands freed heap memory back to the OS (glibc's
+  ``malloc_trim``): memory that is freed but still resident would be counted in the base and then
+  reused by the step without raising RSS, hiding as much of its peak. It then records the base
+  (RSS now) and resets the high-water mark by writing ``5`` to ``/proc/self/clear_refs`` (Linux),
+  so that model-building transients do not count; where the reset is refused the peak is the
+  process's lifetime peak (``hwm_reset`` says which).
 - ``CudaMemory``: the caching allocator's peak above what was allocated before the step.
 - ``NvmlSampler``: process and device memory as NVML sees them, sampled by a thread (optional).
 - ``Timer``: CUDA events on GPU, ``perf_counter`` on CPU; ``summarize`` gives median/min/max/IQR.
@@ -12,6 +15,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import re
 import resource
@@ -42,6 +47,17 @@ def _peak_rss() -> int:
 
 def _current_rss() -> int | None:
     return status_bytes("VmRSS")
+
+
+def release_free_heap() -> bool:
+    """Return memory that malloc holds freed but resident to the OS (glibc ``malloc_trim(0)``);
+    False where there is no such call (another libc, another OS)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
 
 
 def reset_peak_rss() -> bool:
@@ -110,6 +126,8 @@ class HostMemory:
         self.sampled_peak = max(self.sampled_peak, _current_rss() or 0)
 
     def start(self) -> None:
+        gc.collect()
+        release_free_heap()
         self.base = _current_rss()
         self.hwm_reset = reset_peak_rss()
         if self.base is None:  # no procfs
@@ -130,6 +148,7 @@ class CudaMemory:
         self.nvml = NvmlSampler(self.device.index or 0)
 
     def start(self) -> None:
+        gc.collect()
         cuda = self.torch.cuda
         cuda.synchronize(self.device)
         self.base = cuda.memory_allocated(self.device)

@@ -10,7 +10,6 @@ worker normally with that status in the result.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import resource
@@ -79,7 +78,6 @@ def measure(cell: Cell, settings: dict, report) -> dict:
     if prepared.params is not None:
         record.update(params_total=prepared.params.total, params_embedding=prepared.params.embedding,
                       params_non_embedding=prepared.params.non_embedding)
-    gc.collect()
     memory = trackers.memory_tracker(cell.device)
     memory.start()
     if getattr(memory, "hwm_reset", True) is False:
