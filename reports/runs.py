@@ -68,14 +68,7 @@ ENV_KEYS = [
     "hostname",
     "platform",
 ]
-BYTE_COLUMNS = [
-    "mem_peak_bytes",
-    "mem_peak_above_base_bytes",
-    "mem_base_bytes",
-    "mem_reserved_bytes",
-    "nvml_process_bytes",
-    "nvml_device_bytes",
-]
+BYTE_COLUMNS = [column for column in RECORD_COLUMNS if column.endswith("_bytes")]
 INTEGER_COLUMNS = [
     "input_len",
     "target_len",
