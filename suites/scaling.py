@@ -3,7 +3,7 @@
 CPU default (2 cores, 24 GB): ``small`` presets, fp32, batch 1, encode and generate (64 new tokens),
 1,024 · 2^k tokens up to exactly 600,000; one warm-up only up to 16K tokens (the long cells run
 once: a warm-up would double the sweep for a first-call cost that is negligible there); 30 minutes
-per cell (LOCOST encodes at ~1 ms per token on 2 cores: a 600K cell takes 10-15 minutes). GPU
+per cell (LOCOST's 600K cells took 9 min to encode and 12 min to generate on 2 cores). GPU
 default: ``base`` presets, bf16 autocast, same lengths. Each model stops at its first failure
 (oom, timeout, unsupported): that failure is part of the result.
 """
