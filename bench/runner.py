@@ -87,6 +87,15 @@ def address_space_limit(budget: int | None, device: str) -> int | None:
     return int(budget * 1.25) + 4 * GiB
 
 
+def exceeds(used: int, budget: int) -> str:
+    """"RSS 0.3906 GiB > 0.3906 GiB budget" with enough digits that the excess shows (at least 2 decimals,
+    more while the two values would print the same)."""
+    digits = 2
+    while f"{used / GiB:.{digits}f}" == f"{budget / GiB:.{digits}f}" and digits < 9:
+        digits += 1
+    return f"RSS {used / GiB:.{digits}f} GiB > {budget / GiB:.{digits}f} GiB budget"
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -129,8 +138,8 @@ def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None) -> di
                     if rss is not None:
                         peak_seen = max(peak_seen or 0, rss)
                     if settings.budget_bytes and rss and rss > settings.budget_bytes:
-                        verdict = ("oom", f"host memory budget exceeded: RSS {rss / GiB:.2f} GiB > "
-                                          f"{settings.budget_bytes / GiB:.2f} GiB, killed")
+                        excess = exceeds(rss, settings.budget_bytes)
+                        verdict = ("oom", f"host memory budget exceeded: {excess}, killed")
                     elif time.monotonic() - started > settings.timeout_s:
                         verdict = ("timeout", f"timed out after {settings.timeout_s:g} s, killed")
                 if verdict:

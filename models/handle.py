@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from models.compat import set_activation_checkpointing
 from models.errors import UnsupportedLengthError
 from models.families import Family
 
@@ -93,11 +94,11 @@ class ModelHandle:
         if limit is not None and input_len > limit:
             reason = self.family.length_reason.format(n=limit) or f"{self.name} accepts {limit:,} tokens"
             raise UnsupportedLengthError(
-                f"unsupported: {reason}; input length {input_len:,} exceeds it")
+                f"{reason}; input length {input_len:,} exceeds it")
         limit = self.max_target_len
         if limit is not None and target_len > limit:
             raise UnsupportedLengthError(
-                f"unsupported: {self.name} has {limit:,} decoder positions; "
+                f"{self.name} has {limit:,} decoder positions; "
                 f"target length {target_len:,} exceeds it")
 
     # --- inputs ------------------------------------------------------------------------------
@@ -165,8 +166,6 @@ class ModelHandle:
                                    min_new_tokens=new_tokens, do_sample=False, num_beams=1)
 
     def gradient_checkpointing(self, enabled: bool = True) -> ModelHandle:
-        if enabled:
-            self.model.gradient_checkpointing_enable()
-        else:
-            self.model.gradient_checkpointing_disable()
+        """Activation (gradient) checkpointing on or off, under the installed transformers' method name."""
+        set_activation_checkpointing(self.model, enabled)
         return self

@@ -11,7 +11,7 @@ import pytest
 from bench.cells import Cell
 from bench.cli import parse_length
 from bench.results import append_record, read_records, to_frame
-from bench.runner import Failures, cell_of, make_record
+from bench.runner import Failures, GiB, cell_of, exceeds, make_record
 from bench.table import summary_table
 from bench.trackers import (
     HostMemory,
@@ -196,3 +196,9 @@ def test_host_memory_keeps_the_highest_sampled_rss_when_the_high_water_mark_lags
     tracker.start()
     time.sleep(0.05)
     assert tracker.stop().above_base_bytes == 400 * MiB
+
+
+def test_budget_message_prints_enough_digits_to_show_the_excess():
+    budget = int(0.39 * GiB)
+    assert exceeds(budget + 4096, budget) == "RSS 0.390004 GiB > 0.390000 GiB budget"
+    assert exceeds(2 * GiB, GiB) == "RSS 2.00 GiB > 1.00 GiB budget"

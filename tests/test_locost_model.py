@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForSeq2SeqLM, T5Config, T5ForConditionalGeneration
 
 import models.locost.modeling_locost as modeling
+from models.compat import output_cache, set_activation_checkpointing
 from models.locost import (
     PRESETS,
     LocostConfig,
@@ -168,10 +169,10 @@ def test_cached_decoding_matches_full_forward():
             encoder_outputs=encoder_outputs,
             attention_mask=mask,
             decoder_input_ids=targets[:, t : t + 1],
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         )
-        cache = out.past_key_values
+        cache = output_cache(out)
         steps.append(out.logits)
     assert cache.get_seq_length() == 6
     assert rel_err(torch.cat(steps, dim=1), full) < 1e-10
@@ -197,6 +198,73 @@ def test_greedy_generate_matches_manual_loop_and_beam_search_runs():
     assert beams.shape == (2, 9) and beams.min() >= 0 and beams.max() < VOCAB
 
 
+def test_generate_projects_cross_attention_keys_and_values_once_per_layer():
+    """The cross-attention K/V of every decoder layer enter the cache at the first step and are reused:
+    one projection of the encoder output per layer per generate call, not one per step."""
+    model = tiny_model(scramble=True, num_decoder_layers=3)
+    calls = {}
+    for i, block in enumerate(model.decoder.block):
+        for name in ("k", "v"):
+            calls[i, name] = 0
+            getattr(block.layer[1].EncDecAttention, name).register_forward_hook(
+                lambda *args, key=(i, name): calls.__setitem__(key, calls[key] + 1))
+    model.generate(input_ids=random_ids(2, 15), max_new_tokens=10, min_new_tokens=10, do_sample=False)
+    assert calls == {(i, name): 1 for i in range(3) for name in ("k", "v")}
+
+
+def test_forward_refuses_unknown_keywords_and_two_caches():
+    model = tiny_model()
+    ids = random_ids(1, 9)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'cache_params'"):
+        model(input_ids=ids, decoder_input_ids=ids[:, :2], cache_params=None)
+    out = model(input_ids=ids, decoder_input_ids=ids[:, :2], use_cache=True)
+    with pytest.raises(ValueError, match="not both"):
+        model(input_ids=ids, decoder_input_ids=ids[:, 2:3], cache=output_cache(out),
+              past_key_values=output_cache(out))
+    with pytest.raises(ValueError, match="does not return attention weights"):
+        model(input_ids=ids, decoder_input_ids=ids[:, :2], output_attentions=True)
+
+
+def test_older_cache_keyword_gives_the_same_logits():
+    """`past_key_values` (transformers < 5.24's name) is accepted and means the same cache."""
+    model = tiny_model(scramble=True)
+    ids, targets = random_ids(1, 11), random_ids(1, 3, seed=4)
+    logits = {}
+    for keyword in ("cache", "past_key_values"):
+        first = model(input_ids=ids, decoder_input_ids=targets[:, :2], use_cache=True)
+        step = model(input_ids=ids, decoder_input_ids=targets[:, 2:], use_cache=True,
+                     **{keyword: output_cache(first)})
+        logits[keyword] = step.logits
+    assert torch.equal(logits["cache"], logits["past_key_values"])
+
+
+def test_our_calls_raise_no_deprecation_warning(caplog):
+    """generate (greedy and beam), a cached forward and activation checkpointing on the installed
+    transformers: no FutureWarning/DeprecationWarning from transformers, no deprecation notice logged."""
+    import logging
+
+    from models import build
+
+    logging.Logger.warning_once.cache_clear()  # transformers logs each notice once per process
+    handle = build("locost", "tiny")
+    batch = handle.make_batch(20, target_len=4)
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING, "transformers"):
+        warnings.simplefilter("always")
+        logger = logging.getLogger("transformers")
+        logger.addHandler(caplog.handler)
+        try:
+            handle.generate(batch, new_tokens=3)
+            handle.model.generate(input_ids=batch["input_ids"], max_new_tokens=3, num_beams=2)
+            handle.gradient_checkpointing(True).train_step(batch)
+            handle.gradient_checkpointing(False)
+        finally:
+            logger.removeHandler(caplog.handler)
+    ours = [w for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))
+            and "transformers" in w.filename]
+    assert ours == []
+    assert not [r for r in caplog.records if "deprecated" in r.getMessage()]
+
+
 def test_generate_with_unequal_encoder_and_decoder_depths():
     """generate() sizes its cache from config.num_hidden_layers, which must mean the decoder's depth."""
     model = tiny_model(num_layers=1, num_decoder_layers=3)
@@ -220,9 +288,7 @@ def test_gradient_checkpointing_gives_same_gradients():
         block.layer[0].register_forward_hook(lambda *args: calls.append(1))
     plain = gradients()
     assert len(calls) == 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # transformers >= 5.2x renames the method
-        model.gradient_checkpointing_enable()
+    set_activation_checkpointing(model, True)
     calls.clear()
     checkpointed = gradients()
     assert len(calls) == 4  # each block ran again during backward
@@ -249,6 +315,30 @@ def test_save_and_load_round_trip(tmp_path, tie):
         assert loaded.no_weight_decay_parameter_names() == model.no_weight_decay_parameter_names()
         assert (loaded.lm_head.weight is loaded.shared.weight) == tie
         assert torch.equal(loaded.eval()(input_ids=ids, decoder_input_ids=decoder_input_ids).logits, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("cast", ["to", "method", "handle"])
+def test_half_precision_casts_keep_ssm_parameters_bit_identical(dtype, cast):
+    """After `.to(dtype)`, `.bfloat16()`/`.half()` or `ModelHandle.to(dtype=...)`, SSM parameters are
+    float32 and equal, bit for bit, to what they were (not float32 values rounded through half)."""
+    from models import build
+
+    handle = build("locost", "tiny")
+    names = handle.model.no_weight_decay_parameter_names()
+    params = dict(handle.model.named_parameters())
+    before = {name: params[name].detach().clone() for name in names}
+    if cast == "to":
+        handle.model.to(dtype)
+    elif cast == "method":
+        handle.model.half() if dtype == torch.float16 else handle.model.bfloat16()
+    else:
+        handle.to("cpu", dtype=dtype)
+    params = dict(handle.model.named_parameters())
+    assert params["shared.weight"].dtype == dtype
+    for name in names:
+        assert params[name].dtype == torch.float32, name
+        assert torch.equal(params[name], before[name]), name
 
 
 def test_half_precision_keeps_ssm_parameters_float32(tmp_path):

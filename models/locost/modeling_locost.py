@@ -29,6 +29,8 @@ from transformers.modeling_outputs import (
 )
 from transformers.models.t5.modeling_t5 import T5Attention
 
+from ..compat import cache_field, output_cache, pick_cache
+from ..precision import KeepsFloat32
 from .configuration_locost import LocostConfig
 from .ssm import compute_dtype, fast_fft_size, fft_conv, no_autocast, s4d_discretize, ssm_kernel
 
@@ -89,7 +91,7 @@ class LocostS4DKernel(nn.Module):
             return ssm_kernel(dtA, C_tilde, L)
 
 
-class LocostSSM(nn.Module):
+class LocostSSM(KeepsFloat32, nn.Module):
     """Gated bidirectional SSM on u (B, L, H):
     k = W_k u + b_k (zero at padding), q = W_q u + b_q, y = q * (K_bi * k + D * k), output W_o y + b_o.
     Without gating y = K_bi * k + D * k. Kernel, D and the convolution run in float32 (float64 for
@@ -107,13 +109,9 @@ class LocostSSM(nn.Module):
         self.kernel = LocostS4DKernel(config)
         self.chunk_channels = config.ssm_chunk_channels
 
-    def _apply(self, fn, recurse=True):
-        """`.to(bfloat16)`, `.half()` etc. leave the kernel parameters and D in float32."""
-        super()._apply(fn, recurse)
-        for p in (self.D, *self.kernel.parameters()):
-            if p.dtype in (torch.float16, torch.bfloat16):
-                p.data = p.data.float()
-        return self
+    def float32_parameter_names(self) -> list[str]:
+        """D and the kernel's parameters keep their float32 values under `.to(bfloat16)`, `.half()` etc."""
+        return ["D", *(f"kernel.{name}" for name, _ in self.kernel.named_parameters())]
 
     def forward(self, u: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if torch.is_grad_enabled():
@@ -250,23 +248,21 @@ class LocostAttention(nn.Module):
     def _project(self, linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
         return linear(x).view(x.shape[0], x.shape[1], -1, self.d_kv).transpose(1, 2)
 
-    def forward(self, x, key_value_states=None, attn_mask=None, past_key_values=None):
+    def forward(self, x, key_value_states=None, attn_mask=None, cache: EncoderDecoderCache | None = None):
         is_cross = key_value_states is not None
-        cache = None
-        if past_key_values is not None:
-            cache = (
-                past_key_values.cross_attention_cache if is_cross else past_key_values.self_attention_cache
-            )
-        if is_cross and cache is not None and past_key_values.is_updated.get(self.layer_idx):
-            keys, values = cache.layers[self.layer_idx].keys, cache.layers[self.layer_idx].values
+        layer_cache = None
+        if cache is not None:
+            layer_cache = cache.cross_attention_cache if is_cross else cache.self_attention_cache
+        if is_cross and layer_cache is not None and cache.is_updated.get(self.layer_idx):
+            keys, values = layer_cache.layers[self.layer_idx].keys, layer_cache.layers[self.layer_idx].values
         else:
             source = key_value_states if is_cross else x
             keys, values = self._project(self.k, source), self._project(self.v, source)
-            if cache is not None and is_cross:
-                _store_without_copy(cache, self.layer_idx, keys, values)
-                past_key_values.is_updated[self.layer_idx] = True
-            elif cache is not None:
-                keys, values = cache.update(keys, values, self.layer_idx)
+            if layer_cache is not None and is_cross:
+                _store_without_copy(layer_cache, self.layer_idx, keys, values)
+                cache.is_updated[self.layer_idx] = True
+            elif layer_cache is not None:
+                keys, values = layer_cache.update(keys, values, self.layer_idx)
         out = F.scaled_dot_product_attention(
             self._project(self.q, x),
             keys,
@@ -285,10 +281,8 @@ class LocostLayerSelfAttention(nn.Module):
         self.layer_norm = LocostRMSNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
-    def forward(self, h, bias, past_key_values=None):
-        return h + self.dropout(
-            self.SelfAttention(self.layer_norm(h), attn_mask=bias, past_key_values=past_key_values)
-        )
+    def forward(self, h, bias, cache=None):
+        return h + self.dropout(self.SelfAttention(self.layer_norm(h), attn_mask=bias, cache=cache))
 
 
 class LocostLayerCrossAttention(nn.Module):
@@ -298,10 +292,9 @@ class LocostLayerCrossAttention(nn.Module):
         self.layer_norm = LocostRMSNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
-    def forward(self, h, encoder_hidden_states, mask=None, past_key_values=None):
-        attended = self.EncDecAttention(
-            self.layer_norm(h), encoder_hidden_states, attn_mask=mask, past_key_values=past_key_values
-        )
+    def forward(self, h, encoder_hidden_states, mask=None, cache=None):
+        normed = self.layer_norm(h)
+        attended = self.EncDecAttention(normed, encoder_hidden_states, attn_mask=mask, cache=cache)
         return h + self.dropout(attended)
 
 
@@ -316,12 +309,17 @@ class LocostDecoderBlock(GradientCheckpointingLayer):
             ]
         )
 
-    def forward(
-        self, hidden_states, self_bias, encoder_hidden_states, encoder_mask=None, past_key_values=None
-    ):
-        h = self.layer[0](hidden_states, self_bias, past_key_values=past_key_values)
-        h = self.layer[1](h, encoder_hidden_states, encoder_mask, past_key_values=past_key_values)
+    def forward(self, hidden_states, self_bias, encoder_hidden_states, encoder_mask=None, cache=None):
+        h = self.layer[0](hidden_states, self_bias, cache=cache)
+        h = self.layer[1](h, encoder_hidden_states, encoder_mask, cache=cache)
         return self.layer[2](h)
+
+
+def _refuse_attention_weights(output_attentions) -> None:
+    """SDPA returns no attention probabilities (and the encoder has no attention): refuse rather than
+    silently return none."""
+    if output_attentions:
+        raise ValueError("LOCOST does not return attention weights (output_attentions=True)")
 
 
 class _SharedEmbedding:
@@ -356,10 +354,11 @@ class LocostEncoder(_SharedEmbedding, nn.Module):
         input_ids=None,
         attention_mask=None,
         inputs_embeds=None,
+        output_attentions=False,
         output_hidden_states=False,
         return_dict=True,
-        **kwargs,
     ):
+        _refuse_attention_weights(output_attentions)
         h = self.dropout(self._embed(input_ids, inputs_embeds))
         hidden_states = (h,) if output_hidden_states else None
         for block in self.block:
@@ -373,7 +372,7 @@ class LocostEncoder(_SharedEmbedding, nn.Module):
 
 
 class LocostDecoder(_SharedEmbedding, nn.Module):
-    """T5 decoder stack. `past_key_values`: an `EncoderDecoderCache` (created when use_cache and None)."""
+    """T5 decoder stack. `cache`: an `EncoderDecoderCache` (created when use_cache and None)."""
 
     def __init__(self, config: LocostConfig, embed_tokens: nn.Embedding):
         super().__init__()
@@ -401,20 +400,19 @@ class LocostDecoder(_SharedEmbedding, nn.Module):
         encoder_hidden_states=None,
         encoder_attention_mask=None,
         inputs_embeds=None,
-        past_key_values=None,
+        cache=None,
         use_cache=None,
+        output_attentions=False,
         output_hidden_states=False,
         return_dict=True,
-        **kwargs,
     ):
+        _refuse_attention_weights(output_attentions)
         h = self._embed(input_ids, inputs_embeds)
-        if use_cache and past_key_values is None:
-            past_key_values = EncoderDecoderCache(DynamicCache(), DynamicCache())
-        if past_key_values is not None and not isinstance(past_key_values, EncoderDecoderCache):
-            raise TypeError(
-                f"past_key_values must be an EncoderDecoderCache, got {type(past_key_values).__name__}"
-            )
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        if cache is not None and not isinstance(cache, EncoderDecoderCache):
+            raise TypeError(f"cache must be an EncoderDecoderCache, got {type(cache).__name__}")
+        past_length = cache.get_seq_length() if cache is not None else 0
         self_bias = self.self_attention_bias(h.shape[1], past_length, attention_mask, h.dtype)
         encoder_mask = None
         if encoder_attention_mask is not None and not encoder_attention_mask.bool().all():
@@ -423,13 +421,13 @@ class LocostDecoder(_SharedEmbedding, nn.Module):
         h = self.dropout(h)
         hidden_states = (h,) if output_hidden_states else None
         for block in self.block:
-            h = block(h, self_bias, encoder_hidden_states, encoder_mask, past_key_values=past_key_values)
+            h = block(h, self_bias, encoder_hidden_states, encoder_mask, cache=cache)
             if output_hidden_states:
                 hidden_states += (h,)
         output = BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=self.dropout(self.final_layer_norm(h)),
-            past_key_values=past_key_values if use_cache else None,
             hidden_states=hidden_states,
+            **cache_field(cache if use_cache else None),
         )
         return output if return_dict is not False else output.to_tuple()
 
@@ -536,17 +534,24 @@ class LocostForConditionalGeneration(LocostPreTrainedModel, GenerationMixin):
         decoder_input_ids=None,
         decoder_attention_mask=None,
         encoder_outputs=None,
-        past_key_values=None,
+        cache=None,
         inputs_embeds=None,
         decoder_inputs_embeds=None,
         labels=None,
         use_cache=None,
+        output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
-        **kwargs,
+        past_key_values=None,
     ):
         """Labels -> cross-entropy loss (-100 ignored); decoder inputs default to labels shifted right.
-        The KV cache is used by default only without labels (training keeps no copies of K/V)."""
+        The KV cache is used by default only without labels (training keeps no copies of K/V).
+
+        `cache` (an `EncoderDecoderCache`) is the decoder cache; `past_key_values` is its name before
+        transformers 5.24, accepted while `transformers>=5.0` is supported (`models/compat.py`). The
+        output carries the cache under the installed release's name. Unknown keywords raise TypeError."""
+        cache = pick_cache(cache, past_key_values)
+        _refuse_attention_weights(output_attentions)
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
                 input_ids, attention_mask, inputs_embeds, output_hidden_states=output_hidden_states
@@ -563,7 +568,7 @@ class LocostForConditionalGeneration(LocostPreTrainedModel, GenerationMixin):
             encoder_outputs.last_hidden_state,
             attention_mask,
             inputs_embeds=decoder_inputs_embeds,
-            past_key_values=past_key_values,
+            cache=cache,
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
         )
@@ -581,9 +586,9 @@ class LocostForConditionalGeneration(LocostPreTrainedModel, GenerationMixin):
         output = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=decoder_outputs.past_key_values,
             decoder_hidden_states=decoder_outputs.hidden_states,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
             encoder_hidden_states=encoder_outputs.hidden_states,
+            **cache_field(output_cache(decoder_outputs)),
         )
         return output if return_dict is not False else output.to_tuple()

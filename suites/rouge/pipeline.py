@@ -342,7 +342,7 @@ class ModelRunner:
                 handle.check_lengths(longest, self.cfg.generation.max_new_tokens + 1,
                                      self.cfg.generation.batch_size)
             except ValueError as exc:
-                print(f"  {spec.name} @ {length_label(length)}: {exc}", flush=True)
+                print(f"  {spec.name} @ {length_label(length)}: unsupported: {exc}", flush=True)
                 record["unsupported"] = str(exc)
                 (self.run_dir / path).unlink(missing_ok=True)
                 self.state.save()
