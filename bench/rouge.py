@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 from suites.rouge.errors import SuiteError
+from suites.rouge.scoring import DEFAULT_ROUGE_TOKENIZER, ROUGE_TOKENIZERS
 
 
 def _positive_int(text: str) -> int:
@@ -109,6 +110,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--eval-batch-size", type=_positive_int, default=1)
     e.add_argument("--lead-k", type=_positive_int, default=3)
     e.add_argument("--no-extractive", action="store_true", help="skip Lead-k and the oracle")
+    e.add_argument("--rouge-tokenizer", choices=ROUGE_TOKENIZERS, default=DEFAULT_ROUGE_TOKENIZER,
+                   help="rouge-score (default: its own [a-z0-9] tokenizer, as published English ROUGE) or "
+                        "unicode (words of any script, Han/kana per character)")
     r = p.add_argument_group("run")
     r.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     r.add_argument("--threads", type=_positive_int,
@@ -147,6 +151,7 @@ def config_from_args(args: argparse.Namespace):
         models=models, size=args.size,
         checkpoints=args.checkpoint, budget=budget, eval_lens=parse_lengths(args.eval_lens),
         generation=generation, lead_k=args.lead_k, extractive=not args.no_extractive,
+        rouge_tokenizer=args.rouge_tokenizer,
         device=args.device, out=args.out, run_id=args.run_id, force=args.force,
         cache_dir=args.cache_dir, progress=not args.no_progress, report=not args.no_report,
         args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})

@@ -83,9 +83,9 @@ INTEGER_COLUMNS = [
 ]
 
 ROUGE_METRICS = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
-ROUGE_COLUMNS = ["system", "kind", "input_len", "n_docs", "dataset", "params_total", "train_steps"] + [
-    f"{metric}{suffix}" for metric in ROUGE_METRICS for suffix in ("", "_lo", "_hi")
-]
+ROUGE_SCORE_COLUMNS = [f"{metric}{suffix}" for metric in ROUGE_METRICS for suffix in ("", "_lo", "_hi")]
+ROUGE_COLUMNS = ["system", "kind", "input_len", "n_docs", "dataset", "rouge_tokenizer", "params_total",
+                 "train_steps", *ROUGE_SCORE_COLUMNS]
 
 SUITES = ("memory", "scaling", "throughput")  # report sections, in the order their memory figures are trusted
 MODES = ["train", "encode", "generate"]
@@ -192,7 +192,7 @@ def rouge_frame(rows: list[dict]) -> pd.DataFrame:
     frame = frame.reindex(columns=ROUGE_COLUMNS + extra)
     for column in ["input_len", "n_docs", "params_total", "train_steps"]:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").round().astype("Int64")
-    for column in ROUGE_COLUMNS[7:]:
+    for column in ROUGE_SCORE_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
 

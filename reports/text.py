@@ -135,5 +135,7 @@ def rouge_conditions(frame: pd.DataFrame) -> str:
         parts.append(_joined(docs, integer) + " documents")
     if steps := distinct(frame, "train_steps"):
         parts.append(_joined(steps, integer) + " training steps")
+    if tokenizers := distinct(frame, "rouge_tokenizer"):
+        parts.append("ROUGE tokenizer " + _joined(tokenizers))
     parts.append("mean F1 with bootstrap 95% CI")
     return " · ".join(parts)

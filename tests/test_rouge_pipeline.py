@@ -181,3 +181,33 @@ def test_cli_missing_data_file_subprocess(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: data not found: {tmp_path / 'none.jsonl'} "
                                                   "(use 'aclsum', a local file or directory, or hub:ID)"]
+
+
+def _non_latin_papers(path: Path) -> Path:
+    """20 short Russian/Chinese documents whose summaries are their first three sentences."""
+    rows, hanzi = [], "一二三四五六七八九十"
+    words = "один два три четыре пять шесть семь восемь девять десять".split()
+    for i in range(20):
+        sentences = [f"Документ {words[i % 10]} начинается здесь.", f"第{hanzi[i // 2]}个文件的第二句话。",
+                     f"Третье предложение {words[i // 2]}!", "Дальше идёт текст.", "还有更多的内容。"]
+        rows.append({"id": str(i), "document": " ".join(sentences), "summary": " ".join(sentences[:3])})
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    return path
+
+
+def test_non_latin_references_need_the_unicode_tokenizer(tmp_path, capsys):
+    data = _non_latin_papers(tmp_path / "ru-zh.jsonl")
+    common = ["--data", str(data), "--eval-split", "test", "--models", ",", "--no-progress", "--no-report",
+              "--device", "cpu", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
+              "--vocab-size", "300", "--eval-lens", "full"]
+    assert _cli(common) == 2  # the default rouge-score tokenizer would score every document 0
+    assert capsys.readouterr().err.strip() == (
+        "error: 2 of 2 reference summaries have no ROUGE tokens under the 'rouge-score' tokenizer; "
+        "rouge-score's tokenizer keeps [a-z0-9] only: rerun with --rouge-tokenizer unicode")
+    assert _cli(common + ["--rouge-tokenizer", "unicode", "--run-id", "unicode"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "unicode" / "rouge.jsonl").read_text().splitlines()]
+    lead = next(r for r in rows if r["system"] == "lead-3")
+    assert lead["rouge_tokenizer"] == "unicode" and lead["n_docs"] == 2
+    assert [lead[m] for m in ("rouge1", "rouge2", "rougeL", "rougeLsum")] == [1.0] * 4
+    run = json.loads((tmp_path / "unicode" / "run.json").read_text())
+    assert run["rouge"]["tokenizer"] == "unicode" and run["rouge"]["tokenizer_default"] == "rouge-score"

@@ -105,3 +105,54 @@ def test_paired_ratio():
 def test_summarize_fields():
     summary = scoring.summarize([scoring.rouge("a b c.", "a b d."), scoring.rouge("x y.", "x y.")])
     assert list(summary) == [f"{m}{s}" for m in scoring.METRICS for s in ("", "_lo", "_hi")]
+
+
+NON_LATIN = {
+    "chinese": "巴黎是法国的首都。它位于塞纳河畔。",
+    "russian": "Москва — столица России. Она стоит на реке Москве.",
+    "greek": "Η Αθήνα είναι η πρωτεύουσα της Ελλάδας. Βρίσκεται στην Αττική.",
+}
+
+
+@pytest.mark.parametrize("language", NON_LATIN)
+def test_identical_non_latin_texts_score_one_with_the_unicode_tokenizer(language):
+    text = NON_LATIN[language]
+    assert scoring.rouge(text, text, "unicode") == {m: 1.0 for m in scoring.METRICS}
+    # rouge-score's own tokenizer sees no token at all: the fault the unicode tokenizer exists for
+    assert scoring.rouge(text, text, "rouge-score") == {m: 0.0 for m in scoring.METRICS}
+    other = NON_LATIN["russian" if language != "russian" else "greek"]
+    assert scoring.rouge(other, text, "unicode")["rouge1"] == 0.0
+
+
+def test_unicode_tokens_by_hand_and_equal_to_rouge_score_on_english():
+    assert scoring.rouge_tokens("巴黎是首都。Москва Running, ΑΘΉΝΑ x_y", "unicode") == [
+        "巴", "黎", "是", "首", "都", "москва", "run", "αθήνα", "x", "y"]
+    english = "The cats were running quickly; 3.5 dogs (e.g. 42) didn't bark at the U.S. Army."
+    assert scoring.rouge_tokens(english, "unicode") == scoring.rouge_tokens(english, "rouge-score")
+    with pytest.raises(ValueError, match="unknown ROUGE tokenizer 'nltk'; known: rouge-score, unicode"):
+        scoring.rouge("a", "a", "nltk")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("He lives in Paris. École is near.", ["He lives in Paris.", "École is near."]),
+    ("Это город. Он большой! «Да», сказал он.", ["Это город.", "Он большой!", "«Да», сказал он."]),
+    ("Η Αθήνα. Ω θεέ μου.", ["Η Αθήνα.", "Ω θεέ μου."]),
+    ("巴黎是首都。东京也是！真的吗？是的", ["巴黎是首都。", "东京也是！", "真的吗？", "是的"]),
+    ("तुम कहाँ हो। मैं यहाँ हूँ।", ["तुम कहाँ हो।", "मैं यहाँ हूँ।"]),
+    ("Это не конец. а продолжение.", ["Это не конец. а продолжение."]),  # lower case joins, as in Latin
+])
+def test_sentence_starts_in_any_script(text, expected):
+    assert split_sentences(text) == expected
+
+
+def test_lead_3_of_a_non_latin_document_whose_summary_is_its_first_three_sentences():
+    document = "Первое предложение. Второе предложение! 第三句话。Четвёртое предложение. Пятое."
+    reference = "Первое предложение. Второе предложение! 第三句话。"
+    assert extractive.lead(document, 3) == "Первое предложение.\nВторое предложение!\n第三句话。"
+    assert scoring.rouge(extractive.lead(document, 3), reference, "unicode") == {
+        m: 1.0 for m in scoring.METRICS}
+    # lead-2 by hand: tokens первое предложение второе предложение (4) against 8 reference tokens
+    # (4 + 第 三 句 话): R1 P = 1, R = 4/8, F1 = 2/3; bigrams 3 of 3 predicted, of 7 reference: F1 = 0.6
+    scores = scoring.rouge(extractive.lead(document, 2), reference, "unicode")
+    assert scores["rouge1"] == pytest.approx(2 / 3) and scores["rouge2"] == pytest.approx(0.6)
+    assert extractive.oracle(document, reference, "unicode").splitlines() == split_sentences(reference)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from suites.rouge.scoring import f1, ngrams, rouge_tokens
+from suites.rouge.scoring import DEFAULT_ROUGE_TOKENIZER, f1, ngrams, rouge_tokens
 from suites.rouge.sentences import split_sentences
 
 
@@ -18,14 +18,16 @@ def lead(text: str, k: int = 3) -> str:
     return "\n".join(split_sentences(text)[:k])
 
 
-def oracle_indices(sentences: Sequence[str], reference: str) -> list[int]:
+def oracle_indices(sentences: Sequence[str], reference: str,
+                   tokenizer: str = DEFAULT_ROUGE_TOKENIZER) -> list[int]:
     """Greedy oracle (as in Nallapati et al. 2017 / BertSum): repeatedly add the sentence that most
     increases the mean of ROUGE-1 and ROUGE-2 F1 of the selection against the reference; stop when
-    no sentence increases it. Ties go to the earlier sentence. Returns indices in document order."""
-    reference_tokens = rouge_tokens(reference)
+    no sentence increases it. Ties go to the earlier sentence. Returns indices in document order.
+    ``tokenizer``: the ROUGE tokenizer (``scoring.ROUGE_TOKENIZERS``)."""
+    reference_tokens = rouge_tokens(reference, tokenizer)
     reference_grams = {n: ngrams(reference_tokens, n) for n in (1, 2)}
     reference_total = {n: sum(reference_grams[n].values()) for n in (1, 2)}
-    candidate_grams = [{n: ngrams(rouge_tokens(s), n) for n in (1, 2)} for s in sentences]
+    candidate_grams = [{n: ngrams(rouge_tokens(s, tokenizer), n) for n in (1, 2)} for s in sentences]
 
     selected: list[int] = []
     chosen = {1: Counter(), 2: Counter()}  # n-grams of the selection
@@ -54,7 +56,7 @@ def oracle_indices(sentences: Sequence[str], reference: str) -> list[int]:
             chosen_total[n] += sum(candidate_grams[index][n].values())
 
 
-def oracle(text: str, reference: str) -> str:
+def oracle(text: str, reference: str, tokenizer: str = DEFAULT_ROUGE_TOKENIZER) -> str:
     """The greedy oracle summary of ``text``, one sentence per line."""
     sentences = split_sentences(text)
-    return "\n".join(sentences[i] for i in oracle_indices(sentences, reference))
+    return "\n".join(sentences[i] for i in oracle_indices(sentences, reference, tokenizer))

@@ -12,22 +12,23 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from suites.rouge.scoring import ngram_f1, ngrams, rouge_tokens
+from suites.rouge.scoring import DEFAULT_ROUGE_TOKENIZER, ngram_f1, ngrams, rouge_tokens
 from suites.rouge.sentences import split_sentences
 from suites.rouge.tokenizer import SharedTokenizer
 from suites.rouge.training import TrainingExample
 
 
-def rank_sentences(sentences: Sequence[str]) -> list[int]:
+def rank_sentences(sentences: Sequence[str], rouge_tokenizer: str = DEFAULT_ROUGE_TOKENIZER) -> list[int]:
     """Sentence indices, best gap candidate first: by ROUGE-1 F1 of each sentence against the others."""
-    unigrams = [ngrams(rouge_tokens(s), 1) for s in sentences]
+    unigrams = [ngrams(rouge_tokens(s, rouge_tokenizer), 1) for s in sentences]
     total = sum(unigrams, Counter())
     scores = [ngram_f1(own, total - own) for own in unigrams]
     return sorted(range(len(sentences)), key=lambda i: (-scores[i], i))
 
 
 def gap_sentence_example(document: str, tokenizer: SharedTokenizer, input_len: int, target_len: int,
-                         ratio: float) -> TrainingExample | None:
+                         ratio: float, rouge_tokenizer: str = DEFAULT_ROUGE_TOKENIZER,
+                         ) -> TrainingExample | None:
     """One GSG example, or None for a document with fewer than two sentences in its window."""
     eos, mask = tokenizer.special.eos, tokenizer.special.mask
     sentences = split_sentences(document)
@@ -42,7 +43,7 @@ def gap_sentence_example(document: str, tokenizer: SharedTokenizer, input_len: i
         return None
     n_gaps = max(1, round(ratio * len(window)))
     gaps, target_tokens = set(), 0
-    for index in rank_sentences([s for s, _ in window]):
+    for index in rank_sentences([s for s, _ in window], rouge_tokenizer):
         n = len(window[index][1])
         if target_tokens + n <= target_len - 1:  # a sentence too long for the target is passed over
             gaps.add(index)

@@ -35,7 +35,7 @@ from suites.rouge.training import Budget, TrainLog, summarization_example, train
 DEFAULT_MODELS = ("locost", "longt5-tglobal", "led")
 ROUGE_FIELDS = ("system", "kind", "input_len", "n_docs",
                 *(f"{m}{s}" for m in scoring.METRICS for s in ("", "_lo", "_hi")),
-                "params_total", "train_steps", "dataset")
+                "params_total", "train_steps", "dataset", "rouge_tokenizer")
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -88,6 +88,7 @@ class RougeConfig:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     lead_k: int = 3
     extractive: bool = True
+    rouge_tokenizer: str = scoring.DEFAULT_ROUGE_TOKENIZER  # one of scoring.ROUGE_TOKENIZERS
     device: str = "auto"
     out: Path = Path("reports/out")
     run_id: str | None = None
@@ -201,14 +202,14 @@ def _training_examples(data: SummarizationData, tokenizer: SharedTokenizer, budg
             for d, s in zip(documents, summaries, strict=True)]
 
 
-def _gsg_examples(data: SummarizationData, tokenizer: SharedTokenizer, budget: Budget):
+def _gsg_examples(data: SummarizationData, tokenizer: SharedTokenizer, budget: Budget, rouge_tokenizer: str):
     from suites.rouge.gsg import gap_sentence_example
 
     if tokenizer.special.mask is None:
         raise SuiteError("gap-sentence pre-training needs a mask token (<mask>, [MASK], <mask_1> or "
                          "<extra_id_0>) and the tokenizer has none")
     examples = [gap_sentence_example(e.document, tokenizer, budget.train_len, budget.target_len,
-                                     budget.gsg_ratio) for e in data.train.examples]
+                                     budget.gsg_ratio, rouge_tokenizer) for e in data.train.examples]
     return [e for e in examples if e is not None]
 
 
@@ -255,8 +256,11 @@ class ModelRunner:
 
     def examples(self, phase: str) -> list:
         if phase not in self._examples:
-            make = _gsg_examples if phase == "gsg" else _training_examples
-            self._examples[phase] = make(self.data, self.tokenizer, self.cfg.budget)
+            if phase == "gsg":
+                examples = _gsg_examples(self.data, self.tokenizer, self.cfg.budget, self.cfg.rouge_tokenizer)
+            else:
+                examples = _training_examples(self.data, self.tokenizer, self.cfg.budget)
+            self._examples[phase] = examples
         return self._examples[phase]
 
     def fingerprint(self, spec: ModelSpec) -> str:
@@ -269,9 +273,10 @@ class ModelRunner:
 
         preset = config(spec.family, spec.size, **self.tokenizer.model_overrides()).to_dict()
         preset.pop("transformers_version", None)
+        gsg_sentences = [self.cfg.rouge_tokenizer] if self.cfg.budget.gsg_steps else []  # picks the gaps
         return _digest("trained", spec.family, spec.size, preset, self.tokenizer.fingerprint,
                        self.cfg.budget.describe(), [e.id for e in self.data.train.examples],
-                       self.data.name, self.data.columns, str(self.device.type))
+                       self.data.name, self.data.columns, str(self.device.type), *gsg_sentences)
 
     def obtain(self, spec: ModelSpec, fingerprint: str):
         """(handle, system entry): loaded, reused from this run directory, or built and trained."""
@@ -399,6 +404,9 @@ def run(cfg: RougeConfig) -> Path:
     device = resolve_device(cfg.device)
     if cfg.lead_k < 1:
         raise SuiteError(f"lead-k must be a positive integer, got {cfg.lead_k}")
+    if cfg.rouge_tokenizer not in scoring.ROUGE_TOKENIZERS:
+        raise SuiteError(f"unknown ROUGE tokenizer {cfg.rouge_tokenizer!r}; known: "
+                         f"{', '.join(scoring.ROUGE_TOKENIZERS)}")
     for name in ("train_docs", "eval_docs", "tokenizer_docs"):
         value = getattr(cfg, name)
         if value is not None and value < 1:
@@ -416,6 +424,7 @@ def run(cfg: RougeConfig) -> Path:
         if split.skipped:
             print(f"{split.name}: skipped {sum(split.skipped.values())} malformed rows of "
                   f"{split.scanned} ({', '.join(f'{k}: {v}' for k, v in split.skipped.items())})")
+    check_references_have_rouge_tokens([e.summary for e in data.eval.examples], cfg.rouge_tokenizer)
     tokenizer = resolve_tokenizer(cfg, data, cache_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "predictions").mkdir(exist_ok=True)
@@ -432,6 +441,7 @@ def run(cfg: RougeConfig) -> Path:
                             "extractive references use the text of the kept tokens",
         "sentence_splitter": SENTENCE_SPLITTER,
         "rouge": {"metrics": list(scoring.METRICS), "use_stemmer": True, "scale": "F1 in [0, 1]",
+                  "tokenizer": cfg.rouge_tokenizer, "tokenizer_default": scoring.DEFAULT_ROUGE_TOKENIZER,
                   "rougeLsum_sentences": "regex splitter, one sentence per line",
                   "bootstrap": {"resamples": scoring.BOOTSTRAP_RESAMPLES, "seed": scoring.BOOTSTRAP_SEED,
                                 "confidence": scoring.CONFIDENCE, "unit": "documents"}},
@@ -463,7 +473,7 @@ def run(cfg: RougeConfig) -> Path:
     if cfg.extractive:
         extract_started = time.perf_counter()
         for name, make in ((f"lead-{cfg.lead_k}", lambda text, ref: extractive.lead(text, cfg.lead_k)),
-                           ("oracle", extractive.oracle)):
+                           ("oracle", lambda text, ref: extractive.oracle(text, ref, cfg.rouge_tokenizer))):
             for length, rows in truncated.items():
                 _write_jsonl(run_dir / _prediction_path(name, length), [
                     {"id": i, "prediction": make(visible_text(doc, enc, kept), ref), "reference": ref,
@@ -482,13 +492,15 @@ def run(cfg: RougeConfig) -> Path:
             predictions = _read_jsonl(path)
             if [p["id"] for p in predictions] != ids:
                 raise SuiteError(f"{path} does not hold the evaluation documents; rerun with --force")
-            per_doc = [scoring.rouge(p["prediction"], p["reference"]) for p in predictions]
+            per_doc = [scoring.rouge(p["prediction"], p["reference"], cfg.rouge_tokenizer)
+                       for p in predictions]
             scores[system["system"], length] = per_doc
             params = system.get("params")
             rows.append({"system": system["system"], "kind": system["kind"], "input_len": length,
                          "n_docs": len(per_doc), **scoring.summarize(per_doc),
                          "params_total": params["total"] if params else None,
-                         "train_steps": system.get("train_steps"), "dataset": dataset_label})
+                         "train_steps": system.get("train_steps"), "dataset": dataset_label,
+                         "rouge_tokenizer": cfg.rouge_tokenizer})
     assert all(tuple(row) == ROUGE_FIELDS for row in rows)
     _write_jsonl(run_dir / "rouge.jsonl", rows)
     relative = relative_quality(systems, scores, cfg.eval_lens)
@@ -503,11 +515,22 @@ def run(cfg: RougeConfig) -> Path:
     if relative:
         print()
         print(relative_table(relative))
-    print(f"\nROUGE F1 x 100 (rouge-score, Porter stemming; rougeLsum over regex-split sentences); "
+    print(f"\nROUGE F1 x 100 (rouge-score, {cfg.rouge_tokenizer} tokenizer, Porter stemming; rougeLsum over "
+          f"regex-split sentences); "
           f"95% bootstrap CIs in {run_dir / 'rouge.jsonl'}")
     if cfg.report:
         _build_report(run_dir)
     return run_dir
+
+
+def check_references_have_rouge_tokens(references: list[str], rouge_tokenizer: str) -> None:
+    """Stop (``SuiteError``) when most references have no ROUGE token: every score would be 0."""
+    empty = scoring.untokenizable(references, rouge_tokenizer)
+    if references and 2 * empty > len(references):
+        hint = ("; rouge-score's tokenizer keeps [a-z0-9] only: rerun with --rouge-tokenizer unicode"
+                if rouge_tokenizer != "unicode" else "")
+        raise SuiteError(f"{empty} of {len(references)} reference summaries have no ROUGE tokens under the "
+                         f"{rouge_tokenizer!r} tokenizer{hint}")
 
 
 def relative_quality(systems: list[dict], scores: dict, lengths: list) -> list[dict]:

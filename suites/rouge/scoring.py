@@ -1,15 +1,25 @@
-"""ROUGE with rouge-score, bootstrap confidence intervals, and relative quality.
+r"""ROUGE with rouge-score, bootstrap confidence intervals, and relative quality.
 
-Scores are F1 in [0, 1], from ``rouge_scorer.RougeScorer(METRICS, use_stemmer=True)``. ``rougeLsum``
-needs one sentence per line: predictions and references are split with the regex splitter of
-``suites.rouge.sentences`` before scoring (nltk's punkt data is not available here).
+Scores are F1 in [0, 1], from ``rouge_scorer.RougeScorer(METRICS, use_stemmer=True, tokenizer=...)``.
+``rougeLsum`` needs one sentence per line: predictions and references are split with the regex splitter
+of ``suites.rouge.sentences`` before scoring (nltk's punkt data is not available here).
 
-``ngram_f1`` recomputes ROUGE-N F1 from n-gram counts with rouge-score's own tokenizer and stemmer;
-the greedy oracle and gap-sentence selection use it to try thousands of sentence sets quickly.
+Two ROUGE tokenizers (``ROUGE_TOKENIZERS``; ``--rouge-tokenizer``):
+
+- ``rouge-score`` (default): rouge-score's own, which replicates the original ROUGE-1.5.5: lower-case,
+  ``[a-z0-9]`` runs only, Porter stemming of words longer than 3 characters. Comparable with published
+  English ROUGE; every word outside ASCII is dropped, so Chinese, Russian or Greek text has no tokens.
+- ``unicode``: words of any script (``[^\W_]+`` after case folding); Han, Hiragana and Katakana
+  characters one token each (those scripts do not separate words by spaces); Porter stemming of ASCII
+  words longer than 3 characters, so English text gets the same tokens as with ``rouge-score``.
+
+``ngram_f1`` recomputes ROUGE-N F1 from n-gram counts with the same tokens; the greedy oracle and
+gap-sentence selection use it to try thousands of sentence sets quickly.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
@@ -24,19 +34,12 @@ BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
 
 
-@lru_cache(maxsize=1)
-def _scorer():
-    from rouge_score import rouge_scorer
-    return rouge_scorer.RougeScorer(list(METRICS), use_stemmer=True)
+ROUGE_TOKENIZERS = ("rouge-score", "unicode")
+DEFAULT_ROUGE_TOKENIZER = "rouge-score"
+# Scripts written without spaces between words: one token per character.
+_PER_CHARACTER = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
+_UNICODE_TOKEN = re.compile(f"[{_PER_CHARACTER}]|(?:(?![{_PER_CHARACTER}])[^\\W_])+")
 
-
-def rouge(prediction: str, reference: str) -> dict[str, float]:
-    """F1 of every metric for one prediction against one reference."""
-    scores = _scorer().score(one_sentence_per_line(reference), one_sentence_per_line(prediction))
-    return {metric: float(scores[metric].fmeasure) for metric in METRICS}
-
-
-# --- fast ROUGE-N from counts (same tokens as rouge-score) --------------------------------------
 
 class _CachedPorterStemmer:
     def __init__(self):
@@ -49,10 +52,52 @@ def _stemmer() -> _CachedPorterStemmer:
     return _CachedPorterStemmer()
 
 
-def rouge_tokens(text: str) -> list[str]:
-    """rouge-score's tokens of ``text`` (lower-cased, alphanumeric, Porter-stemmed)."""
+def unicode_tokens(text: str) -> list[str]:
+    """Case-folded words of any script, Han/kana one character each, ASCII words over 3 characters
+    Porter-stemmed (as rouge-score stems)."""
+    stem = _stemmer().stem
+    return [stem(t) if len(t) > 3 and t.isascii() else t for t in _UNICODE_TOKEN.findall(text.casefold())]
+
+
+def rouge_tokens(text: str, tokenizer: str = DEFAULT_ROUGE_TOKENIZER) -> list[str]:
+    """The ROUGE tokens of ``text`` under ``tokenizer`` (one of ``ROUGE_TOKENIZERS``)."""
+    if tokenizer == "unicode":
+        return unicode_tokens(text)
+    if tokenizer != "rouge-score":
+        raise ValueError(f"unknown ROUGE tokenizer {tokenizer!r}; known: {', '.join(ROUGE_TOKENIZERS)}")
     from rouge_score import tokenize
     return tokenize.tokenize(text, _stemmer())
+
+
+class _Tokenizer:
+    """The object rouge-score's scorer calls ``tokenize`` on."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def tokenize(self, text: str) -> list[str]:
+        return rouge_tokens(text, self.name)
+
+
+@lru_cache(maxsize=len(ROUGE_TOKENIZERS))
+def _scorer(tokenizer: str):
+    from rouge_score import rouge_scorer
+    rouge_tokens("", tokenizer)  # an unknown name fails here, once
+    return rouge_scorer.RougeScorer(list(METRICS), use_stemmer=True, tokenizer=_Tokenizer(tokenizer))
+
+
+def rouge(prediction: str, reference: str, tokenizer: str = DEFAULT_ROUGE_TOKENIZER) -> dict[str, float]:
+    """F1 of every metric for one prediction against one reference."""
+    scores = _scorer(tokenizer).score(one_sentence_per_line(reference), one_sentence_per_line(prediction))
+    return {metric: float(scores[metric].fmeasure) for metric in METRICS}
+
+
+def untokenizable(references: Sequence[str], tokenizer: str) -> int:
+    """How many of ``references`` have no ROUGE token at all under ``tokenizer``."""
+    return sum(not rouge_tokens(text, tokenizer) for text in references)
+
+
+# --- fast ROUGE-N from counts (same tokens as the scorer) ---------------------------------------
 
 
 def ngrams(tokens: Sequence[str], n: int) -> Counter:
