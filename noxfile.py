@@ -36,6 +36,22 @@ def tests(session: nox.Session) -> None:
                 env={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
 
 
+# The oldest transformers pyproject.toml admits; the newest is whatever its range resolves to today.
+TRANSFORMERS_OLDEST = "transformers==5.4.0"
+MODEL_TESTS = ["tests/test_models.py", "tests/test_locost_model.py", "tests/test_locost_ssm.py"]
+
+
+@nox.session(name="tests-compat")
+@nox.parametrize("transformers", [TRANSFORMERS_OLDEST, "transformers>=5.4,<6"], ids=["oldest", "newest"])
+def tests_compat(session: nox.Session, transformers: str) -> None:
+    """The model tests against the oldest and the newest transformers that pyproject.toml admits."""
+    install(session, "dev")
+    session.install(transformers)
+    session.run("python", "-c", "import transformers; print('transformers', transformers.__version__)")
+    session.run("pytest", *MODEL_TESTS, "-p", "no:cacheprovider", "--benchmark-disable", *session.posargs,
+                env={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")

@@ -1,7 +1,7 @@
-"""What differs between the transformers releases this project admits (``transformers>=5.0,<6``).
+"""What differs between the transformers releases this project admits (``transformers>=5.4,<6``).
 
 - The decoder cache: from 5.24 ``generate()`` hands it to ``forward`` as ``cache=`` and reads it back
-  from the output's ``cache`` field; 5.0-5.23 use ``past_key_values`` for both (5.24 still accepts the
+  from the output's ``cache`` field; 5.4-5.23 use ``past_key_values`` for both (5.24 still accepts the
   old name with a deprecation warning). Our models take either keyword and return the cache under the
   installed release's name, so no step of ``generate`` loses its cache and none of our calls warns.
 - Activation checkpointing: 5.24 renames ``gradient_checkpointing_enable/disable`` to

@@ -548,7 +548,7 @@ class LocostForConditionalGeneration(LocostPreTrainedModel, GenerationMixin):
         The KV cache is used by default only without labels (training keeps no copies of K/V).
 
         `cache` (an `EncoderDecoderCache`) is the decoder cache; `past_key_values` is its name before
-        transformers 5.24, accepted while `transformers>=5.0` is supported (`models/compat.py`). The
+        transformers 5.24, accepted while releases before it are supported (`models/compat.py`). The
         output carries the cache under the installed release's name. Unknown keywords raise TypeError."""
         cache = pick_cache(cache, past_key_values)
         _refuse_attention_weights(output_attentions)
