@@ -16,28 +16,26 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 
-MODES = ("train", "encode", "generate")
-DTYPES = ("fp32", "bf16", "fp16")
+from records import DTYPES, FAILURES_THAT_SKIP_LONGER, MODES, STATUSES
+
 DEVICES = ("cpu", "cuda")
-#: statuses a cell ends with; ``skipped`` is given by the runner, never measured
-STATUSES = ("ok", "oom", "timeout", "unsupported", "error", "skipped")
-#: failures after which longer inputs of the same model and mode are not attempted
-FAILURES_THAT_SKIP_LONGER = ("oom", "timeout", "unsupported")
+__all__ = ["DEVICES", "DTYPES", "FAILURES_THAT_SKIP_LONGER", "MODES", "STATUSES", "Cell"]
 
 
 @dataclass(frozen=True)
 class Cell:
-    family: str
-    size: str
-    mode: str
-    input_len: int
-    target_len: int | None = None
-    new_tokens: int | None = None
-    batch: int = 1
-    dtype: str = "fp32"
-    device: str = "cpu"
-    threads: int = 1
-    workload: str | None = None  # None: the model named by family and size
+    """One measured configuration; its fields are the identity of the record it ends as."""
+    family: str  #: model family (``models.FAMILIES``), or a label of a synthetic workload
+    size: str  #: preset size: tiny, small, base
+    mode: str  #: train (forward + backward), encode (encoder forward) or generate
+    input_len: int  #: input tokens per sequence
+    target_len: int | None = None  #: label tokens per sequence of a train step (None otherwise)
+    new_tokens: int | None = None  #: tokens a generate step produces, greedy and exact (None otherwise)
+    batch: int = 1  #: sequences per step
+    dtype: str = "fp32"  #: fp32, or bf16/fp16 autocast over fp32 weights
+    device: str = "cpu"  #: cpu or cuda[:N]
+    threads: int = 1  #: CPU threads of the worker (OMP_NUM_THREADS and torch)
+    workload: str | None = None  #: ``module:function`` replacing the model; None: family and size
     #: a tensor file of token ids (real text, repeated or cut to the length); None: random ids
     inputs: str | None = None
     workload_args: tuple[tuple[str, object], ...] = field(default=())

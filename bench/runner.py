@@ -23,28 +23,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.cells import FAILURES_THAT_SKIP_LONGER, Cell
+from bench.cells import Cell
 from bench.env import REPO, environment, mem_available_bytes
-from bench.results import RUN, append_record, read_records, write_csv, write_json
+from bench.protocol import Measure, WorkerResult, WorkerSpec
+from bench.results import RUN, append_record, read_records, write_csv
 from bench.trackers import status_bytes
+from records import FAILURES_THAT_SKIP_LONGER, Record, write_json
 
 GiB = 2**30
-
-#: every record carries these keys (null where not measured), in this order
-RECORD_FIELDS = (
-    "run_id", "suite", "cell_id", "family", "size", "model", "mode", "input_len", "target_len",
-    "new_tokens", "batch", "dtype", "device", "threads", "inputs", "status", "message",
-    "params_total", "params_embedding", "params_non_embedding",
-    "mem_peak_bytes", "mem_peak_above_base_bytes", "mem_base_bytes", "mem_reserved_bytes",
-    "nvml_process_bytes", "nvml_device_bytes",
-    "time_median_s", "time_min_s", "time_max_s", "time_iqr_s", "repeats", "warmup",
-    "tokens_per_s", "generated_tokens_per_s", "flops", "flops_analytic", "flops_source",
-    "started_at", "wall_s", "env",
-)
 
 
 @dataclass(frozen=True)
@@ -70,9 +60,9 @@ class Settings:
         budget = int(self.budget_fraction * available) if available else None
         return Settings(**{**asdict(self), "budget_bytes": budget})
 
-    def worker_settings(self) -> dict:
-        return {"warmup": self.warmup, "warmup_max_len": self.warmup_max_len, "repeats": self.repeats,
-                "min_time_s": self.min_time_s, "flops": self.flops, "flops_max_len": self.flops_max_len}
+    def measure(self) -> Measure:
+        """The part of the settings the worker needs."""
+        return Measure(**{f.name: getattr(self, f.name) for f in fields(Measure)})
 
 
 def now_iso() -> str:
@@ -111,60 +101,76 @@ def _last_line(path: Path | None) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def _watch(proc: subprocess.Popen, settings: Settings, started: float) -> tuple[tuple | None, int | None]:
+    """Wait for the worker, polling its RSS; kill its group past the budget or the time limit.
+    Returns ((status, message) when killed, else None; the highest RSS seen in bytes)."""
+    verdict, peak_seen = None, None
+    try:
+        while verdict is None:
+            try:
+                proc.wait(timeout=settings.poll_s)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            rss = status_bytes("VmRSS", proc.pid)
+            if rss is not None:
+                peak_seen = max(peak_seen or 0, rss)
+            if settings.budget_bytes and rss and rss > settings.budget_bytes:
+                excess = exceeds(rss, settings.budget_bytes)
+                verdict = ("oom", f"host memory budget exceeded: {excess}, killed")
+            elif time.monotonic() - started > settings.timeout_s:
+                verdict = ("timeout", f"timed out after {settings.timeout_s:g} s, killed")
+        if verdict:
+            _kill_group(proc)
+    except BaseException:  # the runner itself is interrupted: take the child along
+        _kill_group(proc)
+        raise
+    return verdict, peak_seen
+
+
+def _start_worker(spec_path: Path, cell: Cell, log) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS=str(cell.threads), MKL_NUM_THREADS=str(cell.threads),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    return subprocess.Popen([sys.executable, "-m", "bench.worker", str(spec_path)], cwd=REPO, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None) -> dict:
     """Measure one cell in a child process; always returns the measured fields with a status."""
     with tempfile.TemporaryDirectory(prefix="bench-cell-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
-        spec_path.write_text(json.dumps({
-            "cell": cell.to_json(), "settings": settings.worker_settings(), "result": str(result_path),
-            "parent": os.getpid(),
-            "address_space_bytes": address_space_limit(settings.budget_bytes, cell.device)}))
-        env = dict(os.environ, OMP_NUM_THREADS=str(cell.threads), MKL_NUM_THREADS=str(cell.threads),
-                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        WorkerSpec(cell, settings.measure(), str(result_path), parent=os.getpid(),
+                   address_space_bytes=address_space_limit(settings.budget_bytes, cell.device)
+                   ).write(spec_path)
         log = open(log_path, "w") if log_path else subprocess.DEVNULL
-        started = time.monotonic()
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(spec_path)], cwd=REPO,
-                                    env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            verdict, peak_seen = None, None
-            try:
-                while verdict is None:
-                    try:
-                        proc.wait(timeout=settings.poll_s)
-                        break
-                    except subprocess.TimeoutExpired:
-                        pass
-                    rss = status_bytes("VmRSS", proc.pid)
-                    if rss is not None:
-                        peak_seen = max(peak_seen or 0, rss)
-                    if settings.budget_bytes and rss and rss > settings.budget_bytes:
-                        excess = exceeds(rss, settings.budget_bytes)
-                        verdict = ("oom", f"host memory budget exceeded: {excess}, killed")
-                    elif time.monotonic() - started > settings.timeout_s:
-                        verdict = ("timeout", f"timed out after {settings.timeout_s:g} s, killed")
-                if verdict:
-                    _kill_group(proc)
-            except BaseException:  # the runner itself is interrupted: take the child along
-                _kill_group(proc)
-                raise
+            proc = _start_worker(spec_path, cell, log)
+            verdict, peak_seen = _watch(proc, settings, time.monotonic())
         finally:
             if log_path:
                 log.close()
-        try:
-            fields = json.loads(result_path.read_text())
-        except (OSError, ValueError):
-            fields = {}
-    stage = fields.pop("stage", None)
-    if verdict is not None and stage == "counting flops":  # measured; only the FLOP count is lost
+        result = WorkerResult.read(result_path) or WorkerResult(stage="none")
+    fields = _judge(result, verdict, peak_seen, proc.returncode, log_path)
+    if not fields.get("env"):
+        fields["env"] = environment(cell.device, query_device=False, threads=cell.threads)
+    return fields
+
+
+def _judge(result: WorkerResult, verdict: tuple | None, peak_seen: int | None, returncode: int,
+           log_path: Path | None) -> dict:
+    """The measured fields of a finished worker, with the status the runner's watch or the worker's
+    exit gives them when the worker did not finish its own record."""
+    fields = dict(result.fields)
+    if verdict is not None and result.stage == "counting flops":  # measured; only the FLOP count is lost
         fields["message"] = f"FLOPs not counted: {verdict[1]}"
         verdict = None
-    elif verdict is None and stage != "done":
-        if proc.returncode == -signal.SIGKILL:
+    elif verdict is None and result.stage != "done":
+        if returncode == -signal.SIGKILL:
             verdict = ("oom", "killed by SIGKILL without a result (the kernel's OOM killer?)")
-        elif proc.returncode < 0:
-            verdict = ("error", f"worker killed by signal {-proc.returncode}")
+        elif returncode < 0:
+            verdict = ("error", f"worker killed by signal {-returncode}")
         else:
-            verdict = ("error", _last_line(log_path) or f"worker exited with code {proc.returncode} "
+            verdict = ("error", _last_line(log_path) or f"worker exited with code {returncode} "
                                                         "without a result")
     if verdict is not None:
         fields.update(status=verdict[0], message=verdict[1])
@@ -174,21 +180,20 @@ def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None) -> di
             fields["message"] += f" (peak RSS seen {peak_seen / GiB:.2f} GiB)"
             if fields.get("mem_base_bytes") is not None:
                 fields["mem_peak_above_base_bytes"] = peak_seen - fields["mem_base_bytes"]
-    if not fields.get("env"):
-        fields["env"] = environment(cell.device, query_device=False, threads=cell.threads)
     return fields
 
 
 def make_record(cell: Cell, fields: dict, *, run_id: str, suite: str, started_at: str, wall_s: float) -> dict:
-    record = dict.fromkeys(RECORD_FIELDS)
-    record.update({key: value for key, value in fields.items() if key in RECORD_FIELDS})
-    record.update(run_id=run_id, suite=suite, cell_id=cell.cell_id, model=cell.model,
-                  started_at=started_at, wall_s=round(wall_s, 3),
-                  **{k: v for k, v in cell.key().items() if k in RECORD_FIELDS})
-    if cell.workload is not None:
-        record.update(workload=cell.workload, workload_args=dict(cell.workload_args))
-    record["message"] = record["message"] or ""
-    return record
+    """The record of ``cell``: its key, the measured ``fields`` and the run's, in schema order."""
+    record = Record.from_json(fields)
+    for name, value in cell.key().items():
+        if name in Record.__dataclass_fields__ and name != "workload_args":
+            setattr(record, name, value)
+    record.run_id, record.suite, record.cell_id, record.model = run_id, suite, cell.cell_id, cell.model
+    record.started_at, record.wall_s = started_at, round(wall_s, 3)
+    record.workload_args = dict(cell.workload_args) if cell.workload is not None else None
+    record.message = record.message or ""
+    return record.to_json()
 
 
 def cell_of(record: dict) -> Cell:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from records import atomic_path
+
 TOKENIZER_VOCAB = 8000
 TRAIN_CHARS = 1_000_000
 EMBEDDED = ("shakespeare",)
@@ -65,7 +67,6 @@ def token_file(spec: str, out_dir: Path, cache_dir: Path | None = None) -> Path:
         if not ids:
             raise TextError(f"the text {spec!r} has no tokens")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(torch.tensor(ids, dtype=torch.int32), tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            torch.save(torch.tensor(ids, dtype=torch.int32), tmp)
     return path.resolve()

@@ -10,20 +10,13 @@ worker normally with that status in the result.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import resource
 import sys
 import traceback
 
 from bench.cells import Cell
-
-
-def write_json(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+from bench.protocol import Measure, WorkerResult, WorkerSpec
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
@@ -63,21 +56,38 @@ def _threads(cell: Cell) -> int:
     return torch.get_num_threads() if torch is not None else cell.threads
 
 
-def measure(cell: Cell, settings: dict, report) -> dict:
-    """Prepare, measure, and return the measured fields of the record; ``report(fields)`` is
-    called with what is known so far (parameters, memory base) before the step runs."""
-    from bench import trackers
+def measure(cell: Cell, settings: Measure, report) -> dict:
+    """Prepare, measure, and return the measured fields of the record; ``report(fields, stage)`` is
+    called with what is known so far (parameters, memory base, peak) before and after the step."""
     from bench.env import environment
     from bench.workloads import prepare
 
-    short_enough = settings.get("warmup_max_len") is None or cell.input_len <= settings["warmup_max_len"]
-    warmup = settings["warmup"] if short_enough else 0
-    record: dict = {"warmup": warmup}
+    record: dict = {"warmup": settings.warmup_for(cell.input_len)}
     prepared = prepare(cell)
     record["env"] = environment(cell.device, threads=_threads(cell))
     if prepared.params is not None:
         record.update(params_total=prepared.params.total, params_embedding=prepared.params.embedding,
                       params_non_embedding=prepared.params.non_embedding)
+    times = _timed_steps(cell, prepared, settings, record, report)
+    record.update(_rates(cell, times))
+    if (settings.flops and prepared.count_flops is not None and cell.mode in ("train", "encode")
+            and cell.input_len <= settings.flops_max_len):
+        # the measurement is complete: a cell killed while counting keeps it (see bench.runner)
+        report(dict(record, status="ok", message=""), "counting flops")
+        try:
+            with autocast(cell):
+                count = prepared.count_flops()
+            record.update(flops=count.total, flops_analytic=count.analytic, flops_source=count.source)
+        except Exception as exc:  # FLOPs are optional: the measurement stands without them
+            print(f"warning: FLOP count failed: {one_line(exc)}", file=sys.stderr)
+    return record
+
+
+def _timed_steps(cell: Cell, prepared, settings: Measure, record: dict, report) -> list[float]:
+    """Run the warm-up and timed steps between the memory tracker's start and stop; the memory
+    fields go into ``record`` (and are reported) even when a step fails."""
+    from bench import trackers
+
     memory = trackers.memory_tracker(cell.device)
     memory.start()
     if getattr(memory, "hwm_reset", True) is False:
@@ -87,8 +97,8 @@ def measure(cell: Cell, settings: dict, report) -> dict:
     timer = trackers.Timer(cell.device)
     try:
         with autocast(cell):
-            times = trackers.repeat(prepared.step, timer, warmup=warmup,
-                                    repeats=settings["repeats"], min_time_s=settings["min_time_s"])
+            return trackers.repeat(prepared.step, timer, warmup=record["warmup"],
+                                   repeats=settings.repeats, min_time_s=settings.min_time_s)
     finally:  # the peak reached before a failure is worth keeping too
         reading = memory.stop()
         record.update(mem_peak_bytes=reading.peak_bytes, mem_peak_above_base_bytes=reading.above_base_bytes,
@@ -96,23 +106,19 @@ def measure(cell: Cell, settings: dict, report) -> dict:
                       nvml_process_bytes=reading.nvml_process_bytes,
                       nvml_device_bytes=reading.nvml_device_bytes)
         report(record)
+
+
+def _rates(cell: Cell, times: list[float]) -> dict:
+    """Time statistics and token rates of the timed steps."""
+    from bench import trackers
+
     summary = trackers.summarize(times)
-    record.update(time_median_s=summary.median_s, time_min_s=summary.min_s, time_max_s=summary.max_s,
-                  time_iqr_s=summary.iqr_s, repeats=summary.repeats,
-                  tokens_per_s=cell.batch * cell.input_len / summary.median_s)
+    rates = {"time_median_s": summary.median_s, "time_min_s": summary.min_s, "time_max_s": summary.max_s,
+             "time_iqr_s": summary.iqr_s, "repeats": summary.repeats,
+             "tokens_per_s": cell.batch * cell.input_len / summary.median_s}
     if cell.mode == "generate":
-        record["generated_tokens_per_s"] = cell.batch * cell.new_tokens / summary.median_s
-    if (settings.get("flops") and prepared.count_flops is not None and cell.mode in ("train", "encode")
-            and cell.input_len <= settings.get("flops_max_len", 0)):
-        # the measurement is complete: a cell killed while counting keeps it (see bench.runner)
-        report(dict(record, status="ok", message="", stage="counting flops"))
-        try:
-            with autocast(cell):
-                count = prepared.count_flops()
-            record.update(flops=count.total, flops_analytic=count.analytic, flops_source=count.source)
-        except Exception as exc:  # FLOPs are optional: the measurement stands without them
-            print(f"warning: FLOP count failed: {one_line(exc)}", file=sys.stderr)
-    return record
+        rates["generated_tokens_per_s"] = cell.batch * cell.new_tokens / summary.median_s
+    return rates
 
 
 def die_with_parent(parent: int | None) -> None:
@@ -127,24 +133,21 @@ def die_with_parent(parent: int | None) -> None:
 
 
 def main(argv: list[str]) -> int:
-    with open(argv[0]) as f:
-        spec = json.load(f)
-    die_with_parent(spec.get("parent"))
-    result_path = spec["result"]
-    limit = spec.get("address_space_bytes")
-    if limit:  # backstop for sudden huge allocations; the runner's RSS watchdog is the budget
+    spec = WorkerSpec.read(argv[0])
+    die_with_parent(spec.parent)
+    if spec.address_space_bytes:  # a backstop for sudden huge allocations; the RSS watchdog is the budget
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    cell = Cell.from_json(spec["cell"])
-    state: dict = {"stage": "measuring"}
+        resource.setrlimit(resource.RLIMIT_AS, (spec.address_space_bytes, hard))
+    cell, result = spec.cell, WorkerResult()
 
-    def report(fields: dict) -> None:
-        state.update(fields)
-        write_json(result_path, state)
+    def report(fields: dict, stage: str = "measuring") -> None:
+        result.update(fields)
+        result.stage = stage
+        result.write(spec.result)
 
     try:
         report({})
-        record = measure(cell, spec["settings"], report)
+        record = measure(cell, spec.measure, report)
         record.update(status="ok", message="")
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a record
         if isinstance(exc, KeyboardInterrupt):
@@ -152,12 +155,11 @@ def main(argv: list[str]) -> int:
         status, message = classify(exc)
         if status == "error":
             traceback.print_exc()
-        record = dict(state, status=status, message=message)
+        record = dict(result.fields, status=status, message=message)
         if "env" not in record:
             from bench.env import environment
             record["env"] = environment(cell.device, threads=_threads(cell))
-    record["stage"] = "done"
-    report(record)
+    report(record, "done")
     return 0
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from reports.runs import CONDITION_COLUMNS, LOCOST, ROUGE_METRICS, SUITES, key_of, section_of
+from records import ROUGE_METRICS
+from reports.runs import CONDITION_COLUMNS, LOCOST, SUITES, key_of, section_of
 
 _T975_FEW_DOF = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764}
 _Z975 = 1.959963984540054
@@ -253,15 +254,6 @@ def reach(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SIZES = ("tiny", "small", "base", "large")
-
-
-def system_size(system: str) -> str:
-    """The size a system's name ends with ('locost-small' -> 'small'), '' when it names none."""
-    tail = str(system).rsplit("-", 1)[-1]
-    return tail if tail in SIZES else ""
-
-
 ROUGE_CONDITIONS = ["dataset", "input_len", "n_docs", "train_steps", "size"]
 
 
@@ -281,9 +273,9 @@ def rouge_relative(rouge: pd.DataFrame | None) -> pd.DataFrame:
     ]
     if rouge is None or rouge.empty:
         return pd.DataFrame(columns=columns)
-    models = rouge[rouge["kind"].eq("model")].assign(size=lambda f: f["system"].map(system_size))
+    models = rouge[rouge["kind"].eq("model")]
     models = models.assign(_key=key_of(models, ROUGE_CONDITIONS))
-    is_locost = models["system"].astype(str).str.startswith(LOCOST)
+    is_locost = models["family"].eq(LOCOST)
     pairs = models[is_locost].merge(models[~is_locost], on="_key", suffixes=("_locost", "_baseline"))
     rows = []
     for pair in pairs.itertuples(index=False):

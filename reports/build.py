@@ -9,10 +9,11 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
+from records import ROUGE_METRICS
 from reports import claims as claims_module
 from reports import plots, text
 from reports.analysis import memory_comparisons, reach, rouge_relative, scaling_fits
-from reports.runs import MODES, ROUGE_METRICS, SUITES, ReportError, Run, load_run, records_frame, section_of
+from reports.runs import MODES, SUITES, ReportError, Run, load_run, records_frame, section_of
 
 OUT_ROOT = Path("reports") / "out"  # relative to the working directory, like the bench's run directories
 VERDICT_CLASSES = {

@@ -18,9 +18,10 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from records import ROUGE_METRICS
 from reports import text
 from reports.analysis import SERIES_KEY
-from reports.runs import MODES, ROUGE_METRICS, key_of
+from reports.runs import MODES, key_of
 
 FAMILY_COLORS = {
     "locost": "#d62728",
@@ -50,15 +51,14 @@ class Figure:
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
 
-def color_of(name: str) -> str:
-    for family, color in sorted(FAMILY_COLORS.items(), key=lambda item: -len(item[0])):
-        if str(name).startswith(family):
-            return color
-    return OTHER_COLORS[sum(map(ord, str(name))) % len(OTHER_COLORS)]
+def color_of(family: str) -> str:
+    """The family's colour (record field ``family``); other names get a stable colour of their own."""
+    return FAMILY_COLORS.get(family) or OTHER_COLORS[sum(map(ord, str(family))) % len(OTHER_COLORS)]
 
 
-def style_of(name: str) -> str:
-    return SIZE_STYLES.get(str(name).rsplit("-", 1)[-1], "-")
+def style_of(size) -> str:
+    """The line style of a preset size (record field ``size``); solid when there is none."""
+    return SIZE_STYLES.get(size, "-")
 
 
 def slug(*parts) -> str:
@@ -133,15 +133,15 @@ def _draw_panel(ax, frame: pd.DataFrame, column: str, fits: pd.DataFrame | None 
     failure_row = 0
     for series, rows in frame.groupby(key_of(frame, SERIES_KEY), sort=True):
         rows = rows.sort_values("input_len")
-        model = rows["model"].iloc[0]
-        color, label = color_of(model), _series_label(frame, rows)
+        family, size = rows["family"].iloc[0], rows["size"].iloc[0]
+        color, label = color_of(family), _series_label(frame, rows)
         ok = rows[rows["status"].eq("ok") & rows[column].gt(0).fillna(False)]
         if not ok.empty:
             ax.plot(
                 ok["input_len"].astype(float),
                 ok[column],
                 color=color,
-                linestyle=style_of(model),
+                linestyle=style_of(size),
                 marker="o",
                 markersize=4,
                 linewidth=1.6,
@@ -304,7 +304,8 @@ def rouge_figures(rouge: pd.DataFrame) -> list[Figure]:
         for ax, metric in zip(axes, metrics, strict=True):
             for system, series in rows.groupby("system", sort=True):
                 series = series.sort_values("input_len")
-                color = color_of(system)
+                family, size = series["family"].iloc[0], series["size"].iloc[0]
+                color = color_of(system if text.is_missing(family) else family)
                 measured = series[series["input_len"].notna() & series[metric].notna()]
                 if not measured.empty:
                     y = 100 * measured[metric]
@@ -317,7 +318,7 @@ def rouge_figures(rouge: pd.DataFrame) -> list[Figure]:
                         y,
                         yerr=error,
                         color=color,
-                        linestyle=style_of(system),
+                        linestyle=style_of(size),
                         marker="o",
                         markersize=4,
                         capsize=3,

@@ -13,82 +13,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from records import ENV_KEYS, RECORD_FIELDS, ROUGE_FIELDS, Record, RougeRow, flatten_env, read_jsonl
+from records import MODES as RECORD_MODES
+
 MIB = 2**20
 
-RECORD_COLUMNS = [
-    "run_id",
-    "suite",
-    "cell_id",
-    "family",
-    "size",
-    "model",
-    "mode",
-    "input_len",
-    "target_len",
-    "new_tokens",
-    "batch",
-    "dtype",
-    "device",
-    "threads",
-    "inputs",
-    "status",
-    "message",
-    "params_total",
-    "params_embedding",
-    "params_non_embedding",
-    "mem_peak_bytes",
-    "mem_peak_above_base_bytes",
-    "mem_base_bytes",
-    "mem_reserved_bytes",
-    "nvml_process_bytes",
-    "nvml_device_bytes",
-    "time_median_s",
-    "time_min_s",
-    "time_max_s",
-    "time_iqr_s",
-    "repeats",
-    "warmup",
-    "tokens_per_s",
-    "generated_tokens_per_s",
-    "flops",
-    "flops_analytic",
-    "flops_source",
-    "started_at",
-    "wall_s",
-]
-ENV_KEYS = [
-    "python",
-    "torch",
-    "transformers",
-    "device_name",
-    "cpu_model",
-    "cpu_count",
-    "threads",
-    "git_commit",
-    "hostname",
-    "platform",
-]
-BYTE_COLUMNS = [column for column in RECORD_COLUMNS if column.endswith("_bytes")]
-INTEGER_COLUMNS = [
-    "input_len",
-    "target_len",
-    "new_tokens",
-    "batch",
-    "threads",
-    "repeats",
-    "warmup",
-    "params_total",
-    "params_embedding",
-    "params_non_embedding",
-]
-
-ROUGE_METRICS = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
-ROUGE_SCORE_COLUMNS = [f"{metric}{suffix}" for metric in ROUGE_METRICS for suffix in ("", "_lo", "_hi")]
-ROUGE_COLUMNS = ["system", "kind", "input_len", "n_docs", "dataset", "rouge_tokenizer", "params_total",
-                 "train_steps", *ROUGE_SCORE_COLUMNS]
+# the record's columns and kinds come from the one schema (records.schema), as the writer's do
+RECORD_COLUMNS = [name for name in RECORD_FIELDS if name != "env"]
+BYTE_COLUMNS = Record.of_kind("bytes")
+INTEGER_COLUMNS = Record.of_kind("int")
+FLOAT_COLUMNS = Record.of_kind("float")
+ROUGE_COLUMNS = list(ROUGE_FIELDS)
 
 SUITES = ("memory", "scaling", "throughput")  # report sections, in the order their memory figures are trusted
-MODES = ["train", "encode", "generate"]
+MODES = list(RECORD_MODES)
 INFERENCE_MODES = ["encode", "generate"]
 LOCOST = "locost"
 
@@ -115,25 +53,6 @@ class Run:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
-    """JSON objects of a JSONL file; unreadable lines (a torn last write) are skipped with a warning."""
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    rows, warnings = [], []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            row = None
-        if isinstance(row, dict):
-            rows.append(row)
-        else:
-            where = "its last line" if number == len(lines) else f"line {number}"
-            warnings.append(f"{path}: skipped {where}: not a JSON object (a torn write?)")
-    return rows, warnings
-
-
 def key_of(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     """One string per row joining ``columns``; nulls become '' so that null matches null."""
     if frame.empty:
@@ -147,12 +66,7 @@ def records_frame(rows: list[dict]) -> pd.DataFrame:
 
     A cell recorded twice in one run (a ``--force`` rerun appends) keeps its last record in file order.
     """
-    flat = []
-    for row in rows:
-        record = {key: value for key, value in row.items() if key != "env"}
-        record.update({f"env_{key}": value for key, value in (row.get("env") or {}).items()})
-        flat.append(record)
-    frame = pd.DataFrame(flat)
+    frame = pd.DataFrame([flatten_env(row) for row in rows])
     env_columns = [f"env_{key}" for key in ENV_KEYS]
     extra = sorted(c for c in frame.columns if c not in RECORD_COLUMNS and c not in env_columns)
     frame = frame.reindex(columns=RECORD_COLUMNS + env_columns + extra)
@@ -161,17 +75,7 @@ def records_frame(rows: list[dict]) -> pd.DataFrame:
     for column in BYTE_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
         frame[column.replace("_bytes", "_mib")] = frame[column] / MIB
-    for column in [
-        "time_median_s",
-        "time_min_s",
-        "time_max_s",
-        "time_iqr_s",
-        "tokens_per_s",
-        "generated_tokens_per_s",
-        "flops",
-        "flops_analytic",
-        "wall_s",
-    ]:
+    for column in FLOAT_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["status"] = frame["status"].fillna("error")
     frame["message"] = frame["message"].fillna("")
@@ -190,9 +94,9 @@ def rouge_frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     extra = [c for c in frame.columns if c not in ROUGE_COLUMNS]
     frame = frame.reindex(columns=ROUGE_COLUMNS + extra)
-    for column in ["input_len", "n_docs", "params_total", "train_steps"]:
+    for column in RougeRow.of_kind("int"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").round().astype("Int64")
-    for column in ROUGE_SCORE_COLUMNS:
+    for column in RougeRow.of_kind("float"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
 

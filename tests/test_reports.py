@@ -140,6 +140,8 @@ def rouge_row(system: str, input_len: int | None, r1: float, kind: str = "model"
     row = {
         "system": system,
         "kind": kind,
+        "family": system.rsplit("-", 1)[0] if kind == "model" else None,
+        "size": system.rsplit("-", 1)[1] if kind == "model" else None,
         "input_len": input_len,
         "n_docs": 50,
         "dataset": "toy-sum",

@@ -31,6 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from records import atomic_path
 from suites.rouge.errors import SuiteError
 
 _BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet",
@@ -92,8 +93,7 @@ def aclsum_files(cache_dir: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     for split, path in files.items():
         source = package.DATA_DIR / f"{'val' if split == 'validation' else split}.jsonl"
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with open(source) as lines, open(tmp, "w") as sink:
+        with atomic_path(path) as tmp, open(source) as lines, open(tmp, "w") as sink:
             for line in lines:
                 if not line.strip():
                     continue
@@ -103,7 +103,6 @@ def aclsum_files(cache_dir: Path) -> dict[str, Path]:
                                  if p["text"].strip())
                 sink.write(json.dumps({"id": paper_id, "document": body,
                                        "summary": (paper.get("abstract") or "").strip()}) + "\n")
-        tmp.replace(path)
     return files
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from records import atomic_path
 from suites.rouge.errors import SuiteError
 
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>", "<s>", "<mask>")  # ids 0..4 in a trained tokenizer
@@ -139,9 +140,8 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = 8000,
     backend = Tokenizer.from_str(backend.to_str())
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".tmp{os.getpid()}")
-        backend.save(str(tmp))
-        tmp.replace(cached)
+        with atomic_path(cached) as tmp:
+            backend.save(str(tmp))
     return _wrap(backend, f"unigram-{vocab_size} trained on {len(texts)} texts"
                  + (f", saved to {cached}" if cached else ""))
 

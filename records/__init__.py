@@ -1,0 +1,28 @@
+"""The one record schema and its files: the leaf every layer writes and reads through.
+
+``records.schema`` defines what a measurement is (``Record``: one cell, ``RougeRow``: one ROUGE
+system at one input length), the modes, dtypes, statuses and environment keys; ``records.io`` the
+one atomic write, JSONL append and read, and the environment flattener. The engine (``bench``)
+writes records with it, the report (``reports``) reads them with it, and neither knows the other.
+This package imports nothing of the harness (``bench``, ``suites``, ``reports``, ``cli``, ``models``).
+"""
+
+from records.io import append_jsonl, atomic_path, flatten_env, read_jsonl, write_json, write_jsonl
+from records.schema import (
+    DTYPES,
+    ENV_KEYS,
+    FAILURES_THAT_SKIP_LONGER,
+    MODES,
+    RECORD_FIELDS,
+    ROUGE_FIELDS,
+    ROUGE_METRICS,
+    STATUSES,
+    Record,
+    RougeRow,
+)
+
+__all__ = [
+    "DTYPES", "ENV_KEYS", "FAILURES_THAT_SKIP_LONGER", "MODES", "RECORD_FIELDS", "ROUGE_FIELDS",
+    "ROUGE_METRICS", "STATUSES", "Record", "RougeRow", "append_jsonl", "atomic_path", "flatten_env",
+    "read_jsonl", "write_json", "write_jsonl",
+]

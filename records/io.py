@@ -1,0 +1,88 @@
+"""Files of a run directory, written whole or not at all.
+
+- ``atomic_path(path)``: a temporary sibling to write, renamed over ``path`` on success (removed on
+  failure), so that a reader never sees half a file. Every file the harness writes goes through it.
+- ``append_jsonl(path, row)``: one whole line per ``write`` under an exclusive lock, then fsync. A
+  writer killed mid-write can still leave a torn last line: the next append starts on a fresh line
+  and ``read_jsonl`` skips what does not parse, with a warning.
+- ``flatten_env(row)``: a record with its ``env`` dict spread into ``env_<key>`` columns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on a clean exit it replaces ``path`` atomically."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path | str, data, *, indent: int | None = 2) -> None:
+    """``data`` as JSON (non-JSON values as ``str``), atomically; indented with a final newline."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=indent, default=str) + ("\n" if indent else ""))
+
+
+def write_jsonl(path: Path | str, rows: list[dict]) -> None:
+    """One JSON object per line, atomically (the whole file is replaced)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def append_jsonl(path: Path | str, row: dict) -> None:
+    """Append ``row`` as one line: locked, in one ``write``, fsynced; a torn line before it stays alone."""
+    line = (json.dumps(row) + "\n").encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line  # a torn line from a killed writer stays alone (and is skipped)
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def read_jsonl(path: Path | str) -> tuple[list[dict], list[str]]:
+    """(JSON objects of a JSONL file in file order, warnings). A line that is not a JSON object (a
+    torn write) is skipped with a one-line warning; a missing file reads as no rows."""
+    path = Path(path)
+    if not path.is_file():
+        return [], []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    rows, warnings = [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            where = "its last line" if number == len(lines) else f"line {number}"
+            warnings.append(f"{path}: skipped {where}: not a JSON object (a torn write?)")
+    return rows, warnings
+
+
+def flatten_env(row: dict) -> dict:
+    """``row`` without its ``env`` dict, whose keys become ``env_<key>`` columns."""
+    flat = {key: value for key, value in row.items() if key != "env"}
+    flat.update({f"env_{key}": value for key, value in (row.get("env") or {}).items()})
+    return flat

@@ -1,0 +1,142 @@
+"""What a measurement is: the fields of a cell's record and of a ROUGE row, with their units.
+
+A ``Record`` is one cell measured in its own process (``bench.worker``), completed by the runner
+(``bench.runner``) and appended to ``results.jsonl``; a ``RougeRow`` is one system at one input
+length of the ROUGE suite, written to ``rouge.jsonl``. Units are in the field names (``_bytes``,
+``_s``, ``_per_s``) and in each field's ``help``. Writers build these dataclasses; readers take
+their column lists and kinds (``RECORD_FIELDS``, ``Record.kind``) from here, never from a copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+MODES = ("train", "encode", "generate")
+DTYPES = ("fp32", "bf16", "fp16")
+#: statuses a cell ends with; ``skipped`` is given by the runner, never measured
+STATUSES = ("ok", "oom", "timeout", "unsupported", "error", "skipped")
+#: failures after which longer inputs of the same model and mode are not attempted
+FAILURES_THAT_SKIP_LONGER = ("oom", "timeout", "unsupported")
+#: keys of a record's ``env`` (``bench.env.environment``), flattened to ``env_<key>`` columns
+ENV_KEYS = ("python", "torch", "transformers", "device_name", "cpu_model", "cpu_count", "threads",
+            "git_commit", "hostname", "platform")
+ROUGE_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+
+
+def _f(help: str, kind: str = "str", default=None):
+    """A schema field: ``help`` says meaning and unit, ``kind`` is int, float, str, bytes or dict."""
+    return field(default=default, metadata={"help": help, "kind": kind})
+
+
+@dataclass
+class Record:
+    """One cell's measurement; every field is present in the file, ``None`` where not measured."""
+    run_id: str | None = _f("run directory name")
+    suite: str | None = _f("suite name: memory, throughput, scaling (or a caller's)")
+    cell_id: str | None = _f("stable 12-hex hash of the cell's key (bench.cells.Cell.cell_id)")
+    family: str | None = _f("model family (models.FAMILIES) or a synthetic workload's label")
+    size: str | None = _f("preset size: tiny, small, base")
+    model: str | None = _f("<family>-<size>")
+    mode: str | None = _f("train (forward + backward), encode (encoder forward) or generate")
+    input_len: int | None = _f("input tokens per sequence", "int")
+    target_len: int | None = _f("label tokens per sequence of a train step; None otherwise", "int")
+    new_tokens: int | None = _f("tokens generated (greedy, exact) by a generate step; None otherwise", "int")
+    batch: int | None = _f("sequences per step", "int")
+    dtype: str | None = _f("fp32, or bf16/fp16 autocast over fp32 weights")
+    device: str | None = _f("cpu or cuda[:N]")
+    threads: int | None = _f("CPU threads the cell was given", "int")
+    inputs: str | None = _f("token-id tensor file of a real text; None: random ids")
+    status: str | None = _f("ok, oom, timeout, unsupported, error or skipped (records.STATUSES)")
+    message: str = _f("one line on a failure or a partial result; '' when ok", default="")
+    params_total: int | None = _f("unique parameters, count", "int")
+    params_embedding: int | None = _f("embedding parameters (tables, untied output projection)", "int")
+    params_non_embedding: int | None = _f("params_total - params_embedding, count", "int")
+    mem_peak_bytes: int | None = _f("step peak: CPU peak RSS, CUDA max allocated; bytes", "bytes")
+    mem_peak_above_base_bytes: int | None = _f("mem_peak_bytes - mem_base_bytes: what the step adds "
+                                               "to the built model; bytes", "bytes")
+    mem_base_bytes: int | None = _f("memory held after building the model and batch, before the step; bytes",
+                                    "bytes")
+    mem_reserved_bytes: int | None = _f("CUDA caching allocator's peak reserved memory; bytes", "bytes")
+    nvml_process_bytes: int | None = _f("NVML: the process's GPU memory at the peak; bytes", "bytes")
+    nvml_device_bytes: int | None = _f("NVML: the whole device's used memory at the peak; bytes", "bytes")
+    time_median_s: float | None = _f("median wall time of a timed step; seconds", "float")
+    time_min_s: float | None = _f("fastest timed step; seconds", "float")
+    time_max_s: float | None = _f("slowest timed step; seconds", "float")
+    time_iqr_s: float | None = _f("interquartile range of the timed steps; seconds", "float")
+    repeats: int | None = _f("timed steps", "int")
+    warmup: int | None = _f("untimed steps before them", "int")
+    tokens_per_s: float | None = _f("batch x input_len / time_median_s; input tokens per second", "float")
+    generated_tokens_per_s: float | None = _f("batch x new_tokens / time_median_s (generate only)", "float")
+    flops: float | None = _f("floating-point operations of one step (multiply-add = 2)", "float")
+    flops_analytic: float | None = _f("the part of flops counted by formula, not by fvcore", "float")
+    flops_source: str | None = _f("how flops was counted, e.g. 'fvcore+analytic (train = 3 x forward)'")
+    started_at: str | None = _f("UTC ISO-8601 time the cell started")
+    wall_s: float | None = _f("wall time of the cell, process and build included; s", "float")
+    env: dict | None = _f("environment the cell ran in (ENV_KEYS)", "dict")
+    #: a synthetic workload's ``module:function`` and arguments; written only when set
+    workload: str | None = _f("importable 'module:function' that replaced the model; None: the model")
+    workload_args: dict | None = _f("keyword arguments of the workload", "dict")
+
+    @classmethod
+    def kind(cls, name: str) -> str:
+        """int, float, str, bytes or dict: how a reader converts the column ``name``."""
+        return _KINDS[name]
+
+    @classmethod
+    def of_kind(cls, *kinds: str) -> list[str]:
+        return [name for name in RECORD_FIELDS if _KINDS[name] in kinds]
+
+    def to_json(self) -> dict:
+        """The fields in schema order; ``workload`` and its arguments only when a workload ran."""
+        row = {name: getattr(self, name) for name in RECORD_FIELDS}
+        if self.workload is not None:
+            row.update(workload=self.workload, workload_args=self.workload_args)
+        return row
+
+    @classmethod
+    def from_json(cls, row: dict) -> Record:
+        """A record from a parsed line; keys the schema does not know are ignored."""
+        return cls(**{name: row[name] for name in _KINDS if name in row})
+
+
+_KINDS = {f.name: f.metadata["kind"] for f in fields(Record)}
+#: every record carries these keys (null where not measured), in this order
+RECORD_FIELDS = tuple(name for name in _KINDS if name not in ("workload", "workload_args"))
+
+
+@dataclass
+class RougeRow:
+    """One system at one input length of the ROUGE suite: F1 in [0, 1] with 95% bootstrap CIs."""
+    system: str = _f("system name: <family>-<size>, a checkpoint directory name, lead-k or oracle")
+    kind: str = _f("model (trained or loaded) or extractive (a reference that copies sentences)")
+    family: str | None = _f("model family (models.FAMILIES); None for extractive systems")
+    size: str | None = _f("preset size; None for checkpoints and extractive systems")
+    input_len: int | None = _f("input tokens (the first L-1 document tokens + EOS); None: full document",
+                               "int")
+    n_docs: int = _f("evaluation documents scored", "int")
+    rouge1: float = _f("mean ROUGE-1 F1 over documents, in [0, 1]", "float")
+    rouge1_lo: float = _f("2.5th percentile of the bootstrap of rouge1", "float")
+    rouge1_hi: float = _f("97.5th percentile of the bootstrap of rouge1", "float")
+    rouge2: float = _f("mean ROUGE-2 F1", "float")
+    rouge2_lo: float = _f("lower 95% bound of rouge2", "float")
+    rouge2_hi: float = _f("upper 95% bound of rouge2", "float")
+    rougeL: float = _f("mean ROUGE-L F1", "float")
+    rougeL_lo: float = _f("lower 95% bound of rougeL", "float")
+    rougeL_hi: float = _f("upper 95% bound of rougeL", "float")
+    rougeLsum: float = _f("mean ROUGE-Lsum F1 (sentence-level LCS)", "float")
+    rougeLsum_lo: float = _f("lower 95% bound of rougeLsum", "float")
+    rougeLsum_hi: float = _f("upper 95% bound of rougeLsum", "float")
+    params_total: int | None = _f("the model's unique parameters; None for extractive systems", "int")
+    train_steps: int | None = _f("fine-tuning optimizer steps; None when unknown or extractive", "int")
+    dataset: str = _f("<dataset>:<evaluation split>")
+    rouge_tokenizer: str = _f("tokenizer of the ROUGE scorer: rouge-score ([a-z0-9] words) or unicode")
+
+    @classmethod
+    def of_kind(cls, *kinds: str) -> list[str]:
+        return [f.name for f in fields(cls) if f.metadata["kind"] in kinds]
+
+    def to_json(self) -> dict:
+        return {name: getattr(self, name) for name in ROUGE_FIELDS}
+
+
+ROUGE_FIELDS = tuple(f.name for f in fields(RougeRow))
