@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 from transformers import PretrainedConfig
 
 SHARED_VOCAB = 32128
@@ -41,6 +42,9 @@ class Family:
     extra_inputs: Callable[[torch.Tensor], dict] = field(default=lambda attention_mask: {})
     #: first token id that is not a special token, for random inputs
     first_plain_token: int = 3
+    #: (model, add) -> forward hooks calling ``add(flops)`` with the FLOPs fvcore cannot trace
+    analytic_flop_hooks: Callable[[nn.Module, Callable[[float], None]], list] = \
+        field(default=lambda model, add: [])
 
     @property
     def presets(self) -> dict[str, dict]:
@@ -157,6 +161,11 @@ def _locost_model():
     return LocostForConditionalGeneration
 
 
+def _locost_flop_hooks(model: nn.Module, add: Callable[[float], None]) -> list:
+    from models.locost.flops import analytic_flop_hooks
+    return analytic_flop_hooks(model, add)
+
+
 def _locost_presets() -> dict[str, dict]:
     from models.locost import PRESETS
     return {size: dict(PRESETS[size], **({} if size == "base" else {"vocab_size": SHARED_VOCAB}))
@@ -167,7 +176,7 @@ FAMILIES: dict[str, Family] = {
     family.name: family
     for family in [
         Family("locost", "LOCOST: gated bidirectional S4D encoder + T5 decoder (arXiv 2401.17919)",
-               _locost_config, _locost_model, _locost_presets),
+               _locost_config, _locost_model, _locost_presets, analytic_flop_hooks=_locost_flop_hooks),
         Family("longt5-tglobal", "LongT5 with transient-global encoder attention",
                _longt5("transient-global"), _longt5_model, _longt5_presets),
         Family("longt5-local", "LongT5 with local encoder attention",

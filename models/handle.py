@@ -56,9 +56,15 @@ def _check_positive(name: str, value) -> int:
 
 @dataclass
 class ModelHandle:
+    """A seq2seq model with what a measurement needs (see the module docstring).
+
+    ``model``: the Hugging Face model, in place (its device is the handle's); ``family``: the
+    ``models.families.Family`` whose quirks apply; ``size``: the preset it was built at (tiny,
+    small, base), None for a loaded checkpoint. Lengths are in tokens; ``params`` counts parameters.
+    """
     model: PreTrainedModel
     family: Family
-    size: str | None = None  # None for a loaded checkpoint
+    size: str | None = None
 
     @property
     def name(self) -> str:
@@ -125,14 +131,22 @@ class ModelHandle:
             need = input_len + target_len
             ids = token_ids.repeat(-(-need // token_ids.numel()))[:need].expand(batch_size, -1)
         input_ids, labels = ids[:, :input_len].contiguous(), ids[:, input_len:].contiguous()
-        attention_mask = torch.ones_like(input_ids)
-        batch = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "labels": labels,
-            "decoder_input_ids": self.model.prepare_decoder_input_ids_from_labels(labels=labels),
-            **self.family.extra_inputs(attention_mask),
-        }
+        return self.prepare_inputs(input_ids, torch.ones_like(input_ids), labels)
+
+    def prepare_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Everything ``model(**batch)`` or ``model.generate(**batch)`` needs, on the model's device.
+
+        ``input_ids`` (B, L) token ids; ``attention_mask`` (B, L), 1 for a token, 0 for padding;
+        ``labels`` (B, T) target ids, -100 where ignored by the loss (then also ``decoder_input_ids``
+        (B, T), the labels shifted right, ignored positions as padding). The family's extra inputs
+        (LED's ``global_attention_mask``) are derived from the mask here, never by callers."""
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if labels is not None:
+            shifted = labels.masked_fill(labels == -100, self.model.config.pad_token_id)
+            batch.update(labels=labels,
+                         decoder_input_ids=self.model.prepare_decoder_input_ids_from_labels(labels=shifted))
+        batch.update(self.family.extra_inputs(attention_mask))
         return {key: value.to(self.device) for key, value in batch.items()}
 
     @staticmethod
@@ -164,6 +178,11 @@ class ModelHandle:
         self.model.eval()
         return self.model.generate(**self._without_targets(batch), max_new_tokens=new_tokens,
                                    min_new_tokens=new_tokens, do_sample=False, num_beams=1)
+
+    def analytic_flop_hooks(self, add) -> list:
+        """Forward hooks that call ``add(flops)`` with the FLOPs of what fvcore cannot trace in this
+        family (LOCOST: ``models.locost.flops``); [] when fvcore sees everything."""
+        return self.family.analytic_flop_hooks(self.model, add)
 
     def gradient_checkpointing(self, enabled: bool = True) -> ModelHandle:
         """Activation (gradient) checkpointing on or off, under the installed transformers' method name."""

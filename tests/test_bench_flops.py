@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from bench.flops import count_flops, fft_conv_flops, s4d_kernel_matmul_flops
+from bench.flops import count_flops
 from models import build
+from models.locost.flops import fft_conv_flops, s4d_kernel_matmul_flops
 
 
 def test_fft_convolution_flops_follow_the_formula():

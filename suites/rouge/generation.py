@@ -76,10 +76,8 @@ def generate(handle, tokenizer: SharedTokenizer, inputs: list[list[int]], settin
         for row, ids in enumerate(chunk):
             input_ids[row, :len(ids)] = torch.tensor(ids)
             attention_mask[row, :len(ids)] = 1
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask,
-                 **handle.family.extra_inputs(attention_mask)}
         with autocast:
-            generated = model.generate(**{k: v.to(device) for k, v in batch.items()},
+            generated = model.generate(**handle.prepare_inputs(input_ids, attention_mask),
                                        generation_config=config)
         outputs.extend(tokenizer.decode(row.tolist()) for row in generated)
     return outputs

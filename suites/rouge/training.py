@@ -106,9 +106,9 @@ def example_order(n_examples: int, n_draws: int, seed: int) -> list[int]:
     return order[:n_draws]
 
 
-def collate(examples: list[TrainingExample], pad_id: int, extra_inputs, prepare_decoder_inputs,
-            device: torch.device) -> dict[str, torch.Tensor]:
-    """Right-padded tensors; padded label positions are -100 (ignored by the loss)."""
+def collate(examples: list[TrainingExample], pad_id: int, handle) -> dict[str, torch.Tensor]:
+    """Right-padded tensors on the model's device (``ModelHandle.prepare_inputs``); padded label
+    positions are -100 (ignored by the loss)."""
     width = max(len(e.input_ids) for e in examples)
     label_width = max(len(e.labels) for e in examples)
     input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
@@ -118,10 +118,7 @@ def collate(examples: list[TrainingExample], pad_id: int, extra_inputs, prepare_
         labels[row, :len(example.labels)] = torch.tensor(example.labels)
     lengths = torch.tensor([len(e.input_ids) for e in examples])
     attention_mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-             "decoder_input_ids": prepare_decoder_inputs(labels.masked_fill(labels == -100, pad_id)),
-             **extra_inputs(attention_mask)}
-    return {key: value.to(device) for key, value in batch.items()}
+    return handle.prepare_inputs(input_ids, attention_mask, labels)
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -177,9 +174,7 @@ def train(handle, examples: list[TrainingExample], budget: Budget, steps: int, p
         for micro in range(budget.grad_accum):
             first = (step * budget.grad_accum + micro) * budget.batch_size
             chunk = [examples[i] for i in order[first:first + budget.batch_size]]
-            batch = collate(chunk, pad_id, handle.family.extra_inputs,
-                            lambda labels: model.prepare_decoder_input_ids_from_labels(labels=labels),
-                            device)
+            batch = collate(chunk, pad_id, handle)
             log.input_tokens += int(batch["attention_mask"].sum())
             log.label_tokens += int((batch["labels"] != -100).sum())
             with autocast:

@@ -12,7 +12,7 @@ import torch
 
 ssm = pytest.importorskip("models.locost.ssm", reason="models.locost.ssm (LOCOST) is not importable yet")
 
-from bench.flops import (  # noqa: E402
+from models.locost.flops import (  # noqa: E402
     fft_conv_flops,
     s4d_kernel_elementwise_flops,
     s4d_kernel_matmul_flops,
