@@ -55,7 +55,8 @@ def tests_compat(session: nox.Session, transformers: str) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "bench", "models", "suites", "reports", "tests", "noxfile.py")
+    session.run("ruff", "check", "bench", "cli", "models", "records", "suites", "reports", "tests",
+                "noxfile.py")
 
 
 def _bench(session: nox.Session, module: str) -> None:

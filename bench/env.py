@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -75,12 +76,29 @@ def environment(device: str = "cpu", *, query_device: bool = True, threads: int 
     }
 
 
-def default_threads() -> int:
-    """Threads a cell uses unless told: ``OMP_NUM_THREADS`` if set, else the CPUs this process may use."""
+def default_threads(fallback: int | None = None) -> int:
+    """Threads to use unless told: ``OMP_NUM_THREADS`` if set, else ``fallback``, else the CPUs this
+    process may use (a cell's default; the ROUGE suite falls back to 1)."""
     value = os.environ.get("OMP_NUM_THREADS", "")
     if value.isdigit() and int(value) > 0:
         return int(value)
+    if fallback is not None:
+        return fallback
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def resolve_device(requested: str | None) -> str:
+    """``cpu`` or ``cuda[:N]``; ``None`` or ``auto``: CUDA when available, else CPU. Raises
+    ``ValueError`` (one line) for another name or CUDA that is not available."""
+    import torch
+
+    if requested in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", requested):
+        raise ValueError(f"unknown device {requested!r}; use auto, cpu or cuda[:N]")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {requested!r} requested but CUDA is not available here")
+    return requested
 
 
 def mem_available_bytes() -> int | None:

@@ -1,8 +1,8 @@
-"""``python -m bench.memory``: peak memory per model, mode and input length (see ``bench.cli``)."""
+"""``python -m bench.memory``: peak memory per model, mode and input length (see ``cli.sweep``)."""
 
 import sys
 
-from bench.cli import main
+from cli.sweep import main
 
 if __name__ == "__main__":
     sys.exit(main("memory"))

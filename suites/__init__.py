@@ -13,8 +13,10 @@ from dataclasses import dataclass, field, replace
 from itertools import product
 
 from bench.cells import Cell
+from models import FAMILIES
 
-FAMILY_NAMES = ("locost", "longt5-tglobal", "longt5-local", "led", "pegasus-x")
+#: every registered family, in the registry's order
+FAMILY_NAMES = tuple(FAMILIES)
 K = 1024
 
 
@@ -32,6 +34,8 @@ class Drop:
 
 @dataclass(frozen=True)
 class Sweep:
+    """A suite's default measurement on one device kind: the cells are the product models x sizes x
+    modes x lengths (minus ``drop``); lengths are input tokens, times are seconds."""
     models: tuple[str, ...] = FAMILY_NAMES
     sizes: tuple[str, ...] = ("small",)
     modes: tuple[str, ...] = ("train", "generate")
@@ -40,7 +44,7 @@ class Sweep:
     new_tokens: int = 16
     batch: int = 1
     dtype: str = "fp32"
-    #: token-id tensor file of a real text (see ``bench.texts``); None: random ids
+    #: token-id tensor file of a real text (see ``suites.texts``); None: random ids
     inputs: str | None = None
     # how each cell is measured
     warmup: int = 1

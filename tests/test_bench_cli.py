@@ -3,7 +3,7 @@ lists the cells the options describe."""
 
 import pytest
 
-from bench.cli import main
+from cli.sweep import main
 
 
 @pytest.mark.parametrize("argv, message", [

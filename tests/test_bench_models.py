@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from bench.cells import Cell
-from bench.cli import main
 from bench.results import read_records
 from bench.runner import Settings, run_sweep
+from cli.sweep import main
 
 SETTINGS = Settings(warmup=1, repeats=1, timeout_s=300, budget_bytes=3 * 2**30)
 

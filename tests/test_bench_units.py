@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 
 from bench.cells import Cell
-from bench.cli import parse_length
 from bench.results import append_record, read_records, to_frame
 from bench.runner import Failures, GiB, cell_of, exceeds, make_record
-from bench.table import summary_table
 from bench.trackers import (
     HostMemory,
     NvmlSampler,
@@ -21,6 +19,8 @@ from bench.trackers import (
     status_bytes,
     summarize,
 )
+from cli.args import parse_length
+from cli.table import summary_table
 
 MiB = 2**20
 

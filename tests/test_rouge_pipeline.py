@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli.args import lengths_or_full as parse_lengths
 from models import build
+from records import ROUGE_FIELDS
 from suites.rouge.generation import GenerationSettings, generate, truncate, visible_text
 from suites.rouge.gsg import gap_sentence_example
-from suites.rouge.pipeline import ROUGE_FIELDS, parse_lengths
 from suites.rouge.tokenizer import train_tokenizer
 from suites.rouge.training import Budget, TrainingExample, lr_factor, parameter_groups, train
 
@@ -79,7 +80,7 @@ def test_inputs_fed_to_the_model_respect_the_length(tokenizer):
         seen.clear()
         generate(handle, tokenizer, [ids], GenerationSettings(max_new_tokens=3), progress=False)
         assert seen == [expected]
-    assert parse_lengths("2k,1k,full,1k") == [1024, 2048, None]
+    assert parse_lengths("2k,1k,full,1k") == (1024, 2048, None)
 
 
 def test_gap_sentence_example(tokenizer):
@@ -97,7 +98,7 @@ def test_gap_sentence_example(tokenizer):
 
 
 def _cli(argv):
-    from bench.rouge import main
+    from cli.rouge import main
     return main(argv)
 
 
@@ -163,11 +164,12 @@ def test_end_to_end_tiny_run_and_resume(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--eval-lens", "0k"], "bad length"),
+    (["--eval-lens", "0k"], "argument --eval-lens: a length must be a positive whole number"),
+    (["--eval-lens", "1"], "bad length 1: an input needs at least 2 tokens"),
     (["--train-len", "full"], "train-len"),
     (["--models", "gpt2"], "unknown model family"),
     (["--doc-column", "body"], "unknown column 'body'"),
-    (["--steps", "-3"], "positive integer"),
+    (["--steps", "-3"], "argument --steps: must be positive"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
     assert _cli(argv + ["--cache-dir", str(tmp_path), "--out", str(tmp_path)]) == 2

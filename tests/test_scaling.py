@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from bench import scaling
 from bench.cells import Cell
 from bench.runner import Settings, run_sweep
+from cli import scaling
 from suites.scaling import doubling_lengths
 
 

@@ -5,7 +5,7 @@
 text is tokenized with a Unigram tokenizer trained on the text itself (``suites.rouge.tokenizer``,
 8,000 pieces, trained on an even sample of about 1 MB, cached by content hash), whose ids fit every
 preset's vocabulary; the ids are saved as a tensor file that cells load and repeat or cut to their
-input length (``ModelHandle.make_batch``).
+input length (``ModelHandle.make_batch``). ``python -m bench.scaling --text`` (``cli.scaling``) uses it.
 """
 
 from __future__ import annotations

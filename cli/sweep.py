@@ -1,0 +1,174 @@
+"""The command line of the sweep suites: ``python -m bench.memory`` / ``python -m bench.throughput``.
+
+Options override the suite's default sweep for the device (CUDA when available, else CPU). Results
+go to ``<out>/<run-id>/`` (default ``reports/out/<suite>-<device>/``); rerunning the same command
+resumes, skipping cells already recorded, unless ``--force``. Bad input ends with one ``error:``
+line and exit status 2. ``run_suite`` is the one orchestration: suite -> cells -> run_sweep -> report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.env import default_threads
+from bench.results import read_records
+from bench.runner import GiB, Settings, run_sweep
+from cli.args import (
+    Parser,
+    UsageError,
+    build_report,
+    check_choices,
+    device,
+    fail,
+    names,
+    non_negative_int,
+    parse_length,
+    parse_lengths,
+    positive,
+)
+from cli.table import summary_table
+from records import DTYPES, MODES
+from suites import Suite, Sweep, get_suite
+
+
+def build_parser(suite: str) -> Parser:
+    p = Parser(prog=f"python -m bench.{suite}",
+               description=f"Run the {suite} suite: one isolated process and one record per cell.")
+    add = p.add_argument
+    add("--models", type=names, help="comma list of families (default: all five)")
+    add("--sizes", type=names, help="comma list of presets: tiny, small, base")
+    add("--lengths", type=parse_lengths, help="comma list of input lengths, e.g. 1k,4k,16384,1m")
+    add("--modes", type=names, help=f"comma list of {', '.join(MODES)}")
+    add("--target-len", type=positive(int), help="label tokens of a training step")
+    add("--new-tokens", type=positive(int), help="tokens generated (greedy, exact)")
+    add("--batch", type=positive(int))
+    add("--dtype", choices=DTYPES, help="fp32, or bf16/fp16 autocast over fp32 weights")
+    add("--device", help="cpu or cuda[:N] (default: cuda when available)")
+    add("--threads", type=positive(int), help="CPU threads per cell (default: OMP_NUM_THREADS or all)")
+    add("--budget-gb", type=positive(float),
+        help="host-memory budget per cell in GiB (default: 0.8 x MemAvailable at start)")
+    add("--timeout", type=positive(float), help="seconds per cell, build included")
+    add("--repeats", type=positive(int), help="timed runs per cell")
+    add("--warmup", type=non_negative_int, help="untimed runs before them")
+    add("--min-time", type=positive(float), help="keep repeating until the timed runs add up to this")
+    add("--flops", action=argparse.BooleanOptionalAction, default=None,
+        help="count FLOPs (fvcore + analytic) of train/encode cells up to --flops-max-len")
+    add("--flops-max-len", type=parse_length, help="longest input whose FLOPs are counted")
+    add("--run-id", help="run directory name (default: <suite>-<device>)")
+    add("--out", default="reports/out", type=Path, help="parent directory of run directories")
+    add("--force", action="store_true", help="rerun cells already recorded")
+    add("--no-skip-longer", action="store_true",
+        help="also run lengths beyond one where the model already failed (oom/timeout/unsupported)")
+    add("--no-report", action="store_true", help="do not build the HTML report at the end")
+    add("--no-progress", action="store_true", help="no progress bar")
+    add("--dry-run", action="store_true", help="print the cells and exit")
+    return p
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked command line: what to run, where, and how."""
+    args: argparse.Namespace
+    suite: Suite
+    sweep: Sweep
+    device: str
+    settings: Settings
+    run_dir: Path
+
+
+def plan(suite_name: str, argv: list[str] | None) -> Plan:
+    """Parse and check the command line of a suite."""
+    return plan_args(suite_name, build_parser(suite_name).parse_args(argv))
+
+
+def plan_args(suite_name: str, args: argparse.Namespace) -> Plan:
+    """Check parsed options against the suite, the models and the machine."""
+    from models import FAMILIES, SIZES
+
+    try:
+        suite = get_suite(suite_name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    check_choices("model", args.models, list(FAMILIES))
+    check_choices("size", args.sizes, SIZES)
+    check_choices("mode", args.modes, MODES)
+    on = device(args.device)
+    sweep = suite.sweep(on).with_options(
+        models=args.models, sizes=args.sizes, lengths=args.lengths, modes=args.modes,
+        target_len=args.target_len, new_tokens=args.new_tokens, batch=args.batch, dtype=args.dtype,
+        warmup=args.warmup, repeats=args.repeats, min_time_s=args.min_time, timeout_s=args.timeout,
+        flops=args.flops, flops_max_len=args.flops_max_len)
+    settings = Settings(warmup=sweep.warmup, warmup_max_len=sweep.warmup_max_len, repeats=sweep.repeats,
+                        min_time_s=sweep.min_time_s, timeout_s=sweep.timeout_s, flops=sweep.flops,
+                        flops_max_len=sweep.flops_max_len,
+                        budget_bytes=int(args.budget_gb * GiB) if args.budget_gb else None)
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"output directory {str(args.out)!r} is a file")
+    run_id = args.run_id or f"{suite.name}-{on.split(':')[0]}"
+    if not re.fullmatch(r"[\w.+-]+", run_id):
+        raise UsageError(f"run id {run_id!r} may hold only letters, digits and . _ + -")
+    run_dir = args.out / run_id
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"run directory {str(run_dir)!r} is a file")
+    return Plan(args, suite, sweep, on, settings, run_dir)
+
+
+def main(suite_name: str, argv: list[str] | None = None) -> int:
+    try:
+        planned = plan(suite_name, argv)
+    except UsageError as exc:
+        return fail(exc)
+    return 0 if execute(planned, argv) is not None else 2
+
+
+def _dry_run(cells: list, dropped: list, run_dir: Path) -> None:
+    recorded = {r["cell_id"] for r in read_records(run_dir)} if run_dir.is_dir() else set()
+    for cell in cells:
+        print(f"{cell.cell_id}  {cell.label}{'  (recorded)' if cell.cell_id in recorded else ''}")
+    for cell, drop in dropped:
+        print(f"{'-' * 12}  {cell.label}  (left out: {drop.reason})")
+    print(f"{len(cells)} cells -> {run_dir}")
+
+
+def execute(planned: Plan, argv: list[str] | None) -> list[dict] | None:
+    """Run the planned sweep (or print it with ``--dry-run``); returns the sweep's records ([] for a
+    dry run), None when there is nothing to run."""
+    args = planned.args
+    threads = args.threads or default_threads()
+    cells = planned.sweep.cells(planned.device, threads)
+    dropped = [(cell, planned.sweep.dropped(cell))
+               for cell in planned.sweep.with_options(drop=()).cells(planned.device, threads)
+               if planned.sweep.dropped(cell)]
+    if args.dry_run:
+        _dry_run(cells, dropped, planned.run_dir)
+        return []
+    if not cells:
+        fail("the sweep has no cells")
+        return None
+    for cell, drop in dropped:
+        print(f"left out: {cell.label} ({drop.reason})", file=sys.stderr)
+    print(f"{planned.suite.name}: {len(cells)} cells on {planned.device} ({threads} threads) -> "
+          f"{planned.run_dir}", file=sys.stderr)
+    run_info = {"argv": list(sys.argv[1:] if argv is None else argv),
+                "sweep": {k: v for k, v in asdict(planned.sweep).items() if k != "drop"},
+                "left_out": [f"{cell.label}: {drop.reason}" for cell, drop in dropped],
+                "device": planned.device, "threads": threads}
+    return run_suite(planned, cells, run_info)
+
+
+def run_suite(planned: Plan, cells: list, run_info: dict) -> list[dict]:
+    """The orchestration: the suite's cells -> ``bench.runner.run_sweep`` (records in the run
+    directory) -> the summary table -> the report."""
+    args = planned.args
+    records = run_sweep(cells, planned.run_dir, suite=planned.suite.name, settings=planned.settings,
+                        force=args.force, skip_longer=not args.no_skip_longer, progress=not args.no_progress,
+                        run_info=run_info)
+    print(summary_table(records, value="throughput" if planned.suite.name == "throughput" else "memory"))
+    print(f"results: {planned.run_dir / 'results.jsonl'} and {planned.run_dir / 'results.csv'}")
+    if not args.no_report:
+        build_report(planned.run_dir)
+    return records
