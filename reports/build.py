@@ -40,7 +40,8 @@ class Section:
     blocks: list = field(default_factory=list)  # Tables and plots.Figures, in order
 
 
-def cell(value, cls: str = "", note: str = "") -> dict:
+def html_cell(value, cls: str = "", note: str = "") -> dict:
+    """A table cell with a CSS class and a note shown beneath it (the template's dict form)."""
     return {"text": value, "cls": cls, "note": note}
 
 
@@ -57,13 +58,13 @@ def _claims_section(claims: pd.DataFrame) -> Section:
         headline = claim.scope == "all"
         rows.append(
             [
-                cell(claim.claim if headline else "", note=claim.rule if headline else ""),
+                html_cell(claim.claim if headline else "", note=claim.rule if headline else ""),
                 "" if headline else claim.scope,
                 claim.paper_value,
                 claim.best_measured,
                 claim.typical_measured,
                 claim.conditions,
-                cell(claim.verdict, "verdict " + VERDICT_CLASSES[claim.verdict]),
+                html_cell(claim.verdict, "verdict " + VERDICT_CLASSES[claim.verdict]),
             ]
         )
     table = Table(
@@ -133,8 +134,8 @@ def _conditions_section(runs: list[Run]) -> Section:
         ["finished", *(run.meta.get("finished_at") or text.DASH for run in runs)],
         ["invocations", *(str(1 + len(run.meta.get("earlier_invocations") or [])) for run in runs)],
         ["cells ok / all", *(cells_done(run) for run in runs)],
-        ["arguments", *(cell(_command(run.meta) or text.DASH, "small") for run in runs)],
-        ["directory", *(cell(str(run.path), "small") for run in runs)],
+        ["arguments", *(html_cell(_command(run.meta) or text.DASH, "small") for run in runs)],
+        ["directory", *(html_cell(str(run.path), "small") for run in runs)],
     ]
     table = Table(
         "Runs",
@@ -174,9 +175,9 @@ def _value_table(title: str, records: pd.DataFrame, column: str, fmt, note) -> T
     keyed = {}
     for record in records.itertuples(index=False):
         value = (
-            cell(fmt(getattr(record, column)), note=note(record))
+            html_cell(fmt(getattr(record, column)), note=note(record))
             if record.status == "ok"
-            else cell(record.status, "fail", record.message)
+            else html_cell(record.status, "fail", record.message)
         )
         keyed.setdefault((record.mode, record.input_len), {})[record.model] = value
     order = {mode: index for index, mode in enumerate(MODES)}
@@ -216,13 +217,13 @@ def _savings_section(comparisons: pd.DataFrame) -> Section:
             if pair.locost_status == "ok":
                 row["locost"] = f"{text.number(pair.locost_mib)} MiB"
             else:
-                row["locost"] = cell(pair.locost_status, "fail")
+                row["locost"] = html_cell(pair.locost_status, "fail")
             if pair.note:
                 won = pair.locost_status == "ok" and pair.baseline_status not in ("ok", "skipped")
                 skipped = "skipped" in (pair.locost_status, pair.baseline_status)
-                row[pair.baseline_model] = cell(pair.note, "good" if won else "" if skipped else "fail")
+                row[pair.baseline_model] = html_cell(pair.note, "good" if won else "" if skipped else "fail")
             else:
-                row[pair.baseline_model] = cell(
+                row[pair.baseline_model] = html_cell(
                     text.saving(pair.saving_pct),
                     "good" if pair.saving_pct > 0 else "bad",
                     f"{pair.ratio:.2f}× of {text.number(pair.baseline_mib)} MiB",
@@ -257,75 +258,77 @@ def _savings_section(comparisons: pd.DataFrame) -> Section:
 def _scaling_section(records: pd.DataFrame, fits: pd.DataFrame) -> Section:
     blocks = list(plots.scaling_figures(records, fits))
     if not fits.empty:
-        rows = [
-            [
-                f.model,
-                f.mode,
-                f.quantity,
-                text.exponent(f.slope, f.ci_low, f.ci_high),
-                f.n,
-                f"{text.length(f.min_len)}–{text.length(f.max_len)}",
-                text.condition_label(f._asdict()),
-                text.integer(f.threads),
-            ]
-            for f in fits.itertuples(index=False)
-        ]
-        blocks.append(
-            Table(
-                "Fitted exponents",
-                "value ∝ length^k by least squares on log-log over the ok "
-                "lengths; 95% CI of k from the t distribution (needs ≥ 3 lengths). L log L over "
-                "1K–600K fits k slightly above 1; quadratic ≈ 2. Conditions: " + text.conditions(records),
-                [
-                    "model",
-                    "mode",
-                    "quantity",
-                    "exponent k [95% CI]",
-                    "lengths",
-                    "range",
-                    "conditions",
-                    "threads",
-                ],
-                rows,
-            )
-        )
-    reached = reach(records)
-    rows = [
-        [
-            r.model,
-            r.mode,
-            cell("none", "fail") if text.is_missing(r.longest_ok) else text.length(r.longest_ok),
-            "none up to the longest tried"
-            if text.is_missing(r.first_failure_len)
-            else text.length(r.first_failure_len),
-            cell(r.first_failure_status, "fail", r.first_failure_message) if r.first_failure_status else "",
-            text.condition_label(r._asdict()),
-            text.integer(r.threads),
-        ]
-        for r in reached.itertuples(index=False)
-    ]
-    blocks.append(
-        Table(
-            "Longest length reached",
-            "Per model and mode: the longest input run ok and the first "
-            "length that was not. Conditions: " + text.conditions(records),
-            ["model", "mode", "longest ok", "first failure at", "status / message", "conditions", "threads"],
-            rows,
-        )
-    )
+        blocks.append(_fits_table(records, fits))
+    blocks.append(_reach_table(records))
     return Section(
         "scaling", "Scaling", "Memory and time against input length, with fitted power laws.", blocks
     )
 
 
+def _fits_table(records: pd.DataFrame, fits: pd.DataFrame) -> Table:
+    rows = [
+        [
+            f.model,
+            f.mode,
+            f.quantity,
+            text.exponent(f.slope, f.ci_low, f.ci_high),
+            f.n,
+            f"{text.length(f.min_len)}–{text.length(f.max_len)}",
+            text.condition_label(f._asdict()),
+            text.integer(f.threads),
+        ]
+        for f in fits.itertuples(index=False)
+    ]
+    return Table(
+        "Fitted exponents",
+        "value ∝ length^k by least squares on log-log over the ok "
+        "lengths; 95% CI of k from the t distribution (needs ≥ 3 lengths). L log L over "
+        "1K–600K fits k slightly above 1; quadratic ≈ 2. Conditions: " + text.conditions(records),
+        ["model", "mode", "quantity", "exponent k [95% CI]", "lengths", "range", "conditions", "threads"],
+        rows,
+    )
+
+
+def _reach_table(records: pd.DataFrame) -> Table:
+    rows = [
+        [
+            r.model,
+            r.mode,
+            html_cell("none", "fail") if text.is_missing(r.longest_ok) else text.length(r.longest_ok),
+            "none up to the longest tried"
+            if text.is_missing(r.first_failure_len)
+            else text.length(r.first_failure_len),
+            (html_cell(r.first_failure_status, "fail", r.first_failure_message)
+             if r.first_failure_status else ""),
+            text.condition_label(r._asdict()),
+            text.integer(r.threads),
+        ]
+        for r in reach(records).itertuples(index=False)
+    ]
+    return Table(
+        "Longest length reached",
+        "Per model and mode: the longest input run ok and the first "
+        "length that was not. Conditions: " + text.conditions(records),
+        ["model", "mode", "longest ok", "first failure at", "status / message", "conditions", "threads"],
+        rows,
+    )
+
+
 def _rouge_section(rouge: pd.DataFrame) -> Section:
-    blocks = list(plots.rouge_figures(rouge))
+    blocks = [*plots.rouge_figures(rouge), _rouge_scores_table(rouge)]
+    relative = rouge_relative(rouge)
+    if not relative.empty:
+        blocks.append(_rouge_relative_table(relative))
+    return Section("rouge", "Summary quality (ROUGE)", blocks=blocks)
+
+
+def _rouge_scores_table(rouge: pd.DataFrame) -> Table:
     metrics = [m for m in ROUGE_METRICS if rouge[m].notna().any()]
 
     def score(row, metric):
         if pd.isna(row[metric]):
             return text.DASH
-        return cell(
+        return html_cell(
             f"{100 * row[metric]:.2f}",
             note=f"[{100 * row[metric + '_lo']:.2f}, {100 * row[metric + '_hi']:.2f}]"
             if pd.notna(row[metric + "_lo"]) and pd.notna(row[metric + "_hi"])
@@ -346,45 +349,41 @@ def _rouge_section(rouge: pd.DataFrame) -> Section:
         ]
         for _, r in ordered.iterrows()
     ]
-    blocks.append(
-        Table(
-            "ROUGE F1 (×100, 95% bootstrap CI beneath)",
-            "Conditions: " + text.rouge_conditions(rouge),
-            ["system", "kind", "input length", *metrics, "params", "train steps", "dataset", "documents"],
-            rows,
-        )
+    return Table(
+        "ROUGE F1 (×100, 95% bootstrap CI beneath)",
+        "Conditions: " + text.rouge_conditions(rouge),
+        ["system", "kind", "input length", *metrics, "params", "train steps", "dataset", "documents"],
+        rows,
     )
-    relative = rouge_relative(rouge)
-    if not relative.empty:
-        wide = relative.pivot_table(
-            index=["dataset", "input_len", "n_docs", "train_steps", "locost_system", "baseline_system"],
-            columns="metric",
-            values="relative_pct",
-            dropna=False,
-        ).reset_index()
-        rel_metrics = [m for m in ROUGE_METRICS if m in wide.columns]
-        rows = [
-            [
-                r["locost_system"],
-                r["baseline_system"],
-                text.length(r["input_len"]),
-                *(text.percent(r[m]) for m in rel_metrics),
-                r["dataset"],
-                text.integer(r["n_docs"]),
-                text.integer(r["train_steps"]),
-            ]
-            for _, r in wide.iterrows()
+
+
+def _rouge_relative_table(relative: pd.DataFrame) -> Table:
+    wide = relative.pivot_table(
+        index=["dataset", "input_len", "n_docs", "train_steps", "locost_system", "baseline_system"],
+        columns="metric",
+        values="relative_pct",
+        dropna=False,
+    ).reset_index()
+    rel_metrics = [m for m in ROUGE_METRICS if m in wide.columns]
+    rows = [
+        [
+            r["locost_system"],
+            r["baseline_system"],
+            text.length(r["input_len"]),
+            *(text.percent(r[m]) for m in rel_metrics),
+            r["dataset"],
+            text.integer(r["n_docs"]),
+            text.integer(r["train_steps"]),
         ]
-        blocks.append(
-            Table(
-                "Relative quality: LOCOST's ROUGE as % of each baseline's",
-                'The paper\'s "93–96%" measure. Pairs share dataset, input length, documents, '
-                "training steps and model size.",
-                ["LOCOST", "baseline", "input length", *rel_metrics, "dataset", "documents", "train steps"],
-                rows,
-            )
-        )
-    return Section("rouge", "Summary quality (ROUGE)", blocks=blocks)
+        for _, r in wide.iterrows()
+    ]
+    return Table(
+        "Relative quality: LOCOST's ROUGE as % of each baseline's",
+        'The paper\'s "93–96%" measure. Pairs share dataset, input length, documents, '
+        "training steps and model size.",
+        ["LOCOST", "baseline", "input length", *rel_metrics, "dataset", "documents", "train steps"],
+        rows,
+    )
 
 
 def _failures_section(records: pd.DataFrame) -> Section:
@@ -395,7 +394,7 @@ def _failures_section(records: pd.DataFrame) -> Section:
             r["model"],
             r["mode"],
             text.length(r["input_len"]),
-            cell(r["status"], "fail"),
+            html_cell(r["status"], "fail"),
             r["message"],
             text.condition_label(r),
         ]
@@ -433,87 +432,110 @@ def build(run_dirs: list[Path | str], out_dir: Path | str | None = None) -> Path
     runs = [load_run(p) for p in run_dirs]
     out = Path(out_dir) if out_dir is not None else _default_out(run_dirs)
     out.mkdir(parents=True, exist_ok=True)
+    records, rouge = _combined(runs)
+    claims = claims_module.evaluate(records, rouge)
+    _write_csv(claims, out / "claims.csv")
+    sections = [_claims_section(claims), _conditions_section(runs)]
+    if not records.empty:
+        sections.append(_models_section(records))
+    sections += _measured_sections(records, out)
+    if rouge is not None:
+        sections.append(_rouge_sections(rouge, out))
+    if not records.empty and not records["status"].eq("ok").all():
+        sections.append(_failures_section(records))
+    _write_figures(sections, out)
+    return _render(sections, runs, claims, out)
 
+
+def _combined(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(every run's cell records in one frame, every run's ROUGE rows or None)."""
     frames = [run.records for run in runs if not run.records.empty]
     records = pd.concat(frames, ignore_index=True) if frames else records_frame([])
     rouge_frames = [run.rouge for run in runs if run.rouge is not None]
-    rouge = pd.concat(rouge_frames, ignore_index=True) if rouge_frames else None
-    by_section = {name: records[records["suite"].map(section_of).eq(name)] for name in SUITES}
+    return records, (pd.concat(rouge_frames, ignore_index=True) if rouge_frames else None)
 
-    sections: list[Section] = []
-    claims = claims_module.evaluate(records, rouge)
-    _write_csv(claims, out / "claims.csv")
-    sections.append(_claims_section(claims))
-    sections.append(_conditions_section(runs))
-    if not records.empty:
-        sections.append(_models_section(records))
+
+def _memory_section(records: pd.DataFrame) -> Section:
+    return _length_section(
+        "memory",
+        "Peak memory vs input length",
+        records,
+        "mem_peak_above_base_mib",
+        "peak memory above weights (MiB)",
+        text.number,
+        lambda r: f"total peak {text.number(r.mem_peak_mib)} MiB",
+        "Peak memory above the weights (CPU: peak RSS minus RSS after the model was built; CUDA: "
+        "max_memory_allocated minus memory before the step), log-log. Markers in the top strip: "
+        "cells "
+        "that did not run ok, at their length.",
+    )
+
+
+def _step_note(r) -> str:
+    note = f"{r.time_median_s:.3g} s per step"
+    if r.mode == "generate":
+        note += f", {text.number(r.generated_tokens_per_s, 1)} generated tokens / s"
+    return note
+
+
+def _throughput_section(records: pd.DataFrame) -> Section:
+    return _length_section(
+        "throughput",
+        "Throughput vs input length",
+        records,
+        "tokens_per_s",
+        "input tokens / s",
+        text.number,
+        _step_note,
+        "Input tokens per second (batch × input length / median step time), log-log.",
+    )
+
+
+def _measured_sections(records: pd.DataFrame, out: Path) -> list[Section]:
+    """Memory, savings, throughput and scaling, each with its CSV, in that order, where measured."""
+    by_section = {name: records[records["suite"].map(section_of).eq(name)] for name in SUITES}
+    sections = []
     if not by_section["memory"].empty:
         _write_csv(by_section["memory"], out / "memory.csv")
-        sections.append(
-            _length_section(
-                "memory",
-                "Peak memory vs input length",
-                by_section["memory"],
-                "mem_peak_above_base_mib",
-                "peak memory above weights (MiB)",
-                text.number,
-                lambda r: f"total peak {text.number(r.mem_peak_mib)} MiB",
-                "Peak memory above the weights (CPU: peak RSS minus RSS after the model was built; CUDA: "
-                "max_memory_allocated minus memory before the step), log-log. Markers in the top strip: "
-                "cells "
-                "that did not run ok, at their length.",
-            )
-        )
+        sections.append(_memory_section(by_section["memory"]))
     comparisons = memory_comparisons(records)
     if not comparisons.empty:
         _write_csv(comparisons, out / "savings.csv")
         sections.append(_savings_section(comparisons))
     if not by_section["throughput"].empty:
         _write_csv(by_section["throughput"], out / "throughput.csv")
-        sections.append(
-            _length_section(
-                "throughput",
-                "Throughput vs input length",
-                by_section["throughput"],
-                "tokens_per_s",
-                "input tokens / s",
-                text.number,
-                lambda r: (
-                    f"{r.time_median_s:.3g} s per step"
-                    + (
-                        f", {text.number(r.generated_tokens_per_s, 1)} generated tokens / s"
-                        if r.mode == "generate"
-                        else ""
-                    )
-                ),
-                "Input tokens per second (batch × input length / median step time), log-log.",
-            )
-        )
+        sections.append(_throughput_section(by_section["throughput"]))
     if not by_section["scaling"].empty:
         _write_csv(by_section["scaling"], out / "scaling.csv")
         fits = scaling_fits(by_section["scaling"])
         if not fits.empty:
             _write_csv(fits, out / "scaling_fits.csv")
         sections.append(_scaling_section(by_section["scaling"], fits))
-    if rouge is not None:
-        _write_csv(rouge, out / "rouge.csv")
-        relative = rouge_relative(rouge)
-        if not relative.empty:
-            _write_csv(relative, out / "rouge_relative.csv")
-        sections.append(_rouge_section(rouge))
-    if not records.empty and not records["status"].eq("ok").all():
-        sections.append(_failures_section(records))
+    return sections
 
+
+def _rouge_sections(rouge: pd.DataFrame, out: Path) -> Section:
+    _write_csv(rouge, out / "rouge.csv")
+    relative = rouge_relative(rouge)
+    if not relative.empty:
+        _write_csv(relative, out / "rouge_relative.csv")
+    return _rouge_section(rouge)
+
+
+def _write_figures(sections: list[Section], out: Path) -> None:
+    """One PNG per figure beside the report; two figures whose names slug alike keep both files."""
     written: set[str] = set()
     for section in sections:
         for block in section.blocks:
             if isinstance(block, plots.Figure):
                 stem, number = block.name, 2
-                while block.name in written:  # two condition sets that slug alike keep both files
+                while block.name in written:
                     block.name, number = f"{stem}-{number}", number + 1
                 written.add(block.name)
                 (out / f"{block.name}.png").write_bytes(block.png)
 
+
+def _render(sections: list[Section], runs: list[Run], claims: pd.DataFrame, out: Path) -> Path:
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("reports", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
     )

@@ -148,19 +148,7 @@ def _draw_panel(ax, frame: pd.DataFrame, column: str, fits: pd.DataFrame | None 
                 label=label,
             )
         if series in fits_by_series:
-            fit = fits_by_series[series]
-            ends = [fit.min_len, fit.max_len]
-            fitted = [math.exp(fit.intercept) * length**fit.slope for length in ends]
-            ax.plot(ends, fitted, color=color, linestyle=(0, (2, 2)), linewidth=1, alpha=0.7)
-            ax.annotate(
-                f"k={fit.slope:.2f}",
-                (ends[1], fitted[1]),
-                xytext=(5, -4),
-                fontsize=8,
-                textcoords="offset points",
-                color=color,
-                ha="left",
-            )
+            _draw_fit(ax, fits_by_series[series], color)
         failed = rows[~rows["status"].eq("ok")]
         if not failed.empty:
             y = high * strip ** (0.22 + 0.15 * (failure_row % 6))
@@ -180,6 +168,22 @@ def _draw_panel(ax, frame: pd.DataFrame, column: str, fits: pd.DataFrame | None 
                 )
     _length_axis(ax)
     _log_values_axis(ax)
+
+
+def _draw_fit(ax, fit, color: str) -> None:
+    """A fitted power law, dashed over its range of lengths, with its exponent k at the end."""
+    ends = [fit.min_len, fit.max_len]
+    fitted = [math.exp(fit.intercept) * length**fit.slope for length in ends]
+    ax.plot(ends, fitted, color=color, linestyle=(0, (2, 2)), linewidth=1, alpha=0.7)
+    ax.annotate(
+        f"k={fit.slope:.2f}",
+        (ends[1], fitted[1]),
+        xytext=(5, -4),
+        fontsize=8,
+        textcoords="offset points",
+        color=color,
+        ha="left",
+    )
 
 
 def _legend(fig, axes, records: pd.DataFrame | None = None, title: str = "model") -> None:
@@ -288,6 +292,40 @@ def scaling_figures(records: pd.DataFrame, fits: pd.DataFrame) -> list[Figure]:
     return figures
 
 
+def _draw_rouge_system(ax, system: str, series: pd.DataFrame, metric: str) -> None:
+    """One system's ROUGE: a line with CI bars over the lengths, a band for the full document."""
+    family, size = series["family"].iloc[0], series["size"].iloc[0]
+    color = color_of(system if text.is_missing(family) else family)
+    measured = series[series["input_len"].notna() & series[metric].notna()]
+    if not measured.empty:
+        y = 100 * measured[metric]
+        error = [
+            y - 100 * measured[f"{metric}_lo"].fillna(measured[metric]),
+            100 * measured[f"{metric}_hi"].fillna(measured[metric]) - y,
+        ]
+        ax.errorbar(
+            measured["input_len"].astype(float),
+            y,
+            yerr=error,
+            color=color,
+            linestyle=style_of(size),
+            marker="o",
+            markersize=4,
+            capsize=3,
+            label=system,
+        )
+    for _, whole in series[series["input_len"].isna() & series[metric].notna()].iterrows():
+        ax.axhline(
+            100 * whole[metric],
+            color=color,
+            linewidth=1.2,
+            linestyle=FULL_DOCUMENT_STYLES[sum(map(ord, system)) % len(FULL_DOCUMENT_STYLES)],
+            label=f"{system} (full document)",
+        )
+        if pd.notna(whole[f"{metric}_lo"]) and pd.notna(whole[f"{metric}_hi"]):
+            ax.axhspan(100 * whole[f"{metric}_lo"], 100 * whole[f"{metric}_hi"], color=color, alpha=0.1)
+
+
 def rouge_figures(rouge: pd.DataFrame) -> list[Figure]:
     """ROUGE F1 (×100) against input length with 95% CIs; full-document systems as horizontal bands."""
     figures = []
@@ -303,39 +341,7 @@ def rouge_figures(rouge: pd.DataFrame) -> list[Figure]:
         lengths = rows["input_len"].dropna().astype(float)
         for ax, metric in zip(axes, metrics, strict=True):
             for system, series in rows.groupby("system", sort=True):
-                series = series.sort_values("input_len")
-                family, size = series["family"].iloc[0], series["size"].iloc[0]
-                color = color_of(system if text.is_missing(family) else family)
-                measured = series[series["input_len"].notna() & series[metric].notna()]
-                if not measured.empty:
-                    y = 100 * measured[metric]
-                    error = [
-                        y - 100 * measured[f"{metric}_lo"].fillna(measured[metric]),
-                        100 * measured[f"{metric}_hi"].fillna(measured[metric]) - y,
-                    ]
-                    ax.errorbar(
-                        measured["input_len"].astype(float),
-                        y,
-                        yerr=error,
-                        color=color,
-                        linestyle=style_of(size),
-                        marker="o",
-                        markersize=4,
-                        capsize=3,
-                        label=system,
-                    )
-                for _, whole in series[series["input_len"].isna() & series[metric].notna()].iterrows():
-                    ax.axhline(
-                        100 * whole[metric],
-                        color=color,
-                        linewidth=1.2,
-                        linestyle=FULL_DOCUMENT_STYLES[sum(map(ord, system)) % len(FULL_DOCUMENT_STYLES)],
-                        label=f"{system} (full document)",
-                    )
-                    if pd.notna(whole[f"{metric}_lo"]) and pd.notna(whole[f"{metric}_hi"]):
-                        ax.axhspan(
-                            100 * whole[f"{metric}_lo"], 100 * whole[f"{metric}_hi"], color=color, alpha=0.1
-                        )
+                _draw_rouge_system(ax, system, series.sort_values("input_len"), metric)
             if not lengths.empty:
                 _length_axis(ax)
             ax.set_title(metric)
