@@ -1,8 +1,8 @@
-"""Measurement engine: cells, trackers, an isolated runner, and the suites' command lines.
+"""Measurement engine: cells, an isolated runner and worker, workloads, trackers, results, env, flops.
 
-``python -m bench.memory`` and ``python -m bench.throughput`` run the suites in ``suites``; each cell
-is measured in its own process (``bench.worker``) and ends as one record in
-``reports/out/<run-id>/results.jsonl``.
+Each cell is measured in its own process (``bench.worker``, spoken to through ``bench.protocol``) and
+ends as one ``records.Record`` in ``<run-dir>/results.jsonl``. The engine imports ``records`` and
+``models`` only; the programs (``python -m bench.memory`` etc., thin shims here) live in ``cli``.
 """
 
 from bench.cells import DTYPES, MODES, STATUSES, Cell

@@ -36,23 +36,23 @@ class Drop:
 class Sweep:
     """A suite's default measurement on one device kind: the cells are the product models x sizes x
     modes x lengths (minus ``drop``); lengths are input tokens, times are seconds."""
-    models: tuple[str, ...] = FAMILY_NAMES
-    sizes: tuple[str, ...] = ("small",)
-    modes: tuple[str, ...] = ("train", "generate")
-    lengths: tuple[int, ...] = (1 * K, 2 * K, 4 * K, 8 * K, 16 * K)
-    target_len: int = 128
-    new_tokens: int = 16
-    batch: int = 1
-    dtype: str = "fp32"
+    models: tuple[str, ...] = FAMILY_NAMES  #: families (models.FAMILIES)
+    sizes: tuple[str, ...] = ("small",)  #: presets: tiny, small, base
+    modes: tuple[str, ...] = ("train", "generate")  #: of train, encode, generate
+    lengths: tuple[int, ...] = (1 * K, 2 * K, 4 * K, 8 * K, 16 * K)  #: input tokens per sequence
+    target_len: int = 128  #: label tokens of a train step
+    new_tokens: int = 16  #: tokens a generate step produces (greedy, exact)
+    batch: int = 1  #: sequences per step
+    dtype: str = "fp32"  #: fp32, or bf16/fp16 autocast over fp32 weights
     #: token-id tensor file of a real text (see ``suites.texts``); None: random ids
     inputs: str | None = None
     # how each cell is measured
     warmup: int = 1
     #: warm-up runs only for inputs up to this length (None: always)
     warmup_max_len: int | None = None
-    repeats: int = 1
-    min_time_s: float = 0.0
-    timeout_s: float = 300.0
+    repeats: int = 1  #: timed steps per cell
+    min_time_s: float = 0.0  #: keep repeating until the timed steps add up to this many seconds
+    timeout_s: float = 300.0  #: seconds per cell, process start and build included
     #: count FLOPs (fvcore + analytic) of train/encode cells up to this input length
     flops: bool = False
     flops_max_len: int = 2048
