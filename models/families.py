@@ -172,11 +172,20 @@ def _locost_presets() -> dict[str, dict]:
             for size in SIZES}
 
 
+def _locost_s4_presets() -> dict[str, dict]:
+    """LOCOST's presets with the S4 kernel at S4's (and SPADE's) d_state 64 (16 for tiny): computing
+    C~ = C (I - A_bar^L) costs O(N^3 log L) per channel, ~6 s per layer at N = 256 and 4K tokens."""
+    return {size: dict(preset, ssm_kernel="s4", d_state=min(preset["d_state"], 64))
+            for size, preset in _locost_presets().items()}
+
+
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in [
         Family("locost", "LOCOST: gated bidirectional S4D encoder + T5 decoder (arXiv 2401.17919)",
                _locost_config, _locost_model, _locost_presets, analytic_flop_hooks=_locost_flop_hooks),
+        Family("locost-s4", "LOCOST with the S4 kernel (NPLR HiPPO-LegS, bilinear, Cauchy; arXiv 2111.00396)",
+               _locost_config, _locost_model, _locost_s4_presets, analytic_flop_hooks=_locost_flop_hooks),
         Family("longt5-tglobal", "LongT5 with transient-global encoder attention",
                _longt5("transient-global"), _longt5_model, _longt5_presets),
         Family("longt5-local", "LongT5 with local encoder attention",
@@ -198,6 +207,8 @@ MODEL_TYPES = {"locost": "locost", "led": "led", "pegasus_x": "pegasus-x"}
 
 def family_of_config(config: PretrainedConfig) -> str:
     """Family name of a loaded config (LongT5 splits by its encoder attention type)."""
+    if config.model_type == "locost" and getattr(config, "ssm_kernel", "s4d") == "s4":
+        return "locost-s4"
     if config.model_type == "longt5":
         return "longt5-tglobal" if config.encoder_attention_type == "transient-global" else "longt5-local"
     return MODEL_TYPES.get(config.model_type, config.model_type)

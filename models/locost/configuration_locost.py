@@ -23,6 +23,8 @@ class LocostConfig(PretrainedConfig):
     dimensions, i.e. `d_state // 2` complex modes per channel) and a gated-GELU FFN (`d_ff`).
     Decoder: `num_decoder_layers` T5 blocks (`num_heads` heads of size `d_kv`, relative position bias).
     `gating=False` drops the multiplicative gate; `bidirectional=False` keeps only the causal kernel.
+    `ssm_kernel`: "s4d" (diagonal, zero-order hold, as released) or "s4" (S4's normal-plus-low-rank
+    HiPPO-LegS state matrix with bilinear discretisation and the Cauchy kernel, `models/ssm/s4.py`).
     `ssm_chunk_channels`: channels per chunk of the SSM under `torch.no_grad()` (None = automatic,
     bounding the transient FFT buffers to ~256 MB).
     `num_hidden_layers` reads `num_decoder_layers`: the decoder is the only stack with a KV cache.
@@ -55,6 +57,7 @@ class LocostConfig(PretrainedConfig):
     dt_min: float = 1e-3
     dt_max: float = 1e-1
     ssm_chunk_channels: int | None = None
+    ssm_kernel: str = "s4d"
     is_encoder_decoder: bool = True
     use_cache: bool = True
     pad_token_id: int | None = 0
@@ -67,4 +70,6 @@ class LocostConfig(PretrainedConfig):
             self.num_decoder_layers = self.num_layers
         if self.d_state % 2:
             raise ValueError(f"d_state must be even (N/2 complex modes), got {self.d_state}")
+        if self.ssm_kernel not in ("s4d", "s4"):
+            raise ValueError(f"ssm_kernel must be 's4d' or 's4', got {self.ssm_kernel!r}")
         super().__post_init__(**kwargs)

@@ -31,6 +31,7 @@ from transformers.models.t5.modeling_t5 import T5Attention
 
 from ..compat import cache_field, output_cache, pick_cache
 from ..precision import KeepsFloat32
+from ..ssm.s4 import S4Kernel
 from .configuration_locost import LocostConfig
 from .ssm import compute_dtype, fast_fft_size, fft_conv, no_autocast, s4d_discretize, ssm_kernel
 
@@ -106,7 +107,8 @@ class LocostSSM(KeepsFloat32, nn.Module):
         self.output_linear = nn.Linear(H, H)
         self.D = nn.Parameter(torch.empty(H))
         self.D._no_weight_decay = True
-        self.kernel = LocostS4DKernel(config)
+        self.kernel = LocostS4DKernel(config) if config.ssm_kernel == "s4d" else S4Kernel(
+            H, config.d_state, 2 if config.bidirectional else 1, config.dt_min, config.dt_max)
         self.chunk_channels = config.ssm_chunk_channels
 
     def float32_parameter_names(self) -> list[str]:
@@ -471,7 +473,7 @@ class LocostPreTrainedModel(PreTrainedModel):
                     init.normal_(linear.weight, mean=0.0, std=factor * d_model**-0.5)
                     init.zeros_(linear.bias)
             init.normal_(module.D, mean=0.0, std=1.0)
-        elif isinstance(module, LocostS4DKernel):
+        elif isinstance(module, (LocostS4DKernel, S4Kernel)):
             module.reset_parameters()
 
     def no_weight_decay_parameter_names(self) -> list[str]:

@@ -1,0 +1,176 @@
+"""S4 kernel (Cauchy + Woodbury + C~ correction) against the dense float64 formula and the recurrence."""
+
+import math
+
+import pytest
+import torch
+
+import models.ssm.s4 as s4
+from models.locost import LocostConfig, LocostForConditionalGeneration
+from models.locost.modeling_locost import LocostSSM
+from models.locost.ssm import bidirectional_conv_ref, fft_conv
+from models.ssm.s4 import S4Kernel, hippo_legs_nplr, s4_C_tilde, s4_kernel, s4_kernel_ref, s4_parameters
+
+torch.set_num_threads(1)
+F64 = torch.float64
+LENGTHS = [1, 2, 7, 64, 127, 1000, 4097]
+
+
+def rel_err(a, b):
+    return ((a - b).norm() / b.norm().clamp_min(1e-300)).item()
+
+
+def random_system(H=3, N=8, c=2, seed=0, dt_range=(1e-2, 0.5)):
+    """HiPPO-LegS perturbed per channel (so channels differ and P, B are not the init's), complex128."""
+    g = torch.Generator().manual_seed(seed)
+
+    def noise(*shape, scale):
+        return scale * torch.randn(*shape, dtype=torch.complex128, generator=g)
+
+    Lambda, P, B = hippo_legs_nplr(N)
+    M = N // 2
+    log_dt = torch.empty(H, dtype=F64).uniform_(*map(math.log, dt_range), generator=g)
+    return (log_dt.exp(), Lambda + noise(H, M, scale=0.05), P + noise(H, M, scale=0.2),
+            B + noise(H, M, scale=0.2), noise(c, H, M, scale=1.0))
+
+
+def fast_kernel(dt, Lambda, P, B, C, L):
+    return s4_kernel(dt, Lambda, P, B, s4_C_tilde(dt, Lambda, P, C, L), L)
+
+
+def test_hippo_legs_nplr_is_the_legs_matrix():
+    """Eigenvalues of Lambda - P P^* are LegS's diagonal -1..-N, and the transfer function
+    B^T (sI - A)^-1 B of the LegS matrix is unchanged by the unitary change of basis."""
+    N = 8
+    Lambda, P, B = hippo_legs_nplr(N)
+    full = [torch.cat([x, x.conj()]) for x in (Lambda, P, B)]
+    A_nplr = torch.diag(full[0]) - torch.outer(full[1], full[1].conj())
+    eig = torch.linalg.eigvals(A_nplr).real.sort().values
+    assert torch.allclose(eig, -torch.arange(N, 0, -1, dtype=F64), atol=1e-8)
+    n = torch.arange(N, dtype=F64)
+    root = torch.sqrt(2 * n + 1).to(torch.complex128)
+    A_legs = -(torch.tril(root[:, None] * root[None, :], -1) + torch.diag(n + 1))
+    for s in (0.3, 1.7 + 2j):
+        legs = root @ torch.linalg.solve(s * torch.eye(N) - A_legs, root)
+        nplr = full[2].conj() @ torch.linalg.solve(s * torch.eye(N) - A_nplr, full[2])
+        assert abs(legs - nplr) < 1e-9 * abs(legs)
+
+
+@pytest.mark.parametrize("c", [1, 2])
+@pytest.mark.parametrize("L", LENGTHS)
+def test_kernel_matches_dense_reference(c, L):
+    """Float64: the two paths agree to ~1e-15 measured; 1e-10 leaves room for the log2(L) squarings."""
+    system = random_system(c=c)
+    fast, ref = fast_kernel(*system, L), s4_kernel_ref(*system, L)
+    assert fast.shape == (c, 3, L)
+    assert rel_err(fast, ref) < 1e-10
+
+
+def test_C_tilde_correction_matters():
+    """Without the (I - A_bar^L) factor the kernel is wrong where A_bar^L is not negligible (small dt)."""
+    dt, Lambda, P, B, C = random_system(dt_range=(1e-3, 1e-2))
+    L = 64
+    ref = s4_kernel_ref(dt, Lambda, P, B, C, L)
+    assert rel_err(s4_kernel(dt, Lambda, P, B, C, L), ref) > 1e-2
+    assert rel_err(s4_kernel(dt, Lambda, P, B, s4_C_tilde(dt, Lambda, P, C, L), L), ref) < 1e-10
+
+
+@pytest.mark.parametrize("L", LENGTHS)
+def test_causal_convolution_matches_the_recurrence(L):
+    """y = K * u (FFT path) equals x_l = A_bar x_{l-1} + B_bar u_l, y_l = Re C x_l run step by step."""
+    dt, Lambda, P, B, C = random_system(H=2, c=1, seed=L)
+    u = torch.randn(2, L, 2, dtype=F64, generator=torch.Generator().manual_seed(L))
+    full = [torch.cat([x, x.conj()], dim=-1) for x in (Lambda, P, B, C[0])]
+    A = torch.diag_embed(full[0]) - full[1][:, :, None] * full[1].conj()[:, None, :]
+    inv = torch.linalg.inv(torch.eye(8) - dt[:, None, None] / 2 * A)
+    A_bar = inv @ (torch.eye(8) + dt[:, None, None] / 2 * A)
+    B_bar = (inv @ (dt[:, None] * full[2])[..., None])[..., 0]
+    x, ys = torch.zeros(2, 2, 8, dtype=torch.complex128), []
+    for step in range(L):
+        x = torch.einsum("hnm,bhm->bhn", A_bar, x) + B_bar * u[:, step, :, None]
+        ys.append((x * full[3]).sum(-1).real)
+    assert rel_err(fft_conv(u, fast_kernel(dt, Lambda, P, B, C, L)), torch.stack(ys, 1)) < 1e-9
+
+
+def test_bidirectional_convolution_through_fft_path():
+    system = random_system(c=2)
+    u = torch.randn(2, 45, 3, dtype=F64)
+    expected = bidirectional_conv_ref(u, s4_kernel_ref(*system, 45))
+    assert rel_err(fft_conv(u, fast_kernel(*system, 45)), expected) < 1e-10
+
+
+def test_chunked_evaluation_matches_one_chunk(monkeypatch):
+    system = random_system(H=5, c=2)
+    whole = fast_kernel(*system, 300)
+    monkeypatch.setattr(s4, "CAUCHY_CHUNK_ELEMENTS", 5 * 4 * 7)  # 7 frequencies per chunk
+    monkeypatch.setattr(s4, "POWER_CHUNK_ELEMENTS", 2 * 64)  # 2 channels per chunk
+    assert rel_err(fast_kernel(*system, 300), whole) < 1e-13
+
+
+def test_gradcheck(monkeypatch):
+    monkeypatch.setattr(s4, "CAUCHY_CHUNK_ELEMENTS", 2 * 2 * 2)  # several checkpointed chunks
+    monkeypatch.setattr(s4, "POWER_CHUNK_ELEMENTS", 16)
+    dt, Lambda, P, B, C = random_system(H=2, N=4, c=2)
+    inputs = [t.detach().clone().requires_grad_() for t in (dt, Lambda, P, B, C)]
+    assert torch.autograd.gradcheck(lambda *x: fast_kernel(*x, 9), inputs)
+
+
+def test_gradients_match_reference_gradients():
+    inputs = [t.requires_grad_() for t in random_system(c=2)]
+    weights = torch.randn(2, 3, 50, dtype=F64)
+    grads = [torch.autograd.grad((fn(*inputs, 50) * weights).sum(), inputs)
+             for fn in (fast_kernel, s4_kernel_ref)]
+    for fast, ref in zip(*grads, strict=True):
+        assert rel_err(fast, ref) < 1e-9
+
+
+def test_backward_keeps_no_modes_by_length_tensor(monkeypatch):
+    """Forward under autograd saves nothing of size H*M*L (the Cauchy chunks are recomputed)."""
+    monkeypatch.setattr(s4, "CAUCHY_CHUNK_ELEMENTS", 4 * 8 * 64)
+    kernel = S4Kernel(4, 16)
+    kernel.reset_parameters()
+    H, M, L = 4, 8, 4096
+    sizes = []
+
+    def pack(t):
+        sizes.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        K = kernel(L)
+    K.sum().backward()
+    assert max(sizes) <= 2 * H * L and max(sizes) < H * M * L / 4
+    assert kernel.C.grad is not None and torch.isfinite(kernel.C.grad).all()
+
+
+def test_float32_module_is_accurate_at_hippo_init():
+    """The production path (float32) at S4's init against the float64 dense reference."""
+    torch.manual_seed(0)
+    kernel = S4Kernel(2, 64, dt_min=1e-3, dt_max=1e-1)
+    kernel.reset_parameters()
+    params = (kernel.log_dt, kernel.Lambda_re_log, kernel.Lambda_im, kernel.P, kernel.B, kernel.C)
+    reference = s4_kernel_ref(*s4_parameters(*params, dtype=F64), 4097)
+    assert rel_err(kernel(4097).double(), reference) < 1e-4
+
+
+def test_frozen_A_and_B_get_no_gradient():
+    kernel = S4Kernel(3, 8, freeze_A_B=True)
+    kernel.reset_parameters()
+    kernel(20).square().sum().backward()
+    assert [name for name, p in kernel.named_parameters() if p.grad is not None] == ["log_dt", "C"]
+
+
+def test_locost_s4_ssm_params_stay_float32_without_weight_decay():
+    layer = LocostSSM(LocostConfig(d_model=4, d_state=8, ssm_kernel="s4")).to(torch.bfloat16)
+    assert isinstance(layer.kernel, S4Kernel) and layer.k_proj.weight.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in layer.kernel.parameters())
+    config = LocostConfig(d_model=8, d_state=8, d_ff=8, num_layers=1, num_heads=2, d_kv=4, vocab_size=16,
+                          ssm_kernel="s4")
+    names = LocostForConditionalGeneration(config).no_weight_decay_parameter_names()
+    assert {n.rsplit(".", 1)[1] for n in names} == {"D", "log_dt", "Lambda_re_log", "Lambda_im", "P", "B",
+                                                    "C"}
+
+
+def test_locost_config_refuses_unknown_kernel():
+    with pytest.raises(ValueError, match="ssm_kernel must be 's4d' or 's4', got 's5'"):
+        LocostConfig(ssm_kernel="s5")
