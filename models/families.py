@@ -179,6 +179,27 @@ def _locost_s4_presets() -> dict[str, dict]:
             for size, preset in _locost_presets().items()}
 
 
+# --- SPADE -------------------------------------------------------------------------------------
+
+def _spade_config(kwargs: dict) -> PretrainedConfig:
+    from models.spade import SpadeConfig
+    return SpadeConfig(**kwargs)
+
+
+def _spade_model():
+    from models.spade import SpadeForConditionalGeneration
+    return SpadeForConditionalGeneration
+
+
+def _spade_presets() -> dict[str, dict]:
+    """LongT5-local's shapes for tiny/small (parameter-matched: the S4 branch adds ~1.2M at small);
+    T5-base dimensions with d_ff 3072 for base, as published."""
+    from models.spade import PRESETS
+    common = dict(relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.1,
+                  pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    return {size: dict(common, vocab_size=SHARED_VOCAB, **PRESETS[size]) for size in SIZES}
+
+
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in [
@@ -196,13 +217,15 @@ FAMILIES: dict[str, Family] = {
                max_target_len=lambda c: c.max_decoder_position_embeddings,
                length_reason="LED has {n:,} learned encoder positions",
                extra_inputs=_led_global_attention, first_plain_token=4),
+        Family("spade", "SPADE: LongT5-local + a global S4 branch in encoder layer 0 (arXiv 2212.08136)",
+               _spade_config, _spade_model, _spade_presets),
         Family("pegasus-x", "PEGASUS-X (block-local attention with staggered blocks + global tokens)",
                _pegasus_x_config, _pegasus_x_model, _pegasus_x_presets),
     ]
 }
 
 #: Hugging Face ``model_type`` -> family name, for loading checkpoints
-MODEL_TYPES = {"locost": "locost", "led": "led", "pegasus_x": "pegasus-x"}
+MODEL_TYPES = {"locost": "locost", "led": "led", "pegasus_x": "pegasus-x", "spade": "spade"}
 
 
 def family_of_config(config: PretrainedConfig) -> str:

@@ -44,6 +44,7 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu")
     from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
     import models.locost  # noqa: F401  registers the LOCOST auto classes
+    import models.spade  # noqa: F401  registers the SPADE auto classes
 
     path = Path(name_or_path)
     if path.exists() and not (path / "config.json").is_file():

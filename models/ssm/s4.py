@@ -185,7 +185,8 @@ class S4Kernel(nn.Module):
     """S4 parameters of H channels with c output vectors C (c = 2: bidirectional, 1: causal).
 
     Stored real: log_dt (H,), Lambda_re_log, Lambda_im (H, M), P, B (H, M, 2), C (c, H, M, 2) (complex as
-    real pairs). `freeze_A_B` makes Lambda, P and B non-trainable (SPADE's fine-tuning setting). The
+    real pairs). `freeze_A_B` keeps Lambda, P and B fixed (SPADE's fine-tuning setting): no gradient reaches
+    them, also after a checkpoint is loaded into fresh trainable Parameters. The
     parameters carry `_no_weight_decay`. `forward(L)` returns the real kernels K (c, H, L) in float32
     (float64 if asked), never under autocast.
     """
@@ -205,7 +206,8 @@ class S4Kernel(nn.Module):
         self.C = nn.Parameter(torch.empty(num_kernels, H, M, 2))
         for p in self.parameters():
             p._no_weight_decay = True
-        if freeze_A_B:
+        self.freeze_A_B = freeze_A_B
+        if freeze_A_B:  # also detached in forward: loading a checkpoint replaces these Parameter objects
             for p in (self.Lambda_re_log, self.Lambda_im, self.P, self.B):
                 p.requires_grad_(False)
 
@@ -222,7 +224,8 @@ class S4Kernel(nn.Module):
         init.normal_(self.C, mean=0.0, std=0.5**0.5)
 
     def forward(self, L: int, channels: slice = slice(None), dtype: torch.dtype = torch.float32):
-        params = (self.log_dt, self.Lambda_re_log, self.Lambda_im, self.P, self.B)
+        A_B = (self.Lambda_re_log, self.Lambda_im, self.P, self.B)
+        params = (self.log_dt, *(p.detach() if self.freeze_A_B else p for p in A_B))
         with torch.autocast(self.C.device.type, enabled=False):
             dt, Lambda, P, B, C = s4_parameters(*(p[channels] for p in params), self.C[:, channels], dtype)
             return s4_kernel(dt, Lambda, P, B, s4_C_tilde(dt, Lambda, P, C, L), L)
