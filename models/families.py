@@ -191,6 +191,11 @@ def _spade_model():
     return SpadeForConditionalGeneration
 
 
+def _spade_flop_hooks(model: nn.Module, add: Callable[[float], None]) -> list:
+    from models.spade.modeling_spade import analytic_flop_hooks
+    return analytic_flop_hooks(model, add)
+
+
 def _spade_presets() -> dict[str, dict]:
     """LongT5-local's shapes for tiny/small (parameter-matched: the S4 branch adds ~1.2M at small);
     T5-base dimensions with d_ff 3072 for base, as published."""
@@ -218,7 +223,7 @@ FAMILIES: dict[str, Family] = {
                length_reason="LED has {n:,} learned encoder positions",
                extra_inputs=_led_global_attention, first_plain_token=4),
         Family("spade", "SPADE: LongT5-local + a global S4 branch in encoder layer 0 (arXiv 2212.08136)",
-               _spade_config, _spade_model, _spade_presets),
+               _spade_config, _spade_model, _spade_presets, analytic_flop_hooks=_spade_flop_hooks),
         Family("pegasus-x", "PEGASUS-X (block-local attention with staggered blocks + global tokens)",
                _pegasus_x_config, _pegasus_x_model, _pegasus_x_presets),
     ]

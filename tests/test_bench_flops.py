@@ -37,3 +37,21 @@ def test_locost_adds_analytic_fft_flops_to_fvcore():
     assert type(count.total) is float and type(count.analytic) is float  # plain numbers, JSON-serialisable
     assert expected_fft < count.analytic < 1.1 * expected_fft  # plus the kernel's exponentials
     assert count.total > count.analytic
+
+
+@pytest.mark.parametrize("name, layers", [("locost-s4", 2), ("spade", 1)])
+def test_s4_models_add_analytic_cauchy_and_fft_flops(name, layers):
+    """LOCOST-S4 (every encoder layer) and SPADE (encoder layer 0 only): FFT convolution + S4 kernel terms."""
+    from models.locost.ssm import fast_fft_size
+    from models.ssm.flops import s4_kernel_analytic_flops
+    handle = build(name, "tiny")
+    config = handle.model.config
+    count = count_flops(handle, handle.make_batch(300, 8), "encode")
+    per_layer = (fft_conv_flops(1, 300, config.d_model, fast_fft_size(600))
+                 + s4_kernel_analytic_flops(config.d_model, config.d_state // 2, 2, 300))
+    assert count.source == "fvcore+analytic" and count.analytic == layers * per_layer
+    # F = 151 frequencies, V = 6 Cauchy rows, 8 squarings of the 16 x 16 A_bar
+    H, M = config.d_model, 8
+    assert s4_kernel_analytic_flops(H, M, 2, 300) == (
+        28 * H * M * 151 + 72 * H * M * 151 + 40 * H * 151 + 6 * 8 * H * 16**3
+        + 2 * H * 2.5 * 300 * math.log2(300))

@@ -1,5 +1,6 @@
 """Analytic FLOPs of the parts of LOCOST that fvcore cannot see (its FFT convolution and the
-elementwise part of its S4D kernel), counted per call of each ``LocostSSM`` layer.
+elementwise part of its S4D kernel, or the S4 kernel's terms of ``models.ssm.flops`` with
+``ssm_kernel="s4"``), counted per call of each ``LocostSSM`` layer.
 
 ``bench.flops.count_flops`` adds them to fvcore's count through ``analytic_flop_hooks``, which
 ``models.families`` attaches to the LOCOST family (``ModelHandle.analytic_flop_hooks``).
@@ -58,7 +59,17 @@ def analytic_flop_hooks(model: nn.Module, add: Callable[[float], None]) -> list:
     def on_ssm(module, args, output):
         # under the jit trace sizes can be 0-d tensors: make them ints so the counts stay plain numbers
         B, L, H = (int(s) for s in args[0].shape)
-        kernels, _, modes, _ = (int(s) for s in module.kernel.C.shape)
-        add(fft_conv_flops(B, L, H, ssm_fft_size(L)) + s4d_kernel_elementwise_flops(H, modes, kernels, L))
+        add(fft_conv_flops(B, L, H, ssm_fft_size(L)) + kernel_flops(module.kernel, H, L))
 
     return [m.register_forward_hook(on_ssm) for m in model.modules() if isinstance(m, LocostSSM)]
+
+
+def kernel_flops(kernel: nn.Module, channels: int, length: int) -> float:
+    """Analytic FLOPs of one call of an S4D kernel or of an S4 kernel (``models.ssm.flops``)."""
+    from models.ssm.flops import s4_kernel_analytic_flops
+    from models.ssm.s4 import S4Kernel
+
+    kernels, _, modes, _ = (int(s) for s in kernel.C.shape)
+    if isinstance(kernel, S4Kernel):
+        return s4_kernel_analytic_flops(channels, modes, kernels, length)
+    return s4d_kernel_elementwise_flops(channels, modes, kernels, length)

@@ -105,6 +105,18 @@ class SpadeLayerLocalAndS4(LongT5LayerLocalSelfAttention):
         return (hidden_states + self.dropout(mixed),) + attention[1:]
 
 
+def analytic_flop_hooks(model: nn.Module, add) -> list:
+    """Forward hooks on every ``SpadeS4`` of ``model`` calling ``add(flops)`` with what fvcore cannot see
+    (its FFT convolution, ``models.locost.flops``, and the S4 kernel's terms, ``models.ssm.flops``)."""
+    from ..locost.flops import fft_conv_flops, kernel_flops, ssm_fft_size
+
+    def on_s4(module, args, output):
+        B, L, H = (int(s) for s in args[0].shape)  # 0-d tensors under the jit trace
+        add(fft_conv_flops(B, L, H, ssm_fft_size(L)) + kernel_flops(module.kernel, H, L))
+
+    return [m.register_forward_hook(on_s4) for m in model.modules() if isinstance(m, SpadeS4)]
+
+
 _PARENT_FORWARD = inspect.signature(LongT5ForConditionalGeneration.forward).parameters
 
 

@@ -224,6 +224,7 @@ class S4Kernel(nn.Module):
         init.normal_(self.C, mean=0.0, std=0.5**0.5)
 
     def forward(self, L: int, channels: slice = slice(None), dtype: torch.dtype = torch.float32):
+        L = int(L)  # under torch.jit.trace (fvcore's FLOP counter) sizes arrive as 0-d tensors
         A_B = (self.Lambda_re_log, self.Lambda_im, self.P, self.B)
         params = (self.log_dt, *(p.detach() if self.freeze_A_B else p for p in A_B))
         with torch.autocast(self.C.device.type, enabled=False):
