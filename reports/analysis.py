@@ -275,7 +275,7 @@ def rouge_relative(rouge: pd.DataFrame | None) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     models = rouge[rouge["kind"].eq("model")]
     models = models.assign(_key=key_of(models, ROUGE_CONDITIONS))
-    is_locost = models["family"].astype(str).str.startswith(LOCOST)
+    is_locost = models["family"].astype(str).eq(LOCOST)  # exactly: not locost-s4
     pairs = models[is_locost].merge(models[~is_locost], on="_key", suffixes=("_locost", "_baseline"))
     rows = []
     for pair in pairs.itertuples(index=False):

@@ -25,6 +25,8 @@ from reports.runs import MODES, key_of
 
 FAMILY_COLORS = {
     "locost": "#d62728",
+    "locost-s4": "#ff9896",
+    "spade": "#393b79",
     "longt5-tglobal": "#1f77b4",
     "longt5-local": "#2ca02c",
     "led": "#9467bd",

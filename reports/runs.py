@@ -29,6 +29,9 @@ SUITES = ("memory", "scaling", "throughput")  # report sections, in the order th
 MODES = list(RECORD_MODES)
 INFERENCE_MODES = ["encode", "generate"]
 LOCOST = "locost"
+#: The LOCOST paper's baselines: its memory claims are checked against these only. Other systems
+#: (LOCOST with the S4 kernel, SPADE) appear in the savings tables, not in the verdicts.
+PAPER_BASELINES = ("longt5-tglobal", "longt5-local", "led", "pegasus-x")
 
 # Two cells are compared (LOCOST against a baseline) only when all of these agree.
 CONDITION_COLUMNS = ["device", "env_device_name", "dtype", "batch", "target_len", "new_tokens", "size",
