@@ -102,7 +102,7 @@ def test_bidirectional_convolution_through_fft_path():
 def test_chunked_evaluation_matches_one_chunk(monkeypatch):
     system = random_system(H=5, c=2)
     whole = fast_kernel(*system, 300)
-    monkeypatch.setattr(s4, "CAUCHY_CHUNK_ELEMENTS", 5 * 4 * 7)  # 7 frequencies per chunk
+    monkeypatch.setattr(s4, "CAUCHY_CHUNK_ELEMENTS", 5 * 8 * 7)  # 7 frequencies per chunk (H N = 40)
     monkeypatch.setattr(s4, "POWER_CHUNK_ELEMENTS", 2 * 64)  # 2 channels per chunk
     assert rel_err(fast_kernel(*system, 300), whole) < 1e-13
 

@@ -123,15 +123,13 @@ def s4_C_tilde(dt, Lambda, P, C, L: int) -> torch.Tensor:
 
 
 def _cauchy_chunk(coeffs, Lambda, dt, z) -> torch.Tensor:
-    """r (H, V, F) = sum over the N full modes of coeffs_n / (2 (1-z)/dt - (1+z) lambda_n).
+    """r (H, V, F) = sum over the N modes of coeffs_n / (2 (1-z)/dt - (1+z) lambda_n), by one batched product.
 
-    coeffs (H, V, M) complex (the conjugate half uses conj(coeffs)), Lambda (H, M), dt (H,), z (F,).
+    coeffs (H, V, N) and Lambda (H, N) complex with the conjugate halves included, dt (H,), z (F,).
     """
     alpha = 2 * (1 - z)[None, :] / dt[:, None]  # (H, F)
-    beta = 1 + z
-    inv = 1 / (alpha[:, None, :] - beta * Lambda[:, :, None])  # (H, M, F)
-    inv_conj = 1 / (alpha[:, None, :] - beta * Lambda.conj()[:, :, None])
-    return torch.einsum("hvm,hmf->hvf", coeffs, inv) + torch.einsum("hvm,hmf->hvf", coeffs.conj(), inv_conj)
+    inverse = Lambda[:, :, None] * -(1 + z)  # (H, N, F), then in place: + alpha, 1 / .
+    return torch.bmm(coeffs, inverse.add_(alpha[:, None, :]).reciprocal_())
 
 
 def _spectrum_chunk(coeffs, Lambda, dt, z, c: int) -> torch.Tensor:
@@ -146,19 +144,19 @@ def _spectrum_chunk(coeffs, Lambda, dt, z, c: int) -> torch.Tensor:
 def s4_kernel(dt, Lambda, P, B, C_tilde, L: int) -> torch.Tensor:
     """Real kernels K (c, H, L) from complex dt (H,), Lambda, P, B (H, M), C~ (c, H, M).
 
-    Frequencies are processed in chunks of CAUCHY_CHUNK_ELEMENTS / (H M), each recomputed in backward:
-    transient memory O(H M chunk), kept memory O(c H L).
+    Frequencies are processed in chunks of CAUCHY_CHUNK_ELEMENTS / (H N), each recomputed in backward:
+    transient memory O(H N chunk), kept memory O(c H L).
     """
     c, H, M = C_tilde.shape
     freqs = L // 2 + 1
     k = torch.arange(freqs, device=Lambda.device, dtype=dt.dtype)
     z = torch.exp(torch.complex(torch.zeros_like(k), -2 * math.pi * k / L))
     coeffs = torch.cat([C_tilde * B, C_tilde * P, (P.conj() * B)[None], (P.conj() * P)[None]])
-    coeffs = coeffs.transpose(0, 1)  # (H, 2c + 2, M)
-    size = max(1, CAUCHY_CHUNK_ELEMENTS // (H * M))
+    coeffs = _full(coeffs.transpose(0, 1))  # (H, 2c + 2, N)
+    Lambda_full, size = _full(Lambda), max(1, CAUCHY_CHUNK_ELEMENTS // (H * 2 * M))
     parts = []
     for start in range(0, freqs, size):
-        args = (coeffs, Lambda, dt, z[start : start + size], c)
+        args = (coeffs, Lambda_full, dt, z[start : start + size], c)
         if torch.is_grad_enabled():
             parts.append(checkpoint(_spectrum_chunk, *args, use_reentrant=False))
         else:
