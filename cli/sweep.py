@@ -39,7 +39,7 @@ def build_parser(suite: str) -> Parser:
     p = Parser(prog=f"python -m bench.{suite}",
                description=f"Run the {suite} suite: one isolated process and one record per cell.")
     add = p.add_argument
-    add("--models", type=names, help="comma list of families (default: all five)")
+    add("--models", type=names, help="comma list of families (default: every registered family)")
     add("--sizes", type=names, help="comma list of presets: tiny, small, base")
     add("--lengths", type=parse_lengths, help="comma list of input lengths, e.g. 1k,4k,16384,1m")
     add("--modes", type=names, help=f"comma list of {', '.join(MODES)}")

@@ -51,6 +51,6 @@ def test_dry_run_lists_the_cells_of_the_options(tmp_path, capsys):
 def test_the_default_cpu_memory_suite(capsys):
     assert main("memory", ["--dry-run", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    for family in ("locost", "longt5-tglobal", "longt5-local", "led", "pegasus-x"):
+    for family in ("locost", "longt5-tglobal", "longt5-local", "led", "pegasus-x", "locost-s4", "spade"):
         assert f"{family}-small train 1,024 +128 target" in out
         assert f"{family}-small generate 1,024 +16 new" in out
