@@ -47,7 +47,8 @@ def plan(argv: list[str] | None) -> sweep.Plan:
     min_len, max_len = args.min_len or MIN_LEN, args.max_len or MAX_LEN
     if max_len < min_len:
         raise UsageError(f"--max-len {max_len:,} is below --min-len {min_len:,}")
-    args.lengths = doubling_lengths(min_len, max_len)
+    # without --min-len/--max-len the suite's own lengths (the same doubling) apply, with its drops
+    args.lengths = doubling_lengths(min_len, max_len) if args.min_len or args.max_len else None
     planned = sweep.plan_args("scaling", args)
     if args.text:
         try:

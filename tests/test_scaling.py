@@ -83,3 +83,14 @@ def test_fitted_exponents_of_a_synthetic_linear_workload_are_one(tmp_path):
     time_exponent, memory_exponent = float(row[4]), float(row[7])
     assert time_exponent == pytest.approx(1.0, abs=0.1)
     assert memory_exponent == pytest.approx(1.0, abs=0.1)
+
+
+def test_the_default_keeps_the_suites_left_out_cells_and_explicit_lengths_measure_them():
+    from cli.scaling import plan
+    default = {c.cell_id for c in plan(["--device", "cpu", "--dry-run"]).sweep.cells("cpu", 2)}
+    explicit = plan(["--device", "cpu", "--max-len", "600000", "--dry-run"]).sweep.cells("cpu", 2)
+    left_out = {c for c in explicit if c.cell_id not in default}
+    long = (65536, 131072, 262144, 524288, 600000)
+    assert {(c.family, c.mode, c.input_len) for c in left_out if c.family == "locost-s4"} == {
+        ("locost-s4", mode, n) for mode in ("encode", "generate") for n in long}
+    assert all(c.family in ("locost-s4", "spade") for c in left_out)
