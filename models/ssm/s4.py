@@ -142,7 +142,7 @@ def _spectrum_chunk(coeffs, Lambda, dt, z, c: int) -> torch.Tensor:
 
 
 def s4_kernel(dt, Lambda, P, B, C_tilde, L: int) -> torch.Tensor:
-    """Real kernels K (c, H, L) from complex dt (H,), Lambda, P, B (H, M), C~ (c, H, M).
+    """Real kernels K (c, H, L) from real dt (H,) and complex Lambda, P, B (H, M), C~ (c, H, M).
 
     Frequencies are processed in chunks of CAUCHY_CHUNK_ELEMENTS / (H N), each recomputed in backward:
     transient memory O(H N chunk), kept memory O(c H L).
