@@ -11,7 +11,6 @@ the S4 branch and its mixing is transformers' own LongT5 code, so the decoder ca
 biases follow the installed release.
 """
 
-import inspect
 
 import torch
 import torch.nn.functional as F
@@ -117,9 +116,6 @@ def analytic_flop_hooks(model: nn.Module, add) -> list:
     return [m.register_forward_hook(on_s4) for m in model.modules() if isinstance(m, SpadeS4)]
 
 
-_PARENT_FORWARD = inspect.signature(LongT5ForConditionalGeneration.forward).parameters
-
-
 class SpadeForConditionalGeneration(LongT5ForConditionalGeneration):
     """SPADE encoder-decoder with a language-modelling head (LongT5's, tied to the embeddings)."""
 
@@ -173,13 +169,9 @@ class SpadeForConditionalGeneration(LongT5ForConditionalGeneration):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
-        cache_position=None,
     ):
         """LongT5's forward; the decoder cache may come as `cache` (transformers >= 5.24) or
         `past_key_values` (older), and goes on under the installed release's name. Labels -> loss."""
-        extra = {CACHE_NAME: pick_cache(cache, past_key_values)}
-        if cache_position is not None and "cache_position" in _PARENT_FORWARD:
-            extra["cache_position"] = cache_position
         return super().forward(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -193,5 +185,5 @@ class SpadeForConditionalGeneration(LongT5ForConditionalGeneration):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=return_dict,
-            **extra,
+            **{CACHE_NAME: pick_cache(cache, past_key_values)},
         )
