@@ -17,8 +17,8 @@ from records import Record, write_json
 #: the fields a worker may report: everything of a record but the cell's identity and the run's
 MEASURED_FIELDS = frozenset(Record.__dataclass_fields__) - {
     "run_id", "suite", "cell_id", "family", "size", "model", "mode", "input_len", "target_len",
-    "new_tokens", "batch", "dtype", "device", "threads", "inputs", "started_at", "wall_s", "workload",
-    "workload_args"}
+    "new_tokens", "batch", "dtype", "device", "threads", "inputs", "started_at", "wall_s", "contention",
+    "workload", "workload_args"}
 
 
 @dataclass(frozen=True)

@@ -101,9 +101,11 @@ def _last_line(path: Path | None) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def _watch(proc: subprocess.Popen, settings: Settings, started: float) -> tuple[tuple | None, int | None]:
-    """Wait for the worker, polling its RSS; kill its group past the budget or the time limit.
-    Returns ((status, message) when killed, else None; the highest RSS seen in bytes)."""
+def _watch(proc: subprocess.Popen, settings: Settings, started: float,
+           stop=None) -> tuple[tuple | None, int | None]:
+    """Wait for the worker, polling its RSS; kill its group past the budget or the time limit, or
+    when ``stop`` (a ``threading.Event``) is set. Returns ((status, message) when killed, else None;
+    the highest RSS seen in bytes)."""
     verdict, peak_seen = None, None
     try:
         while verdict is None:
@@ -120,6 +122,8 @@ def _watch(proc: subprocess.Popen, settings: Settings, started: float) -> tuple[
                 verdict = ("oom", f"host memory budget exceeded: {excess}, killed")
             elif time.monotonic() - started > settings.timeout_s:
                 verdict = ("timeout", f"timed out after {settings.timeout_s:g} s, killed")
+            elif stop is not None and stop.is_set():
+                verdict = ("error", "stopped: the sweep was interrupted")
         if verdict:
             _kill_group(proc)
     except BaseException:  # the runner itself is interrupted: take the child along
@@ -128,15 +132,20 @@ def _watch(proc: subprocess.Popen, settings: Settings, started: float) -> tuple[
     return verdict, peak_seen
 
 
-def _start_worker(spec_path: Path, cell: Cell, log) -> subprocess.Popen:
-    env = dict(os.environ, OMP_NUM_THREADS=str(cell.threads), MKL_NUM_THREADS=str(cell.threads),
+def _start_worker(spec_path: Path, cell: Cell, log, extra_env: dict | None = None
+                  ) -> subprocess.Popen:
+    env = dict(os.environ, **(extra_env or {}), OMP_NUM_THREADS=str(cell.threads),
+               MKL_NUM_THREADS=str(cell.threads),
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     return subprocess.Popen([sys.executable, "-m", "bench.worker", str(spec_path)], cwd=REPO, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None) -> dict:
-    """Measure one cell in a child process; always returns the measured fields with a status."""
+def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None, *, env: dict | None = None,
+             stop=None) -> dict:
+    """Measure one cell in a child process; always returns the measured fields with a status.
+    ``env`` adds variables to the worker's environment (e.g. ``CUDA_VISIBLE_DEVICES``); ``stop``, a
+    ``threading.Event``, kills the worker when set (a sweep run from threads is interrupted)."""
     with tempfile.TemporaryDirectory(prefix="bench-cell-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         WorkerSpec(cell, settings.measure(), str(result_path), parent=os.getpid(),
@@ -144,8 +153,8 @@ def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None) -> di
                    ).write(spec_path)
         log = open(log_path, "w") if log_path else subprocess.DEVNULL
         try:
-            proc = _start_worker(spec_path, cell, log)
-            verdict, peak_seen = _watch(proc, settings, time.monotonic())
+            proc = _start_worker(spec_path, cell, log, env)
+            verdict, peak_seen = _watch(proc, settings, time.monotonic(), stop)
         finally:
             if log_path:
                 log.close()
@@ -242,20 +251,20 @@ def _earlier_invocations(path: Path) -> list[dict]:
     return [*(earlier if isinstance(earlier, list) else []), previous]
 
 
-def run_sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, run_id: str | None = None,
-              force: bool = False, skip_longer: bool = True, progress: bool = True,
-              run_info: dict | None = None) -> list[dict]:
-    """Measure every cell not yet recorded in ``run_dir``; returns the records of ``cells``."""
-    from tqdm import tqdm
+def _saved_tasks(path: Path) -> dict[str, dict]:
+    """The tasks run.json lists (cell_id -> executor, job_id, state): submitit jobs a killed parent
+    may have left queued or running."""
+    try:
+        tasks = json.loads(path.read_text()).get("tasks")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return tasks if isinstance(tasks, dict) else {}
 
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "logs").mkdir(exist_ok=True)
-    run_id = run_id or run_dir.name
-    settings = settings.resolved()
+
+def _pending(cells: list[Cell], run_dir: Path, force: bool) -> tuple[list[Cell], list[Cell], Failures]:
+    """(every cell once, shortest input first; those not yet recorded; failures recorded so far)."""
     order = {cell: i for i, cell in enumerate(dict.fromkeys(cells))}
     cells = sorted(order, key=lambda cell: (cell.input_len, order[cell]))
-
     failures = Failures()
     done: set[str] = set()
     if not force:
@@ -265,30 +274,61 @@ def run_sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Setting
                 failures.note(cell_of(record), record.get("status"))
             except (KeyError, TypeError):
                 pass
-    todo = [cell for cell in cells if cell.cell_id not in done]
+    return cells, [cell for cell in cells if cell.cell_id not in done], failures
+
+
+def _task_states(info: dict, executor, run_dir: Path):
+    """``dispatch``'s ``on_change``: run.json lists each submitit task's job id and state."""
+    def on_change(running: list, finished: list) -> None:
+        for task in [*running, *finished]:
+            if task.job_id is not None:
+                info["tasks"][task.cell.cell_id] = {"label": task.cell.label, "executor": executor.name,
+                                                    "job_id": task.job_id, "state": task.state()}
+        write_json(run_dir / RUN, info)
+    return on_change
+
+
+def run_sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, run_id: str | None = None,
+              force: bool = False, skip_longer: bool = True, progress: bool = True,
+              run_info: dict | None = None, executor=None) -> list[dict]:
+    """Measure every cell not yet recorded in ``run_dir`` on ``executor`` (``bench.executors``;
+    default: one local worker at a time); returns the records of ``cells``. This process alone
+    appends to results.jsonl, as each task finishes; cells whose submitit tasks an earlier run left
+    queued or running are collected from those tasks, not submitted again."""
+    from tqdm import tqdm
+
+    from bench.executors import Local, dispatch
+
+    executor = executor or Local()
+    run_dir = Path(run_dir)
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    run_id = run_id or run_dir.name
+    if executor.name != "slurm":  # a Slurm task resolves the budget on its node
+        settings = settings.resolved()
+    cells, todo, failures = _pending(cells, run_dir, force)
+    saved = _saved_tasks(run_dir / RUN)
+    reattached = [task for cell in todo if cell.cell_id in saved
+                  for task in [executor.reattach(saved[cell.cell_id], cell)] if task is not None]
     info = {"suite": suite, "run_id": run_id, **(run_info or {}), "settings": asdict(settings),
             "cells": len(cells), "already_recorded": len(cells) - len(todo),
             "env": environment(cells[0].device if cells else "cpu", query_device=False),
+            "executor": executor.describe(),
+            "tasks": {task.cell.cell_id: saved[task.cell.cell_id] for task in reattached},
             "started_at": now_iso(), "finished_at": None,
             "earlier_invocations": _earlier_invocations(run_dir / RUN)}
     write_json(run_dir / RUN, info)
-
+    collected = {task.cell for task in reattached}
+    todo_here = [cell for cell in todo if cell not in collected]
     bar = tqdm(total=len(todo), file=sys.stderr, disable=not progress, unit="cell", dynamic_ncols=True)
     try:
-        for cell in todo:
-            bar.set_description(cell.label)
-            started_at, started = now_iso(), time.monotonic()
-            reason = failures.reason_to_skip(cell) if skip_longer else None
-            if reason:
-                fields = {"status": "skipped", "message": reason,
-                          "env": environment(cell.device, query_device=False, threads=cell.threads)}
-            else:
-                fields = run_cell(cell, settings, run_dir / "logs" / f"{cell.cell_id}.log")
-            record = make_record(cell, fields, run_id=run_id, suite=suite, started_at=started_at,
-                                 wall_s=time.monotonic() - started)
+        for cell, outcome in dispatch(executor, todo_here, settings, run_dir / "logs", failures,
+                                      skip_longer=skip_longer, reattached=reattached,
+                                      on_change=_task_states(info, executor, run_dir)):
+            record = _record(cell, outcome, executor, run_id=run_id, suite=suite)
             append_record(run_dir, record)
             write_csv(run_dir)
             failures.note(cell, record["status"])
+            bar.set_description(cell.label)
             bar.set_postfix_str(f"last: {record['status']}")
             bar.update()
     finally:
@@ -297,3 +337,11 @@ def run_sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Setting
     write_json(run_dir / RUN, info)
     wanted = {cell.cell_id for cell in cells}
     return [record for record in read_records(run_dir) if record["cell_id"] in wanted]
+
+
+def _record(cell: Cell, outcome, executor, *, run_id: str, suite: str) -> dict:
+    fields = dict(outcome.fields)
+    if executor.contention and fields.get("status") != "skipped":
+        fields["contention"] = executor.jobs
+    return make_record(cell, fields, run_id=run_id, suite=suite, started_at=outcome.started_at,
+                       wall_s=outcome.wall_s)

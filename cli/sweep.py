@@ -17,6 +17,7 @@ from pathlib import Path
 from bench.env import default_threads
 from bench.results import read_records
 from bench.runner import GiB, Settings, run_sweep
+from cli import cluster
 from cli.args import (
     Parser,
     UsageError,
@@ -66,6 +67,7 @@ def build_parser(suite: str) -> Parser:
     add("--no-report", action="store_true", help="do not build the HTML report at the end")
     add("--no-progress", action="store_true", help="no progress bar")
     add("--dry-run", action="store_true", help="print the cells and exit")
+    cluster.add_arguments(p)
     return p
 
 
@@ -97,6 +99,7 @@ def plan_args(suite_name: str, args: argparse.Namespace) -> Plan:
     check_choices("size", args.sizes, SIZES)
     check_choices("mode", args.modes, MODES)
     on = device(args.device)
+    cluster.check(args, on)
     sweep = suite.sweep(on).with_options(
         models=args.models, sizes=args.sizes, lengths=args.lengths, modes=args.modes,
         target_len=args.target_len, new_tokens=args.new_tokens, batch=args.batch, dtype=args.dtype,
@@ -105,7 +108,8 @@ def plan_args(suite_name: str, args: argparse.Namespace) -> Plan:
     settings = Settings(warmup=sweep.warmup, warmup_max_len=sweep.warmup_max_len, repeats=sweep.repeats,
                         min_time_s=sweep.min_time_s, timeout_s=sweep.timeout_s, flops=sweep.flops,
                         flops_max_len=sweep.flops_max_len,
-                        budget_bytes=int(args.budget_gb * GiB) if args.budget_gb else None)
+                        budget_bytes=int(args.budget_gb * GiB) if args.budget_gb else None,
+                        budget_fraction=Settings.budget_fraction / cluster.local_jobs(args))
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"output directory {str(args.out)!r} is a file")
     run_id = args.run_id or f"{suite.name}-{on.split(':')[0]}"
@@ -164,9 +168,10 @@ def run_suite(planned: Plan, cells: list, run_info: dict) -> list[dict]:
     """The orchestration: the suite's cells -> ``bench.runner.run_sweep`` (records in the run
     directory) -> the summary table -> the report."""
     args = planned.args
+    executor = cluster.executor(args, planned.device, planned.run_dir, planned.settings.timeout_s)
     records = run_sweep(cells, planned.run_dir, suite=planned.suite.name, settings=planned.settings,
                         force=args.force, skip_longer=not args.no_skip_longer, progress=not args.no_progress,
-                        run_info=run_info)
+                        run_info=run_info, executor=executor)
     print(summary_table(records, value="throughput" if planned.suite.name == "throughput" else "memory"))
     print(f"results: {planned.run_dir / 'results.jsonl'} and {planned.run_dir / 'results.csv'}")
     if not args.no_report:

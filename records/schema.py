@@ -72,6 +72,9 @@ class Record:
     flops_source: str | None = _f("how flops was counted, e.g. 'fvcore+analytic (train = 3 x forward)'")
     started_at: str | None = _f("UTC ISO-8601 time the cell started")
     wall_s: float | None = _f("wall time of the cell, process and build included; s", "float")
+    contention: int | None = _f("cells run at once on the same CPU cores and host memory when this one was "
+                                "measured (--jobs N --allow-contention): N, its figures are spoiled; None: "
+                                "alone on its device", "int")
     env: dict | None = _f("environment the cell ran in (ENV_KEYS)", "dict")
     #: a synthetic workload's ``module:function`` and arguments; written only when set
     workload: str | None = _f("importable 'module:function' that replaced the model; None: the model")

@@ -1,0 +1,360 @@
+"""Where a sweep's cells run: here one after another, here N at once (one GPU each), or as submitit jobs.
+
+- ``Local(jobs=1)``: today's behaviour, each cell in its own worker process, one at a time.
+- ``Local(jobs=N)``: N cells at once from N threads of the parent, each worker pinned to its own GPU
+  through ``CUDA_VISIBLE_DEVICES`` (on CPU only when the caller accepts contention).
+- ``Submitit("slurm")``: the pending cells as one Slurm job array (one cell and one GPU per task);
+  ``Submitit("submitit-local")``: the same path through submitit's ``LocalExecutor`` on this machine.
+
+Every task runs ``measure``, which calls ``bench.runner.run_cell``: a cell is measured exactly as it is
+locally (own worker process, budget, timeout, trackers). Tasks hand their ``Outcome`` back to the parent,
+which alone appends records (``dispatch`` yields them as tasks finish). A submitit task outlives its
+parent; ``Submitit.reattach`` finds it again by job id on a rerun. A task that its scheduler ends (time
+limit, preemption, node failure) becomes an outcome with status ``timeout`` (or ``oom``, ``error``) and
+the scheduler's state in its message. See README "Running on a cluster".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import shlex
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.cells import Cell
+from bench.env import REPO, environment
+from bench.runner import Failures, Settings, now_iso, run_cell
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+#: scheduler states after which a task produces nothing more (submitit reports Slurm's sacct states)
+FINAL_STATES = ("COMPLETED", "FINISHED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
+                "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "INTERRUPTED", "DONE", "NO PROCESS AND NO RESULT")
+
+
+@dataclass
+class Outcome:
+    """What a task hands back: the measured fields (with a status), when it started (UTC ISO-8601)
+    and how long it ran (s, worker start and model build included)."""
+    fields: dict
+    started_at: str
+    wall_s: float
+
+
+def measure(cell: Cell, settings: Settings, log_path: str | None, env: dict | None = None,
+            stop: threading.Event | None = None) -> Outcome:
+    """The body of every task: ``run_cell`` with the settings resolved where the task runs (a budget
+    left to ``budget_fraction`` takes the MemAvailable of the node the task landed on)."""
+    started_at, started = now_iso(), time.monotonic()
+    fields = run_cell(cell, settings.resolved(), Path(log_path) if log_path else None, env=env, stop=stop)
+    return Outcome(fields, started_at, time.monotonic() - started)
+
+
+class GpuPool:
+    """GPU indices handed out one per running cell; ``None`` entries mean CPU (nothing pinned)."""
+
+    def __init__(self, gpus: list[int] | None, slots: int):
+        self._free: queue.Queue = queue.Queue()
+        for index in (gpus if gpus else [None] * slots):
+            self._free.put(index)
+
+    def take(self) -> int | None:
+        return self._free.get()
+
+    def give(self, index: int | None) -> None:
+        self._free.put(index)
+
+
+def _env(gpu: int | None) -> dict | None:
+    return None if gpu is None else {"CUDA_VISIBLE_DEVICES": str(gpu)}
+
+
+class Task:
+    """One cell on its way: ``done()`` without blocking, then ``outcome()``."""
+    job_id: str | None = None
+
+    def __init__(self, cell: Cell):
+        self.cell, self.submitted = cell, time.monotonic()
+        self.submitted_at = now_iso()
+
+    def done(self) -> bool:
+        raise NotImplementedError
+
+    def outcome(self) -> Outcome:
+        raise NotImplementedError
+
+    def state(self) -> str:
+        return "FINISHED" if self.done() else "RUNNING"
+
+    def failed(self, status: str, message: str) -> Outcome:
+        """The outcome of a task that ended without handing back a measurement."""
+        fields = {"status": status, "message": message,
+                  "env": environment(self.cell.device, query_device=False, threads=self.cell.threads)}
+        return Outcome(fields, self.submitted_at, time.monotonic() - self.submitted)
+
+
+class _Finished(Task):
+    def __init__(self, cell: Cell, outcome: Outcome):
+        super().__init__(cell)
+        self._outcome = outcome
+
+    def done(self) -> bool:
+        return True
+
+    def outcome(self) -> Outcome:
+        return self._outcome
+
+
+class _Threaded(Task):
+    def __init__(self, cell: Cell, future: Future):
+        super().__init__(cell)
+        self.future = future
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def outcome(self) -> Outcome:
+        error = self.future.exception()
+        if error is not None:
+            return self.failed("error", f"{type(error).__name__}: {error}")
+        return self.future.result()
+
+
+class Local:
+    """Cells as worker processes of this process: one at a time (``jobs=1``, in the caller's thread),
+    or ``jobs`` at once from threads, each pinned to one of ``gpus`` (CPU: ``gpus`` None)."""
+    name = "local"
+
+    def __init__(self, jobs: int = 1, gpus: list[int] | None = None, contention: bool = False):
+        if gpus is not None and len(gpus) < jobs:
+            raise ValueError(f"--jobs {jobs} needs {jobs} GPUs, {len(gpus)} visible")
+        self.jobs, self.gpus, self.contention = jobs, gpus, contention
+        self.slots = jobs
+        self._pool = ThreadPoolExecutor(jobs, thread_name_prefix="cell") if jobs > 1 else None
+        self._gpus = GpuPool(gpus, jobs)
+        self._stop = threading.Event()
+
+    def describe(self) -> dict:
+        return {"name": self.name, "jobs": self.jobs, "gpus": self.gpus, "contention": self.contention}
+
+    def submit(self, cells: list[Cell], settings: Settings, logs: Path) -> list[Task]:
+        return [self._start(cell, settings, str(logs / f"{cell.cell_id}.log")) for cell in cells]
+
+    def _start(self, cell: Cell, settings: Settings, log: str) -> Task:
+        if self._pool is None:
+            gpu = self._gpus.take()
+            try:
+                return _Finished(cell, measure(cell, settings, log, _env(gpu)))
+            finally:
+                self._gpus.give(gpu)
+        return _Threaded(cell, self._pool.submit(self._pinned, cell, settings, log))
+
+    def _pinned(self, cell: Cell, settings: Settings, log: str) -> Outcome:
+        gpu = self._gpus.take()
+        try:
+            return measure(cell, settings, log, _env(gpu), self._stop)
+        finally:
+            self._gpus.give(gpu)
+
+    def reattach(self, saved: dict, cell: Cell) -> Task | None:
+        return None  # a local worker dies with its parent: nothing to find again
+
+    def close(self, unfinished: list[Task]) -> None:
+        """Kill the workers still running (the sweep was interrupted) and join the threads."""
+        self._stop.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What each Slurm task asks for; ``None`` leaves it to the cluster's defaults."""
+    partition: str | None = None
+    time_min: float | None = None  #: the task's time limit, minutes (default: the cell's timeout + 10)
+    mem: str | None = None  #: memory per task, sbatch syntax: 64G
+    account: str | None = None
+    cpus_per_task: int | None = None  #: default: the cells' threads
+    gpus_per_task: int | None = None  #: default: 1 on CUDA, 0 on CPU
+    extra: tuple[tuple[str, str], ...] = ()  #: further sbatch options, (name, value): ("qos", "high")
+    setup: tuple[str, ...] = ()  #: shell lines run before the task, e.g. "module load cuda"
+
+
+class _SubmititTask(Task):
+    def __init__(self, cell: Cell, job, kind: str, on_done: Callable[[], None] | None = None):
+        super().__init__(cell)
+        self.job, self.kind, self.job_id, self._on_done = job, kind, str(job.job_id), on_done
+
+    def done(self) -> bool:
+        if self.kind == "submitit-local" and getattr(self.job, "_process", None) is None:
+            finished = self.job.paths.result_pickle.exists() or not _alive(int(self.job_id))
+        else:
+            finished = self.job.done()
+        if finished and self._on_done:
+            self._on_done()
+            self._on_done = None
+        return finished
+
+    def state(self) -> str:
+        """The scheduler's state (Slurm: sacct's, polled at most every minute by submitit); a task that
+        handed back its result while the last poll still said otherwise is FINISHED."""
+        state, done = str(self.job.state), self.done()
+        if state == "NO PROCESS AND NO RESULT" and not done:
+            return "RUNNING"
+        return "FINISHED" if done and not state.startswith(FINAL_STATES) else state
+
+    def outcome(self) -> Outcome:
+        try:
+            return self.job.result()
+        except Exception as error:  # submitit's UncompletedJobError / FailedJobError: the task ended
+            return self.failed(*judge_task(self.state(), str(error), self.kind, self.job_id))
+
+
+#: what marks the informative line of submitit's error text
+REASONS = ("Error", "requeued", "not produced any output")
+
+
+def judge_task(state: str, error: str, kind: str, job_id: str) -> tuple[str, str]:
+    """(status, one-line message) of a task that ended without a result: its scheduler ``state``
+    (sacct's, e.g. TIMEOUT, PREEMPTED, NODE_FAIL) and submitit's ``error`` text."""
+    if state.startswith("TIMEOUT") or "timed-out" in error:
+        status = "timeout"
+    elif state.startswith("OUT_OF_MEMORY"):
+        status = "oom"
+    else:
+        status = "error"
+    lines = [line.strip() for line in error.splitlines() if line.strip() and not line.startswith(" ")]
+    reason = next((line for line in reversed(lines) if any(key in line for key in REASONS)),
+                  lines[-1] if lines else "no result")
+    return status, f"{kind} task {job_id} ended {state}: {reason}"[:300]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie left by a killed parent is not alive
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+class Submitit:
+    """Cells as submitit jobs: ``kind`` "slurm" (one job array per submission, one GPU per task) or
+    "submitit-local" (submitit's LocalExecutor, ``jobs`` at once, each pinned to one of ``gpus``)."""
+
+    def __init__(self, kind: str, folder: Path, *, slurm: SlurmOptions = SlurmOptions(),
+                 jobs: int | None = None, gpus: list[int] | None = None, timeout_s: float = 600.0,
+                 contention: bool = False):
+        import submitit
+
+        if kind not in ("slurm", "submitit-local"):
+            raise ValueError(f"unknown submitit executor {kind!r}")
+        self.name, self.folder, self.options, self.contention = kind, Path(folder), slurm, contention
+        self.jobs, self.gpus = jobs, gpus
+        self.slots = (jobs or math.inf) if kind == "slurm" else (jobs or 1)
+        self.time_min = slurm.time_min or math.ceil(timeout_s / 60) + 10
+        if kind == "slurm":
+            self.time_min = math.ceil(self.time_min)  # sbatch --time takes whole minutes
+        self._gpus = GpuPool(gpus, jobs or 1)
+        cls = submitit.SlurmExecutor if kind == "slurm" else submitit.LocalExecutor
+        self.executor = cls(folder=self.folder)
+        self.executor.update_parameters(**self.parameters())
+
+    def parameters(self, device: str = "cuda", threads: int | None = None) -> dict:
+        """The executor's parameters (submitit's names); Slurm's ``--signal`` gives the task 90 s to
+        kill its worker and hand back a timeout before the hard kill."""
+        setup = [f"export PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}}",
+                 *self.options.setup]
+        if self.name == "submitit-local":
+            return {"timeout_min": self.time_min, "signal_delay_s": 5, "setup": setup}
+        o = self.options
+        params = {"time": self.time_min, "signal_delay_s": 90, "setup": setup, "job_name": "locost-bench",
+                  "ntasks_per_node": 1, "partition": o.partition, "mem": o.mem,
+                  "cpus_per_task": o.cpus_per_task,
+                  "gpus_per_node": o.gpus_per_task, "array_parallelism": self.jobs or 256,
+                  "account": o.account, "additional_parameters": dict(o.extra)}
+        return {k: v for k, v in params.items() if v is not None}
+
+    def describe(self) -> dict:
+        return {"name": self.name, "folder": str(self.folder), "jobs": self.jobs, "gpus": self.gpus,
+                "contention": self.contention, "parameters": self.executor.parameters}
+
+    def submit(self, cells: list[Cell], settings: Settings, logs: Path) -> list[Task]:
+        if self.name == "slurm":
+            self.request(cells[0])
+            jobs = self.executor.map_array(measure, cells, [settings] * len(cells),
+                                           [str(logs / f"{c.cell_id}.log") for c in cells])
+            return [_SubmititTask(cell, job, self.name) for cell, job in zip(cells, jobs, strict=True)]
+        return [self._submit_local(cell, settings, logs) for cell in cells]
+
+    def request(self, cell: Cell) -> None:
+        """Ask Slurm for what ``cell`` needs: its threads as CPUs, one GPU on CUDA (unless overridden)."""
+        o = self.options
+        gpus = o.gpus_per_task if o.gpus_per_task is not None else int(cell.device.startswith("cuda"))
+        self.executor.update_parameters(cpus_per_task=o.cpus_per_task or cell.threads, gpus_per_node=gpus)
+
+    def _submit_local(self, cell: Cell, settings: Settings, logs: Path) -> Task:
+        gpu = self._gpus.take()
+        self.executor.update_parameters(gpus_per_node=int(gpu is not None),
+                                        visible_gpus=() if gpu is None else (gpu,))
+        job = self.executor.submit(measure, cell, settings, str(logs / f"{cell.cell_id}.log"))
+        return _SubmititTask(cell, job, self.name, on_done=lambda: self._gpus.give(gpu))
+
+    def reattach(self, saved: dict, cell: Cell) -> Task | None:
+        """The task of ``cell`` a previous parent submitted (``saved``: its run.json entry), when it
+        is still queued or running or finished with its result unread; None: submit the cell anew."""
+        import submitit
+
+        if saved.get("executor") != self.name or not saved.get("job_id"):
+            return None
+        cls = submitit.SlurmJob if self.name == "slurm" else submitit.LocalJob
+        task = _SubmititTask(cell, cls(folder=self.folder, job_id=saved["job_id"]), self.name)
+        if self.name == "submitit-local" and not task.job.paths.result_pickle.exists() \
+                and not _alive(int(task.job_id)):
+            return None  # its controller died too: nothing will come
+        return task
+
+    def close(self, unfinished: list[Task]) -> None:
+        """Leave submitted tasks running: a rerun of the same command collects them by job id."""
+
+
+def dispatch(executor, cells: list[Cell], settings: Settings, logs: Path, failures: Failures, *,
+             skip_longer: bool = True, reattached: list[Task] = (),
+             on_change: Callable[[list[Task], list[Task]], None] = lambda running, finished: None,
+             poll_s: float = 0.2) -> Iterator[tuple[Cell, Outcome]]:
+    """Run ``cells`` (shortest input first) on ``executor``, at most ``executor.slots`` at once, and
+    yield each cell's outcome as its task finishes; a cell that a shorter failure of its series
+    rules out (``failures``, updated by the caller between yields) is yielded as ``skipped`` without
+    running. ``on_change(running, finished)`` is told whenever tasks start or end."""
+    pending, running = list(cells), list(reattached)
+    try:
+        while pending or running:
+            batch = []
+            while pending and len(running) + len(batch) < executor.slots:
+                cell = pending.pop(0)
+                reason = failures.reason_to_skip(cell) if skip_longer else None
+                if reason:
+                    yield cell, _Finished(cell, Outcome({}, now_iso(), 0.0)).failed("skipped", reason)
+                else:
+                    batch.append(cell)
+            if batch:
+                running += executor.submit(batch, settings, logs)
+                on_change(running, [])
+            finished = [task for task in running if task.done()]
+            if not finished:
+                time.sleep(poll_s)
+                continue
+            running = [task for task in running if task not in finished]
+            on_change(running, finished)
+            for task in finished:
+                yield task.cell, task.outcome()
+    finally:
+        executor.close(running)

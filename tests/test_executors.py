@@ -1,0 +1,237 @@
+"""Executors with real submitit and real processes (synthetic workloads, no model): submitit's local
+executor gives the cells and statuses of the local one while running cells at once, a killed parent's
+tasks are collected on a rerun without being submitted again, a task past its time limit is a
+``timeout`` record, and the Slurm request is the sbatch script submitit writes (no cluster here)."""
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from bench.cells import Cell
+from bench.executors import Local, SlurmOptions, Submitit, judge_task
+from bench.results import read_records
+from bench.runner import Settings, run_sweep
+from cli.sweep import main
+
+GiB = 2**30
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = Settings(warmup=0, repeats=1, budget_bytes=GiB)
+
+
+def sleeping(n: int, seconds: float) -> Cell:
+    return Cell("synthetic", "sleep", "train", n, target_len=1, workload="bench.workloads:sleep",
+                workload_args=(("seconds", seconds),))
+
+
+def _interval(record: dict) -> tuple[float, float]:
+    start = datetime.fromisoformat(record["started_at"]).timestamp()  # whole seconds, truncated
+    return start, start + record["wall_s"]
+
+
+def test_submitit_local_gives_the_local_cells_and_statuses_with_cells_at_once(tmp_path):
+    failing = Cell("synthetic", "fail", "train", 2, target_len=1, workload="bench.workloads:fail",
+                   workload_args=(("message", "boom"),))
+    cells = [sleeping(1, 3.0), failing, sleeping(3, 3.0)]
+    local = run_sweep(cells, tmp_path / "local", suite="test", settings=SETTINGS, progress=False)
+    remote = run_sweep(cells, tmp_path / "submitit", suite="test", settings=SETTINGS, progress=False,
+                       executor=Submitit("submitit-local", tmp_path / "submitit" / "jobs", jobs=2,
+                                         contention=True))
+    assert sorted((r["cell_id"], r["status"], r["message"]) for r in remote) == \
+        sorted((r["cell_id"], r["status"], r["message"]) for r in local)
+    assert [r["status"] for r in local] == ["ok", "error", "ok"]
+    assert {r["contention"] for r in local} == {None} and {r["contention"] for r in remote} == {2}
+    (s1, e1), (s2, e2) = sorted(_interval(r) for r in remote[:2])
+    assert s2 < e1 - 1, "the first two cells did not overlap in time"  # -1: started_at is truncated
+    assert all(later[0] >= earlier[1] - 1 for earlier, later in
+               zip(sorted(map(_interval, local)), sorted(map(_interval, local))[1:], strict=False))
+    run = json.loads((tmp_path / "submitit" / "run.json").read_text())
+    assert {t["state"] for t in run["tasks"].values()} == {"FINISHED"} and len(run["tasks"]) == 3
+    assert run["executor"]["name"] == "submitit-local"
+
+
+SWEEP_SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from bench.cells import Cell
+    from bench.executors import Submitit
+    from bench.runner import Settings, run_sweep
+    def cells():
+        return [Cell("synthetic", "sleep", "train", n, target_len=1, workload="bench.workloads:sleep",
+                     workload_args=(("seconds", 4.0),)) for n in (1, 2, 3)]
+    def sweep(run_dir):
+        return run_sweep(cells(), run_dir, suite="test", progress=False,
+                         settings=Settings(warmup=0, repeats=1, budget_bytes=2**30),
+                         executor=Submitit("submitit-local", Path(run_dir) / "jobs", jobs=2, contention=True))
+    if __name__ == "__main__":
+        sweep(sys.argv[1])
+""")
+
+
+def _running_tasks(run_dir: Path) -> dict:
+    try:
+        tasks = json.loads((run_dir / "run.json").read_text()).get("tasks", {})
+    except (OSError, ValueError):
+        return {}
+    return {cell: task for cell, task in tasks.items() if task["state"] == "RUNNING"}
+
+
+def test_a_killed_parent_loses_and_duplicates_nothing_and_its_tasks_are_not_resubmitted(tmp_path):
+    (tmp_path / "sweep.py").write_text(SWEEP_SCRIPT)
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "sweep.py"), str(run_dir)], cwd=REPO, env=env)
+    deadline = time.monotonic() + 120
+    while len(_running_tasks(run_dir)) < 2:
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.05)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    running = _running_tasks(run_dir)
+    assert not read_records(run_dir)  # killed before any task finished
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import sweep
+    finally:
+        sys.path.remove(str(tmp_path))
+    records = sweep.sweep(run_dir)
+    lines = (run_dir / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and sorted(json.loads(line)["input_len"] for line in lines) == [1, 2, 3]
+    assert [r["status"] for r in records] == ["ok"] * 3
+    tasks = json.loads((run_dir / "run.json").read_text())["tasks"]
+    assert all(tasks[cell]["job_id"] == task["job_id"] for cell, task in running.items())  # reattached
+    assert len(list((run_dir / "jobs").glob("*_submitted.pkl"))) == 3  # nothing submitted twice
+
+
+def test_a_task_past_its_time_limit_is_a_timeout_record(tmp_path):
+    started = time.monotonic()
+    executor = Submitit("submitit-local", tmp_path / "jobs", slurm=SlurmOptions(time_min=0.25))  # 15 s
+    [record] = run_sweep([sleeping(1, 120.0)], tmp_path, suite="test", settings=SETTINGS, progress=False,
+                         executor=executor)
+    assert record["status"] == "timeout", record["message"]
+    assert record["message"].startswith("submitit-local task ") and "timed-out" in record["message"]
+    assert time.monotonic() - started < 60
+    assert not any("bench.worker" in _cmdline(pid) and str(tmp_path) in _cmdline(pid) for pid in _pids())
+
+
+def _pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_the_slurm_path_runs_one_array_and_a_failed_node_is_an_error_record(tmp_path):
+    """The whole Slurm path against submitit's own mocked cluster (its sbatch and sacct stand-ins):
+    one array is submitted, two tasks run here as Slurm would run them, the third one's node fails."""
+    from submitit.core import submission, utils
+    from submitit.slurm.test_slurm import mocked_slurm
+
+    run_dir, records = tmp_path / "run", []
+    platform.processor()  # cached now: the mock answers only Slurm's commands, not uname's
+    with mocked_slurm() as cluster:
+        executor = Submitit("slurm", run_dir / "jobs", timeout_s=60)
+        sweep = threading.Thread(target=lambda: records.extend(run_sweep(
+            [sleeping(n, 0.1) for n in (1, 2, 3)], run_dir, suite="test", settings=SETTINGS, progress=False,
+            executor=executor)))
+        sweep.start()
+        deadline = time.monotonic() + 60
+        while len(_running_tasks(run_dir)) < 3:
+            assert time.monotonic() < deadline and sweep.is_alive()
+            time.sleep(0.05)
+        assert cluster.job_count == 13  # one sbatch: job 12, an array of three tasks
+        assert sorted(task["job_id"] for task in _running_tasks(run_dir).values()) == ["12_0", "12_1", "12_2"]
+        for task in ("0", "1"):
+            with utils.environment_variables(SUBMITIT_EXECUTOR="slurm", SLURM_JOB_ID=f"2{task}",
+                                             SLURM_ARRAY_JOB_ID="12", SLURM_ARRAY_TASK_ID=task):
+                submission.process_job(executor.folder)
+        cluster.job_sacct["12"] = "JobID|State\n12_0|COMPLETED\n12_1|COMPLETED\n12_2|NODE_FAIL"
+        sweep.join(120)
+    assert not sweep.is_alive()
+    assert [(r["input_len"], r["status"]) for r in records] == [(1, "ok"), (2, "ok"), (3, "error")]
+    assert records[2]["message"].startswith("slurm task 12_2 ended NODE_FAIL: ")
+    tasks = json.loads((run_dir / "run.json").read_text())["tasks"]
+    states = {task["job_id"]: task["state"] for task in tasks.values()}
+    assert states["12_2"] == "NODE_FAIL" and {states["12_0"], states["12_1"]} <= {"COMPLETED", "FINISHED"}
+
+
+@pytest.mark.parametrize("state, error, status", [
+    ("TIMEOUT", "Job not requeued because: timed-out and not checkpointable.", "timeout"),
+    ("NODE_FAIL", "Job 12_3 (task: 0) with path x\nhas not produced any output (state: NODE_FAIL)", "error"),
+    ("OUT_OF_MEMORY", "has not produced any output (state: OUT_OF_MEMORY)", "oom"),
+    ("PREEMPTED", "has not produced any output (state: PREEMPTED)", "error"),
+])
+def test_a_task_its_scheduler_ended_keeps_the_state_in_its_message(state, error, status):
+    judged = judge_task(state, error, "slurm", "12_3")
+    assert judged[0] == status and judged[1].startswith(f"slurm task 12_3 ended {state}: ")
+
+
+def test_the_slurm_request_is_the_sbatch_script_submitit_writes(tmp_path):
+    from submitit.slurm.slurm import _make_sbatch_string
+    from submitit.slurm.test_slurm import mocked_slurm
+
+    options = SlurmOptions(partition="gpu", mem="64G", account="proj", extra=(("qos", "high"),),
+                           setup=("module load cuda/12.4",))
+    with mocked_slurm():  # submitit's own stand-in for a cluster: here only its "srun is installed"
+        executor = Submitit("slurm", tmp_path / "jobs", slurm=options, jobs=8, timeout_s=1800)
+    executor.request(Cell("locost", "base", "train", 4096, target_len=128, device="cuda", threads=6))
+    script = _make_sbatch_string(command="python -u -m submitit.core._submit jobs", folder=tmp_path,
+                                 map_count=40, **executor.executor.parameters)
+    lines = set(script.splitlines())
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --time=40", "#SBATCH --mem=64G",
+                 "#SBATCH --account=proj", "#SBATCH --qos=high", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --cpus-per-task=6",
+                 "#SBATCH --ntasks-per-node=1", "#SBATCH --array=0-39%8", "#SBATCH --signal=USR2@90",
+                 "module load cuda/12.4"):
+        assert line in lines, (line, script)
+    assert any(line.startswith("export PYTHONPATH=") and str(REPO) in line for line in lines)
+    cpu = Cell("locost", "tiny", "encode", 1024, device="cpu", threads=4)
+    executor.request(cpu)
+    assert executor.executor.parameters["gpus_per_node"] == 0
+
+
+def test_a_local_executor_pins_each_cell_to_its_own_gpu_and_needs_enough_of_them():
+    with pytest.raises(ValueError, match="--jobs 3 needs 3 GPUs, 2 visible"):
+        Local(3, gpus=[4, 7])
+
+
+JOBS_ON_CPU = ("error: --jobs 2 on CPU runs 2 cells at once on the same cores and memory, spoiling each "
+               "other's time and memory figures; add --allow-contention to run them anyway, marked as "
+               "measured under contention\n")
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--jobs", "2"], JOBS_ON_CPU),
+    (["--jobs", "2", "--executor", "submitit-local"], JOBS_ON_CPU),
+    (["--slurm-partition", "gpu"], "error: --slurm-partition applies to --executor slurm only\n"),
+    (["--executor", "slurm"], "error: --executor slurm needs sbatch: run it on a Slurm login node\n"),
+    (["--executor", "pbs"], None),
+    (["--slurm-option", "qos"], None),
+])
+def test_executor_options_that_cannot_be_met_are_one_error_line(argv, line, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no sbatch here
+    assert main("memory", [*argv, "--device", "cpu", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    if line is not None:
+        assert err == line
+
+
+def test_jobs_on_cpu_with_allow_contention_is_accepted(capsys, tmp_path):
+    argv = ["--jobs", "2", "--allow-contention", "--device", "cpu", "--sizes", "tiny", "--out", str(tmp_path),
+            "--dry-run"]
+    assert main("memory", argv) == 0
