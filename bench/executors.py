@@ -259,7 +259,7 @@ class Submitit:
             raise ValueError(f"unknown submitit executor {kind!r}")
         self.name, self.folder, self.options, self.contention = kind, Path(folder), slurm, contention
         self.jobs, self.gpus = jobs, gpus
-        self.slots = (jobs or math.inf) if kind == "slurm" else (jobs or 1)
+        self.slots = math.inf if kind == "slurm" else (jobs or 1)  # Slurm: one array, throttled by %jobs
         self.time_min = slurm.time_min or math.ceil(timeout_s / 60) + 10
         if kind == "slurm":
             self.time_min = math.ceil(self.time_min)  # sbatch --time takes whole minutes

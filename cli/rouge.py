@@ -112,6 +112,8 @@ def _run_options(r) -> None:
     r.add_argument("--force", action="store_true", help="retrain and regenerate everything")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--no-report", action="store_true", help="do not build report.html at the end")
+    r.add_argument("--executor", choices=("local", "slurm", "submitit-local"), default="local",
+                   help="only local: the ROUGE suite trains and scores in this process (no executors yet)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -176,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = parser().parse_args(argv)
+        if args.executor != "local":
+            raise UsageError(f"--executor {args.executor} is not supported by the ROUGE suite yet; "
+                             "it runs in this process (--executor local)")
         check_source(args.data)  # before the slow imports below
     except (UsageError, SuiteError) as exc:
         return fail(exc)
