@@ -20,6 +20,7 @@ import math
 import os
 import queue
 import shlex
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -324,6 +325,10 @@ class Submitit:
 
     def close(self, unfinished: list[Task]) -> None:
         """Leave submitted tasks running: a rerun of the same command collects them by job id."""
+        if unfinished:
+            ids = ", ".join(task.job_id for task in unfinished[:5]) + (", ..." if len(unfinished) > 5 else "")
+            print(f"{len(unfinished)} {self.name} tasks keep running ({ids}); rerun the same command to "
+                  "collect them", file=sys.stderr)
 
 
 def dispatch(executor, cells: list[Cell], settings: Settings, logs: Path, failures: Failures, *,

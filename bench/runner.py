@@ -306,7 +306,7 @@ def run_sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Setting
     if executor.name != "slurm":  # a Slurm task resolves the budget on its node
         settings = settings.resolved()
     cells, todo, failures = _pending(cells, run_dir, force)
-    saved = _saved_tasks(run_dir / RUN)
+    saved = {} if force else _saved_tasks(run_dir / RUN)  # --force measures anew, old tasks or not
     reattached = [task for cell in todo if cell.cell_id in saved
                   for task in [executor.reattach(saved[cell.cell_id], cell)] if task is not None]
     info = {"suite": suite, "run_id": run_id, **(run_info or {}), "settings": asdict(settings),
