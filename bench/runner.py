@@ -8,7 +8,8 @@ the child also gets an address-space limit (``RLIMIT_AS``) well above the budget
 sudden huge allocation fails inside the child as a ``MemoryError`` instead of taking the host down;
 the resident-memory watchdog is what enforces the budget.
 
-``run_sweep`` runs cells in order of input length, appends one record per cell to
+``run_sweep`` runs cells in order of input length on an executor (``bench.executors``: one at a time
+here by default, N at once, or submitit/Slurm tasks that call ``run_cell``), appends one record per cell to
 ``results.jsonl``, regenerates ``results.csv`` after each, skips cells already recorded (unless
 ``force``), and records longer inputs of a model and mode that already failed as ``skipped`` (and
 generate from the length where encode failed: generation runs the encoder first).

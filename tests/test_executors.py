@@ -86,10 +86,11 @@ def _running_tasks(run_dir: Path) -> dict:
 
 
 def test_a_killed_parent_loses_and_duplicates_nothing_and_its_tasks_are_not_resubmitted(tmp_path):
-    (tmp_path / "sweep.py").write_text(SWEEP_SCRIPT)
+    (tmp_path / "submitit_sweep.py").write_text(SWEEP_SCRIPT)  # a name no other test imports
     run_dir = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    parent = subprocess.Popen([sys.executable, str(tmp_path / "sweep.py"), str(run_dir)], cwd=REPO, env=env)
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "submitit_sweep.py"), str(run_dir)], cwd=REPO,
+                              env=env)
     deadline = time.monotonic() + 120
     while len(_running_tasks(run_dir)) < 2:
         assert time.monotonic() < deadline and parent.poll() is None
@@ -101,10 +102,10 @@ def test_a_killed_parent_loses_and_duplicates_nothing_and_its_tasks_are_not_resu
 
     sys.path.insert(0, str(tmp_path))
     try:
-        import sweep
+        import submitit_sweep
     finally:
         sys.path.remove(str(tmp_path))
-    records = sweep.sweep(run_dir)
+    records = submitit_sweep.sweep(run_dir)
     lines = (run_dir / "results.jsonl").read_text().splitlines()
     assert len(lines) == 3 and sorted(json.loads(line)["input_len"] for line in lines) == [1, 2, 3]
     assert [r["status"] for r in records] == ["ok"] * 3
