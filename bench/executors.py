@@ -201,8 +201,8 @@ class _SubmititTask(Task):
         return finished
 
     def state(self) -> str:
-        """The scheduler's state (Slurm: sacct's, polled at most every minute by submitit); a task that
-        handed back its result while the last poll still said otherwise is FINISHED."""
+        """The scheduler's state (Slurm: sacct's, as submitit last polled it, less often as a task
+        ages); a task that handed back its result while the last poll still said otherwise is FINISHED."""
         state, done = str(self.job.state), self.done()
         if state == "NO PROCESS AND NO RESULT" and not done:
             return "RUNNING"
