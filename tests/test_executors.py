@@ -205,7 +205,21 @@ def test_the_slurm_request_is_the_sbatch_script_submitit_writes(tmp_path):
     assert executor.executor.parameters["gpus_per_node"] == 0
 
 
-def test_a_local_executor_pins_each_cell_to_its_own_gpu_and_needs_enough_of_them():
+def pinned_gpu(cell, seconds: float = 2.0):
+    """A workload (run in the worker): sleeps, then fails with the GPU its worker was pinned to."""
+    time.sleep(seconds)
+    raise RuntimeError(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}")
+
+
+def test_local_jobs_run_cells_at_once_each_pinned_to_its_own_gpu(tmp_path):
+    cells = [Cell("synthetic", "pinned", "train", n, target_len=1, workload="tests.test_executors:pinned_gpu")
+             for n in (1, 2)]
+    records = run_sweep(cells, tmp_path, suite="test", settings=SETTINGS, progress=False,
+                        executor=Local(2, gpus=[4, 7]))
+    assert sorted(r["message"] for r in records) == ["RuntimeError: CUDA_VISIBLE_DEVICES=4",
+                                                     "RuntimeError: CUDA_VISIBLE_DEVICES=7"]
+    (s1, e1), (s2, e2) = sorted(map(_interval, records))
+    assert s2 < e1 - 1 and {r["contention"] for r in records} == {None}
     with pytest.raises(ValueError, match="--jobs 3 needs 3 GPUs, 2 visible"):
         Local(3, gpus=[4, 7])
 
