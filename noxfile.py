@@ -38,8 +38,8 @@ def tests(session: nox.Session) -> None:
 
 # The oldest transformers pyproject.toml admits; the newest is whatever its range resolves to today.
 TRANSFORMERS_OLDEST = "transformers==5.4.0"
-MODEL_TESTS = ["tests/test_models.py", "tests/test_locost_model.py", "tests/test_locost_ssm.py", "tests/test_s4.py",
-               "tests/test_spade.py"]
+MODEL_TESTS = ["tests/test_models.py", "tests/test_locost_model.py", "tests/test_locost_ssm.py",
+               "tests/test_s4.py", "tests/test_spade.py"]
 
 
 @nox.session(name="tests-compat")
