@@ -1,7 +1,7 @@
 """The files between the runner and a worker: ``WorkerSpec`` (runner -> worker) and ``WorkerResult``
 (worker -> runner), both JSON, both written atomically.
 
-The worker rewrites its result at each stage (``measuring``, ``counting flops``, ``done``), so a
+The worker rewrites its result at each stage (``building``, ``measuring``, ``counting flops``, ``done``), so a
 runner that had to kill it still reads the parameter counts, memory base and peak it reached.
 """
 
@@ -56,7 +56,7 @@ class WorkerSpec:
 @dataclass
 class WorkerResult:
     """What the worker knows so far: its ``stage`` and the measured fields of the record."""
-    stage: str = "measuring"  #: measuring, counting flops, or done
+    stage: str = "measuring"  #: building (the model and batch), measuring, counting flops, or done
     fields: dict = field(default_factory=dict)  #: keys among MEASURED_FIELDS
 
     def update(self, measured: dict) -> None:

@@ -10,10 +10,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from records import append_jsonl, atomic_path, flatten_env, read_jsonl
+from records import (
+    RESULTS,
+    RESULTS_CSV,
+    append_jsonl,
+    flatten_env,
+    latest_records,
+    read_jsonl,
+    write_results_csv,
+)
 
-RESULTS = "results.jsonl"
-CSV = "results.csv"
+CSV = RESULTS_CSV
 RUN = "run.json"
 
 
@@ -21,15 +28,19 @@ def append_record(run_dir: Path, record: dict) -> None:
     append_jsonl(Path(run_dir) / RESULTS, record)
 
 
+#: warnings already printed by this process: a torn line is reported once per run, not per read
+_WARNED: set[str] = set()
+
+
 def read_records(run_dir: Path, latest: bool = True) -> list[dict]:
-    """Records of a run, in file order; with ``latest``, one per cell_id (its last record)."""
+    """Records of a run, in file order; with ``latest``, one per cell_id (its last record). A line
+    that does not parse is skipped with a warning, printed once per process."""
     rows, warnings = read_jsonl(Path(run_dir) / RESULTS)
     for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    records = [row for row in rows if "cell_id" in row]
-    if latest:
-        records = list({r["cell_id"]: r for r in records}.values())
-    return records
+        if warning not in _WARNED:
+            _WARNED.add(warning)
+            print(f"warning: {warning}", file=sys.stderr)
+    return latest_records(rows) if latest else [row for row in rows if "cell_id" in row]
 
 
 def to_frame(records: list[dict]):
@@ -40,7 +51,5 @@ def to_frame(records: list[dict]):
 
 
 def write_csv(run_dir: Path) -> Path:
-    path = Path(run_dir) / CSV
-    with atomic_path(path) as tmp:
-        to_frame(read_records(run_dir)).to_csv(tmp, index=False)
-    return path
+    """``results.csv`` regenerated from ``results.jsonl`` (``records.write_results_csv``)."""
+    return write_results_csv(run_dir)

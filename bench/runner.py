@@ -10,13 +10,14 @@ the resident-memory watchdog is what enforces the budget.
 
 ``run_sweep`` runs cells in order of input length on an executor (``bench.executors``: one at a time
 here by default, N at once, or submitit/Slurm tasks that call ``run_cell``), appends one record per cell to
-``results.jsonl``, regenerates ``results.csv`` after each, skips cells already recorded (unless
+``results.jsonl``, regenerates ``results.csv`` after each and at the end, skips cells already recorded (unless
 ``force``), and records longer inputs of a model and mode that already failed as ``skipped`` (and
 generate from the length where encode failed: generation runs the encoder first).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -31,9 +32,9 @@ from pathlib import Path
 from bench.cells import Cell
 from bench.env import REPO, environment, mem_available_bytes
 from bench.protocol import Measure, WorkerResult, WorkerSpec
-from bench.results import RUN, append_record, read_records, write_csv
+from bench.results import CSV, RESULTS, RUN, append_record, read_records, write_csv
 from bench.trackers import status_bytes
-from records import FAILURES_THAT_SKIP_LONGER, Record, write_json
+from records import FAILURES_THAT_SKIP_LONGER, Record, locked_run_dir, write_json
 
 GiB = 2**30
 
@@ -105,7 +106,7 @@ def _last_line(path: Path | None) -> str:
 def _watch(proc: subprocess.Popen, settings: Settings, started: float,
            stop=None) -> tuple[tuple | None, int | None]:
     """Wait for the worker, polling its RSS; kill its group past the budget or the time limit, or
-    when ``stop`` (a ``threading.Event``) is set. Returns ((status, message) when killed, else None;
+    when ``stop`` (a ``threading.Event``) is set. Returns ((status, what was passed) when killed, else None;
     the highest RSS seen in bytes)."""
     verdict, peak_seen = None, None
     try:
@@ -119,10 +120,9 @@ def _watch(proc: subprocess.Popen, settings: Settings, started: float,
             if rss is not None:
                 peak_seen = max(peak_seen or 0, rss)
             if settings.budget_bytes and rss and rss > settings.budget_bytes:
-                excess = exceeds(rss, settings.budget_bytes)
-                verdict = ("oom", f"host memory budget exceeded: {excess}, killed")
+                verdict = ("oom", exceeds(rss, settings.budget_bytes))
             elif time.monotonic() - started > settings.timeout_s:
-                verdict = ("timeout", f"timed out after {settings.timeout_s:g} s, killed")
+                verdict = ("timeout", f"{settings.timeout_s:g} s")
             elif stop is not None and stop.is_set():
                 verdict = ("error", "stopped: the sweep was interrupted")
         if verdict:
@@ -166,11 +166,26 @@ def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None, *, en
     return fields
 
 
+def killed_message(status: str, passed: str, stage: str) -> str:
+    """The message of a cell the runner killed: ``passed`` is the budget excess (oom), the time limit
+    (timeout), or the whole message (a stopped sweep)."""
+    if status == "timeout":
+        return f"timed out after {passed}, killed"
+    if status != "oom":
+        return passed
+    if stage == "building":
+        return (f"budget below the model's resident size: {passed} while the model was still being "
+                "built, killed")
+    return f"host memory budget exceeded: {passed}, killed"
+
+
 def _judge(result: WorkerResult, verdict: tuple | None, peak_seen: int | None, returncode: int,
            log_path: Path | None) -> dict:
     """The measured fields of a finished worker, with the status the runner's watch or the worker's
     exit gives them when the worker did not finish its own record."""
     fields = dict(result.fields)
+    if verdict is not None:
+        verdict = (verdict[0], killed_message(*verdict, result.stage))
     if verdict is not None and result.stage == "counting flops":  # measured; only the FLOP count is lost
         fields["message"] = f"FLOPs not counted: {verdict[1]}"
         verdict = None
@@ -262,14 +277,22 @@ def _saved_tasks(path: Path) -> dict[str, dict]:
     return tasks if isinstance(tasks, dict) else {}
 
 
-def _pending(cells: list[Cell], run_dir: Path, force: bool) -> tuple[list[Cell], list[Cell], Failures]:
-    """(every cell once, shortest input first; those not yet recorded; failures recorded so far)."""
+def _pending(cells: list[Cell], run_dir: Path, force: bool, env: dict,
+             allow_mixed_env: bool) -> tuple[list[Cell], list[Cell], Failures]:
+    """(every cell once, shortest input first; those not yet recorded; failures recorded so far).
+    Raises ``MixedEnvironmentError`` when the records were measured in another environment."""
     order = {cell: i for i, cell in enumerate(dict.fromkeys(cells))}
     cells = sorted(order, key=lambda cell: (cell.input_len, order[cell]))
+    records = read_records(run_dir)
+    differences = env_differences(records, env)
+    if differences and not allow_mixed_env:
+        raise MixedEnvironmentError(
+            f"{run_dir} was measured in another environment: {'; '.join(differences)}; resume it there, "
+            "use another --run-id, or --allow-mixed-env (the report then never pairs across them)")
     failures = Failures()
     done: set[str] = set()
     if not force:
-        for record in read_records(run_dir):
+        for record in records:
             done.add(record["cell_id"])
             try:
                 failures.note(cell_of(record), record.get("status"))
@@ -289,31 +312,85 @@ def _task_states(info: dict, executor, run_dir: Path):
     return on_change
 
 
+class MixedEnvironmentError(Exception):
+    """A resume whose environment differs from the run's records; ``str()`` is the one line."""
+
+
+#: what must agree between a run's records and a resume of it (``allow_mixed_env`` lets them differ)
+PINNED_ENV = ("torch", "transformers", "device_name", "git_commit")
+
+
+def env_differences(records: list[dict], env: dict) -> list[str]:
+    """``"transformers 5.23.0 (recorded) -> 5.24.0 (now)"`` for each ``PINNED_ENV`` key whose
+    recorded values are not all this environment's (a key unknown on either side is not compared)."""
+    differences = []
+    for key in PINNED_ENV:
+        now = env.get(key)
+        recorded = sorted({str((r.get("env") or {}).get(key)) for r in records
+                           if isinstance(r.get("env"), dict) and (r["env"].get(key) is not None)})
+        if now is not None and recorded and recorded != [str(now)]:
+            differences.append(f"{key} {', '.join(recorded)} (recorded) -> {now} (now)")
+    return differences
+
+
 def run_sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, run_id: str | None = None,
               force: bool = False, skip_longer: bool = True, progress: bool = True,
-              run_info: dict | None = None, executor=None) -> list[dict]:
+              run_info: dict | None = None, executor=None, allow_mixed_env: bool = False) -> list[dict]:
     """Measure every cell not yet recorded in ``run_dir`` on ``executor`` (``bench.executors``;
     default: one local worker at a time); returns the records of ``cells``. This process alone
     appends to results.jsonl, as each task finishes; cells whose submitit tasks an earlier run left
-    queued or running are collected from those tasks, not submitted again."""
+    queued or running are collected from those tasks, not submitted again.
+
+    Holds the run directory's lock throughout (``records.locked_run_dir``: raises
+    ``RunDirectoryLocked`` when another runner holds it) and regenerates ``results.csv`` from
+    ``results.jsonl`` at the end, however the sweep ends. Raises ``MixedEnvironmentError`` before
+    measuring anything when the recorded environment differs (``PINNED_ENV``) and not
+    ``allow_mixed_env``; ``OSError`` when the run directory or its files cannot be written."""
+    run_dir = Path(run_dir)
+    with locked_run_dir(run_dir):
+        check_writable(run_dir)
+        try:
+            return _sweep(cells, run_dir, suite=suite, settings=settings, run_id=run_id or run_dir.name,
+                          force=force, skip_longer=skip_longer, progress=progress, run_info=run_info,
+                          executor=executor, allow_mixed_env=allow_mixed_env)
+        finally:
+            if (run_dir / RESULTS).exists():
+                write_csv(run_dir)
+
+
+def check_writable(run_dir: Path) -> None:
+    """Raise ``OSError`` unless the run directory takes new files and ``results.jsonl`` appends
+    (checked before anything is measured, so that no measurement is lost to a read-only file)."""
+    (run_dir / "logs").mkdir(exist_ok=True)
+    with tempfile.TemporaryFile(dir=run_dir) as probe:  # a new file, one byte: refused when full
+        probe.write(b"\n")
+        probe.flush()
+        os.fsync(probe.fileno())
+    with open(run_dir / RESULTS, "ab"):
+        pass
+    for name in (CSV, RUN):
+        if (run_dir / name).is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a directory where a file belongs", str(run_dir / name))
+
+
+def _sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, run_id: str, force: bool,
+           skip_longer: bool, progress: bool, run_info: dict | None, executor,
+           allow_mixed_env: bool) -> list[dict]:
     from tqdm import tqdm
 
     from bench.executors import Local, dispatch
 
     executor = executor or Local()
-    run_dir = Path(run_dir)
-    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
-    run_id = run_id or run_dir.name
     if executor.name != "slurm":  # a Slurm task resolves the budget on its node
         settings = settings.resolved()
-    cells, todo, failures = _pending(cells, run_dir, force)
+    env = environment(cells[0].device if cells else "cpu", query_device=False)
+    cells, todo, failures = _pending(cells, run_dir, force, env, allow_mixed_env)
     saved = {} if force else _saved_tasks(run_dir / RUN)  # --force measures anew, old tasks or not
     reattached = [task for cell in todo if cell.cell_id in saved
                   for task in [executor.reattach(saved[cell.cell_id], cell)] if task is not None]
     info = {"suite": suite, "run_id": run_id, **(run_info or {}), "settings": asdict(settings),
             "cells": len(cells), "already_recorded": len(cells) - len(todo),
-            "env": environment(cells[0].device if cells else "cpu", query_device=False),
-            "executor": executor.describe(),
+            "env": env, "executor": executor.describe(),
             "tasks": {task.cell.cell_id: saved[task.cell.cell_id] for task in reattached},
             "started_at": now_iso(), "finished_at": None,
             "earlier_invocations": _earlier_invocations(run_dir / RUN)}

@@ -146,7 +146,7 @@ def main(argv: list[str]) -> int:
         result.write(spec.result)
 
     try:
-        report({})
+        report({}, "building")  # until the memory base is taken: a kill now means the model did not fit
         record = measure(cell, spec.measure, report)
         record.update(status="ok", message="")
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a record

@@ -67,20 +67,26 @@ def prepare(cell: Cell) -> Prepared:
 
 # --- synthetic workloads: known behaviour, for checking the engine ------------------------------
 
-def allocate(cell: Cell, mib: int, chunk_mib: int | None = None, pause_s: float = 0.0) -> Prepared:
+def allocate(cell: Cell, mib: int, chunk_mib: int | None = None, pause_s: float = 0.0,
+             resident_mib: int = 0) -> Prepared:
     """Each step touches ``mib`` MiB of fresh memory (in chunks of ``chunk_mib``, pausing
-    ``pause_s`` after each) and frees it: the peak above base is ``mib`` MiB."""
-    import numpy as np
+    ``pause_s`` after each) and frees it: the peak above base is ``mib`` MiB. Preparing it first
+    holds ``resident_mib`` MiB (the same way) for the life of the process, as a model's weights are."""
+    def touch(total: int) -> list:
+        import numpy as np
 
-    def step():
-        chunks, left = [], mib
+        chunks, left = [], total
         while left > 0:
-            size = min(chunk_mib or mib, left)
+            size = min(chunk_mib or total, left)
             chunks.append(np.ones(size << 20, dtype=np.uint8))
             left -= size
             time.sleep(pause_s)
-        return sum(chunk.nbytes for chunk in chunks)
+        return chunks
 
+    def step():
+        return sum(chunk.nbytes for chunk in touch(mib))
+
+    step.resident = touch(resident_mib)  # held as long as the workload is
     return Prepared(step=step)
 
 

@@ -4,8 +4,11 @@ thread resolution, and one way to fail (one ``error:`` line on stderr, exit stat
 from __future__ import annotations
 
 import argparse
+import math
 import re
+import signal
 import sys
+from collections.abc import Callable
 
 _SUFFIXES = {"": 1, "k": 1024, "m": 1024**2}
 
@@ -19,6 +22,39 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UsageError(message)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up runs (exit status 143)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def guard(work: Callable[[], int], kept: Callable[[], str], *,
+          errors: tuple[type[BaseException], ...] = ()) -> int:
+    """Run ``work()`` and return its exit status; what goes wrong ends in one line on stderr:
+
+    - ``UsageError`` or one of ``errors`` (a locked run directory, a drifted environment): ``error:``, 2;
+    - ``OSError`` (permissions, a full disk): ``error: <what>; <kept()>``, 2;
+    - Ctrl-C (SIGINT) / SIGTERM: ``interrupted: <kept()>; rerun the same command to resume``, 130 / 143.
+
+    ``kept()`` says what the run directory holds (``"3 records kept in reports/out/x/results.jsonl"``).
+    """
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return work()
+    except (UsageError, *errors) as exc:
+        return fail(exc)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return fail(f"{where}{exc.strerror or exc}; {kept()}")
+    except KeyboardInterrupt as exc:
+        print(f"interrupted: {kept()}; rerun the same command to resume", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def fail(message) -> int:
@@ -62,17 +98,42 @@ def names(text: str) -> tuple[str, ...]:
     return items
 
 
-def positive(kind):
-    """An argparse type: ``kind(text)`` > 0."""
+def positive(kind, at_most: float | None = None):
+    """An argparse type: a finite ``kind(text)`` > 0 (and <= ``at_most``)."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        if not math.isfinite(value) or not value > 0:
+            raise argparse.ArgumentTypeError(f"must be a finite number above 0: {text!r}")
+        if at_most is not None and value > at_most:
+            raise argparse.ArgumentTypeError(f"must be at most {at_most:g}: {text!r}")
         return value
     return parse
+
+
+def finite(low: float, high: float = math.inf):
+    """An argparse type: a finite float in [low, high]."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            where = f"in [{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {where}: {text!r}")
+        return value
+    return parse
+
+
+def path_name(text: str) -> str:
+    """An argparse type for a name that becomes one path component (a run id): letters, digits and
+    ``. _ + -``, not ``.`` or ``..``, so that it stays inside its parent directory."""
+    if not re.fullmatch(r"[\w.+-]+", text) or text in (".", ".."):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a directory name (use letters, digits and . _ + -, not . or ..)")
+    return text
 
 
 def non_negative_int(text: str) -> int:

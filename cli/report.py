@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from cli.args import Parser, UsageError, fail
+from cli.args import Parser, UsageError, fail, guard
 from reports.build import build
 from reports.runs import ReportError
 
@@ -27,11 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         args = parser.parse_args(argv)
-        report = build(args.run_dirs, args.out)
-    except (UsageError, ReportError, OSError) as error:  # bad input, or an unwritable output directory
+    except UsageError as error:
         return fail(error)
-    print(report)
-    return 0
+
+    def work() -> int:
+        print(build(args.run_dirs, args.out))
+        return 0
+
+    # bad input, an unwritable output directory, an interrupt: one line; build() replaces no file
+    # of an earlier report until every new one is written
+    return guard(work, lambda: "no file of an earlier report was replaced", errors=(ReportError,))
 
 
 if __name__ == "__main__":

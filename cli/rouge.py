@@ -34,11 +34,15 @@ from cli.args import (
     UsageError,
     build_report,
     fail,
+    finite,
+    guard,
     lengths_or_full,
     non_negative_int,
     parse_length,
+    path_name,
     positive,
 )
+from records import RunDirectoryLocked
 from suites.rouge.scoring import DEFAULT_ROUGE_TOKENIZER, ROUGE_TOKENIZERS
 
 
@@ -78,14 +82,15 @@ def _model_options(m) -> None:
     m.add_argument("--grad-accum", type=positive(int), default=1)
     m.add_argument("--train-len", default="1k", help="training input tokens (default 1k = 1024)")
     m.add_argument("--target-len", type=positive(int), default=128, help="training target tokens")
-    m.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3, for tiny)")
+    m.add_argument("--lr", type=positive(float), default=3e-3,
+                   help="peak learning rate (default 3e-3, for tiny)")
     m.add_argument("--warmup-steps", type=non_negative_int, default=30)
     m.add_argument("--schedule", choices=["linear", "cosine"], default="linear")
-    m.add_argument("--weight-decay", type=float, default=0.01)
+    m.add_argument("--weight-decay", type=finite(0.0), default=0.01)
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--gsg-steps", type=non_negative_int, default=0,
                    help="gap-sentence pre-training steps before fine-tuning (default 0)")
-    m.add_argument("--gsg-ratio", type=float, default=0.3, help="fraction of sentences masked")
+    m.add_argument("--gsg-ratio", type=finite(0.0, 1.0), default=0.3, help="fraction of sentences masked")
 
 def _evaluation_options(e) -> None:
     e.add_argument("--eval-lens", default="1k,2k,4k,full",
@@ -108,7 +113,7 @@ def _run_options(r) -> None:
                    help="torch CPU threads (default: $OMP_NUM_THREADS, else 1: tiny models gain nothing "
                         "from more, and a shared box punishes them hard)")
     r.add_argument("--out", type=Path, default=Path("reports/out"))
-    r.add_argument("--run-id", help="default rouge-<device>")
+    r.add_argument("--run-id", type=path_name, help="default rouge-<device>")
     r.add_argument("--force", action="store_true", help="retrain and regenerate everything")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--no-report", action="store_true", help="do not build report.html at the end")
@@ -190,16 +195,15 @@ def main(argv: list[str] | None = None) -> int:
 
     _quiet_transformers()
     torch.set_num_threads(args.threads or default_threads(fallback=1))
-    try:
+
+    def work() -> int:
         run_dir = run(config_from_args(args))
-    except (UsageError, SuiteError, ModelError) as exc:
-        return fail(exc)
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    if not args.no_report:
-        build_report(run_dir)
-    return 0
+        if not args.no_report:
+            build_report(run_dir)
+        return 0
+
+    return guard(work, lambda: f"finished systems and predictions kept under {args.out}",
+                 errors=(SuiteError, ModelError, RunDirectoryLocked))
 
 
 if __name__ == "__main__":

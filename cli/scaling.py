@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from cli import sweep
-from cli.args import Parser, UsageError, fail, parse_length
+from cli.args import Parser, UsageError, fail, guard, parse_length
 from suites.scaling import MAX_LEN, MIN_LEN, doubling_lengths
 from suites.texts import TextError, token_file
 
@@ -55,6 +55,8 @@ def plan(argv: list[str] | None) -> sweep.Plan:
             inputs = token_file(args.text, planned.run_dir)
         except TextError as exc:
             raise UsageError(str(exc)) from None
+        except OSError as exc:  # an unwritable run directory, before anything is measured
+            raise UsageError(f"cannot write the tokenized text: {exc}") from None
         planned = sweep.Plan(**{**planned.__dict__, "sweep": planned.sweep.with_options(inputs=str(inputs))})
     return planned
 
@@ -88,12 +90,16 @@ def main(argv: list[str] | None = None) -> int:
         planned = plan(argv)
     except UsageError as exc:
         return fail(exc)
-    records = sweep.execute(planned, argv)
-    if records is None:
-        return 2
-    if records:
-        print(summary(records))
-    return 0
+
+    def work() -> int:
+        records = sweep.execute(planned, argv)
+        if records is None:
+            return 2
+        if records:
+            print(summary(records))
+        return 0
+
+    return guard(work, lambda: sweep.kept(planned.run_dir), errors=sweep.ENGINE_ERRORS)
 
 
 if __name__ == "__main__":

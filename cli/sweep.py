@@ -9,14 +9,13 @@ line and exit status 2. ``run_suite`` is the one orchestration: suite -> cells -
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.env import default_threads
 from bench.results import read_records
-from bench.runner import GiB, Settings, run_sweep
+from bench.runner import GiB, MixedEnvironmentError, Settings, check_writable, run_sweep
 from cli import cluster
 from cli.args import (
     Parser,
@@ -25,14 +24,16 @@ from cli.args import (
     check_choices,
     device,
     fail,
+    guard,
     names,
     non_negative_int,
     parse_length,
     parse_lengths,
+    path_name,
     positive,
 )
 from cli.table import summary_table
-from records import DTYPES, MODES
+from records import DTYPES, MODES, RunDirectoryLocked, locked_run_dir
 from suites import Suite, Sweep, get_suite
 
 
@@ -50,7 +51,7 @@ def build_parser(suite: str) -> Parser:
     add("--dtype", choices=DTYPES, help="fp32, or bf16/fp16 autocast over fp32 weights")
     add("--device", help="cpu or cuda[:N] (default: cuda when available)")
     add("--threads", type=positive(int), help="CPU threads per cell (default: OMP_NUM_THREADS or all)")
-    add("--budget-gb", type=positive(float),
+    add("--budget-gb", type=positive(float, at_most=MAX_BUDGET_GB),
         help="host-memory budget per cell in GiB (default: 0.8 x MemAvailable at start)")
     add("--timeout", type=positive(float), help="seconds per cell, build included")
     add("--repeats", type=positive(int), help="timed runs per cell")
@@ -59,16 +60,35 @@ def build_parser(suite: str) -> Parser:
     add("--flops", action=argparse.BooleanOptionalAction, default=None,
         help="count FLOPs (fvcore + analytic) of train/encode cells up to --flops-max-len")
     add("--flops-max-len", type=parse_length, help="longest input whose FLOPs are counted")
-    add("--run-id", help="run directory name (default: <suite>-<device>)")
+    add("--run-id", type=path_name, help="run directory name (default: <suite>-<device>)")
     add("--out", default="reports/out", type=Path, help="parent directory of run directories")
     add("--force", action="store_true", help="rerun cells already recorded")
     add("--no-skip-longer", action="store_true",
         help="also run lengths beyond one where the model already failed (oom/timeout/unsupported)")
+    add("--allow-mixed-env", action="store_true",
+        help="resume a run directory measured with other versions (torch, transformers, device, git "
+             "commit); the report then never pairs cells across them")
     add("--no-report", action="store_true", help="do not build the HTML report at the end")
     add("--no-progress", action="store_true", help="no progress bar")
     add("--dry-run", action="store_true", help="print the cells and exit")
     cluster.add_arguments(p)
     return p
+
+
+#: the largest --budget-gb taken (1 PiB): beyond it the worker's address-space limit overflows
+MAX_BUDGET_GB = 2.0**20
+#: the smallest budget that means something: a Python process alone is larger
+MIN_BUDGET_BYTES = 2**20
+
+
+def budget_bytes(budget_gb: float | None) -> int | None:
+    """``--budget-gb`` in the engine's unit (bytes); raises ``UsageError`` below ``MIN_BUDGET_BYTES``."""
+    if budget_gb is None:
+        return None
+    value = int(budget_gb * GiB)
+    if value < MIN_BUDGET_BYTES:
+        raise UsageError(f"argument --budget-gb: {budget_gb:g} GiB is {value:,} bytes, below 1 MiB")
+    return value
 
 
 @dataclass(frozen=True)
@@ -108,13 +128,11 @@ def plan_args(suite_name: str, args: argparse.Namespace) -> Plan:
     settings = Settings(warmup=sweep.warmup, warmup_max_len=sweep.warmup_max_len, repeats=sweep.repeats,
                         min_time_s=sweep.min_time_s, timeout_s=sweep.timeout_s, flops=sweep.flops,
                         flops_max_len=sweep.flops_max_len,
-                        budget_bytes=int(args.budget_gb * GiB) if args.budget_gb else None,
+                        budget_bytes=budget_bytes(args.budget_gb),
                         budget_fraction=Settings.budget_fraction / cluster.local_jobs(args))
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"output directory {str(args.out)!r} is a file")
     run_id = args.run_id or f"{suite.name}-{on.split(':')[0]}"
-    if not re.fullmatch(r"[\w.+-]+", run_id):
-        raise UsageError(f"run id {run_id!r} may hold only letters, digits and . _ + -")
     run_dir = args.out / run_id
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"run directory {str(run_dir)!r} is a file")
@@ -126,7 +144,21 @@ def main(suite_name: str, argv: list[str] | None = None) -> int:
         planned = plan(suite_name, argv)
     except UsageError as exc:
         return fail(exc)
-    return 0 if execute(planned, argv) is not None else 2
+    return guard(lambda: 0 if execute(planned, argv) is not None else 2, lambda: kept(planned.run_dir),
+                 errors=ENGINE_ERRORS)
+
+
+#: the engine's refusals, each printed as one ``error:`` line
+ENGINE_ERRORS = (RunDirectoryLocked, MixedEnvironmentError)
+
+
+def kept(run_dir: Path) -> str:
+    """What an interrupted or failed run leaves: its records, in one phrase."""
+    try:
+        count = len(read_records(run_dir)) if run_dir.is_dir() else 0
+    except OSError:
+        count = 0
+    return f"{count} record{'s' * (count != 1)} kept in {run_dir / 'results.jsonl'}"
 
 
 def _dry_run(cells: list, dropped: list, run_dir: Path) -> None:
@@ -153,15 +185,17 @@ def execute(planned: Plan, argv: list[str] | None) -> list[dict] | None:
     if not cells:
         fail("the sweep has no cells")
         return None
-    for cell, drop in dropped:
-        print(f"left out: {cell.label} ({drop.reason})", file=sys.stderr)
-    print(f"{planned.suite.name}: {len(cells)} cells on {planned.device} ({threads} threads) -> "
-          f"{planned.run_dir}", file=sys.stderr)
     run_info = {"argv": list(sys.argv[1:] if argv is None else argv),
                 "sweep": {k: v for k, v in asdict(planned.sweep).items() if k != "drop"},
                 "left_out": [f"{cell.label}: {drop.reason}" for cell, drop in dropped],
                 "device": planned.device, "threads": threads}
-    return run_suite(planned, cells, run_info)
+    with locked_run_dir(planned.run_dir):  # a second runner stops here, before it says anything,
+        check_writable(planned.run_dir)  # and so does a read-only run directory
+        for cell, drop in dropped:
+            print(f"left out: {cell.label} ({drop.reason})", file=sys.stderr)
+        print(f"{planned.suite.name}: {len(cells)} cells on {planned.device} ({threads} threads) -> "
+              f"{planned.run_dir}", file=sys.stderr)
+        return run_suite(planned, cells, run_info)
 
 
 def run_suite(planned: Plan, cells: list, run_info: dict) -> list[dict]:
@@ -171,7 +205,7 @@ def run_suite(planned: Plan, cells: list, run_info: dict) -> list[dict]:
     executor = cluster.executor(args, planned.device, planned.run_dir, planned.settings.timeout_s)
     records = run_sweep(cells, planned.run_dir, suite=planned.suite.name, settings=planned.settings,
                         force=args.force, skip_longer=not args.no_skip_longer, progress=not args.no_progress,
-                        run_info=run_info, executor=executor)
+                        run_info=run_info, executor=executor, allow_mixed_env=args.allow_mixed_env)
     print(summary_table(records, value="throughput" if planned.suite.name == "throughput" else "memory"))
     print(f"results: {planned.run_dir / 'results.jsonl'} and {planned.run_dir / 'results.csv'}")
     if not args.no_report:

@@ -7,7 +7,20 @@ writes records with it, the report (``reports``) reads them with it, and neither
 This package imports nothing of the harness (``bench``, ``suites``, ``reports``, ``cli``, ``models``).
 """
 
-from records.io import append_jsonl, atomic_path, flatten_env, read_jsonl, write_json, write_jsonl
+from records.io import (
+    RESULTS,
+    RESULTS_CSV,
+    append_jsonl,
+    atomic_path,
+    flatten_env,
+    latest_records,
+    read_jsonl,
+    read_jsonl_numbered,
+    write_json,
+    write_jsonl,
+    write_results_csv,
+)
+from records.lock import RunDirectoryLocked, locked_run_dir
 from records.schema import (
     DTYPES,
     ENV_KEYS,
@@ -19,10 +32,12 @@ from records.schema import (
     STATUSES,
     Record,
     RougeRow,
+    record_problem,
 )
 
 __all__ = [
     "DTYPES", "ENV_KEYS", "FAILURES_THAT_SKIP_LONGER", "MODES", "RECORD_FIELDS", "ROUGE_FIELDS",
     "ROUGE_METRICS", "STATUSES", "Record", "RougeRow", "append_jsonl", "atomic_path", "flatten_env",
-    "read_jsonl", "write_json", "write_jsonl",
+    "read_jsonl", "write_json", "write_jsonl", "RunDirectoryLocked", "locked_run_dir", "RESULTS",
+    "RESULTS_CSV", "latest_records", "read_jsonl_numbered", "write_results_csv", "record_problem",
 ]

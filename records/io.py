@@ -6,6 +6,8 @@
   writer killed mid-write can still leave a torn last line: the next append starts on a fresh line
   and ``read_jsonl`` skips what does not parse, with a warning.
 - ``flatten_env(row)``: a record with its ``env`` dict spread into ``env_<key>`` columns.
+- ``write_results_csv(run_dir)``: ``results.csv`` regenerated from ``results.jsonl``, the one source
+  of truth (by the runner after each record and at the end, and by the report builder).
 """
 
 from __future__ import annotations
@@ -58,9 +60,19 @@ def append_jsonl(path: Path | str, row: dict) -> None:
         os.close(fd)
 
 
+RESULTS = "results.jsonl"
+RESULTS_CSV = "results.csv"
+
+
 def read_jsonl(path: Path | str) -> tuple[list[dict], list[str]]:
     """(JSON objects of a JSONL file in file order, warnings). A line that is not a JSON object (a
     torn write) is skipped with a one-line warning; a missing file reads as no rows."""
+    numbered, warnings = read_jsonl_numbered(path)
+    return [row for _, row in numbered], warnings
+
+
+def read_jsonl_numbered(path: Path | str) -> tuple[list[tuple[int, dict]], list[str]]:
+    """``read_jsonl`` with each object's line number (from 1)."""
     path = Path(path)
     if not path.is_file():
         return [], []
@@ -74,11 +86,28 @@ def read_jsonl(path: Path | str) -> tuple[list[dict], list[str]]:
         except ValueError:
             row = None
         if isinstance(row, dict):
-            rows.append(row)
+            rows.append((number, row))
         else:
-            where = "its last line" if number == len(lines) else f"line {number}"
-            warnings.append(f"{path}: skipped {where}: not a JSON object (a torn write?)")
+            warnings.append(f"{path}: skipped line {number}: not a JSON object (a torn write?)")
     return rows, warnings
+
+
+def latest_records(rows: list[dict]) -> list[dict]:
+    """One record per ``cell_id`` (its last: a ``--force`` rerun appends), in file order of first
+    appearance; rows without a ``cell_id`` are not records."""
+    return list({row["cell_id"]: row for row in rows if "cell_id" in row}.values())
+
+
+def write_results_csv(run_dir: Path | str) -> Path:
+    """Regenerate ``<run_dir>/results.csv`` from ``results.jsonl`` (latest record per cell, ``env``
+    flattened), atomically; returns its path."""
+    import pandas as pd
+
+    rows, _ = read_jsonl(Path(run_dir) / RESULTS)
+    path = Path(run_dir) / RESULTS_CSV
+    with atomic_path(path) as tmp:
+        pd.DataFrame([flatten_env(row) for row in latest_records(rows)]).to_csv(tmp, index=False)
+    return path
 
 
 def flatten_env(row: dict) -> dict:

@@ -143,3 +143,37 @@ class RougeRow:
 
 
 ROUGE_FIELDS = tuple(f.name for f in fields(RougeRow))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
+        and abs(value) != float("inf")
+
+
+def record_problem(row: dict) -> str | None:
+    """Why ``row`` (a parsed line of ``results.jsonl``) is not a ``Record`` a report can use, in one
+    phrase; None when it is one. Checked: ``status`` in ``STATUSES``, ``mode`` in ``MODES``, a
+    ``family`` name, a positive whole ``input_len``, and every other field of its schema kind
+    (numbers finite and not booleans; null allowed wherever a field may be unmeasured)."""
+    if "status" not in row:
+        return "no status (not a record of this harness?)"
+    if row["status"] not in STATUSES:
+        return f"status {row['status']!r} is not one of {', '.join(STATUSES)}"
+    if row.get("mode") not in MODES:
+        return f"mode {row.get('mode')!r} is not one of {', '.join(MODES)}"
+    if not isinstance(row.get("family"), str) or not row["family"]:
+        return f"family {row.get('family')!r} is not a model family name"
+    length = row.get("input_len")
+    if not (_is_number(length) and length == int(length) and length > 0):
+        return f"input_len {length!r} is not a positive whole number of tokens"
+    for name, kind in _KINDS.items():
+        value = row.get(name)
+        if value is None:
+            continue
+        if kind in ("int", "bytes", "float") and not _is_number(value):
+            return f"{name} {value!r} is not a number"
+        if kind == "dict" and not isinstance(value, dict):
+            return f"{name} {value!r} is not an object"
+        if kind == "str" and not isinstance(value, str):
+            return f"{name} {value!r} is not a string"
+    return None

@@ -160,3 +160,12 @@ def test_a_killed_sweep_loses_no_finished_cell_and_resumes_the_rest(tmp_path):
     assert invocations["already_recorded"] == 4
     assert [run["already_recorded"] for run in invocations["earlier_invocations"]] == [0, len(first)]
     assert len(read_records(run_dir)) == 4 and (run_dir / "results.csv").read_text().count("\n") == 5
+
+
+def test_a_cell_killed_while_its_model_is_built_says_the_budget_is_below_its_resident_size():
+    cell = synthetic("allocate", mib=1, resident_mib=1600, chunk_mib=32, pause_s=0.01)
+    fields = run_cell(cell, Settings(budget_bytes=GiB // 2))
+    assert fields["status"] == "oom"
+    assert fields["message"].startswith("budget below the model's resident size: RSS 0.5")
+    assert "while the model was still being built, killed" in fields["message"]
+    assert "mem_base_bytes" not in fields  # it never got as far as the memory base

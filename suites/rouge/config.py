@@ -101,6 +101,8 @@ def model_specs(cfg: RougeConfig) -> list[ModelSpec]:
         path = Path(path)
         if not path.exists():
             raise SuiteError(f"checkpoint not found: {path}")
+        if not path.resolve().name:  # the system's name becomes a file name under the run directory
+            raise SuiteError(f"checkpoint {str(path)!r} has no directory name to name its system by")
         specs.append(ModelSpec(path.resolve().name, checkpoint=path))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from records import write_json, write_jsonl
+from records import locked_run_dir, write_json, write_jsonl
 from suites.rouge import scoring
 from suites.rouge.config import ModelSpec, RougeConfig, budget_draws, check, length_label, model_specs
 from suites.rouge.data import SummarizationData, default_cache_dir, load_data
@@ -187,9 +187,15 @@ def print_tables(rows: list[dict], relative: list[dict], cfg: RougeConfig, run_d
 
 
 def run(cfg: RougeConfig) -> Path:
-    """Run the suite; returns the run directory."""
-    started_at, started = _now(), time.perf_counter()
+    """Run the suite; returns the run directory. Holds the run directory's lock throughout
+    (``records.locked_run_dir``: raises ``RunDirectoryLocked`` when another runner holds it)."""
     where = setup(cfg)
+    with locked_run_dir(where.run_dir):
+        return _run(cfg, where)
+
+
+def _run(cfg: RougeConfig, where: Setup) -> Path:
+    started_at, started = _now(), time.perf_counter()
     data = load(cfg, where.cache_dir)
     tokenizer = resolve_tokenizer(cfg, data, where.cache_dir)
     run_dir = where.run_dir

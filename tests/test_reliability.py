@@ -1,0 +1,266 @@
+"""Reliability of the programs (issue 12), with real processes: one runner per run directory, clean
+interrupts, results.csv rebuilt from results.jsonl, unwritable outputs refused before measuring,
+a resume in another environment refused, and one ``error:`` line for each of them."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.cells import Cell
+from bench.results import read_records
+from bench.runner import MixedEnvironmentError, Settings, run_sweep
+from cli.args import guard
+from cli.sweep import ENGINE_ERRORS, kept
+from cli.sweep import main as sweep_main
+
+REPO = Path(__file__).resolve().parents[1]
+GiB = 2**30
+#: a real sweep command whose single cell takes a few seconds (a tiny LOCOST, built in its worker)
+SWEEP = ["-m", "bench.memory", "--models", "locost", "--sizes", "tiny", "--modes", "encode",
+         "--lengths", "64", "--device", "cpu", "--threads", "1", "--repeats", "1", "--warmup", "0",
+         "--no-report", "--no-progress"]
+
+
+def sleeping(*lengths, seconds=0.01) -> list[Cell]:
+    return [Cell("synthetic", "sleep", "train", n, target_len=1, workload="bench.workloads:sleep",
+                 workload_args=(("seconds", seconds),)) for n in lengths]
+
+
+def sweep(run_dir, cells, **options):
+    return run_sweep(cells, run_dir, suite="test", progress=False,
+                     settings=Settings(warmup=0, repeats=1, budget_bytes=GiB), **options)
+
+
+def environ(tmp_path: Path) -> dict:
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    return dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp_path / "tmp"), HF_HUB_OFFLINE="1",
+                TOKENIZERS_PARALLELISM="false")
+
+
+def start(argv: list[str], tmp_path: Path) -> subprocess.Popen:
+    """A program in its own session with SIGINT at its default (a background shell ignores it)."""
+    return subprocess.Popen([sys.executable, *argv], cwd=REPO, env=environ(tmp_path), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def wait_for(condition, proc: subprocess.Popen | None = None, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        assert proc is None or proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+
+
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def cell_dirs(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "tmp").glob("bench-cell-*"))
+
+
+# --- 1. one runner per run directory ---------------------------------------------------------------
+
+
+def test_a_second_runner_on_a_run_directory_exits_at_once_naming_the_holder(tmp_path):
+    out = tmp_path / "out"
+    first = start([*SWEEP, "--out", str(out), "--run-id", "run"], tmp_path)
+    try:
+        wait_for(lambda: cell_dirs(tmp_path), first)  # the first runner is measuring its cell
+        second = subprocess.run([sys.executable, *SWEEP, "--out", str(out), "--run-id", "run"], cwd=REPO,
+                                env=environ(tmp_path), capture_output=True, text=True, timeout=120)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert second.returncode == 2
+    assert second.stderr == (f"error: run directory '{out / 'run'}' is in use by another runner "
+                             f"(PID {first.pid}); wait for it to finish or use another --run-id\n")
+    assert not (out / "run" / "results.jsonl").read_text()  # the second measured nothing
+    # the killed runner left its PID in the lock file: a stale lock, which does not block
+    assert (out / "run" / ".lock").read_text().strip() == str(first.pid)
+    assert [r["status"] for r in sweep(out / "run", sleeping(1))] == ["ok"]
+
+
+def test_the_rouge_program_refuses_a_run_directory_in_use(tmp_path):
+    holder = start(["-c", "import time; from records import locked_run_dir\n"
+                          f"with locked_run_dir({str(tmp_path / 'out' / 'r')!r}):\n"
+                          "    print('held', flush=True); time.sleep(120)"], tmp_path)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        rouge = subprocess.run([sys.executable, "-m", "bench.rouge", "--out", str(tmp_path / "out"),
+                                "--run-id", "r", "--device", "cpu", "--no-report", "--no-progress"],
+                               cwd=REPO, env=environ(tmp_path), capture_output=True, text=True, timeout=300)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert rouge.returncode == 2
+    assert rouge.stderr.splitlines()[-1] == (
+        f"error: run directory '{tmp_path / 'out' / 'r'}' is in use by another runner (PID {holder.pid}); "
+        "wait for it to finish or use another --run-id")
+
+
+# --- 2. Ctrl-C and SIGTERM -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_sweep_says_what_it_kept_and_leaves_no_worker_or_temporary_directory(
+        tmp_path, signum, status):
+    run_dir = tmp_path / "out" / "run"
+    proc = start([*SWEEP, "--lengths", "64,128", "--out", str(tmp_path / "out"), "--run-id", "run"],
+                 tmp_path)
+    wait_for(lambda: read_records(run_dir) and cell_dirs(tmp_path), proc, seconds=240)  # in its 2nd cell
+    os.killpg(proc.pid, signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status
+    assert err.splitlines()[-1] == (f"interrupted: 1 record kept in {run_dir / 'results.jsonl'}; "
+                                    "rerun the same command to resume")
+    assert "Traceback" not in err
+    assert cell_dirs(tmp_path) == []
+    assert processes_mentioning(str(tmp_path / "tmp")) == []  # no orphan worker
+    assert len((run_dir / "results.csv").read_text().splitlines()) == 2  # header + the kept record
+
+
+# --- 3. results.csv from results.jsonl ---------------------------------------------------------------
+
+
+def test_every_run_regenerates_results_csv_even_with_nothing_left_to_measure(tmp_path):
+    run_dir = tmp_path / "run"
+    sweep(run_dir, sleeping(1, 2))
+    (run_dir / "results.csv").unlink()  # a kill between the JSONL append and the CSV write
+    assert len(sweep(run_dir, sleeping(1, 2))) == 2  # nothing left to measure
+    assert len((run_dir / "results.csv").read_text().splitlines()) == 3
+    (run_dir / "results.csv").write_text("cell_id\n")  # stale
+    sweep(run_dir, sleeping(1, 2))
+    assert len((run_dir / "results.csv").read_text().splitlines()) == 3
+
+
+# --- 4. unwritable output ----------------------------------------------------------------------------
+
+
+def _unwritable(tmp_path: Path, how: str) -> tuple[list[str], str]:
+    """(--out and --run-id of a place root cannot write either, the start of the error line)."""
+    if how == "out under /proc":
+        return ["--out", "/proc/locost-out"], "error: /proc/locost-out: No such file or directory; "
+    if how == "out under a file":
+        (tmp_path / "file").write_text("")
+        return (["--out", str(tmp_path / "file" / "out")],
+                f"error: {tmp_path / 'file' / 'out' / 'memory-cpu'}: Not a directory; ")
+    run_dir = tmp_path / "out" / "run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "results.jsonl").mkdir()
+    return (["--out", str(tmp_path / "out"), "--run-id", "run"],
+            f"error: {run_dir / 'results.jsonl'}: Is a directory; ")
+
+
+@pytest.mark.parametrize("how", ["out under /proc", "out under a file", "results.jsonl a directory"])
+def test_an_unwritable_output_is_one_error_line_before_anything_is_measured(tmp_path, capsys, how):
+    argv, start_of_line = _unwritable(tmp_path, how)
+    assert sweep_main("memory", [*SWEEP[2:], *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(start_of_line) and err.count("\n") == 1, err
+    assert "0 records kept in" in err
+    assert not list((tmp_path / "out").rglob("*.log"))  # no cell was started
+
+
+def chattr(flag: str, path: Path) -> None:
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed: no read-only condition that root cannot bypass")
+    result = subprocess.run(["chattr", flag, str(path)], capture_output=True, text=True)
+    if result.returncode:
+        pytest.skip(f"chattr {flag} is not supported here: {result.stderr.strip()}")
+
+
+@pytest.mark.parametrize("target", ["results.jsonl", "the run directory"])
+def test_a_read_only_run_loses_no_record_and_measures_nothing(tmp_path, target):
+    run_dir = tmp_path / "run"
+    sweep(run_dir, sleeping(1))
+    before = (run_dir / "results.jsonl").read_bytes()
+    path = run_dir / "results.jsonl" if target == "results.jsonl" else run_dir
+    chattr("+i", path)  # immutable: refused even to root
+    try:
+        with pytest.raises(PermissionError):
+            sweep(run_dir, sleeping(1, 2, seconds=30))  # would take 30 s if it measured
+        status = guard(lambda: sweep(run_dir, sleeping(1, 2)) and 0, lambda: kept(run_dir),
+                       errors=ENGINE_ERRORS)
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+    assert status == 2
+    assert (run_dir / "results.jsonl").read_bytes() == before
+    assert len(read_records(run_dir)) == 1
+
+
+def test_a_full_disk_is_one_error_line(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "results.jsonl").symlink_to("/dev/full")  # every write: ENOSPC
+    status = guard(lambda: sweep(run_dir, sleeping(1)) and 0, lambda: kept(run_dir), errors=ENGINE_ERRORS)
+    assert status == 2
+    assert capsys.readouterr().err == (
+        f"error: No space left on device; 0 records kept in {run_dir / 'results.jsonl'}\n")
+
+
+# --- 7. a resume in another environment --------------------------------------------------------------
+
+
+def test_a_resume_in_another_environment_stops_unless_mixing_is_allowed(tmp_path):
+    run_dir = tmp_path / "run"
+    sweep(run_dir, sleeping(1))
+    recorded = json.loads((run_dir / "results.jsonl").read_text())
+    now = recorded["env"]["transformers"]
+    recorded["env"].update(transformers="5.23.0", git_commit="0" * 40)
+    (run_dir / "results.jsonl").write_text(json.dumps(recorded) + "\n")
+    with pytest.raises(MixedEnvironmentError) as refused:
+        sweep(run_dir, sleeping(1, 2))
+    assert str(refused.value) == (
+        f"{run_dir} was measured in another environment: transformers 5.23.0 (recorded) -> {now} (now); "
+        f"git_commit {'0' * 40} (recorded) -> {_commit()} (now); resume it "
+        "there, use another --run-id, or --allow-mixed-env (the report then never pairs across them)")
+    assert len(read_records(run_dir)) == 1  # nothing measured
+    records = sweep(run_dir, sleeping(1, 2), allow_mixed_env=True)
+    assert [r["env"]["transformers"] for r in records] == ["5.23.0", now]
+
+
+def _commit() -> str:
+    from bench.env import git_commit
+
+    return git_commit()
+
+
+# --- 8. small ones -----------------------------------------------------------------------------------
+
+
+def test_the_models_program_answers_help_and_refuses_unknown_flags(tmp_path):
+    help_ = subprocess.run([sys.executable, "-m", "models", "--help"], cwd=REPO, env=environ(tmp_path),
+                           capture_output=True, text=True, timeout=120)
+    assert help_.returncode == 0 and help_.stdout.startswith("usage: python -m models")
+    bogus = subprocess.run([sys.executable, "-m", "models", "--bogus"], cwd=REPO, env=environ(tmp_path),
+                           capture_output=True, text=True, timeout=120)
+    assert (bogus.returncode, bogus.stdout) == (2, "")
+    assert bogus.stderr == "error: unrecognized arguments: --bogus\n"
+
+
+def test_a_torn_line_is_warned_of_once_per_run(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    sweep(run_dir, sleeping(1))
+    with open(run_dir / "results.jsonl", "ab") as results:
+        results.write(b'{"cell_id": "torn')
+    capsys.readouterr()
+    sweep(run_dir, sleeping(1, 2, 3))
+    err = capsys.readouterr().err
+    assert err.count("not a JSON object (a torn write?)") == 1, err
