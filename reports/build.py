@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -9,7 +12,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from records import ROUGE_METRICS
+from records import RESULTS, RESULTS_CSV, ROUGE_METRICS, write_results_csv
 from reports import claims as claims_module
 from reports import plots, text
 from reports.analysis import memory_comparisons, reach, rouge_relative, scaling_fits
@@ -386,27 +389,23 @@ def _rouge_relative_table(relative: pd.DataFrame) -> Table:
     )
 
 
-def _failures_section(records: pd.DataFrame) -> Section:
+def _failures_section(records: pd.DataFrame, skipped: list[dict]) -> Section:
+    """Cells that did not run ok, and lines of results.jsonl that are not records at all."""
+    blocks = []
     failed = records[~records["status"].eq("ok")].sort_values(["run_id", "model", "mode", "input_len"])
-    rows = [
-        [
-            r["run_id"],
-            r["model"],
-            r["mode"],
-            text.length(r["input_len"]),
-            html_cell(r["status"], "fail"),
-            r["message"],
-            text.condition_label(r),
-        ]
-        for _, r in failed.iterrows()
-    ]
-    table = Table(
-        "Cells that did not run ok",
-        f"{len(failed)} of {len(records)} cells.",
-        ["run", "model", "mode", "input length", "status", "message", "conditions"],
-        rows,
-    )
-    return Section("failures", "Failures", blocks=[table])
+    if not failed.empty:
+        rows = [[r["run_id"], r["model"], r["mode"], text.length(r["input_len"]),
+                 html_cell(r["status"], "fail"), r["message"], text.condition_label(r)]
+                for _, r in failed.iterrows()]
+        blocks.append(Table("Cells that did not run ok", f"{len(failed)} of {len(records)} cells.",
+                            ["run", "model", "mode", "input length", "status", "message", "conditions"],
+                            rows))
+    if skipped:
+        blocks.append(Table(
+            "Records skipped: they do not fit the record schema (records.schema)",
+            f"{len(skipped)} lines left out of every table, figure and verdict.",
+            ["file", "line", "why"], [[s["file"], s["line"], s["reason"]] for s in skipped]))
+    return Section("failures", "Failures", blocks=blocks)
 
 
 # --- build ------------------------------------------------------------------------------------------
@@ -422,7 +421,10 @@ def build(run_dirs: list[Path | str], out_dir: Path | str | None = None) -> Path
     """Write the CSVs, figures and report.html of ``run_dirs`` into ``out_dir``; return report.html's path.
 
     ``out_dir`` defaults to the run directory itself, or ``reports/out/combined-<UTC time>`` for several.
-    Raises ReportError (one line) for a missing directory or one without results.
+    Every file is written into a staging directory first and moved into ``out_dir`` only when all of
+    them are, so that a failure leaves no partial CSVs. Each run's ``results.csv`` is regenerated
+    from its ``results.jsonl``. Records that do not fit the schema are left out and listed under
+    Failures. Raises ReportError (one line) for a missing directory or one without valid records.
     """
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
@@ -430,8 +432,30 @@ def build(run_dirs: list[Path | str], out_dir: Path | str | None = None) -> Path
     if not run_dirs:
         raise ReportError("no run directory given")
     runs = [load_run(p) for p in run_dirs]
+    for run in runs:
+        _regenerate_results_csv(run)
     out = Path(out_dir) if out_dir is not None else _default_out(run_dirs)
     out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    try:
+        _build_into(runs, staging)
+        for path in sorted(staging.iterdir()):
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out / "report.html"
+
+
+def _regenerate_results_csv(run: Run) -> None:
+    """results.csv from results.jsonl, the one source of truth; a read-only run is only warned of."""
+    if (run.path / RESULTS).is_file():
+        try:
+            write_results_csv(run.path)
+        except OSError as exc:
+            run.warnings.append(f"{run.path / RESULTS_CSV}: not regenerated ({exc.strerror or exc})")
+
+
+def _build_into(runs: list[Run], out: Path) -> Path:
     records, rouge = _combined(runs)
     claims = claims_module.evaluate(records, rouge)
     _write_csv(claims, out / "claims.csv")
@@ -441,8 +465,9 @@ def build(run_dirs: list[Path | str], out_dir: Path | str | None = None) -> Path
     sections += _measured_sections(records, out)
     if rouge is not None:
         sections.append(_rouge_sections(rouge, out))
-    if not records.empty and not records["status"].eq("ok").all():
-        sections.append(_failures_section(records))
+    skipped = [entry for run in runs for entry in run.skipped]
+    if skipped or not records.empty and not records["status"].eq("ok").all():
+        sections.append(_failures_section(records, skipped))
     _write_figures(sections, out)
     return _render(sections, runs, claims, out)
 

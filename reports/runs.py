@@ -13,7 +13,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from records import ENV_KEYS, RECORD_FIELDS, ROUGE_FIELDS, Record, RougeRow, flatten_env, read_jsonl
+from records import (
+    ENV_KEYS,
+    RECORD_FIELDS,
+    ROUGE_FIELDS,
+    Record,
+    RougeRow,
+    flatten_env,
+    read_jsonl,
+    read_jsonl_numbered,
+    record_problem,
+)
 from records import MODES as RECORD_MODES
 
 MIB = 2**20
@@ -33,9 +43,10 @@ LOCOST = "locost"
 #: (LOCOST with the S4 kernel, SPADE) appear in the savings tables, not in the verdicts.
 PAPER_BASELINES = ("longt5-tglobal", "longt5-local", "led", "pegasus-x")
 
-# Two cells are compared (LOCOST against a baseline) only when all of these agree.
+# Two cells are compared (LOCOST against a baseline) only when all of these agree: the versions too,
+# so that a run resumed with --allow-mixed-env is never paired across them.
 CONDITION_COLUMNS = ["device", "env_device_name", "dtype", "batch", "target_len", "new_tokens", "size",
-                     "inputs"]
+                     "inputs", "env_torch", "env_transformers", "env_git_commit"]
 
 
 def section_of(suite) -> str:
@@ -54,6 +65,8 @@ class Run:
     records: pd.DataFrame  # may be empty (a ROUGE-only run)
     rouge: pd.DataFrame | None  # None when the run has no rouge.jsonl
     warnings: list[str] = field(default_factory=list)
+    #: lines of results.jsonl that are not records (records.record_problem): file, line, reason
+    skipped: list[dict] = field(default_factory=list)
 
 
 def key_of(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -120,15 +133,16 @@ def load_run(path: Path | str) -> Run:
             warnings.append(f"{path / 'run.json'}: not valid JSON, ignored")
         if not isinstance(meta, dict):
             meta = {}
-    rows: list[dict] = []
-    if results.is_file():
-        rows, skipped = read_jsonl(results)
-        warnings += skipped
+    rows, skipped = valid_records(results, warnings)
     rouge_rows: list[dict] = []
     if rouge.is_file():
-        rouge_rows, skipped = read_jsonl(rouge)
-        warnings += skipped
+        rouge_rows, torn = read_jsonl(rouge)
+        warnings += torn
     if not rows and not rouge_rows:
+        if skipped:
+            first = skipped[0]
+            raise ReportError(f"{results}: none of its {len(skipped)} records is valid "
+                              f"(line {first['line']}: {first['reason']})")
         raise ReportError(f"{path}: no results recorded yet")
     records = records_frame(rows)
     if not records.empty:
@@ -140,4 +154,23 @@ def load_run(path: Path | str) -> Run:
         records=records,
         rouge=rouge_frame(rouge_rows) if rouge_rows else None,
         warnings=warnings,
+        skipped=skipped,
     )
+
+
+def valid_records(results: Path, warnings: list[str]) -> tuple[list[dict], list[dict]]:
+    """(the records of ``results.jsonl`` that fit the schema, {file, line, reason} of those that do
+    not); a line that does not parse adds to ``warnings``."""
+    numbered, torn = read_jsonl_numbered(results)
+    warnings += torn
+    rows, skipped = [], []
+    for line, row in numbered:
+        problem = record_problem(row)
+        if problem is None:
+            rows.append(row)
+        else:
+            skipped.append({"file": str(results), "line": line, "reason": problem})
+    if skipped:
+        warnings.append(f"{results}: skipped {len(skipped)} records that do not fit the record schema "
+                        "(listed under Failures)")
+    return rows, skipped

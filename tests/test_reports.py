@@ -672,3 +672,81 @@ def test_locost_variants_get_their_own_colour_and_are_not_locost_in_rouge():
     relative = rouge_relative(rouge)
     assert set(relative["locost_system"]) == {"locost-small"}
     assert set(relative["baseline_system"]) == {"locost-s4-small"}
+
+
+# --- malformed records (issue 12) -------------------------------------------------------------------
+
+
+def test_records_that_do_not_fit_the_schema_are_skipped_and_listed_with_their_line_numbers(tmp_path):
+    good = [record("locost", "train", 1024, mib=100.0), record("led", "train", 1024, mib=400.0)]
+    bad = [
+        {k: v for k, v in record("led", "train", 2048, mib=1.0).items() if k != "mode"},
+        {k: v for k, v in record("led", "train", 4096, mib=1.0).items() if k != "family"},
+        {k: v for k, v in record("led", "train", 8192, mib=1.0).items() if k != "input_len"},
+        {**record("led", "train", 16384, mib=1.0), "input_len": "long"},
+        record("led", "encode", 2048, mib=1.0, mem_peak_bytes="lots"),
+        {},
+        {k: v for k, v in record("led", "encode", 4096, mib=1.0).items() if k != "status"},
+    ]
+    run = write_run(tmp_path / "run", good[:1] + bad + good[1:])
+    report = build(run).read_text()
+    for line, reason in [(2, "mode None is not one of train, encode, generate"),
+                         (3, "family None is not a model family name"),
+                         (4, "input_len None is not a positive whole number of tokens"),
+                         (5, "input_len &#39;long&#39; is not a positive whole number of tokens"),
+                         (6, "mem_peak_bytes &#39;lots&#39; is not a number"),
+                         (7, "no status (not a record of this harness?)"),
+                         (8, "no status (not a record of this harness?)")]:
+        assert f"<td>{line}</td>" in report and reason in report, (line, reason)
+    assert "Records skipped" in report and "7 lines left out" in report
+    savings = pd.read_csv(run / "savings.csv")  # the valid records still make their comparison
+    assert savings["ratio"].tolist() == [pytest.approx(0.25)]
+    assert len(pd.read_csv(run / "results.csv")) == len(good) + len(bad) - 1  # {} has no cell_id
+
+
+def test_a_file_of_empty_objects_is_one_error_line_and_leaves_no_partial_output(tmp_path, capsys):
+    from cli.report import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.jsonl").write_text("{}\n{}\n{}\n")
+    assert main(["build", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {run / 'results.jsonl'}: none of its 3 records is valid "
+                   "(line 1: no status (not a record of this harness?))\n")
+    assert sorted(p.name for p in run.iterdir()) == ["results.jsonl"]
+
+
+def test_a_failing_build_leaves_no_partial_csvs(tmp_path, monkeypatch):
+    build_module = importlib.import_module("reports.build")  # the package's build() shadows the name
+    run = write_run(tmp_path / "run", [record("locost", "train", 1024, mib=100.0),
+                                       record("led", "train", 1024, mib=400.0)])
+    before = sorted(p.name for p in run.iterdir())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a figure that cannot be drawn")
+
+    monkeypatch.setattr(build_module, "_write_figures", broken)  # after every CSV is written
+    with pytest.raises(RuntimeError):
+        build(run)
+    assert sorted(p.name for p in run.iterdir()) == sorted([*before, "results.csv"])
+
+
+def test_the_report_rebuilds_a_missing_or_stale_results_csv_from_the_jsonl(tmp_path):
+    rows = [record("locost", "train", 1024, mib=100.0), record("led", "train", 1024, mib=400.0)]
+    run = write_run(tmp_path / "run", rows)
+    (run / "results.csv").write_text("cell_id\nstale\n")
+    build(run)
+    assert pd.read_csv(run / "results.csv")["cell_id"].tolist() == [r["cell_id"] for r in rows]
+    (run / "results.csv").unlink()
+    build(run)
+    assert len(pd.read_csv(run / "results.csv")) == 2
+
+
+def test_cells_measured_with_other_versions_are_never_paired():
+    locost = record("locost", "train", 1024, mib=100.0)
+    for key, value in [("transformers", "5.24.0"), ("torch", "2.12.0"), ("git_commit", "fedcba")]:
+        led = record("led", "train", 1024, mib=400.0, env={**ENV, key: value})
+        assert memory_comparisons(records_frame([locost, led]))["ratio"].dropna().empty, key
+    same = record("led", "train", 1024, mib=400.0)
+    assert memory_comparisons(records_frame([locost, same]))["ratio"].tolist() == [pytest.approx(0.25)]
