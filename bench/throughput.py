@@ -2,7 +2,7 @@
 
 import sys
 
-from cli.sweep import main
+from cli.args import program
 
 if __name__ == "__main__":
-    sys.exit(main("throughput"))
+    sys.exit(program("cli.sweep", "throughput"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import signal
 import sys
@@ -55,6 +56,20 @@ def guard(work: Callable[[], int], kept: Callable[[], str], *,
         return 143 if isinstance(exc, Terminated) else 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def program(module: str, *args) -> int:
+    """``module.main(*args)``, imported only once SIGTERM and Ctrl-C are taken: the programs' imports
+    (torch, transformers) take seconds, and an interrupt then still ends in one line (130 / 143)."""
+    import importlib
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return importlib.import_module(module).main(*args)
+    except KeyboardInterrupt as exc:
+        print("interrupted while starting: nothing was measured or written", file=sys.stderr, flush=True)
+        # a half-imported torch can die of the same signal again while the interpreter shuts down
+        os._exit(143 if isinstance(exc, Terminated) else 130)
 
 
 def fail(message) -> int:

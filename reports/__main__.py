@@ -2,7 +2,7 @@
 
 import sys
 
-from cli.report import main
+from cli.args import program
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(program("cli.report"))

@@ -264,3 +264,12 @@ def test_a_torn_line_is_warned_of_once_per_run(tmp_path, capsys):
     sweep(run_dir, sleeping(1, 2, 3))
     err = capsys.readouterr().err
     assert err.count("not a JSON object (a torn write?)") == 1, err
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupt_while_the_program_is_starting_is_one_line_too(tmp_path, signum, status):
+    proc = start([*SWEEP, "--out", str(tmp_path / "out")], tmp_path)
+    time.sleep(1.5)  # importing torch and transformers takes longer than that
+    os.killpg(proc.pid, signum)
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) == (status, "interrupted while starting: nothing was measured or written\n")
