@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -147,7 +148,10 @@ def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None, *, en
     """Measure one cell in a child process; always returns the measured fields with a status.
     ``env`` adds variables to the worker's environment (e.g. ``CUDA_VISIBLE_DEVICES``); ``stop``, a
     ``threading.Event``, kills the worker when set (a sweep run from threads is interrupted)."""
-    with tempfile.TemporaryDirectory(prefix="bench-cell-") as tmp:
+    # the spec and result beside the cell's log (a run's logs/), where the next runner removes what
+    # a runner killed with SIGKILL left; without a log, in the system's temporary directory
+    work_dir = log_path.parent if log_path else None
+    with tempfile.TemporaryDirectory(prefix=CELL_DIR_PREFIX, dir=work_dir) as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         WorkerSpec(cell, settings.measure(), str(result_path), parent=os.getpid(),
                    address_space_bytes=address_space_limit(settings.budget_bytes, cell.device)
@@ -312,6 +316,10 @@ def _task_states(info: dict, executor, run_dir: Path):
     return on_change
 
 
+#: the worker's spec and result directory of a cell, removed when the cell ends (by an interrupt too)
+CELL_DIR_PREFIX = "bench-cell-"
+
+
 class MixedEnvironmentError(Exception):
     """A resume whose environment differs from the run's records; ``str()`` is the one line."""
 
@@ -395,6 +403,9 @@ def _sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, 
             "started_at": now_iso(), "finished_at": None,
             "earlier_invocations": _earlier_invocations(run_dir / RUN)}
     write_json(run_dir / RUN, info)
+    if not reattached:  # no task of an earlier run is still at work: what is left there is stale
+        for stale in (run_dir / "logs").glob(f"{CELL_DIR_PREFIX}*"):
+            shutil.rmtree(stale, ignore_errors=True)
     collected = {task.cell for task in reattached}
     todo_here = [cell for cell in todo if cell not in collected]
     bar = tqdm(total=len(todo), file=sys.stderr, disable=not progress, unit="cell", dynamic_ncols=True)

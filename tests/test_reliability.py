@@ -72,7 +72,8 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 def cell_dirs(tmp_path: Path) -> list[Path]:
-    return sorted((tmp_path / "tmp").glob("bench-cell-*"))
+    """The workers' directories: in a run directory's logs/, or in the temporary directory."""
+    return sorted([*tmp_path.glob("out/*/logs/bench-cell-*"), *(tmp_path / "tmp").glob("bench-cell-*")])
 
 
 # --- 1. one runner per run directory ---------------------------------------------------------------
@@ -132,8 +133,19 @@ def test_an_interrupted_sweep_says_what_it_kept_and_leaves_no_worker_or_temporar
                                     "rerun the same command to resume")
     assert "Traceback" not in err
     assert cell_dirs(tmp_path) == []
-    assert processes_mentioning(str(tmp_path / "tmp")) == []  # no orphan worker
+    assert processes_mentioning(str(tmp_path)) == []  # no orphan worker
     assert len((run_dir / "results.csv").read_text().splitlines()) == 2  # header + the kept record
+
+
+def test_the_next_runner_removes_what_a_runner_killed_with_sigkill_left(tmp_path):
+    proc = start([*SWEEP, "--out", str(tmp_path / "out"), "--run-id", "run"], tmp_path)
+    wait_for(lambda: cell_dirs(tmp_path), proc)
+    proc.kill()  # SIGKILL: no clean-up can run; the worker dies with it (PR_SET_PDEATHSIG)
+    proc.wait()
+    left = cell_dirs(tmp_path)
+    assert len(left) == 1 and left[0].parent == tmp_path / "out" / "run" / "logs"
+    sweep(tmp_path / "out" / "run", sleeping(1))  # the next runner, under the lock
+    assert cell_dirs(tmp_path) == []
 
 
 # --- 3. results.csv from results.jsonl ---------------------------------------------------------------
