@@ -120,8 +120,10 @@ def positive(kind, at_most: float | None = None):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not math.isfinite(value) or not value > 0:
-            raise argparse.ArgumentTypeError(f"must be a finite number above 0: {text!r}")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number: {text!r}")
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
         if at_most is not None and value > at_most:
             raise argparse.ArgumentTypeError(f"must be at most {at_most:g}: {text!r}")
         return value

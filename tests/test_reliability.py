@@ -26,6 +26,8 @@ GiB = 2**30
 SWEEP = ["-m", "bench.memory", "--models", "locost", "--sizes", "tiny", "--modes", "encode",
          "--lengths", "64", "--device", "cpu", "--threads", "1", "--repeats", "1", "--warmup", "0",
          "--no-report", "--no-progress"]
+#: the same with a cell that lasts (timed steps repeated for 300 s), for a runner to be caught in
+LASTING = [*SWEEP, "--min-time", "300"]
 
 
 def sleeping(*lengths, seconds=0.01) -> list[Cell]:
@@ -81,7 +83,7 @@ def cell_dirs(tmp_path: Path) -> list[Path]:
 
 def test_a_second_runner_on_a_run_directory_exits_at_once_naming_the_holder(tmp_path):
     out = tmp_path / "out"
-    first = start([*SWEEP, "--out", str(out), "--run-id", "run"], tmp_path)
+    first = start([*LASTING, "--out", str(out), "--run-id", "run"], tmp_path)
     try:
         wait_for(lambda: cell_dirs(tmp_path), first)  # the first runner is measuring its cell
         second = subprocess.run([sys.executable, *SWEEP, "--out", str(out), "--run-id", "run"], cwd=REPO,
@@ -123,9 +125,9 @@ def test_the_rouge_program_refuses_a_run_directory_in_use(tmp_path):
 def test_an_interrupted_sweep_says_what_it_kept_and_leaves_no_worker_or_temporary_directory(
         tmp_path, signum, status):
     run_dir = tmp_path / "out" / "run"
-    proc = start([*SWEEP, "--lengths", "64,128", "--out", str(tmp_path / "out"), "--run-id", "run"],
-                 tmp_path)
-    wait_for(lambda: read_records(run_dir) and cell_dirs(tmp_path), proc, seconds=240)  # in its 2nd cell
+    sweep(run_dir, sleeping(1))  # a record of an earlier invocation
+    proc = start([*LASTING, "--out", str(tmp_path / "out"), "--run-id", "run"], tmp_path)
+    wait_for(lambda: cell_dirs(tmp_path), proc, seconds=240)  # in its cell
     os.killpg(proc.pid, signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == status
@@ -138,7 +140,7 @@ def test_an_interrupted_sweep_says_what_it_kept_and_leaves_no_worker_or_temporar
 
 
 def test_the_next_runner_removes_what_a_runner_killed_with_sigkill_left(tmp_path):
-    proc = start([*SWEEP, "--out", str(tmp_path / "out"), "--run-id", "run"], tmp_path)
+    proc = start([*LASTING, "--out", str(tmp_path / "out"), "--run-id", "run"], tmp_path)
     wait_for(lambda: cell_dirs(tmp_path), proc)
     proc.kill()  # SIGKILL: no clean-up can run; the worker dies with it (PR_SET_PDEATHSIG)
     proc.wait()
@@ -285,3 +287,21 @@ def test_an_interrupt_while_the_program_is_starting_is_one_line_too(tmp_path, si
     os.killpg(proc.pid, signum)
     _, err = proc.communicate(timeout=60)
     assert (proc.returncode, err) == (status, "interrupted while starting: nothing was measured or written\n")
+
+
+# --- 5. the ROUGE program's options ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--lr", "nan"], "error: argument --lr: must be a finite number: 'nan'"),
+    (["--lr", "0"], "error: argument --lr: must be positive: '0'"),
+    (["--weight-decay", "-1"], "error: argument --weight-decay: must be a finite number >= 0: '-1'"),
+    (["--gsg-ratio", "2"], "error: argument --gsg-ratio: must be a finite number in [0, 1]: '2'"),
+    (["--run-id", ".."], "error: argument --run-id: '..' is not a directory name (use letters, digits and "
+                         ". _ + -, not . or ..)"),
+])
+def test_the_rouge_program_refuses_options_that_mean_nothing(argv, line, capsys):
+    from cli.rouge import main
+
+    assert main(argv) == 2
+    assert capsys.readouterr().err == line + "\n"
