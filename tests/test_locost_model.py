@@ -123,14 +123,56 @@ def test_ssm_saves_no_complex_or_kernel_factor_tensors_for_backward():
     assert max(n for _, n in saved) <= max(B * L * H, 2 * H * L)
 
 
-def test_kernel_is_recomputed_in_backward():
-    model = LocostForConditionalGeneration(tiny_config()).train()
-    calls = []
-    model.encoder.block[0].layer[0].ssm_layer.kernel.register_forward_pre_hook(lambda *args: calls.append(1))
+def kernel_builds(model):
+    return sum(m.builds for m in model.modules() if isinstance(m, modeling.LocostS4DKernel))
+
+
+def test_training_builds_each_kernel_once_per_step():
+    """The analytic kernel backward needs no second kernel build (no recomputation in backward)."""
+    model = LocostForConditionalGeneration(tiny_config(reuse_kernel=True)).train()
     loss = model(input_ids=random_ids(1, 9), labels=random_ids(1, 4)).loss
-    assert len(calls) == 1
+    assert kernel_builds(model) == model.config.num_layers
     loss.backward()
-    assert len(calls) == 2
+    assert kernel_builds(model) == model.config.num_layers
+
+
+def test_reused_kernel_matches_fresh_kernels_and_is_rebuilt_when_parameters_change(monkeypatch):
+    model, fresh = tiny_model(reuse_kernel=True), tiny_model()
+    layers = model.config.num_layers
+    ids = random_ids(2, 40)
+    monkeypatch.setattr(modeling, "SSM_CHUNK_ELEMENTS", 2 * 160 * 20)  # several channel chunks per layer
+    with torch.no_grad():
+        first = encode(model, ids)
+        assert kernel_builds(model) == layers and torch.equal(encode(model, ids), first)  # bit-identical
+        for length in (40, 17, 1):  # shorter inputs slice the kept kernel
+            assert rel_err(encode(model, ids[:, :length]), encode(fresh, ids[:, :length])) < 1e-12
+        assert kernel_builds(model) == layers
+        encode(model, random_ids(2, 60))  # longer: built again at the new length
+        assert kernel_builds(model) == 2 * layers
+    kernel = model.encoder.block[0].layer[0].ssm_layer.kernel
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()
+    assert kernel._cache is None  # dropped by train()
+    model(input_ids=ids, labels=random_ids(2, 4)).loss.backward()
+    optimizer.step()
+    fresh.load_state_dict(model.state_dict())
+    model.eval()
+    builds = kernel_builds(model)
+    with torch.no_grad():
+        assert rel_err(encode(model, ids), encode(fresh, ids)) < 1e-12
+        assert kernel_builds(model) == builds + layers
+        model.load_state_dict(tiny_model(seed=3).state_dict())  # in-place copy into the same storage
+        assert rel_err(encode(model, ids), encode(tiny_model(seed=3), ids)) < 1e-12
+    assert kernel_builds(model) == builds + 2 * layers
+
+
+def test_kernel_is_not_reused_with_gradients_or_without_the_option():
+    for model, grad in ((tiny_model(reuse_kernel=True), True), (tiny_model(), False)):
+        with torch.set_grad_enabled(grad):
+            encode(model, random_ids(1, 9))
+            encode(model, random_ids(1, 9))
+        assert kernel_builds(model) == 2 * model.config.num_layers
+        assert all(m._cache is None for m in model.modules() if isinstance(m, modeling.LocostS4DKernel))
 
 
 def test_gating_off_and_causal_configs_train():

@@ -5,15 +5,21 @@ import math
 import pytest
 import torch
 
+import models.locost.ssm as ssm
 from models.locost.configuration_locost import LocostConfig
 from models.locost.modeling_locost import LocostSSM
 from models.locost.ssm import (
     FFTConv,
+    S4DKernel,
     bidirectional_conv_ref,
+    exp_grid,
     fast_fft_size,
     fft_conv,
+    flush_threshold,
     s4d_discretize,
+    s4d_kernel,
     ssm_kernel,
+    ssm_kernel_backward,
     ssm_kernel_ref,
 )
 
@@ -56,6 +62,59 @@ def test_fast_kernel_matches_vandermonde(c, L):
     fast, ref = ssm_kernel(dtA, C_tilde, L), ssm_kernel_ref(dtA, C_tilde, L)
     assert fast.shape == (c, 3, L)
     assert rel_err(fast, ref) < 1e-10
+
+
+@pytest.mark.parametrize("c", [1, 2])
+def test_kernel_channel_chunks_match_vandermonde(monkeypatch, c):
+    """One channel per chunk (forward and the analytic backward) against the float64 references."""
+    monkeypatch.setattr(ssm, "KERNEL_CHUNK_BYTES", 1)
+    dtA, C_tilde = s4d_discretize(*random_system(H=5, c=c), dtype=F64)
+    assert rel_err(ssm_kernel(dtA, C_tilde, 300), ssm_kernel_ref(dtA, C_tilde, 300)) < 1e-10
+    dtA, C_tilde = dtA.requires_grad_(), C_tilde.requires_grad_()
+    grad_K = torch.randn(c, 5, 300, dtype=F64)
+    expected = torch.autograd.grad((ssm_kernel_ref(dtA, C_tilde, 300) * grad_K).sum(), (dtA, C_tilde))
+    for fast, ref in zip(ssm_kernel_backward(dtA.detach(), C_tilde.detach(), grad_K), expected, strict=True):
+        assert rel_err(fast, ref) < 1e-10
+
+
+@pytest.mark.parametrize("c", [1, 2])
+@pytest.mark.parametrize("L", [1, 2, 7, 64, 1000])
+def test_kernel_backward_matches_autograd_of_vandermonde(c, L):
+    dtA, C_tilde = (x.requires_grad_() for x in s4d_discretize(*random_system(c=c, seed=L), dtype=F64))
+    grad_K = torch.randn(c, 3, L, dtype=F64, generator=torch.Generator().manual_seed(L))
+    expected = torch.autograd.grad((ssm_kernel_ref(dtA, C_tilde, L) * grad_K).sum(), (dtA, C_tilde))
+    for fast, ref in zip(ssm_kernel_backward(dtA.detach(), C_tilde.detach(), grad_K), expected, strict=True):
+        assert fast.shape == ref.shape and rel_err(fast, ref) < 1e-10
+
+
+@pytest.mark.parametrize("c", [1, 2])
+def test_s4d_kernel_function_gradcheck(c):
+    params = [p.requires_grad_() for p in random_system(H=2, M=3, c=c)]
+    assert torch.autograd.gradcheck(lambda *p: S4DKernel.apply(9, F64, *p), params)
+
+
+def test_s4d_kernel_saves_only_its_parameters():
+    params = [p.requires_grad_() for p in random_system(H=4, M=8, c=2)]
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        K = s4d_kernel(500, *params, dtype=F64)
+    assert K.shape == (2, 4, 500) and K.requires_grad
+    assert sorted(t.numel() for t in saved) == sorted(p.numel() for p in params)
+
+
+def test_fast_decaying_modes_leave_no_subnormal_factors():
+    """float32 modes that decay below the smallest normal number within L: the factors hold zeros
+    instead of subnormals (slow on x86) and the kernel still matches the float64 reference."""
+    log_dt, A_re_log, A_im, B, C = random_system(H=4, M=8, c=2)
+    params = (torch.full_like(log_dt, math.log(0.5)), A_re_log + 2, A_im, B, C)  # exp(dtA l) < 1e-38 soon
+    dtA, C_tilde = s4d_discretize(*params, dtype=torch.float32)
+    tiny = torch.finfo(torch.float32).tiny
+    assert flush_threshold(torch.float32) ** 2 > tiny
+    for grid in (exp_grid(dtA, 1, 300), exp_grid(dtA, 40, 50)):
+        parts = torch.view_as_real(grid)
+        assert (parts == 0).any() and not ((parts != 0) & (parts.abs() < tiny)).any()
+    reference = ssm_kernel_ref(*s4d_discretize(*params, dtype=F64), 2000)
+    assert rel_err(ssm_kernel(dtA, C_tilde, 2000).double(), reference) < 1e-6
 
 
 def test_kernel_ref_matches_recurrence():
@@ -108,15 +167,15 @@ def test_fast_path_gradients_match_reference():
     u = torch.randn(2, 37, 3, dtype=F64, requires_grad=True)
     weights = torch.randn(2, 37, 3, dtype=F64)
 
-    def grads(kernel_fn, conv_fn):
-        dtA, C_tilde = s4d_discretize(*params, dtype=F64)
-        loss = (conv_fn(u, kernel_fn(dtA, C_tilde, 37)) * weights).sum()
-        return torch.autograd.grad(loss, [u, *params])
+    def fast():
+        return fft_conv(u, s4d_kernel(37, *params, dtype=F64))
 
-    for fast, ref in zip(
-        grads(ssm_kernel, fft_conv), grads(ssm_kernel_ref, bidirectional_conv_ref), strict=True
-    ):
-        assert rel_err(fast, ref) < 1e-9
+    def ref():
+        return bidirectional_conv_ref(u, ssm_kernel_ref(*s4d_discretize(*params, dtype=F64), 37))
+
+    grads = [torch.autograd.grad((path() * weights).sum(), [u, *params]) for path in (fast, ref)]
+    for fast_grad, ref_grad in zip(*grads, strict=True):
+        assert rel_err(fast_grad, ref_grad) < 1e-9
 
 
 def tiny_ssm(**overrides):

@@ -27,6 +27,9 @@ class LocostConfig(PretrainedConfig):
     HiPPO-LegS state matrix with bilinear discretisation and the Cauchy kernel, `models/ssm/s4.py`).
     `ssm_chunk_channels`: channels per chunk of the SSM under `torch.no_grad()` (None = automatic,
     bounding the transient FFT buffers to ~256 MB).
+    `reuse_kernel`: in eval mode without gradients, keep each layer's S4D kernel (c * d_model * L floats,
+    up to 64 MiB per layer) and reuse it for every call at that length or shorter until a parameter
+    changes; off by default, so that measurements build the kernel in every call unless asked.
     `num_hidden_layers` reads `num_decoder_layers`: the decoder is the only stack with a KV cache.
     """
 
@@ -58,6 +61,7 @@ class LocostConfig(PretrainedConfig):
     dt_max: float = 1e-1
     ssm_chunk_channels: int | None = None
     ssm_kernel: str = "s4d"
+    reuse_kernel: bool = False
     is_encoder_decoder: bool = True
     use_cache: bool = True
     pad_token_id: int | None = 0

@@ -6,8 +6,9 @@ with the gated bidirectional S4D layer of `LocostSSM` and FFN(x) = wo(gelu_tanh(
 Decoder: T5 blocks (causal self-attention with relative position bias, cross-attention, gated-GELU FFN),
 all attention through `scaled_dot_product_attention` (T5 scores are not scaled: scale=1.0).
 
-Memory: the S4D kernel is built with the sqrt(L) factorisation of `ssm.ssm_kernel` and recomputed in
-backward; the FFT convolution saves only real inputs. Under `torch.no_grad()` the SSM runs in channel
+Memory: the S4D kernel is built with the sqrt(L) factorisation of `ssm.ssm_kernel`; in training
+`ssm.S4DKernel` saves only the kernel's parameters and computes its gradient analytically, and the FFT
+convolution saves only real inputs. Under `torch.no_grad()` the SSM runs in channel
 chunks and the FFN in sequence chunks, so transient buffers stay bounded for very long inputs.
 Module names follow the released LOCOST checkpoint (LongT5-style), see `convert.py`.
 """
@@ -33,7 +34,7 @@ from ..compat import cache_field, output_cache, pick_cache
 from ..precision import KeepsFloat32
 from ..ssm.s4 import S4Kernel
 from .configuration_locost import LocostConfig
-from .ssm import compute_dtype, fast_fft_size, fft_conv, no_autocast, s4d_discretize, ssm_kernel
+from .ssm import compute_dtype, fast_fft_size, fft_conv, no_autocast, s4d_kernel
 
 __all__ = ["LocostForConditionalGeneration", "LocostPreTrainedModel", "LocostEncoder", "LocostDecoder"]
 
@@ -41,6 +42,8 @@ __all__ = ["LocostForConditionalGeneration", "LocostPreTrainedModel", "LocostEnc
 # and d_ff activations per FFN sequence chunk (B * tokens * d_ff, ~256 MB in float32).
 SSM_CHUNK_ELEMENTS = 2**25
 FFN_CHUNK_ELEMENTS = 2**26
+# Largest kernel (c * H * L floats) that `reuse_kernel` keeps per layer: 64 MiB, L = 16K for `small`.
+KERNEL_CACHE_BYTES = 2**26
 
 
 class LocostRMSNorm(nn.Module):
@@ -62,6 +65,12 @@ class LocostS4DKernel(nn.Module):
 
     A = -exp(A_re_log) + i A_im, dt = exp(log_dt); complex B (H, M) and C (c, H, M) are stored as real
     pairs in a trailing dimension of size 2. `forward(L)` returns the real kernels K (c, H, L).
+
+    With `config.reuse_kernel`, in eval mode without gradients the kernel of the longest length asked
+    for so far is kept and sliced for every length up to it (K[l] does not depend on L). It is
+    rebuilt when a parameter changes (its version counter or storage: optimizer steps,
+    `load_state_dict`, `.to()`), dropped by `train()`, and not kept above KERNEL_CACHE_BYTES.
+    `builds` counts the kernels computed (a call served from the kept kernel adds nothing).
     """
 
     def __init__(self, config: LocostConfig):
@@ -75,6 +84,8 @@ class LocostS4DKernel(nn.Module):
         self.C = nn.Parameter(torch.empty(2 if config.bidirectional else 1, H, M, 2))
         for p in self.parameters():
             p._no_weight_decay = True
+        self.reuse_kernel = config.reuse_kernel
+        self._cache, self._cache_key, self.builds = None, None, 0
 
     def reset_parameters(self):
         """S4D-Lin: A_n = -1/2 + i pi n, B = 1, C ~ complex normal (variance 1/2 per part), log dt ~ U."""
@@ -85,11 +96,43 @@ class LocostS4DKernel(nn.Module):
         init.copy_(self.B, torch.tensor([1.0, 0.0], dtype=self.B.dtype).expand(H, M, 2))
         init.normal_(self.C, mean=0.0, std=0.5**0.5)
 
+    def train(self, mode: bool = True):
+        if mode:
+            self._cache = self._cache_key = None
+        return super().train(mode)
+
+    def _apply(self, fn, recurse=True):
+        self._cache = self._cache_key = None
+        return super()._apply(fn, recurse)
+
     def forward(self, L: int, channels: slice = slice(None), dtype: torch.dtype = torch.float32):
-        params = self.log_dt, self.A_re_log, self.A_im, self.B
+        L = int(L)
         with no_autocast(self.C):
-            dtA, C_tilde = s4d_discretize(*(p[channels] for p in params), self.C[:, channels], dtype)
-            return ssm_kernel(dtA, C_tilde, L)
+            K = self._cached(L, dtype)
+            if K is not None:
+                return K[:, channels, :L]
+            self.builds += 1
+            params = self.log_dt, self.A_re_log, self.A_im, self.B
+            return s4d_kernel(L, *(p[channels] for p in params), self.C[:, channels], dtype)
+
+    def _cached(self, L: int, dtype: torch.dtype) -> torch.Tensor | None:
+        """The kept kernel if reuse applies (built now if stale or shorter than L), else None."""
+        if not self.reuse_kernel or self.training or torch.jit.is_tracing():
+            return None
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            return None
+        key = (dtype, tuple((p.device, p._version, p.data_ptr()) for p in self.parameters()))
+        if self._cache_key == key and self._cache.shape[-1] >= L:
+            return self._cache
+        self._cache = self._cache_key = None  # a stale kernel goes before a new one is built
+        c, H = self.C.shape[:2]
+        if c * H * L * torch.finfo(dtype).bits // 8 > KERNEL_CACHE_BYTES:
+            return None
+        self.builds += 1
+        with torch.no_grad():
+            self._cache = s4d_kernel(L, self.log_dt, self.A_re_log, self.A_im, self.B, self.C, dtype)
+        self._cache_key = key
+        return self._cache
 
 
 class LocostSSM(KeepsFloat32, nn.Module):
@@ -129,12 +172,13 @@ class LocostSSM(KeepsFloat32, nn.Module):
         return [slice(start, min(start + size, H)) for start in range(0, H, size)]
 
     def _mix(self, u, attention_mask, channels: slice) -> torch.Tensor:
-        """y[..., channels] = q * (K_bi * k + D * k); the kernel is rebuilt in backward, not stored."""
+        """y[..., channels] = q * (K_bi * k + D * k); the kernel is not stored for backward (S4D: its
+        analytic backward; S4: recomputed)."""
         k = F.linear(u, self.k_proj.weight[channels], self.k_proj.bias[channels])
         if attention_mask is not None:
             k = k * attention_mask[..., None].to(k.dtype)
         dtype = compute_dtype(u, self.D)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and isinstance(self.kernel, S4Kernel):  # S4D has its own backward
             K = checkpoint(self.kernel, u.shape[1], channels, dtype, use_reentrant=False)
         else:
             K = self.kernel(u.shape[1], channels, dtype)
