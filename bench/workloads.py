@@ -26,13 +26,14 @@ class Prepared:
     count_flops: Callable[[], object] | None = None
 
 
-def model(cell: Cell) -> Prepared:
+def model(cell: Cell, **config) -> Prepared:
+    """The cell's model (``config``: fields that override its preset, e.g. cross_attention="absorbed")."""
     import torch
 
     from models import build
 
     torch.set_num_threads(cell.threads)
-    handle = build(cell.family, cell.size, device=cell.device)
+    handle = build(cell.family, cell.size, device=cell.device, **config)
     decoder_len = {"train": cell.target_len, "generate": (cell.new_tokens or 0) + 1}.get(cell.mode, 1)
     handle.check_lengths(cell.input_len, decoder_len, cell.batch)
     token_ids = torch.load(cell.inputs).long() if cell.inputs else None

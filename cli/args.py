@@ -4,6 +4,7 @@ thread resolution, and one way to fail (one ``error:`` line on stderr, exit stat
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -157,6 +158,39 @@ def non_negative_int(text: str) -> int:
     if not text.strip().isdigit():
         raise argparse.ArgumentTypeError(f"must be a whole number >= 0: {text!r}")
     return int(text)
+
+
+def parse_model_config(text: str) -> tuple[tuple[str, object], ...]:
+    """``cross_attention=absorbed,reuse_kernel=true``: config fields given to every model built (JSON
+    values such as true, 3 or 0.5; anything else is a string)."""
+    pairs = []
+    for item in (part for part in text.split(",") if part.strip()):
+        key, sep, raw = (part.strip() for part in item.partition("="))
+        if not sep or not re.fullmatch(r"[A-Za-z_]\w*", key) or not raw:
+            raise argparse.ArgumentTypeError(f"not a KEY=VALUE config field: {item.strip()!r}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        pairs.append((key, value))
+    if not pairs:
+        raise argparse.ArgumentTypeError("the list of config fields is empty")
+    return tuple(sorted(dict(pairs).items()))
+
+
+def check_model_config(models, size: str, pairs) -> None:
+    """Every field of ``--model-config`` must already be a config field of every model of the sweep,
+    and the config must accept its value."""
+    from models import config
+
+    for name in models:
+        unknown = [key for key, _ in pairs if key not in config(name, size).to_dict()]
+        if unknown:
+            raise UsageError(f"{name} has no config field {', '.join(map(repr, unknown))} (--model-config)")
+        try:
+            config(name, size, **dict(pairs))
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"--model-config for {name}: {exc}") from None
 
 
 def check_choices(kind: str, given, known) -> None:

@@ -22,6 +22,7 @@ from cli.args import (
     UsageError,
     build_report,
     check_choices,
+    check_model_config,
     device,
     fail,
     guard,
@@ -29,6 +30,7 @@ from cli.args import (
     non_negative_int,
     parse_length,
     parse_lengths,
+    parse_model_config,
     path_name,
     positive,
 )
@@ -49,6 +51,8 @@ def build_parser(suite: str) -> Parser:
     add("--new-tokens", type=positive(int), help="tokens generated (greedy, exact)")
     add("--batch", type=positive(int))
     add("--dtype", choices=DTYPES, help="fp32, or bf16/fp16 autocast over fp32 weights")
+    add("--model-config", type=parse_model_config,
+        help="config fields of the models built, e.g. cross_attention=absorbed (recorded in each cell)")
     add("--device", help="cpu or cuda[:N] (default: cuda when available)")
     add("--threads", type=positive(int), help="CPU threads per cell (default: OMP_NUM_THREADS or all)")
     add("--budget-gb", type=positive(float, at_most=MAX_BUDGET_GB),
@@ -124,7 +128,9 @@ def plan_args(suite_name: str, args: argparse.Namespace) -> Plan:
         models=args.models, sizes=args.sizes, lengths=args.lengths, modes=args.modes,
         target_len=args.target_len, new_tokens=args.new_tokens, batch=args.batch, dtype=args.dtype,
         warmup=args.warmup, repeats=args.repeats, min_time_s=args.min_time, timeout_s=args.timeout,
-        flops=args.flops, flops_max_len=args.flops_max_len)
+        flops=args.flops, flops_max_len=args.flops_max_len, model_config=args.model_config)
+    if sweep.model_config:
+        check_model_config(sweep.models, sweep.sizes[0], sweep.model_config)
     settings = Settings(warmup=sweep.warmup, warmup_max_len=sweep.warmup_max_len, repeats=sweep.repeats,
                         min_time_s=sweep.min_time_s, timeout_s=sweep.timeout_s, flops=sweep.flops,
                         flops_max_len=sweep.flops_max_len,

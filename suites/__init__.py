@@ -57,6 +57,9 @@ class Sweep:
     flops: bool = False
     flops_max_len: int = 2048
     drop: tuple[Drop, ...] = field(default=())
+    #: config fields given to every model built, e.g. (("cross_attention", "absorbed"),); cells with
+    #: any run the model workload with them as ``workload_args``, which every record then carries
+    model_config: tuple[tuple[str, object], ...] = ()
 
     def with_options(self, **options) -> Sweep:
         """This sweep with the given fields replaced (None values ignored); choosing the models
@@ -69,9 +72,14 @@ class Sweep:
     def cells(self, device: str, threads: int) -> list[Cell]:
         cells = [Cell(family, size, mode, length, target_len=self.target_len, new_tokens=self.new_tokens,
                       batch=self.batch, dtype=self.dtype, device=device, threads=threads,
-                      inputs=self.inputs)
+                      inputs=self.inputs, **self._workload())
                  for family, size, mode, length in product(self.models, self.sizes, self.modes, self.lengths)]
         return [cell for cell in cells if not self.dropped(cell)]
+
+    def _workload(self) -> dict:
+        if not self.model_config:
+            return {}
+        return {"workload": "bench.workloads:model", "workload_args": self.model_config}
 
     def dropped(self, cell: Cell) -> Drop | None:
         return next((drop for drop in self.drop if drop.matches(cell)), None)

@@ -90,9 +90,26 @@ def test_no_grad_chunked_encoder_matches_full_path(monkeypatch):
     mask[1, 15:] = 0
     full = encode(model, ids, mask)  # grad enabled: full-width SSM, unchunked FFN
     monkeypatch.setattr(modeling, "FFN_CHUNK_ELEMENTS", 2 * 3 * model.config.d_ff)  # 3-token FFN chunks
+    monkeypatch.setattr(modeling, "TOKEN_CHUNK_ELEMENTS", 2 * 4 * model.config.d_model)  # 4-token blocks
+    monkeypatch.setattr(modeling, "OUTPUT_GROUP_ELEMENTS", 2 * 23 * 10)  # in-place SSM: 2 chunks a group
     with torch.no_grad():
         chunked = encode(model, ids, mask)
     assert rel_err(chunked, full) < 1e-12
+
+
+def test_no_grad_encoder_leaves_inputs_and_hidden_states_intact():
+    """The in-place residual of the no-grad path writes only into tensors the layer created."""
+    model = tiny_model()
+    embeds = torch.randn(2, 19, model.config.d_model, dtype=F64)
+    given = embeds.clone()
+    expected = model.get_encoder()(inputs_embeds=embeds, output_hidden_states=True).hidden_states
+    with torch.no_grad():
+        states = model.get_encoder()(inputs_embeds=embeds, output_hidden_states=True).hidden_states
+        last = model.get_encoder()(inputs_embeds=embeds).last_hidden_state  # the in-place path
+    assert torch.equal(embeds, given)
+    assert rel_err(last, model.get_encoder()(inputs_embeds=embeds).last_hidden_state) < 1e-12
+    for state, reference in zip(states, expected, strict=True):
+        assert rel_err(state, reference) < 1e-12
 
 
 def test_automatic_channel_chunks_bound_fft_buffers():
@@ -305,6 +322,34 @@ def test_our_calls_raise_no_deprecation_warning(caplog):
             and "transformers" in w.filename]
     assert ours == []
     assert not [r for r in caplog.records if "deprecated" in r.getMessage()]
+
+
+def test_absorbed_cross_attention_matches_cached_path_and_keeps_no_kv():
+    cached, absorbed = tiny_model(scramble=True), tiny_model(cross_attention="absorbed")
+    absorbed.load_state_dict(cached.state_dict())
+    ids, mask = random_ids(2, 14), torch.ones(2, 14, dtype=torch.long)
+    mask[1, 9:] = 0
+    targets = random_ids(2, 6, seed=4)
+    logits = [m(input_ids=ids, attention_mask=mask, decoder_input_ids=targets, use_cache=False).logits
+              for m in (cached, absorbed)]
+    assert rel_err(logits[1], logits[0]) < 1e-12
+    step = absorbed(input_ids=ids, attention_mask=mask, decoder_input_ids=targets[:, :1], use_cache=True)
+    cache = output_cache(step)
+    assert cache.self_attention_cache.get_seq_length() == 1
+    assert not any(getattr(layer, "keys", None) is not None and layer.keys.numel()
+                   for layer in cache.cross_attention_cache.layers)
+    for model in (cached, absorbed):
+        model.generation_config.eos_token_id = None
+    generated = [m.generate(input_ids=ids, attention_mask=mask, max_new_tokens=8, do_sample=False)
+                 for m in (cached, absorbed)]
+    assert torch.equal(generated[1], generated[0])
+    assert torch.equal(generated[1], greedy_without_cache(absorbed, ids, mask, 8))
+    assert len(set(generated[0][:, 1:].flatten().tolist())) > 2
+
+
+def test_cross_attention_option_is_checked():
+    with pytest.raises(ValueError, match="cross_attention must be one of"):
+        tiny_config(cross_attention="none")
 
 
 def test_generate_with_unequal_encoder_and_decoder_depths():

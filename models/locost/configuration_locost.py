@@ -16,6 +16,9 @@ PRESETS = {
 }
 
 
+CROSS_ATTENTION = ("cached", "absorbed")
+
+
 class LocostConfig(PretrainedConfig):
     r"""LOCOST hyper-parameters.
 
@@ -30,6 +33,10 @@ class LocostConfig(PretrainedConfig):
     `reuse_kernel`: in eval mode without gradients, keep each layer's S4D kernel (c * d_model * L floats,
     up to 64 MiB per layer) and reuse it for every call at that length or shorter until a parameter
     changes; off by default, so that measurements build the kernel in every call unless asked.
+    `cross_attention`: "cached" (T5's way: each decoder layer projects the encoder output to K/V once
+    and caches them, 2 x d_model floats per input token and layer) or "absorbed" (no K/V: the key
+    projection is absorbed into the query and the value projection follows the weighted sum, so a
+    generation step reads the encoder output itself; d_model / d_kv times the FLOPs per step).
     `num_hidden_layers` reads `num_decoder_layers`: the decoder is the only stack with a KV cache.
     """
 
@@ -62,6 +69,7 @@ class LocostConfig(PretrainedConfig):
     ssm_chunk_channels: int | None = None
     ssm_kernel: str = "s4d"
     reuse_kernel: bool = False
+    cross_attention: str = "cached"
     is_encoder_decoder: bool = True
     use_cache: bool = True
     pad_token_id: int | None = 0
@@ -72,6 +80,10 @@ class LocostConfig(PretrainedConfig):
     def __post_init__(self, **kwargs):
         if self.num_decoder_layers is None:
             self.num_decoder_layers = self.num_layers
+        if self.cross_attention not in CROSS_ATTENTION:
+            raise ValueError(
+                f"cross_attention must be one of {CROSS_ATTENTION}, got {self.cross_attention!r}"
+            )
         if self.d_state % 2:
             raise ValueError(f"d_state must be even (N/2 complex modes), got {self.d_state}")
         if self.ssm_kernel not in ("s4d", "s4"):

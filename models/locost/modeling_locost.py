@@ -8,8 +8,11 @@ all attention through `scaled_dot_product_attention` (T5 scores are not scaled: 
 
 Memory: the S4D kernel is built with the sqrt(L) factorisation of `ssm.ssm_kernel`; in training
 `ssm.S4DKernel` saves only the kernel's parameters and computes its gradient analytically, and the FFT
-convolution saves only real inputs. Under `torch.no_grad()` the SSM runs in channel
-chunks and the FFN in sequence chunks, so transient buffers stay bounded for very long inputs.
+convolution saves only real inputs. Under `torch.no_grad()` the SSM runs in channel chunks, the FFN,
+the RMSNorms and the SSM's output projection in sequence chunks; in eval the encoder also updates its
+residual stream in place, so it holds at most two (B, L, d_model) tensors at once (h and RMSNorm(h)).
+`config.cross_attention="absorbed"` computes the decoder's cross-attention from the encoder output
+itself and caches no cross-attention K/V (see `LocostAttention`).
 Module names follow the released LOCOST checkpoint (LongT5-style), see `convert.py`.
 """
 
@@ -42,6 +45,10 @@ __all__ = ["LocostForConditionalGeneration", "LocostPreTrainedModel", "LocostEnc
 # and d_ff activations per FFN sequence chunk (B * tokens * d_ff, ~256 MB in float32).
 SSM_CHUNK_ELEMENTS = 2**25
 FFN_CHUNK_ELEMENTS = 2**26
+# Values per token block of RMSNorm and the SSM's output projection under no_grad (~64 MB in float32),
+# and of y per channel group of `LocostSSM.add_to` (~512 MB).
+TOKEN_CHUNK_ELEMENTS = 2**24
+OUTPUT_GROUP_ELEMENTS = 2**27
 # Largest kernel (c * H * L floats) that `reuse_kernel` keeps per layer: 64 MiB, L = 16K for `small`.
 KERNEL_CACHE_BYTES = 2**26
 
@@ -54,10 +61,28 @@ class LocostRMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(hidden_size))
         self.eps = eps
 
-    def forward(self, x):
+    def forward(self, x, out: torch.Tensor | None = None):
+        """`out` (no_grad only): where to write the result, e.g. `x` itself."""
+        if torch.is_grad_enabled():
+            return self._norm(x)
+        if out is None:
+            out = torch.empty(x.shape, dtype=self.weight.dtype, device=x.device)
+        return by_tokens(self._norm, x, out)
+
+    def _norm(self, x):
         x = x.to(torch.promote_types(x.dtype, torch.float32))
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x.to(self.weight.dtype)
+
+
+def by_tokens(fn, x: torch.Tensor, out: torch.Tensor, elements: int = TOKEN_CHUNK_ELEMENTS) -> torch.Tensor:
+    """out[:, i] = fn(x[:, i]) over blocks of tokens of about `elements` values of out (x (B, L, ...));
+    `out` may be `x` itself. Bounds the transient buffers of token-wise functions under no_grad."""
+    B, L = out.shape[:2]
+    step = max(1, elements // out[0, 0].numel() // B)
+    for start in range(0, L, step):
+        out[:, start : start + step] = fn(x[:, start : start + step])
+    return out
 
 
 class LocostS4DKernel(nn.Module):
@@ -164,12 +189,37 @@ class LocostSSM(KeepsFloat32, nn.Module):
         y = torch.empty_like(u)
         for channels in self._channel_chunks(u):
             y[..., channels] = self._mix(u, attention_mask, channels)
-        return self.output_linear(y)
+        return by_tokens(self.output_linear, y, y)  # in place: no second (B, L, H) tensor
 
-    def _channel_chunks(self, u: torch.Tensor) -> list[slice]:
+    def add_to(self, h: torch.Tensor, u: torch.Tensor, attention_mask=None) -> torch.Tensor:
+        """No-grad residual step in place: h += W_o SSM(u) + b_o, for u = RMSNorm(h) given.
+
+        Channels go in groups of about OUTPUT_GROUP_ELEMENTS values of y; each group's y is added to h
+        through its columns of W_o, so at most h, u and one group are alive (2 x 4 GB and 0.5 GB at
+        2M tokens of `small`, instead of the 4 x 4 GB of separate y, W_o y and h + W_o y tensors).
+        """
         B, L, H = u.shape
-        size = self.chunk_channels or max(1, SSM_CHUNK_ELEMENTS // (B * fast_fft_size(2 * L)))
-        return [slice(start, min(start + size, H)) for start in range(0, H, size)]
+        size = self._chunk_size(u)
+        for group in self._channel_chunks(u, size * max(1, OUTPUT_GROUP_ELEMENTS // (B * L * size))):
+            y = torch.empty(B, L, group.stop - group.start, dtype=u.dtype, device=u.device)
+            for channels in self._channel_chunks(u, size, group):
+                y[..., channels.start - group.start : channels.stop - group.start] = self._mix(
+                    u, attention_mask, channels)
+            weight = self.output_linear.weight[:, group]
+            for start in range(0, L, max(1, TOKEN_CHUNK_ELEMENTS // (B * H))):
+                rows = slice(start, start + max(1, TOKEN_CHUNK_ELEMENTS // (B * H)))
+                h[:, rows] += F.linear(y[:, rows], weight)
+        return h.add_(self.output_linear.bias)
+
+    def _chunk_size(self, u: torch.Tensor) -> int:
+        B, L, _ = u.shape
+        return self.chunk_channels or max(1, SSM_CHUNK_ELEMENTS // (B * fast_fft_size(2 * L)))
+
+    def _channel_chunks(self, u: torch.Tensor, size: int | None = None, within: slice = slice(None)):
+        """Slices of `size` channels (default: the FFT-bounded chunk size) covering `within`."""
+        first, stop, _ = within.indices(u.shape[-1])
+        size = size or self._chunk_size(u)
+        return [slice(start, min(start + size, stop)) for start in range(first, stop, size)]
 
     def _mix(self, u, attention_mask, channels: slice) -> torch.Tensor:
         """y[..., channels] = q * (K_bi * k + D * k); the kernel is not stored for backward (S4D: its
@@ -214,12 +264,13 @@ class LocostLayerFF(nn.Module):
     def _residual(self, h):
         return self.dropout(self.DenseReluDense(self.layer_norm(h)))
 
-    def forward(self, h):
+    def forward(self, h, inplace: bool = False):
+        """`inplace` (no_grad only): write the result into h."""
         if torch.is_grad_enabled():
             return h + self._residual(h)
         B, L, _ = h.shape
         step = max(1, FFN_CHUNK_ELEMENTS // (B * self.DenseReluDense.wi_0.out_features))
-        out = torch.empty_like(h)
+        out = h if inplace else torch.empty_like(h)
         for start in range(0, L, step):
             part = h[:, start : start + step]
             out[:, start : start + step] = part + self._residual(part)
@@ -235,7 +286,10 @@ class LocostLayerSSM(nn.Module):
         self.ssm_layer = LocostSSM(config)
         self.dropout = nn.Dropout(config.dropout_rate)
 
-    def forward(self, h, attention_mask=None):
+    def forward(self, h, attention_mask=None, inplace: bool = False):
+        """`inplace` (no_grad, dropout off): add the SSM's output to h itself (`LocostSSM.add_to`)."""
+        if inplace:
+            return self.ssm_layer.add_to(h, self.layer_prenorm(h), attention_mask)
         return h + self.dropout(self.ssm_layer(self.layer_prenorm(h), attention_mask))
 
 
@@ -244,8 +298,8 @@ class LocostEncoderBlock(GradientCheckpointingLayer):
         super().__init__()
         self.layer = nn.ModuleList([LocostLayerSSM(config), LocostLayerFF(config)])
 
-    def forward(self, hidden_states, attention_mask=None):
-        return self.layer[1](self.layer[0](hidden_states, attention_mask))
+    def forward(self, hidden_states, attention_mask=None, inplace: bool = False):
+        return self.layer[1](self.layer[0](hidden_states, attention_mask, inplace), inplace)
 
 
 def _store_without_copy(cache: DynamicCache, layer_idx: int, keys: torch.Tensor, values: torch.Tensor):
@@ -262,12 +316,15 @@ class LocostAttention(nn.Module):
     """T5 multi-head attention through SDPA. Scores are not scaled (scale=1.0); the T5 relative position
     bias and masks arrive as `attn_mask`. Cross-attention without bias or padding gets attn_mask=None,
     which lets SDPA use its memory-efficient kernels (no (heads, T, L) probabilities kept for backward).
+    Cross-attention keeps its K/V in the cache (`cross_attention="cached"`, as T5), or with
+    `"absorbed"` computes from the encoder output directly (`_absorbed_cross_attention`).
     """
 
     def __init__(self, config: LocostConfig, layer_idx: int, has_relative_attention_bias: bool = False):
         super().__init__()
         self.layer_idx = layer_idx
         self.d_kv = config.d_kv
+        self.absorbed = config.cross_attention == "absorbed"
         self.dropout = config.dropout_rate
         self.num_buckets = config.relative_attention_num_buckets
         self.max_distance = config.relative_attention_max_distance
@@ -296,6 +353,8 @@ class LocostAttention(nn.Module):
 
     def forward(self, x, key_value_states=None, attn_mask=None, cache: EncoderDecoderCache | None = None):
         is_cross = key_value_states is not None
+        if is_cross and self.absorbed:
+            return self.o(self._absorbed_cross_attention(x, key_value_states, attn_mask))
         layer_cache = None
         if cache is not None:
             layer_cache = cache.cross_attention_cache if is_cross else cache.self_attention_cache
@@ -318,6 +377,29 @@ class LocostAttention(nn.Module):
             scale=1.0,
         )
         return self.o(out.transpose(1, 2).flatten(2))
+
+    def _absorbed_cross_attention(self, x, encoder_states, attn_mask=None) -> torch.Tensor:
+        """Cross-attention straight from the encoder output e (B, L, d_model), per head h:
+            softmax(q_h (e W_k,h^T)^T) (e W_v,h^T) = softmax((q_h W_k,h) e^T) e W_v,h^T,
+        i.e. the key projection absorbed into the query and the value projection applied after the
+        weighted sum. All heads' queries share e as keys and values (one SDPA call with heads x T
+        queries), so nothing per input token is computed or kept besides e. Returns (B, T, heads d_kv).
+        """
+        B, T, _ = x.shape
+        heads, d_model = self.k.out_features // self.d_kv, self.k.in_features
+        q = self._project(self.q, x)  # (B, heads, T, d_kv)
+        queries = torch.einsum("bhtd,hdm->bhtm", q, self.k.weight.view(heads, self.d_kv, d_model))
+        states = encoder_states[:, None]  # (B, 1, L, d_model)
+        context = F.scaled_dot_product_attention(
+            queries.reshape(B, 1, heads * T, d_model),
+            states,
+            states,
+            attn_mask=attn_mask,  # (B, 1, 1, L) padding mask or None
+            dropout_p=self.dropout if self.training else 0.0,
+            scale=1.0,
+        ).view(B, heads, T, d_model)
+        out = torch.einsum("bhtm,hdm->bhtd", context, self.v.weight.view(heads, self.d_kv, d_model))
+        return out.transpose(1, 2).flatten(2)
 
 
 class LocostLayerSelfAttention(nn.Module):
@@ -406,14 +488,17 @@ class LocostEncoder(_SharedEmbedding, nn.Module):
     ):
         _refuse_attention_weights(output_attentions)
         h = self.dropout(self._embed(input_ids, inputs_embeds))
+        # inference updates one residual stream in place (one (B, L, d_model) tensor fewer per layer)
+        inplace = not (torch.is_grad_enabled() or self.training or output_hidden_states)
+        if inplace and inputs_embeds is not None:
+            h = h.clone()  # the caller's tensor stays as given
         hidden_states = (h,) if output_hidden_states else None
         for block in self.block:
-            h = block(h, attention_mask)
+            h = block(h, attention_mask, inplace)
             if output_hidden_states:
                 hidden_states += (h,)
-        output = BaseModelOutput(
-            last_hidden_state=self.dropout(self.final_layer_norm(h)), hidden_states=hidden_states
-        )
+        h = self.final_layer_norm(h, out=h if inplace else None)
+        output = BaseModelOutput(last_hidden_state=self.dropout(h), hidden_states=hidden_states)
         return output if return_dict is not False else output.to_tuple()
 
 
