@@ -76,7 +76,8 @@ class Cell:
     @property
     def label(self) -> str:
         extra = {"train": f" +{self.target_len} target", "generate": f" +{self.new_tokens} new"}
-        return f"{self.model} {self.mode} {self.input_len:,}{extra.get(self.mode, '')}"
+        dtype = "" if self.dtype == "fp32" else f" {self.dtype}"
+        return f"{self.model} {self.mode} {self.input_len:,}{extra.get(self.mode, '')}{dtype}"
 
     def to_json(self) -> dict:
         data = asdict(self)

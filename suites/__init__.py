@@ -43,7 +43,8 @@ class Sweep:
     target_len: int = 128  #: label tokens of a train step
     new_tokens: int = 16  #: tokens a generate step produces (greedy, exact)
     batch: int = 1  #: sequences per step
-    dtype: str = "fp32"  #: fp32, or bf16/fp16 autocast over fp32 weights
+    #: fp32, or bf16/fp16 autocast over fp32 weights; several: every cell in each (``--dtype`` picks one)
+    dtype: str | tuple[str, ...] = "fp32"
     #: token-id tensor file of a real text (see ``suites.texts``); None: random ids
     inputs: str | None = None
     # how each cell is measured
@@ -70,10 +71,12 @@ class Sweep:
         return replace(self, **options)
 
     def cells(self, device: str, threads: int) -> list[Cell]:
+        dtypes = (self.dtype,) if isinstance(self.dtype, str) else self.dtype
         cells = [Cell(family, size, mode, length, target_len=self.target_len, new_tokens=self.new_tokens,
-                      batch=self.batch, dtype=self.dtype, device=device, threads=threads,
+                      batch=self.batch, dtype=dtype, device=device, threads=threads,
                       inputs=self.inputs, **self._workload())
-                 for family, size, mode, length in product(self.models, self.sizes, self.modes, self.lengths)]
+                 for family, size, mode, dtype, length in product(
+                     self.models, self.sizes, self.modes, dtypes, self.lengths)]
         return [cell for cell in cells if not self.dropped(cell)]
 
     def _workload(self) -> dict:

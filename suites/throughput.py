@@ -1,8 +1,9 @@
 """The throughput suite: input tokens (and generated tokens) per second per model and input length.
 
-CPU default: ``small`` presets, fp32, batch 1, train (128 target tokens), encode and generate (16 new
-tokens) at 1K-4K input tokens, one warm-up then at least three timed runs (LOCOST-S4 trains at 1K only: its
-training step took 356 s at 4K, 2026-11-30). GPU default: ``base``
+CPU default: ``small`` presets, fp32 and bf16 autocast (SSM kernels and FFTs stay float32), batch 1,
+train (128 target tokens), encode and generate (16 new tokens) at 1K-4K input tokens, one warm-up
+then at least three timed runs (LOCOST-S4 trains at 1K only: its training step took 356 s at 4K,
+2026-11-30). GPU default: ``base``
 presets, bf16 autocast, 512 target tokens, 64 new tokens, 1K-64K, two warm-ups and at least five
 timed runs adding up to a second or more.
 """
@@ -14,7 +15,7 @@ THROUGHPUT = Suite(
     description="tokens per second per model, mode and input length",
     cpu=Sweep(
         sizes=("small",), modes=("train", "encode", "generate"), lengths=(1 * K, 2 * K, 4 * K),
-        target_len=128, new_tokens=16, batch=1, dtype="fp32",
+        target_len=128, new_tokens=16, batch=1, dtype=("fp32", "bf16"),
         warmup=1, repeats=3, min_time_s=0.0, timeout_s=300.0, flops=False,
         drop=(Drop("locost-s4", "train", 2 * K,
                    "an S4 training step takes minutes from 2K on 2 cores: 4 runs pass the 300 s timeout"),),

@@ -1,9 +1,13 @@
 """The suites' command line: bad input gives one ``error:`` line and exit status 2; ``--dry-run``
 lists the cells the options describe."""
 
+from dataclasses import replace
+
 import pytest
 
-from cli.sweep import main
+from bench.workloads import prepare
+from cli import scaling
+from cli.sweep import main, plan
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -36,6 +40,10 @@ from cli.sweep import main
     (["--dtype", "fp8"], "invalid choice"),
     (["--run-id", "a/b"], "argument --run-id: 'a/b' is not a directory name"),
     (["--frobnicate"], "unrecognized arguments"),
+    (["--model-config", "cross_attention"], "not a KEY=VALUE config field"),
+    (["--models", "locost,led", "--model-config", "cross_attention=absorbed"],
+     "led has no config field 'cross_attention'"),
+    (["--models", "locost", "--model-config", "cross_attention=none"], "cross_attention must be one of"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(argv, message, capsys):
     assert main("memory", argv + ["--dry-run"]) == 2
@@ -71,3 +79,26 @@ def test_the_default_cpu_memory_suite(capsys):
     for family in ("locost", "longt5-tglobal", "longt5-local", "led", "pegasus-x", "locost-s4", "spade"):
         assert f"{family}-small train 1,024 +128 target" in out
         assert f"{family}-small generate 1,024 +16 new" in out
+
+
+def test_model_config_reaches_every_cell_and_the_built_model():
+    planned = scaling.plan(["--models", "locost", "--sizes", "tiny", "--max-len", "2m", "--min-len", "1m",
+                            "--model-config", "cross_attention=absorbed,reuse_kernel=true", "--dry-run"])
+    cells = planned.sweep.cells("cpu", 1)
+    assert [cell.input_len for cell in cells] == [2**20, 2**21, 2**20, 2**21]
+    assert all(cell.workload == "bench.workloads:model" and dict(cell.workload_args) ==
+               {"cross_attention": "absorbed", "reuse_kernel": True} for cell in cells)
+    default = plan("memory", ["--models", "locost", "--dry-run"]).sweep.cells("cpu", 1)[0]
+    assert default.workload is None and default.workload_args == ()  # standard cells keep their ids
+    bad = replace(cells[0], input_len=8, workload_args=(("cross_attention", "none"),))
+    with pytest.raises(ValueError, match="cross_attention must be one of"):
+        prepare(bad)  # the fields are given to the model's config
+
+
+def test_the_default_cpu_throughput_suite_measures_fp32_and_bf16(capsys):
+    assert main("throughput", ["--dry-run", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "locost-small encode 4,096\n" in out and "locost-small encode 4,096 bf16\n" in out
+    assert out.count(" bf16\n") * 2 == len(out.splitlines()) - 1
+    assert main("throughput", ["--dry-run", "--device", "cpu", "--dtype", "bf16"]) == 0
+    assert " bf16\n" in capsys.readouterr().out

@@ -48,10 +48,13 @@ def cpu_time(fn) -> float:
     return time.process_time() - start
 
 
-def compare_encode(L: int, rounds: int, models: dict, kernels: list) -> None:
+def compare_encode(L: int, rounds: int, models: dict, kernels: list, bf16: bool = False) -> None:
     ids = torch.randint(2, 32000, (1, L), generator=torch.Generator().manual_seed(L))
     variants = {name: (lambda m=model: m.encoder(input_ids=ids)) for name, model in models.items()}
     variants["kernels"] = lambda: [kernel(L) for kernel in kernels]
+    if bf16:
+        for name in ("after", "after+reuse"):
+            variants[f"{name} bf16"] = lambda m=models[name]: _bf16(m.encoder, ids)
     times = {name: [] for name in variants}
     with torch.no_grad():
         variants["after+reuse"]()  # warm: the kept kernel is built once
@@ -64,7 +67,62 @@ def compare_encode(L: int, rounds: int, models: dict, kernels: list) -> None:
         ("before", "after"), ("before", "after+reuse"), ("longt5-local", "after"),
         ("longt5-local", "after+reuse")]}
     print("  " + ", ".join(f"{name} {value:.2f}x" for name, value in ratio.items())
-          + f", kernels/after {med['kernels'] / med['after']:.1%}", flush=True)
+          + f", kernels/after {med['kernels'] / med['after']:.1%}"
+          + (f", after/after bf16 {med['after'] / med['after bf16']:.2f}x, after+reuse/after+reuse bf16"
+             f" {med['after+reuse'] / med['after+reuse bf16']:.2f}x" if bf16 else ""), flush=True)
+
+
+def _bf16(encoder, ids):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return encoder(input_ids=ids)
+
+
+def profile_shares(model, L: int) -> dict:
+    """Shares of one no-grad encode at L (torch.profiler, CPU time): the S4D kernel, the FFN modules,
+    the other linear projections (SSM k/q/output), and the FFTs."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    open_ranges, hooks = [], []
+
+    def enter(kind):
+        return lambda module, args: open_ranges.append(record_function(kind).__enter__())
+
+    def leave(module, args, output):
+        open_ranges.pop().__exit__(None, None, None)
+
+    for module in model.encoder.modules():
+        kind = {"LocostS4DKernel": "kernel", "LocostDenseGatedGelu": "ffn"}.get(type(module).__name__)
+        if kind:
+            hooks += [module.register_forward_pre_hook(enter(kind)), module.register_forward_hook(leave)]
+    ids = torch.randint(2, 32000, (1, L), generator=torch.Generator().manual_seed(L))
+    with torch.no_grad():
+        model.encoder(input_ids=ids)  # warm
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            start = time.process_time()
+            model.encoder(input_ids=ids)
+            total = time.process_time() - start
+    for hook in hooks:
+        hook.remove()
+    events = prof.key_averages()
+    cpu = {e.key: e.cpu_time_total / 1e6 for e in events}
+    self_cpu = {e.key: e.self_cpu_time_total / 1e6 for e in events}
+    # aten::linear outside the FFN ranges is the SSM's projections
+    ffn_linear = sum(e.cpu_time_total for e in prof.events()
+                     if e.name == "aten::linear" and _inside(e, "ffn")) / 1e6
+    shares = {"kernel": cpu.get("kernel", 0.0), "ffn": cpu.get("ffn", 0.0),
+              "projections": cpu.get("aten::linear", 0.0) - ffn_linear,
+              "fft": sum(v for k, v in self_cpu.items() if "fft" in k)}
+    profiled = sum(self_cpu.values())
+    return {"encode_s": total, **{k: v / profiled for k, v in shares.items()}}
+
+
+def _inside(event, name: str) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name == name:
+            return True
+        parent = parent.cpu_parent
+    return False
 
 
 def main() -> None:
@@ -74,6 +132,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--train-length", type=int, default=4096, help="0 skips the train step")
     parser.add_argument("--target-len", type=int, default=128)
+    parser.add_argument("--profile", type=int, default=0, help="also profile one encode at this length")
+    parser.add_argument("--bf16", action="store_true", help="also time after, after+reuse in bf16 autocast")
     args = parser.parse_args()
     torch.set_num_threads(1)
     before_module = load_before(args.before)
@@ -92,7 +152,13 @@ def main() -> None:
 
     models = {"before": before, "after": after, "after+reuse": reuse, "longt5-local": longt5}
     for L in args.lengths:
-        compare_encode(L, args.rounds, models, kernels)
+        compare_encode(L, args.rounds, models, kernels, args.bf16)
+    if args.profile:
+        for name in ("before", "after"):
+            shares = profile_shares(models[name], args.profile)
+            print(f"profile encode L={args.profile} {name}: " + ", ".join(
+                f"{k} {v:.3f} s" if k == "encode_s" else f"{k} {v:.1%}" for k, v in shares.items()),
+                flush=True)
 
     if args.train_length:
         L = args.train_length
