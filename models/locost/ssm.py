@@ -12,8 +12,9 @@ Bidirectional convolution of u (B, L, H) with K (c, H, L):
     y[l] = sum_{j>=0} K_fwd[j] u[l - j] + sum_{j>=0} K_bwd[j] u[l + j]
 so lag +j gets K_fwd[j], lag -j gets K_bwd[j] and lag 0 gets K_fwd[0] + K_bwd[0].
 
-Fast paths (`ssm_kernel`, `fft_conv`) never build an (H, N, L) tensor and save only real tensors for
-backward; the `*_ref` functions are the direct formulas used by the tests.
+Fast paths (`ssm_kernel` with its analytic backward `S4DKernel`, `fft_conv`) never build an (H, N, L)
+tensor and save only real tensors for backward (the kernel: only its parameters); the `*_ref`
+functions are the direct formulas used by the tests.
 """
 
 import math
@@ -93,7 +94,7 @@ def ssm_kernel_ref(dtA: torch.Tensor, C_tilde: torch.Tensor, L: int) -> torch.Te
 
 
 def flush_threshold(dtype: torch.dtype) -> float:
-    """tiny^(1/5) (2.5e-8 in float32, 2.6e-62 in float64): factors of exp(dtA l) below it are set to zero.
+    """tiny^(1/5) (2.6e-8 in float32, 2.9e-62 in float64): factors of exp(dtA l) below it are set to zero.
 
     Fast modes decay below the smallest normal number (`tiny`) within the kernel's length; subnormal
     operands make x86 arithmetic (the batched product included) many times slower. Above the threshold
