@@ -183,7 +183,10 @@ class LocostSSM(KeepsFloat32, nn.Module):
         """D and the kernel's parameters keep their float32 values under `.to(bfloat16)`, `.half()` etc."""
         return ["D", *(f"kernel.{name}" for name, _ in self.kernel.named_parameters())]
 
-    def forward(self, u: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, u: torch.Tensor, attention_mask: torch.Tensor | None = None, residual=None):
+        """SSM(u) (B, L, H); with `residual` (no_grad only) `add_to(residual, u)` instead."""
+        if residual is not None:
+            return self.add_to(residual, u, attention_mask)
         if torch.is_grad_enabled():
             return self.output_linear(self._mix(u, attention_mask, slice(None)))
         y = torch.empty_like(u)
@@ -289,7 +292,7 @@ class LocostLayerSSM(nn.Module):
     def forward(self, h, attention_mask=None, inplace: bool = False):
         """`inplace` (no_grad, dropout off): add the SSM's output to h itself (`LocostSSM.add_to`)."""
         if inplace:
-            return self.ssm_layer.add_to(h, self.layer_prenorm(h), attention_mask)
+            return self.ssm_layer(self.layer_prenorm(h), attention_mask, residual=h)
         return h + self.dropout(self.ssm_layer(self.layer_prenorm(h), attention_mask))
 
 
