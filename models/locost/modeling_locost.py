@@ -658,6 +658,21 @@ class LocostForConditionalGeneration(LocostPreTrainedModel, GenerationMixin):
     def get_decoder(self):
         return self.decoder
 
+    def _logits_and_loss(self, hidden: torch.Tensor, labels: torch.Tensor | None):
+        """LM-head logits (B, T, vocab) of the decoder output, with T5's d_model**-0.5 scaling when the
+        head is tied, and the cross-entropy against `labels` (-100 ignored; None without labels)."""
+        if self.config.tie_word_embeddings:
+            hidden = hidden * self.config.d_model**-0.5
+        logits = self.lm_head(hidden)
+        if labels is None:
+            return logits, None
+        loss = F.cross_entropy(
+            logits.to(torch.promote_types(logits.dtype, torch.float32)).flatten(0, 1),
+            labels.flatten().to(logits.device),
+            ignore_index=-100,
+        )
+        return logits, loss
+
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor):
         return self._shift_right(labels)
 
@@ -706,17 +721,7 @@ class LocostForConditionalGeneration(LocostPreTrainedModel, GenerationMixin):
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
         )
-        hidden = decoder_outputs.last_hidden_state
-        if self.config.tie_word_embeddings:
-            hidden = hidden * self.config.d_model**-0.5
-        logits = self.lm_head(hidden)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits.to(torch.promote_types(logits.dtype, torch.float32)).flatten(0, 1),
-                labels.flatten().to(logits.device),
-                ignore_index=-100,
-            )
+        logits, loss = self._logits_and_loss(decoder_outputs.last_hidden_state, labels)
         output = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
