@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from processes import processes_mentioning
+
 from bench.cells import Cell
 from bench.results import read_records
 from bench.runner import Settings, run_cell, run_sweep
@@ -87,16 +89,6 @@ SWEEP_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _processes_mentioning(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
 
 
 def test_a_worker_dies_with_its_runner(tmp_path):
@@ -105,20 +97,20 @@ def test_a_worker_dies_with_its_runner(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp_path))  # workers' specs land here
     runner = subprocess.Popen([sys.executable, str(script), str(tmp_path / "run"), "600"], cwd=REPO, env=env)
     deadline = time.monotonic() + 60
-    while not _processes_mentioning("bench-cell-") or runner.pid not in _parents_of_workers(tmp_path):
+    while not processes_mentioning("bench-cell-") or runner.pid not in _parents_of_workers(tmp_path):
         assert time.monotonic() < deadline and runner.poll() is None
         time.sleep(0.05)
     runner.send_signal(signal.SIGKILL)
     runner.wait()
     deadline = time.monotonic() + 5
-    while _processes_mentioning(str(tmp_path)) and time.monotonic() < deadline:
+    while processes_mentioning(str(tmp_path)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _processes_mentioning(str(tmp_path)), "the worker outlived its runner"
+    assert not processes_mentioning(str(tmp_path)), "the worker outlived its runner"
 
 
 def _parents_of_workers(tmp_path) -> set[int]:
     parents = set()
-    for pid in _processes_mentioning(str(tmp_path)):
+    for pid in processes_mentioning(str(tmp_path)):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
             parents.add(int(stat.rsplit(")", 1)[1].split()[1]))

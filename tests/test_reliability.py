@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import processes_mentioning
 
 from bench.cells import Cell
 from bench.results import read_records
@@ -61,16 +62,6 @@ def wait_for(condition, proc: subprocess.Popen | None = None, seconds: float = 1
         time.sleep(0.05)
 
 
-def processes_mentioning(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
 
 
 def cell_dirs(tmp_path: Path) -> list[Path]:
