@@ -119,19 +119,13 @@ def test_gradient_checkpointing_gives_same_gradients():
         torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-9, atol=1e-12)
 
 
-def test_save_load_round_trip(tmp_path):
-    handle = build("spade", "tiny", seed=4)
-    handle.model.save_pretrained(tmp_path / "ckpt")
-    loaded = load(tmp_path / "ckpt")
-    assert loaded.family.name == "spade" and loaded.params == handle.params
-    batch = handle.make_batch(300, 4)
-    kernel = loaded.model.encoder.block[0].layer[0].s4.kernel  # loading made fresh Parameters
+def test_a_loaded_checkpoint_keeps_A_and_B_frozen(tmp_path):
+    """Loading makes fresh Parameters; A and B stay frozen all the same (the round trip of the logits
+    is tests/test_models.py's, for every family)."""
+    build("spade", "tiny", seed=4).model.save_pretrained(tmp_path / "ckpt")
+    kernel = load(tmp_path / "ckpt").model.encoder.block[0].layer[0].s4.kernel
     kernel(9).sum().backward()
     assert [name for name, p in kernel.named_parameters() if p.grad is not None] == ["log_dt", "C"]
-    with torch.no_grad():
-        expected = handle.model.eval()(**batch).logits
-        actual = loaded.model.eval()(**batch).logits
-    torch.testing.assert_close(actual, expected, rtol=0, atol=0)
 
 
 def test_half_precision_keeps_s4_parameters_float32():
