@@ -7,6 +7,9 @@ lengths it can take by construction, and which extra inputs its forward needs. S
 - ``small``: CPU benchmarks (~55M parameters, d_model 512, 6+6 layers).
 - ``base``: the released checkpoints' configurations.
 
+Reports judge the paper's claims only from ``small`` and ``base`` (``records.SIZE_ROLES``, the one
+home of each size's role; a test keeps the two lists of sizes equal).
+
 ``tiny`` and ``small`` share one vocabulary size (LongT5's 32,128) across families so that
 parameter counts compare architectures, not tokenizers; ``base`` keeps each release's vocabulary.
 FFN widths of the non-gated families (LED, PEGASUS-X) are 1.5x the gated ones' d_ff, as in the

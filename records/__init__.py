@@ -22,15 +22,19 @@ from records.io import (
 )
 from records.lock import RunDirectoryLocked, locked_run_dir
 from records.schema import (
+    CLAIM_SIZES,
     DTYPES,
     ENV_KEYS,
     FAILURES_THAT_SKIP_LONGER,
     MODES,
     RECORD_FIELDS,
+    ROUGE_DOCS,
     ROUGE_FIELDS,
     ROUGE_METRICS,
+    SIZE_ROLES,
     STATUSES,
     Record,
+    RougeDocRow,
     RougeRow,
     record_problem,
 )
@@ -40,4 +44,5 @@ __all__ = [
     "ROUGE_METRICS", "STATUSES", "Record", "RougeRow", "append_jsonl", "atomic_path", "flatten_env",
     "read_jsonl", "write_json", "write_jsonl", "RunDirectoryLocked", "locked_run_dir", "RESULTS",
     "RESULTS_CSV", "latest_records", "read_jsonl_numbered", "write_results_csv", "record_problem",
+    "SIZE_ROLES", "CLAIM_SIZES", "ROUGE_DOCS", "RougeDocRow",
 ]

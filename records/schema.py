@@ -21,6 +21,11 @@ FAILURES_THAT_SKIP_LONGER = ("oom", "timeout", "unsupported")
 ENV_KEYS = ("python", "torch", "transformers", "device_name", "cpu_model", "cpu_count", "threads",
             "git_commit", "hostname", "platform")
 ROUGE_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+#: what each preset size (``models.SIZES``; their shapes in ``models.families``) is for. The paper's
+#: claims are about models of a stated size: a report judges them only from ``CLAIM_SIZES``, never
+#: from smoke-test presets (``tiny``: mostly embedding parameters, for tests)
+SIZE_ROLES = {"tiny": "smoke test", "small": "CPU benchmark", "base": "the released configurations"}
+CLAIM_SIZES = ("small", "base")
 
 
 def _f(help: str, kind: str = "str", default=None):
@@ -35,7 +40,7 @@ class Record:
     suite: str | None = _f("suite name: memory, throughput, scaling (or a caller's)")
     cell_id: str | None = _f("stable 12-hex hash of the cell's key (bench.cells.Cell.cell_id)")
     family: str | None = _f("model family (models.FAMILIES) or a synthetic workload's label")
-    size: str | None = _f("preset size: tiny, small, base")
+    size: str | None = _f("preset size: tiny, small, base (their roles: SIZE_ROLES)")
     model: str | None = _f("<family>-<size>")
     mode: str | None = _f("train (forward + backward), encode (encoder forward) or generate")
     input_len: int | None = _f("input tokens per sequence", "int")
@@ -143,6 +148,26 @@ class RougeRow:
 
 
 ROUGE_FIELDS = tuple(f.name for f in fields(RougeRow))
+
+
+@dataclass
+class RougeDocRow:
+    """One system's ROUGE F1 on one evaluation document at one input length (``ROUGE_DOCS``): what
+    paired comparisons (a model against Lead-k on the same documents) resample."""
+    system: str = _f("system name, as in RougeRow")
+    dataset: str = _f("<dataset>:<evaluation split>, as in RougeRow")
+    input_len: int | None = _f("input tokens; None: full document", "int")
+    doc_id: str = _f("the evaluation document's id")
+    rouge1: float = _f("ROUGE-1 F1 of this document, in [0, 1]", "float")
+    rouge2: float = _f("ROUGE-2 F1", "float")
+    rougeL: float = _f("ROUGE-L F1", "float")
+    rougeLsum: float = _f("ROUGE-Lsum F1", "float")
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+ROUGE_DOCS = "rouge_docs.jsonl"  #: per-document scores of a ROUGE run, beside rouge.jsonl
 
 
 def _is_number(value) -> bool:

@@ -8,7 +8,7 @@ one row per cell record (env flattened to ``env_<key>``, memory also in MiB) and
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
@@ -16,8 +16,11 @@ import pandas as pd
 from records import (
     ENV_KEYS,
     RECORD_FIELDS,
+    ROUGE_DOCS,
     ROUGE_FIELDS,
+    ROUGE_METRICS,
     Record,
+    RougeDocRow,
     RougeRow,
     flatten_env,
     read_jsonl,
@@ -67,6 +70,8 @@ class Run:
     warnings: list[str] = field(default_factory=list)
     #: lines of results.jsonl that are not records (records.record_problem): file, line, reason
     skipped: list[dict] = field(default_factory=list)
+    #: per-document ROUGE (records.RougeDocRow) when the run wrote rouge_docs.jsonl
+    rouge_docs: pd.DataFrame | None = None
 
 
 def key_of(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -117,6 +122,15 @@ def rouge_frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
+def rouge_docs_frame(rows: list[dict]) -> pd.DataFrame:
+    """Per-document ROUGE rows (records.RougeDocRow) with numeric scores and lengths."""
+    frame = pd.DataFrame(rows).reindex(columns=[f.name for f in fields(RougeDocRow)])
+    frame["input_len"] = pd.to_numeric(frame["input_len"], errors="coerce").round().astype("Int64")
+    for metric in ROUGE_METRICS:
+        frame[metric] = pd.to_numeric(frame[metric], errors="coerce")
+    return frame
+
+
 def load_run(path: Path | str) -> Run:
     path = Path(path)
     if not path.is_dir():
@@ -138,6 +152,8 @@ def load_run(path: Path | str) -> Run:
     if rouge.is_file():
         rouge_rows, torn = read_jsonl(rouge)
         warnings += torn
+    doc_rows, torn = read_jsonl(path / ROUGE_DOCS)
+    warnings += torn
     if not rows and not rouge_rows:
         if skipped:
             first = skipped[0]
@@ -155,6 +171,7 @@ def load_run(path: Path | str) -> Run:
         rouge=rouge_frame(rouge_rows) if rouge_rows else None,
         warnings=warnings,
         skipped=skipped,
+        rouge_docs=rouge_docs_frame(doc_rows) if doc_rows else None,
     )
 
 
