@@ -8,6 +8,7 @@ a LOCOST figure is never divided by a baseline figure taken under other conditio
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -298,3 +299,93 @@ def rouge_relative(rouge: pd.DataFrame | None) -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows, columns=columns)
+
+
+# --- quality against the Lead-k reference ------------------------------------------------------------
+
+#: the bootstrap of the ROUGE suite (suites.rouge.scoring): documents resampled with replacement
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+LEAD_SYSTEM = re.compile(r"lead-\d+")
+MARGIN_COLUMNS = ["dataset", "input_len", "n_docs", "system", "lead_system", "metric", "model", "lead",
+                  "difference", "ci_low", "ci_high", "method"]
+
+
+def paired_difference_ci(a, b, resamples: int = BOOTSTRAP_RESAMPLES,
+                         seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
+    """mean(a − b) over documents and its 95% percentile-bootstrap CI, both systems resampled with
+    the same document indices (paired). ``a``, ``b``: per-document scores, same documents in the
+    same order. Raises ValueError for unequal or empty inputs."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError("a paired difference needs the same, non-empty set of documents")
+    difference = a - b
+    indices = np.random.default_rng(seed).integers(0, a.size, size=(resamples, a.size))
+    low, high = np.percentile(difference[indices].mean(axis=1), [2.5, 97.5])
+    return float(difference.mean()), float(low), float(high)
+
+
+def paired_difference_ci_ref(a, b, resamples: int = BOOTSTRAP_RESAMPLES,
+                             seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
+    """``paired_difference_ci`` one resample at a time, in plain Python (the test's reference)."""
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, len(a), size=(resamples, len(a)))
+    means = sorted(sum(a[i] - b[i] for i in row) / len(a) for row in indices.tolist())
+    return sum(x - y for x, y in zip(a, b, strict=True)) / len(a), *np.percentile(means, [2.5, 97.5]).tolist()
+
+
+def _document_scores(docs: pd.DataFrame, row: dict, metric: str) -> pd.DataFrame:
+    """doc_id and ``metric`` of ``row``'s system, dataset and input length (null matches null)."""
+    length = docs["input_len"].isna() if pd.isna(row["input_len"]) else docs["input_len"].eq(row["input_len"])
+    mine = docs[docs["system"].eq(row["system"]) & docs["dataset"].eq(row["dataset"]) & length]
+    return mine[["doc_id", metric]].dropna()
+
+
+def _paired_scores(docs: pd.DataFrame | None, model: dict, lead: dict, metric: str):
+    """(model, lead) per-document scores on the same documents, or None where ``docs`` lacks them."""
+    if docs is None or docs.empty:
+        return None
+    pairs = _document_scores(docs, model, metric).merge(
+        _document_scores(docs, lead, metric), on="doc_id", suffixes=("_model", "_lead"))
+    if pairs["doc_id"].duplicated().any() or not len(pairs) == model["n_docs"] == lead["n_docs"]:
+        return None
+    return pairs[f"{metric}_model"].to_numpy(), pairs[f"{metric}_lead"].to_numpy()
+
+
+def lead_margins(rouge: pd.DataFrame | None, docs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every model's mean ROUGE F1 minus Lead-k's on the same dataset, input length and documents.
+
+    ``ci_low``/``ci_high`` bound the difference: the paired bootstrap over documents
+    (``paired_difference_ci``, method "paired bootstrap") where ``docs`` (records.RougeDocRow rows)
+    holds both systems' scores on the same documents; else model's 95% CI minus Lead-k's (method
+    "CI difference": [model_lo − lead_hi, model_hi − lead_lo], wider than the paired interval for any
+    correlation of the two systems, so that ``ci_low > 0`` still shows the margin). A model with no
+    Lead-k on its documents gets one row with ``method`` "no Lead-k".
+    """
+    if rouge is None or rouge.empty:
+        return pd.DataFrame(columns=MARGIN_COLUMNS)
+    where = ["dataset", "input_len", "n_docs"]
+    keyed = rouge.assign(_key=key_of(rouge, where))
+    leads = keyed[keyed["kind"].eq("extractive") & keyed["system"].astype(str).str.fullmatch(LEAD_SYSTEM)]
+    rows = []
+    for model in keyed[keyed["kind"].eq("model")].to_dict("records"):
+        base = {**{c: model[c] for c in where}, "system": model["system"]}
+        matching = leads[leads["_key"].eq(model["_key"])]
+        if matching.empty:
+            rows.append({**base, "method": "no Lead-k"})
+            continue
+        lead = matching.iloc[0].to_dict()
+        for metric in ROUGE_METRICS:
+            if pd.isna(model[metric]) or pd.isna(lead[metric]):
+                continue
+            paired = _paired_scores(docs, model, lead, metric)
+            if paired is not None:
+                difference, low, high = paired_difference_ci(*paired)
+            else:
+                difference = model[metric] - lead[metric]
+                low = model[f"{metric}_lo"] - lead[f"{metric}_hi"]
+                high = model[f"{metric}_hi"] - lead[f"{metric}_lo"]
+            rows.append({**base, "lead_system": lead["system"], "metric": metric, "model": model[metric],
+                         "lead": lead[metric], "difference": difference, "ci_low": low, "ci_high": high,
+                         "method": "CI difference" if paired is None else "paired bootstrap"})
+    return pd.DataFrame(rows, columns=MARGIN_COLUMNS)

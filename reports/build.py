@@ -22,7 +22,9 @@ OUT_ROOT = Path("reports") / "out"  # relative to the working directory, like th
 VERDICT_CLASSES = {
     claims_module.REPRODUCED: "good",
     claims_module.NOT_REPRODUCED: "bad",
+    claims_module.INCONCLUSIVE: "unsure",
     claims_module.NOT_MEASURED: "none",
+    claims_module.NO_VERDICT: "",
 }
 
 
@@ -67,14 +69,18 @@ def _claims_section(claims: pd.DataFrame) -> Section:
                 claim.best_measured,
                 claim.typical_measured,
                 claim.conditions,
-                html_cell(claim.verdict, "verdict " + VERDICT_CLASSES[claim.verdict]),
+                html_cell(claim.verdict, "verdict " + VERDICT_CLASSES[claim.verdict], claim.reason)
+                if headline
+                else "",
             ]
         )
     table = Table(
         "Claims of the LOCOST paper",
         "Computed from the records in this report; each row's rule is "
-        "under its claim. Comparisons pair only cells with identical device, device name, dtype, batch, "
-        "target length, new tokens and model size.",
+        "under its claim, the reason for its verdict under the verdict. Inconclusive: there are data, "
+        "but they cannot decide. Rows per baseline or series give measured figures without a verdict "
+        "(the paper's figures are maxima over baselines). Comparisons pair only cells with identical "
+        "device, device name, dtype, batch, target length, new tokens and model size.",
         ["claim", "scope", "paper", "best measured", "typical (median)", "conditions of the best", "verdict"],
         rows,
     )
@@ -457,7 +463,8 @@ def _regenerate_results_csv(run: Run) -> None:
 
 def _build_into(runs: list[Run], out: Path) -> Path:
     records, rouge = _combined(runs)
-    claims = claims_module.evaluate(records, rouge)
+    docs = [run.rouge_docs for run in runs if run.rouge_docs is not None]
+    claims = claims_module.evaluate(records, rouge, pd.concat(docs, ignore_index=True) if docs else None)
     _write_csv(claims, out / "claims.csv")
     sections = [_claims_section(claims), _conditions_section(runs)]
     if not records.empty:
