@@ -224,6 +224,7 @@ def scaling_fits(records: pd.DataFrame) -> pd.DataFrame:
                     "min_len": int(points["input_len"].min()),
                     "max_len": int(points["input_len"].max()),
                     "threads": first["threads"],
+                    "contention": points["contention"].max(),  # cells at once: their times are spoiled
                     **{c: first[c] for c in CONDITION_COLUMNS},
                     "series": key,
                 }

@@ -43,6 +43,8 @@ MIN_FIT_LENGTHS = 4
 #: ... spanning at least this factor (three doublings)
 MIN_FIT_RANGE = 8
 ROUGE_SHARE = 93.0
+#: a bootstrap CI over fewer documents than this says little: the quality claim is not judged from it
+MIN_DOCS = 10
 
 SIZE_RULE = (
     f"judged only from {' / '.join(CLAIM_SIZES)} presets; figures from other presets alone (tiny: "
@@ -264,6 +266,9 @@ def _exponent_verdict(fit) -> tuple[str, str]:
     if fit["n"] < MIN_FIT_LENGTHS or span < MIN_FIT_RANGE:
         return INCONCLUSIVE, f"{figures}: too few lengths (the rule needs ≥ {MIN_FIT_LENGTHS} over ≥ " \
                              f"{MIN_FIT_RANGE}×)"
+    if not text.is_missing(fit.get("contention")) and fit["contention"] > 1:
+        return INCONCLUSIVE, (f"{figures}: timed with up to {text.integer(fit['contention'])} cells "
+                              "at once on the same cores (--allow-contention)")
     if fit["ci_high"] <= MAX_EXPONENT:
         return REPRODUCED, f"{figures}: the CI lies at or below {MAX_EXPONENT}"
     if fit["ci_low"] > MAX_EXPONENT:
@@ -278,8 +283,9 @@ def _time_rows(records: pd.DataFrame) -> list[dict]:
         f"LOCOST series (encode if any, else generate; the widest length range); {SIZE_RULE}. "
         f"Reproduced iff the CI lies at or below {MAX_EXPONENT} (L log L over 1K–600K fits k slightly "
         f"above 1, quadratic attention ≈ 2); not reproduced iff it lies above; inconclusive if it "
-        f"straddles {MAX_EXPONENT} or the series has fewer than {MIN_FIT_LENGTHS} lengths or spans less "
-        f"than {MIN_FIT_RANGE}×; not measured without a series of ≥ 2 lengths. Rows per series: figures only"
+        f"straddles {MAX_EXPONENT}, the series has fewer than {MIN_FIT_LENGTHS} lengths or spans less "
+        f"than {MIN_FIT_RANGE}×, or its cells were timed while others ran on the same cores; not measured "
+        f"without a series of ≥ 2 lengths. Rows per series: figures only"
     )
     locost = records[records["family"].eq(LOCOST) & records["mode"].isin(INFERENCE_MODES)]
     fits = scaling_fits(locost)
@@ -356,7 +362,8 @@ def _rouge_rows(rouge: pd.DataFrame | None, docs: pd.DataFrame | None = None) ->
     claim = "ROUGE 93–96% of sparse-attention transformers of the same size"
     rule = (
         f"LOCOST's ROUGE F1 as % of each model baseline's (same dataset, input length, documents, training "
-        f"steps and size), over all metrics. Judged only when every compared model beats Lead-k on the "
+        f"steps and size), over all metrics. Judged only from ≥ {MIN_DOCS} evaluation documents and "
+        f"when every compared model beats Lead-k on the "
         f"same dataset, documents and input length on every metric by a margin whose 95% CI lies above "
         f"zero (paired bootstrap over documents, {BOOTSTRAP_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}, "
         f"where per-document scores are recorded; else the difference of the two systems' CIs, which is "
@@ -381,7 +388,9 @@ def _rouge_rows(rouge: pd.DataFrame | None, docs: pd.DataFrame | None = None) ->
     margins = margins[_system_keys(margins).isin(set(_system_keys(compared)))]
     verdict = REPRODUCED if typical >= ROUGE_SHARE else NOT_REPRODUCED
     reason = f"median {text.percent(typical)} {'≥' if verdict == REPRODUCED else '<'} {ROUGE_SHARE:.0f}%"
-    if (why := _lead_gate(margins)) is not None:
+    if (fewest := int(relative["n_docs"].min())) < MIN_DOCS:
+        verdict, reason = INCONCLUSIVE, f"{fewest} evaluation documents (the rule needs ≥ {MIN_DOCS})"
+    elif (why := _lead_gate(margins)) is not None:
         verdict, reason = INCONCLUSIVE, why
     return [
         _row(claim, "93–96%", rule, best=text.percent(best["relative_pct"]), typical=text.percent(typical),

@@ -446,6 +446,18 @@ def test_time_exponents_the_data_cannot_decide_are_inconclusive(lengths, noise, 
     assert (row["verdict"], row["reason"]) == (INCONCLUSIVE, f"{_fit_words(lengths, seconds)}: {words}")
 
 
+def test_times_measured_with_other_cells_on_the_same_cores_decide_no_exponent():
+    lengths = [2**k for k in range(12, 18)]
+    seconds = [1e-6 * n for n in lengths]
+    records = records_frame([record("locost", "encode", n, 100, seconds=t, suite="scaling",
+                                    contention=2 if n == 8192 else None)
+                             for n, t in zip(lengths, seconds, strict=True)])
+    row = claim(evaluate(records), "O(L log L)")
+    assert (row["verdict"], row["reason"]) == (
+        INCONCLUSIVE, f"{_fit_words(lengths, seconds)}: timed with up to 2 cells at once on the same cores "
+        "(--allow-contention)")
+
+
 def test_time_exponent_of_smoke_test_models_is_inconclusive_and_no_series_is_not_measured():
     lengths = [512 * 2**k for k in range(5)]
     seconds = [1e-6 * n for n in lengths]
@@ -507,6 +519,9 @@ def test_the_quality_claim_is_judged_only_when_every_model_beats_lead_3():
     row = _rouge_claim(above + [rouge_row("lead-3", None, 0.316, kind="extractive")])
     assert (row["verdict"], row["reason"]) == (
         INCONCLUSIVE, "no Lead-k reference on the same documents and lengths (locost-small at 1K, toy-sum)")
+    few = [rouge_row(r["system"], 1024, r["rouge1"], n_docs=5) for r in above]
+    row = _rouge_claim(few + [rouge_row("lead-3", 1024, 0.316, kind="extractive", n_docs=5)])
+    assert (row["verdict"], row["reason"]) == (INCONCLUSIVE, "5 evaluation documents (the rule needs ≥ 10)")
     row = _rouge_claim([above[0]] + lead)
     assert (row["verdict"], row["reason"]) == (
         NOT_MEASURED, "no LOCOST/baseline ROUGE pair under identical conditions")
