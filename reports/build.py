@@ -65,7 +65,7 @@ def _claims_section(claims: pd.DataFrame) -> Section:
             [
                 html_cell(claim.claim if headline else "", note=claim.rule if headline else ""),
                 "" if headline else claim.scope,
-                claim.paper_value,
+                claim.paper_value if headline else "",
                 claim.best_measured,
                 claim.typical_measured,
                 claim.conditions,

@@ -543,9 +543,9 @@ def _documents(system: str, scores: list[float]) -> list[dict]:
             for i, score in enumerate(scores)]
 
 
-def test_per_document_scores_pair_the_models_with_lead_3():
-    """A model 0.02 above Lead-3 on every one of 50 documents beats it, although the two systems' CIs
-    (from rouge.jsonl) overlap; a model whose margin flips sign across documents does not show it."""
+def _paired_case() -> tuple[list[float], list[dict], list[dict]]:
+    """(Lead-3's per-document scores, rouge.jsonl rows, rouge_docs.jsonl rows): two models 0.02 and
+    0.021 above Lead-3 on each of 50 documents, whose CIs in rouge.jsonl (±0.03) overlap Lead-3's."""
     lead_scores = [0.20 + 0.01 * (i % 25) for i in range(50)]
     rows = [rouge_row(system, 1024, float(np.mean(lead_scores)) + margin, **{
         f"{m}_{side}": float(np.mean(lead_scores)) + margin + sign * 0.03
@@ -558,6 +558,13 @@ def test_per_document_scores_pair_the_models_with_lead_3():
         **{m: float(np.mean(lead_scores)) for m in ("rouge2", "rougeL", "rougeLsum")}))
     docs = (_documents("lead-3", lead_scores) + _documents("locost-small", [x + 0.02 for x in lead_scores])
             + _documents("led-small", [x + 0.021 for x in lead_scores]))
+    return lead_scores, rows, docs
+
+
+def test_per_document_scores_pair_the_models_with_lead_3():
+    """A model 0.02 above Lead-3 on every one of 50 documents beats it, although the two systems' CIs
+    (from rouge.jsonl) overlap; a model whose margin flips sign across documents does not show it."""
+    lead_scores, rows, docs = _paired_case()
     assert _rouge_claim(rows)["verdict"] == INCONCLUSIVE  # CI difference [-0.04, +0.08]
     row = _rouge_claim(rows, docs)
     assert (row["verdict"], row["reason"]) == (REPRODUCED, "median 99.7% ≥ 93%")
@@ -573,6 +580,16 @@ def test_per_document_scores_pair_the_models_with_lead_3():
         f"{100 * rows[2]['rouge1']:.1f} at 1K, difference 95% CI [{100 * low:+.1f}, {100 * high:+.1f}] "
         "(paired bootstrap)")
     assert mean == pytest.approx(0.01) and low < 0 < high
+
+
+def test_the_report_reads_per_document_scores_beside_rouge_jsonl(tmp_path):
+    _, rows, docs = _paired_case()
+    run = write_run(tmp_path / "rouge", [], "rouge", rows)
+    build(run)
+    assert claim(pd.read_csv(run / "claims.csv"), "ROUGE 93–96%")["verdict"] == INCONCLUSIVE
+    (run / "rouge_docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    build(run)
+    assert claim(pd.read_csv(run / "claims.csv"), "ROUGE 93–96%")["verdict"] == REPRODUCED
 
 
 def test_paired_difference_ci_matches_its_reference_and_the_direct_mean():
