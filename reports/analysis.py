@@ -359,10 +359,10 @@ def lead_margins(rouge: pd.DataFrame | None, docs: pd.DataFrame | None = None) -
     ``ci_low``/``ci_high`` bound the difference: the paired bootstrap over documents
     (``paired_difference_ci``, method "paired bootstrap") where ``docs`` (records.RougeDocRow rows)
     holds both systems' scores on the same documents; else model's 95% CI minus Lead-k's (method
-    "CI difference": [model_lo − lead_hi, model_hi − lead_lo], wider than the paired interval for any
-    correlation of the two systems, so that ``ci_low > 0`` still shows the margin). A model with no
-    Lead-k on its documents gets one row with ``method`` "no Lead-k".
-    """
+    "CI difference": [model_lo − lead_hi, model_hi − lead_lo]; under the normal approximation it is
+    wider than the paired interval whatever the correlation of the two systems, since sd(a − b) ≤
+    sd(a) + sd(b), so that ``ci_low > 0`` still shows the margin). A model with no Lead-k on its
+    documents gets one row with ``method`` "no Lead-k"."""
     if rouge is None or rouge.empty:
         return pd.DataFrame(columns=MARGIN_COLUMNS)
     where = ["dataset", "input_len", "n_docs"]
