@@ -732,6 +732,7 @@ def test_build_writes_tidy_csvs_figures_and_one_self_contained_html(built_report
                     "worst locost-small rouge1 30.0 vs 33.0 at 1K")
     assert headline["reason"].iloc[-1] == rouge_reason
     assert claims.loc[claims["scope"].ne("all"), ["verdict", "reason"]].isna().all().all()
+    assert all("inconclusive" in rule for rule in headline["rule"])  # each rule says when it cannot decide
     savings = pd.read_csv(out / "savings.csv")
     train_4k = savings[
         savings["mode"].eq("train")
