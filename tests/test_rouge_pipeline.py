@@ -158,7 +158,7 @@ def test_end_to_end_tiny_run_and_resume(tmp_path, capsys):
     # a saved checkpoint evaluated on its own gives the same scores (its tokenizer travels with it)
     checkpoint = run_dir / "checkpoints" / "locost-tiny"
     assert _cli(common + ["--checkpoint", str(checkpoint), "--no-extractive", "--eval-lens", "128",
-                          "--run-id", "ckpt"]) == 0
+                          "--target-len", "64", "--run-id", "ckpt"]) == 0
     ckpt_rows = [json.loads(line) for line in (tmp_path / "ckpt" / "rouge.jsonl").read_text().splitlines()]
     assert ckpt_rows == [r for r in rows if r["system"] == "locost-tiny" and r["input_len"] == 128]
 
