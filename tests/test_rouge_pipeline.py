@@ -118,8 +118,8 @@ def test_end_to_end_tiny_run_and_resume(tmp_path, capsys):
               "--max-new-tokens", "8", "--no-progress", "--no-report", "--device", "cpu",
               "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache")]
     argv = common + ["--models", "locost,longt5-tglobal", "--steps", "2", "--batch-size", "1",
-                     "--train-len", "128", "--target-len", "64", "--warmup-steps", "1", "--gsg-steps", "1",
-                     "--eval-lens", "128,full", "--run-id", "tiny"]
+                     "--train-len", "192", "--target-len", "64", "--warmup-steps", "1", "--gsg-steps", "1",
+                     "--eval-lens", "128,full", "--curve-every", "1", "--run-id", "tiny"]
     assert _cli(argv) == 0
     run_dir = tmp_path / "tiny"
     rows = [json.loads(line) for line in (run_dir / "rouge.jsonl").read_text().splitlines()]
@@ -138,6 +138,23 @@ def test_end_to_end_tiny_run_and_resume(tmp_path, capsys):
     assert oracle[None] >= oracle[128] > 0
     for path in (run_dir / "predictions").glob("*-128.jsonl"):
         assert all(p["input_len"] <= 128 for p in map(json.loads, path.read_text().splitlines()))
+    for row in rows:  # the reference NLL beside ROUGE: rouge.jsonl aggregates nll/<system>-<length>.jsonl
+        if row["kind"] != "model":
+            assert row["nll"] is None and row["nll_gain"] is None
+            continue
+        label = "full" if row["input_len"] is None else row["input_len"]
+        docs = [json.loads(line) for line in (run_dir / "nll" / f"{row['system']}-{label}.jsonl").read_text()
+                .splitlines()]
+        assert len(docs) == 2 and all(0 < d["reference_tokens"] <= 64 for d in docs)
+        assert all(d["nll"] == pytest.approx(d["nll_sum"] / d["reference_tokens"]) for d in docs)
+        assert row["nll"] == pytest.approx(sum(d["nll"] for d in docs) / 2)
+        assert row["nll_tokens"] == sum(d["reference_tokens"] for d in docs) and row["nll_gain_from"] == 128
+    for system in ("locost-tiny", "longt5-tglobal-tiny"):  # learning curves: every step, both phases
+        points = [json.loads(line) for line in (run_dir / "curves" / f"{system}.jsonl").read_text().splitlines()]
+        assert [(p["phase"], p["step"]) for p in points] == [("gsg", 0), ("gsg", 1)] + [
+            ("finetune", s) for s in (0, 1, 2)]
+        assert all(p["val_nll"] > 0 for p in points)  # one held-out paper has gap sentences within 192 tokens
+        assert [p["val_docs"] for p in points] == [1, 1, 2, 2, 2]
     relative = [json.loads(line) for line in (run_dir / "relative.jsonl").read_text().splitlines()]
     assert {(r["system"], r["baseline"]) for r in relative} == {("locost-tiny", "longt5-tglobal-tiny")}
     run = json.loads((run_dir / "run.json").read_text())
