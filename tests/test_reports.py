@@ -160,7 +160,8 @@ def rouge_row(system: str, input_len: int | None, r1: float, kind: str = "model"
     return row
 
 
-def relative_row(system: str, baseline: str, input_len: int | None, ratio: float, lo: float, hi: float) -> dict:
+def relative_row(system: str, baseline: str, input_len: int | None, ratio: float, lo: float,
+                 hi: float) -> dict:
     """A relative.jsonl line (suites.rouge.evaluation.relative_quality): the same ratio for every metric."""
     row = {"system": system, "baseline": baseline, "input_len": input_len, "n_docs": 50}
     for metric in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
@@ -459,8 +460,10 @@ def realistic_runs(root: Path) -> list[Path]:
     (rouge_run / "curves").mkdir()
     for family in ("locost", "longt5-tglobal", "pegasus-x"):
         points = [{"system": f"{family}-small", "phase": phase, "step": step, "val_nll": 9 - step / 100,
-                   "val_docs": 8, "train_loss": None} for phase in ("gsg", "finetune") for step in (0, 50, 100)]
-        (rouge_run / "curves" / f"{family}-small.jsonl").write_text("".join(json.dumps(p) + "\n" for p in points))
+                   "val_docs": 8, "train_loss": None}
+                  for phase in ("gsg", "finetune") for step in (0, 50, 100)]
+        lines = "".join(json.dumps(p) + "\n" for p in points)
+        (rouge_run / "curves" / f"{family}-small.jsonl").write_text(lines)
     return [
         write_run(root / "memory-cpu", memory),
         write_run(root / "scaling-cpu", scaling, "scaling"),

@@ -36,7 +36,8 @@ def test_batched_nll_equals_a_float64_loop_and_ignores_label_padding(family):
     handle = build(family, "tiny", vocab_size=VOCAB)
     generator = torch.Generator().manual_seed(1)
     draw = lambda n: torch.randint(3, VOCAB, (n,), generator=generator).tolist()  # noqa: E731
-    examples = [TrainingExample(draw(40) + [1], draw(11) + [1]), TrainingExample(draw(40) + [1], draw(5) + [1])]
+    examples = [TrainingExample(draw(40) + [1], draw(11) + [1]),
+                TrainingExample(draw(40) + [1], draw(5) + [1])]
     batch = collate(examples, 0, handle)  # same input length, labels padded with -100 in the second row
     assert int((batch["labels"] == -100).sum()) == 6
     batched = batch_nll(handle, batch)

@@ -150,7 +150,8 @@ def test_end_to_end_tiny_run_and_resume(tmp_path, capsys):
         assert row["nll"] == pytest.approx(sum(d["nll"] for d in docs) / 2)
         assert row["nll_tokens"] == sum(d["reference_tokens"] for d in docs) and row["nll_gain_from"] == 128
     for system in ("locost-tiny", "longt5-tglobal-tiny"):  # learning curves: every step, both phases
-        points = [json.loads(line) for line in (run_dir / "curves" / f"{system}.jsonl").read_text().splitlines()]
+        path = run_dir / "curves" / f"{system}.jsonl"
+        points = [json.loads(line) for line in path.read_text().splitlines()]
         assert [(p["phase"], p["step"]) for p in points] == [("gsg", 0), ("gsg", 1)] + [
             ("finetune", s) for s in (0, 1, 2)]
         assert all(p["val_nll"] > 0 for p in points)  # one held-out paper has gap sentences within 192 tokens
