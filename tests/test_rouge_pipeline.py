@@ -188,6 +188,8 @@ def test_end_to_end_tiny_run_and_resume(tmp_path, capsys):
     (["--models", "gpt2"], "unknown model family"),
     (["--doc-column", "body"], "unknown column 'body'"),
     (["--steps", "-3"], "argument --steps: must be positive"),
+    (["--curve-every", "-1"], "argument --curve-every: "),
+    (["--curve-docs", "0"], "argument --curve-docs: must be positive"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
     assert _cli(argv + ["--cache-dir", str(tmp_path), "--out", str(tmp_path)]) == 2
