@@ -282,11 +282,16 @@ def _rouge_rows(relative: pd.DataFrame | None) -> list[dict]:
 
 
 LENGTH_CLAIM = "quality rises with input length"
+#: nats/token: a mean NLL gain smaller than this is no effect. A model that ignores the extra input still
+#: gets float32 differences of ~1e-5 between lengths (measured: LED tiny, 2026-11-30), which thousands of
+#: reference tokens make "significant"; 1e-3 is 0.1% of perplexity.
+NLL_NOISE = 1e-3
 LENGTH_RULE = (
     "per model: paired per-document difference of the reference summary's NLL (nats/token, teacher "
     "forcing, shared tokenizer) between its shortest and its longest evaluated input length, mean with "
     "bootstrap 95% CI over documents (rouge.jsonl nll_gain); reproduced iff the CI lies above 0 (NLL falls), "
-    "not reproduced iff below 0, inconclusive iff it contains 0; headline: LOCOST"
+    f"not reproduced iff below 0, both only when |mean| ≥ {NLL_NOISE:g} nats/token; otherwise inconclusive; "
+    "headline: LOCOST"
 )
 
 
@@ -296,6 +301,8 @@ def length_verdict(gain, low, high) -> tuple[str, str]:
     if any(text.is_missing(v) for v in (gain, low, high)):
         return NOT_MEASURED, "no paired NLL at two input lengths"
     figures = f"NLL gain {gain:+.4f} nats/token, 95% CI [{low:+.4f}, {high:+.4f}]"
+    if abs(gain) < NLL_NOISE:
+        return INCONCLUSIVE, f"{figures}: |gain| < {NLL_NOISE:g}, no effect beyond numerical noise"
     if low > 0:
         return REPRODUCED, f"{figures}: the longer input makes the reference more likely"
     if high < 0:

@@ -76,6 +76,7 @@ def _gain(short: list[float], long: list[float]) -> dict:
     ([4.9, 4.8, 4.95, 4.7, 4.85, 4.9], REPRODUCED),  # every document lower at 4K
     ([5.1, 5.2, 5.05, 5.3, 5.15, 5.1], NOT_REPRODUCED),  # every document higher
     ([4.5, 5.5, 4.6, 5.4, 5.0, 5.0], INCONCLUSIVE),  # up and down: the CI holds 0
+    ([5.0 - 1e-5 * (1 + i % 2) for i in range(6)], INCONCLUSIVE),  # the CI excludes 0, float noise only
 ])
 def test_quality_rises_with_length_rule_on_constructed_documents(long, verdict):
     fields = _gain([5.0] * 6, long)
