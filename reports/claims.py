@@ -330,7 +330,7 @@ def _length_rows(rouge: pd.DataFrame | None) -> list[dict]:
     def row(scope, r, typical=None, n=1):
         verdict, reason = length_verdict(r["nll_gain"], r["nll_gain_lo"], r["nll_gain_hi"])
         conditions = (
-            f"{r['system']}: NLL {text.length(r['nll_gain_from'])} → {text.length(r['input_len'])} tokens "
+            f"{r['system']}: NLL at {text.length(r['nll_gain_from'])} → {text.length(r['input_len'])} input: "
             f"{r['nll'] + r['nll_gain']:.4f} → {r['nll']:.4f} nats/token; {reason}; {r['dataset']}, "
             f"{text.integer(r['n_docs'])} documents, {text.integer(r['train_steps'])} steps"
         )

@@ -361,15 +361,20 @@ def rouge_figures(rouge: pd.DataFrame) -> list[Figure]:
     return figures
 
 
-def _nll_axis(ax, labels: list[str]) -> None:
+def _nll_axis(ax, labels: list[str], ylabel: str) -> None:
     ax.set_xticks(range(len(labels)), labels)
     ax.set_xlabel("input length (tokens; full: the whole document)")
-    ax.set_ylabel("reference NLL (nats / token)")
+    ax.set_ylabel(ylabel)
+
+
+NLL_PANELS = (("nll", "reference NLL (nats / token)"),
+              ("nll_gain", "NLL gain over the shortest length\n(paired, nats / token; > 0: longer helps)"))
 
 
 def nll_figures(rouge: pd.DataFrame) -> list[Figure]:
-    """Per dataset: each model's reference-summary NLL (nats/token) at every input length, with its
-    bootstrap 95% CI; lengths equally spaced, the full document last."""
+    """Per dataset, left: each model's reference-summary NLL (nats/token) at every input length with
+    its bootstrap 95% CI; right: the paired per-document gain over the shortest length with its CI
+    (what "quality rises with input length" is judged from). Lengths equally spaced, full document last."""
     if "nll" not in rouge.columns:
         return []
     figures = []
@@ -378,24 +383,27 @@ def nll_figures(rouge: pd.DataFrame) -> list[Figure]:
         lengths = sorted(rows["input_len"].dropna().astype(int).unique()) + (
             [None] if rows["input_len"].isna().any() else [])
         position = {length: i for i, length in enumerate(lengths)}
-        fig = MplFigure(figsize=(6.4, 4.2))
-        ax = fig.subplots()
-        for system, series in rows.groupby("system", sort=True):
-            family = series["family"].iloc[0]
-            x = [position[None if text.is_missing(v) else int(v)] for v in series["input_len"]]
-            series = series.assign(_x=x).sort_values("_x")
-            ax.errorbar(series["_x"], series["nll"], yerr=[series["nll"] - series["nll_lo"],
-                                                           series["nll_hi"] - series["nll"]],
-                        color=color_of(system if text.is_missing(family) else family),
-                        linestyle=style_of(series["size"].iloc[0]), marker="o", markersize=4, capsize=3,
-                        label=system)
-        _nll_axis(ax, [text.length(length) if length is not None else "full" for length in lengths])
-        _legend(fig, [ax], title="model (bars: 95% CI)")
+        fig = MplFigure(figsize=(11.5, 4.2))
+        axes = fig.subplots(1, 2)
+        for ax, (column, ylabel) in zip(axes, NLL_PANELS, strict=True):
+            for system, series in rows.groupby("system", sort=True):
+                family = series["family"].iloc[0]
+                x = [position[None if text.is_missing(v) else int(v)] for v in series["input_len"]]
+                series = series.assign(_x=x).sort_values("_x")
+                ax.errorbar(series["_x"], series[column], yerr=[series[column] - series[f"{column}_lo"],
+                                                                 series[f"{column}_hi"] - series[column]],
+                            color=color_of(system if text.is_missing(family) else family),
+                            linestyle=style_of(series["size"].iloc[0]), marker="o", markersize=4,
+                            capsize=3, label=system)
+            _nll_axis(ax, [text.length(n) if n is not None else "full" for n in lengths], ylabel)
+        axes[1].axhline(0, color="#444", linewidth=0.8)
+        _legend(fig, axes, title="model (bars: 95% CI)")
         fig.tight_layout()
         figures.append(Figure(slug("nll", dataset or "results"),
                               f"Reference-summary NLL vs input length — {dataset or 'results'}",
                               "Teacher forcing, nats per reference token of the suite's shared tokenizer "
-                              "(lower is better), mean over documents with bootstrap 95% CIs. "
+                              "(lower is better), mean over documents with bootstrap 95% CIs; right: the "
+                              "same documents' paired differences, whose CIs are far narrower. "
                               + text.rouge_conditions(rows),
                               _png(fig)))
     return figures

@@ -524,7 +524,7 @@ def test_build_writes_tidy_csvs_figures_and_one_self_contained_html(built_report
     assert set(claims["verdict"]) <= {REPRODUCED, NOT_REPRODUCED, NOT_MEASURED}
     length = claims[claims["claim"].eq("quality rises with input length") & claims["scope"].eq("all")].iloc[0]
     assert length["verdict"] == REPRODUCED and length["best_value"] == pytest.approx(0.2)
-    assert "locost-small: NLL 1K → 4K tokens 5.0000 → 4.8000 nats/token" in length["conditions"]
+    assert "locost-small: NLL at 1K → 4K input: 5.0000 → 4.8000 nats/token" in length["conditions"]
     savings = pd.read_csv(out / "savings.csv")
     train_4k = savings[
         savings["mode"].eq("train")
