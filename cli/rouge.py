@@ -6,7 +6,9 @@
 
 CPU default: locost, longt5-tglobal and led at size tiny; 300 fine-tuning steps x 1 sequence of
 1,024 input / 128 target tokens, AdamW 3e-3 with 30 warm-up steps and linear decay; 20 test papers
-at 1k, 2k, 4k and full length, greedy, 96 new tokens, no repeated 3-grams; 1 CPU thread.
+at 1k, 2k, 4k and full length, greedy, 96 new tokens, no repeated 3-grams; reference NLL of the first
+127 abstract tokens + EOS at every length; learning curves every 50 steps on 8 validation papers; 1 CPU
+thread.
 
 GPU configuration (a stated budget: 2,000 steps x 8 sequences x 4,096 input tokens, bf16 autocast,
 gradient checkpointing), for arXiv from the hub (a network is needed; unset HF_DATASETS_OFFLINE):
