@@ -6,7 +6,9 @@
 
 CPU default: locost, longt5-tglobal and led at size tiny; 300 fine-tuning steps x 1 sequence of
 1,024 input / 128 target tokens, AdamW 3e-3 with 30 warm-up steps and linear decay; 20 test papers
-at 1k, 2k, 4k and full length, greedy, 96 new tokens, no repeated 3-grams; 1 CPU thread.
+at 1k, 2k, 4k and full length, greedy, 96 new tokens, no repeated 3-grams; reference NLL of the first
+127 abstract tokens + EOS at every length; learning curves every 50 steps on 8 validation papers; 1 CPU
+thread.
 
 GPU configuration (a stated budget: 2,000 steps x 8 sequences x 4,096 input tokens, bf16 autocast,
 gradient checkpointing), for arXiv from the hub (a network is needed; unset HF_DATASETS_OFFLINE):
@@ -17,8 +19,11 @@ gradient checkpointing), for arXiv from the hub (a network is needed; unset HF_D
         --eval-lens 1k,2k,4k,8k,16k --eval-docs 500 --max-new-tokens 256 --eval-batch-size 8
 
 Outputs go to reports/out/<run-id>/ (default run-id rouge-<device>; rerunning resumes): run.json,
-rouge.jsonl (one row per system and input length, F1 in [0, 1] with bootstrap 95% CIs),
-relative.jsonl (LOCOST ROUGE / baseline ROUGE), predictions/<system>-<len>.jsonl, checkpoints/.
+rouge.jsonl (one row per system and input length, F1 in [0, 1] with bootstrap 95% CIs, and for models
+the reference summary's NLL in nats/token under teacher forcing with its CI and its paired gain over
+the shortest length), relative.jsonl (LOCOST ROUGE / baseline ROUGE, paired bootstrap CIs),
+predictions/<system>-<len>.jsonl, nll/<system>-<len>.jsonl (per document), curves/<system>.jsonl
+(validation NLL every --curve-every steps), checkpoints/.
 Models start from random weights: the point of the CPU default is the pipeline and the extractive
 references, not paper-level ROUGE. See suites/rouge/data.py for the other datasets' recipes.
 """
@@ -60,6 +65,8 @@ def _data_options(d) -> None:
                         "(steps + gsg-steps) x batch-size x grad-accum)")
     d.add_argument("--eval-docs", type=positive(int), default=20,
                    help="evaluate on the first N valid documents of the evaluation split (default 20)")
+    d.add_argument("--val-split", default="validation",
+                   help="held-out split of the learning curves (default validation; none if absent)")
     d.add_argument("--cache-dir", type=Path,
                    help="converted data and tokenizers "
                         "(default $LOCOST_HARNESS_CACHE or ~/.cache/locost-harness)")
@@ -101,6 +108,11 @@ def _evaluation_options(e) -> None:
                    help="block repeated n-grams in generation, as LED/BART summarizers do "
                         "(default 3; 0 = off)")
     e.add_argument("--eval-batch-size", type=positive(int), default=1)
+    e.add_argument("--curve-every", type=non_negative_int, default=50,
+                   help="learning curves: validation NLL every N optimizer steps, in fine-tuning and "
+                        "gap-sentence pre-training (default 50; 0 = off)")
+    e.add_argument("--curve-docs", type=positive(int), default=8,
+                   help="learning curves: the first N valid documents of --val-split (default 8)")
     e.add_argument("--lead-k", type=positive(int), default=3)
     e.add_argument("--no-extractive", action="store_true", help="skip Lead-k and the oracle")
     e.add_argument("--rouge-tokenizer", choices=ROUGE_TOKENIZERS, default=DEFAULT_ROUGE_TOKENIZER,
@@ -151,6 +163,7 @@ def config_from_args(args: argparse.Namespace):
         data=args.data, data_config=args.data_config, doc_column=args.doc_column,
         summary_column=args.summary_column, id_column=args.id_column, train_split=args.train_split,
         eval_split=args.eval_split, train_docs=args.train_docs, eval_docs=args.eval_docs,
+        val_split=args.val_split, curve_every=args.curve_every, curve_docs=args.curve_docs,
         tokenizer=args.tokenizer, vocab_size=args.vocab_size, tokenizer_docs=args.tokenizer_docs,
         models=models, size=args.size, checkpoints=args.checkpoint, budget=budget,
         eval_lens=list(_option("--eval-lens", args.eval_lens, lengths_or_full)),

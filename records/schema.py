@@ -138,6 +138,18 @@ class RougeRow:
     train_steps: int | None = _f("fine-tuning optimizer steps; None when unknown or extractive", "int")
     dataset: str = _f("<dataset>:<evaluation split>")
     rouge_tokenizer: str = _f("tokenizer of the ROUGE scorer: rouge-score ([a-z0-9] words) or unicode")
+    nll: float | None = _f("reference-summary NLL under teacher forcing, nats per token of the suite's "
+                           "shared tokenizer: mean over documents of each one's mean; None for extractive "
+                           "systems",
+                           "float")
+    nll_lo: float | None = _f("2.5th percentile of the bootstrap of nll", "float")
+    nll_hi: float | None = _f("97.5th percentile of the bootstrap of nll", "float")
+    nll_tokens: int | None = _f("reference tokens scored, summed over documents", "int")
+    nll_gain: float | None = _f("mean over documents of nll at nll_gain_from minus nll here (paired), "
+                                "nats/token; > 0: the longer input makes the reference more likely", "float")
+    nll_gain_lo: float | None = _f("2.5th percentile of the paired bootstrap of nll_gain", "float")
+    nll_gain_hi: float | None = _f("97.5th percentile of the paired bootstrap of nll_gain", "float")
+    nll_gain_from: int | None = _f("the system's shortest scored input length, the gain's reference", "int")
 
     @classmethod
     def of_kind(cls, *kinds: str) -> list[str]:

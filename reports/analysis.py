@@ -256,50 +256,49 @@ def reach(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-ROUGE_CONDITIONS = ["dataset", "input_len", "n_docs", "train_steps", "size"]
+RELATIVE_COLUMNS = [
+    "run_id",
+    "dataset",
+    "input_len",
+    "n_docs",
+    "train_steps",
+    "metric",
+    "locost_system",
+    "baseline_system",
+    "family",
+    "baseline_family",
+    "size",
+    "baseline_size",
+    "relative_pct",
+    "relative_lo_pct",
+    "relative_hi_pct",
+]
 
 
-def rouge_relative(rouge: pd.DataFrame | None) -> pd.DataFrame:
-    """LOCOST's ROUGE as % of each model baseline's, same dataset, length, documents, steps and size."""
-    columns = [
-        "dataset",
-        "input_len",
-        "n_docs",
-        "train_steps",
-        "metric",
-        "locost_system",
-        "baseline_system",
-        "locost",
-        "baseline",
-        "relative_pct",
-    ]
-    if rouge is None or rouge.empty:
-        return pd.DataFrame(columns=columns)
-    models = rouge[rouge["kind"].eq("model")]
-    models = models.assign(_key=key_of(models, ROUGE_CONDITIONS))
-    is_locost = models["family"].astype(str).eq(LOCOST)  # exactly: not locost-s4
-    pairs = models[is_locost].merge(models[~is_locost], on="_key", suffixes=("_locost", "_baseline"))
-    rows = []
-    for pair in pairs.itertuples(index=False):
-        pair = pair._asdict()
-        for metric in ROUGE_METRICS:
-            locost, baseline = pair[f"{metric}_locost"], pair[f"{metric}_baseline"]
-            if pd.notna(locost) and pd.notna(baseline) and baseline > 0:
-                rows.append(
-                    {
-                        "dataset": pair["dataset_locost"],
-                        "input_len": pair["input_len_locost"],
-                        "n_docs": pair["n_docs_locost"],
-                        "train_steps": pair["train_steps_locost"],
-                        "metric": metric,
-                        "locost_system": pair["system_locost"],
-                        "baseline_system": pair["system_baseline"],
-                        "locost": locost,
-                        "baseline": baseline,
-                        "relative_pct": 100 * locost / baseline,
-                    }
-                )
-    return pd.DataFrame(rows, columns=columns)
+def rouge_relative(relative: pd.DataFrame | None) -> pd.DataFrame:
+    """relative.jsonl's figures (``runs.relative_frame``: LOCOST ROUGE / baseline ROUGE with paired
+    bootstrap CIs, computed once by the ROUGE suite) in long form, one row per pair, length and metric,
+    in percent; pairs whose ratio is undefined (baseline ROUGE 0) are left out."""
+    if relative is None or relative.empty:
+        return pd.DataFrame(columns=RELATIVE_COLUMNS)
+    frames = []
+    for metric in ROUGE_METRICS:
+        if metric not in relative.columns:
+            continue
+        ratio = pd.to_numeric(relative[metric], errors="coerce")
+        frames.append(
+            relative.assign(
+                metric=metric,
+                relative_pct=100 * ratio,
+                relative_lo_pct=100 * pd.to_numeric(relative[f"{metric}_lo"], errors="coerce"),
+                relative_hi_pct=100 * pd.to_numeric(relative[f"{metric}_hi"], errors="coerce"),
+            )[ratio.notna()]
+        )
+    if not frames:
+        return pd.DataFrame(columns=RELATIVE_COLUMNS)
+    long = pd.concat(frames, ignore_index=True)
+    long = long.rename(columns={"system": "locost_system", "baseline": "baseline_system"})
+    return long.reindex(columns=RELATIVE_COLUMNS)
 
 
 # --- quality against the Lead-k reference ------------------------------------------------------------

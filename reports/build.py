@@ -323,9 +323,9 @@ def _reach_table(records: pd.DataFrame) -> Table:
     )
 
 
-def _rouge_section(rouge: pd.DataFrame) -> Section:
+def _rouge_section(rouge: pd.DataFrame, relative: pd.DataFrame) -> Section:
+    """``relative``: ``analysis.rouge_relative`` of the runs' relative.jsonl."""
     blocks = [*plots.rouge_figures(rouge), _rouge_scores_table(rouge)]
-    relative = rouge_relative(rouge)
     if not relative.empty:
         blocks.append(_rouge_relative_table(relative))
     return Section("rouge", "Summary quality (ROUGE)", blocks=blocks)
@@ -367,30 +367,83 @@ def _rouge_scores_table(rouge: pd.DataFrame) -> Table:
 
 
 def _rouge_relative_table(relative: pd.DataFrame) -> Table:
-    wide = relative.pivot_table(
-        index=["dataset", "input_len", "n_docs", "train_steps", "locost_system", "baseline_system"],
-        columns="metric",
-        values="relative_pct",
-        dropna=False,
-    ).reset_index()
-    rel_metrics = [m for m in ROUGE_METRICS if m in wide.columns]
+    """relative.jsonl's figures as they are: one row per pair and length, one column per metric."""
+    keys = ["run_id", "locost_system", "baseline_system", "input_len"]
+    rel_metrics = [m for m in ROUGE_METRICS if relative["metric"].eq(m).any()]
+    rows = []
+    for _, pair in relative.groupby(keys, dropna=False, sort=False):
+        by_metric = {r["metric"]: r for _, r in pair.iterrows()}
+        first = pair.iloc[0]
+        rows.append([
+            first["locost_system"],
+            first["baseline_system"],
+            text.length(first["input_len"]),
+            *(html_cell(text.percent(by_metric[m]["relative_pct"]),
+                        note=f"[{text.percent(by_metric[m]['relative_lo_pct'])}, "
+                             f"{text.percent(by_metric[m]['relative_hi_pct'])}]")
+              if m in by_metric else text.DASH for m in rel_metrics),
+            first["dataset"],
+            text.integer(first["n_docs"]),
+            text.integer(first["train_steps"]),
+        ])
+    return Table(
+        "Relative quality: LOCOST's ROUGE as % of each baseline's (paired bootstrap 95% CI beneath)",
+        'The paper\'s "93–96%" measure, as the ROUGE suite wrote it to relative.jsonl: ratio of mean F1 '
+        "over the same documents, CI from resampling documents for both systems at once. Pairs come from "
+        "one run: same dataset, input length, documents and training budget.",
+        ["LOCOST", "baseline", "input length", *rel_metrics, "dataset", "documents", "train steps"],
+        rows,
+    )
+
+
+def _likelihood_section(rouge: pd.DataFrame, curves: pd.DataFrame | None) -> Section | None:
+    """Reference-summary NLL vs input length (figure and table, ROUGE-1 beside it) and learning curves."""
+    blocks = []
+    if "nll" in rouge.columns and rouge["nll"].notna().any():
+        blocks += [*plots.nll_figures(rouge), _nll_table(rouge)]
+    if curves is not None and not curves.empty:
+        blocks += plots.curve_figures(curves)
+    if not blocks:
+        return None
+    return Section(
+        "likelihood",
+        "Reference-summary likelihood and learning curves",
+        intro="Negative log-likelihood of the reference summary under teacher forcing, in nats per token of "
+        "the suite's shared tokenizer (the same tokens for every model; lower is better). It separates "
+        "models that ROUGE of generated text cannot at small scale, and shows whether a model uses more "
+        "of the document.",
+        blocks=blocks,
+    )
+
+
+def _nll_table(rouge: pd.DataFrame) -> Table:
+    models = rouge[rouge["kind"].eq("model") & rouge["nll"].notna()]
+    ordered = models.sort_values(["dataset", "system", "input_len"], na_position="last")
+
+    def ci(value, low, high, fmt):
+        return html_cell(fmt(value), note=f"[{fmt(low)}, {fmt(high)}]")
+
     rows = [
         [
-            r["locost_system"],
-            r["baseline_system"],
+            r["system"],
             text.length(r["input_len"]),
-            *(text.percent(r[m]) for m in rel_metrics),
-            r["dataset"],
+            ci(r["nll"], r["nll_lo"], r["nll_hi"], lambda v: f"{v:.4f}"),
+            ci(r["nll_gain"], r["nll_gain_lo"], r["nll_gain_hi"], lambda v: f"{v:+.4f}")
+            if pd.notna(r["nll_gain"]) else text.DASH,
+            text.length(r["nll_gain_from"]) if pd.notna(r["nll_gain_from"]) else text.DASH,
+            f"{100 * r['rouge1']:.2f}",
+            text.integer(r["nll_tokens"]),
             text.integer(r["n_docs"]),
-            text.integer(r["train_steps"]),
+            r["dataset"],
         ]
-        for _, r in wide.iterrows()
+        for _, r in ordered.iterrows()
     ]
     return Table(
-        "Relative quality: LOCOST's ROUGE as % of each baseline's",
-        'The paper\'s "93–96%" measure. Pairs share dataset, input length, documents, '
-        "training steps and model size.",
-        ["LOCOST", "baseline", "input length", *rel_metrics, "dataset", "documents", "train steps"],
+        "Reference-summary NLL (nats/token, 95% bootstrap CI beneath) with ROUGE-1 beside it",
+        "gain: mean over documents of NLL at the shortest length minus NLL at this one (paired; > 0: the "
+        "longer input helps). Conditions: " + text.rouge_conditions(rouge),
+        ["system", "input length", "NLL", "gain vs shortest", "shortest", "ROUGE-1 ×100", "reference tokens",
+         "documents", "dataset"],
         rows,
     )
 
@@ -463,15 +516,20 @@ def _regenerate_results_csv(run: Run) -> None:
 
 def _build_into(runs: list[Run], out: Path) -> Path:
     records, rouge = _combined(runs)
-    docs = [run.rouge_docs for run in runs if run.rouge_docs is not None]
-    claims = claims_module.evaluate(records, rouge, pd.concat(docs, ignore_index=True) if docs else None)
+    relative, curves, docs = _combined_rouge_extras(runs)
+    claims = claims_module.evaluate(records, rouge, relative, docs)
     _write_csv(claims, out / "claims.csv")
     sections = [_claims_section(claims), _conditions_section(runs)]
     if not records.empty:
         sections.append(_models_section(records))
     sections += _measured_sections(records, out)
     if rouge is not None:
-        sections.append(_rouge_sections(rouge, out))
+        sections.append(_rouge_sections(rouge, relative, out))
+        likelihood = _likelihood_section(rouge, curves)
+        if likelihood is not None:
+            sections.append(likelihood)
+    if curves is not None:
+        _write_csv(curves, out / "curves.csv")
     skipped = [entry for run in runs for entry in run.skipped]
     if skipped or not records.empty and not records["status"].eq("ok").all():
         sections.append(_failures_section(records, skipped))
@@ -485,6 +543,16 @@ def _combined(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     records = pd.concat(frames, ignore_index=True) if frames else records_frame([])
     rouge_frames = [run.rouge for run in runs if run.rouge is not None]
     return records, (pd.concat(rouge_frames, ignore_index=True) if rouge_frames else None)
+
+
+def _combined_rouge_extras(runs: list[Run]) -> tuple[pd.DataFrame | None, ...]:
+    """(every run's relative.jsonl rows, learning-curve points, per-document ROUGE rows), each None
+    where no run has any."""
+    def joined(name):
+        frames = [getattr(run, name) for run in runs if getattr(run, name) is not None]
+        return pd.concat(frames, ignore_index=True) if frames else None
+
+    return joined("relative"), joined("curves"), joined("rouge_docs")
 
 
 def _memory_section(records: pd.DataFrame) -> Section:
@@ -546,12 +614,12 @@ def _measured_sections(records: pd.DataFrame, out: Path) -> list[Section]:
     return sections
 
 
-def _rouge_sections(rouge: pd.DataFrame, out: Path) -> Section:
+def _rouge_sections(rouge: pd.DataFrame, relative_rows: pd.DataFrame | None, out: Path) -> Section:
     _write_csv(rouge, out / "rouge.csv")
-    relative = rouge_relative(rouge)
+    relative = rouge_relative(relative_rows)
     if not relative.empty:
         _write_csv(relative, out / "rouge_relative.csv")
-    return _rouge_section(rouge)
+    return _rouge_section(rouge, relative)
 
 
 def _write_figures(sections: list[Section], out: Path) -> None:

@@ -358,11 +358,13 @@ def _system_keys(frame: pd.DataFrame) -> pd.Series:
     return key_of(frame.assign(**counts), ["system", "dataset", "input_len", "n_docs"])
 
 
-def _rouge_rows(rouge: pd.DataFrame | None, docs: pd.DataFrame | None = None) -> list[dict]:
+def _rouge_rows(relative: pd.DataFrame | None, rouge: pd.DataFrame | None,
+                docs: pd.DataFrame | None = None) -> list[dict]:
     claim = "ROUGE 93–96% of sparse-attention transformers of the same size"
     rule = (
-        f"LOCOST's ROUGE F1 as % of each model baseline's (same dataset, input length, documents, training "
-        f"steps and size), over all metrics. Judged only from ≥ {MIN_DOCS} evaluation documents and "
+        f"LOCOST's ROUGE F1 as % of each model baseline's of the same size, from relative.jsonl (same run: "
+        f"dataset, input length, documents, training budget; paired bootstrap CIs), over all metrics. "
+        f"Judged only from ≥ {MIN_DOCS} evaluation documents and "
         f"when every compared model beats Lead-k on the "
         f"same dataset, documents and input length on every metric by a margin whose 95% CI lies above "
         f"zero (paired bootstrap over documents, {BOOTSTRAP_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}, "
@@ -370,7 +372,10 @@ def _rouge_rows(rouge: pd.DataFrame | None, docs: pd.DataFrame | None = None) ->
         f"wider), else inconclusive; then reproduced iff the median ≥ {ROUGE_SHARE:.0f}%, else not "
         f"reproduced"
     )
-    relative = rouge_relative(rouge)
+    relative = rouge_relative(relative)
+    same_size = relative["size"].fillna("").astype(str).eq(relative["baseline_size"].fillna("").astype(str))
+    is_locost = relative["family"].astype(str).eq(LOCOST)
+    relative = relative[is_locost & ~relative["baseline_family"].astype(str).eq(LOCOST) & same_size]
     if relative.empty:
         none = "no LOCOST/baseline ROUGE pair under identical conditions"
         return [_row(claim, "93–96%", rule, conditions=none, reason=none)]
@@ -379,8 +384,9 @@ def _rouge_rows(rouge: pd.DataFrame | None, docs: pd.DataFrame | None = None) ->
     conditions = (
         f"best: {best['metric']} vs {best['baseline_system']}, {text.length(best['input_len'])} tokens, "
         f"{best['dataset']}, {text.integer(best['n_docs'])} documents, "
-        f"{text.integer(best['train_steps'])} steps: {100 * best['locost']:.1f} vs "
-        f"{100 * best['baseline']:.1f}"
+        f"{text.integer(best['train_steps'])} steps: {text.percent(best['relative_pct'])} "
+        f"[{text.percent(best['relative_lo_pct'])}, {text.percent(best['relative_hi_pct'])}] "
+        "(paired bootstrap)"
     )
     compared = pd.concat([relative.assign(system=relative[column])
                           for column in ("locost_system", "baseline_system")])
@@ -399,16 +405,101 @@ def _rouge_rows(rouge: pd.DataFrame | None, docs: pd.DataFrame | None = None) ->
     ]
 
 
-def evaluate(records: pd.DataFrame, rouge: pd.DataFrame | None = None,
+LENGTH_CLAIM = "quality rises with input length"
+#: nats/token: a mean NLL gain smaller than this is no effect. A model that ignores the extra input still
+#: gets float32 differences of ~1e-5 between lengths (measured: LED tiny, 2026-11-30), which thousands of
+#: reference tokens make "significant"; 1e-3 is 0.1% of perplexity.
+NLL_NOISE = 1e-3
+LENGTH_RULE = (
+    "per model: paired per-document difference of the reference summary's NLL (nats/token, teacher "
+    "forcing, shared tokenizer) between its shortest and its longest evaluated input length, mean with "
+    "bootstrap 95% CI over documents (rouge.jsonl nll_gain); reproduced iff the CI lies above 0 (NLL falls), "
+    f"not reproduced iff below 0, both only when |mean| ≥ {NLL_NOISE:g} nats/token and the model beats "
+    "Lead-k at both lengths by a margin whose 95% CI lies above zero (as for the ROUGE claim: a model that "
+    "has not learned the task cannot show whether it uses the extra input); otherwise inconclusive; "
+    "headline: LOCOST; rows per model give the figures"
+)
+
+
+def length_verdict(gain, low, high) -> tuple[str, str]:
+    """(verdict, reason) of "quality rises with input length" from the paired NLL gain (nats/token,
+    NLL at the shortest length minus NLL at the longest) and its 95% CI."""
+    if any(text.is_missing(v) for v in (gain, low, high)):
+        return NOT_MEASURED, "no paired NLL at two input lengths"
+    figures = f"NLL gain {gain:+.4f} nats/token, 95% CI [{low:+.4f}, {high:+.4f}]"
+    if abs(gain) < NLL_NOISE:
+        return INCONCLUSIVE, f"{figures}: |gain| < {NLL_NOISE:g}, no effect beyond numerical noise"
+    if low > 0:
+        return REPRODUCED, f"{figures}: the longer input makes the reference more likely"
+    if high < 0:
+        return NOT_REPRODUCED, f"{figures}: the longer input makes the reference less likely"
+    return INCONCLUSIVE, f"{figures} contains 0: the documents cannot tell the lengths apart"
+
+
+def _longest_rows(rouge: pd.DataFrame | None) -> pd.DataFrame:
+    """Per model system and dataset, its rouge.jsonl row at the longest length with a paired NLL gain."""
+    if rouge is None or "nll_gain" not in rouge.columns:
+        return pd.DataFrame()
+    rows = rouge[rouge["kind"].eq("model") & rouge["nll_gain"].notna() & rouge["nll_gain_from"].notna()]
+    rows = rows[rows["input_len"].isna() | rows["input_len"].ne(rows["nll_gain_from"])]
+    longest = rows.assign(_len=rows["input_len"].astype(float).fillna(float("inf")))
+    longest = longest.sort_values("_len").groupby(["system", "dataset"], dropna=False).tail(1)
+    return longest.drop(columns="_len").sort_values(["dataset", "system"])
+
+
+def _length_lead_gate(row, rouge, docs) -> str | None:
+    """Why ``row``'s model does not show that it beats Lead-k at both lengths it compares, or None."""
+    margins = lead_margins(rouge, docs)
+    lengths = {row["nll_gain_from"], row["input_len"]}
+    mine = margins[margins["system"].eq(row["system"]) & margins["dataset"].eq(row["dataset"])
+                   & margins["input_len"].isin(lengths)]
+    return _lead_gate(mine)
+
+
+def _length_rows(rouge: pd.DataFrame | None, docs: pd.DataFrame | None = None) -> list[dict]:
+    longest = _longest_rows(rouge)
+    if longest.empty:
+        none = "no model's reference NLL at two lengths"
+        return [_row(LENGTH_CLAIM, "rises", LENGTH_RULE, conditions=none, reason=none)]
+
+    def row(scope, r, typical=None, n=1):
+        verdict, reason = length_verdict(r["nll_gain"], r["nll_gain_lo"], r["nll_gain_hi"])
+        conditions = (
+            f"{r['system']}: NLL at {text.length(r['nll_gain_from'])} → {text.length(r['input_len'])} input: "
+            f"{r['nll'] + r['nll_gain']:.4f} → {r['nll']:.4f} nats/token; {reason}; {r['dataset']}, "
+            f"{text.integer(r['n_docs'])} documents, {text.integer(r['train_steps'])} steps"
+        )
+        if verdict in (REPRODUCED, NOT_REPRODUCED) and (why := _length_lead_gate(r, rouge, docs)):
+            verdict, reason = INCONCLUSIVE, why
+        best = f"{r['nll_gain']:+.4f} [{r['nll_gain_lo']:+.4f}, {r['nll_gain_hi']:+.4f}] nats/token"
+        return _row(LENGTH_CLAIM, "rises", LENGTH_RULE, scope=scope, best=best,
+                    typical=None if typical is None else f"{typical:+.4f} nats/token (median gain)",
+                    best_value=float(r["nll_gain"]), typical_value=typical, n=n, conditions=conditions,
+                    verdict=verdict, reason=reason)
+
+    locost = longest[longest["family"].astype(str).eq(LOCOST)]
+    per_model = [row(f"{r['system']} ({r['dataset']})", r) for _, r in longest.iterrows()]
+    if locost.empty:
+        none = "no LOCOST model's reference NLL at two lengths"
+        headline = _row(LENGTH_CLAIM, "rises", LENGTH_RULE, n=len(longest), conditions=none, reason=none)
+    else:
+        first = locost.sort_values("n_docs", ascending=False, kind="stable").iloc[0]
+        headline = row("all", first, float(longest["nll_gain"].median()), len(longest))
+    return [headline, *per_model]
+
+
+def evaluate(records: pd.DataFrame, rouge: pd.DataFrame | None = None, relative: pd.DataFrame | None = None,
              rouge_docs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per claim (and per baseline / series), computed from the records and ROUGE results;
-    ``rouge_docs``: per-document ROUGE (records.RougeDocRow) for the paired comparison with Lead-k."""
+    """One row per claim (and per baseline / series), computed from the records, ROUGE results,
+    relative.jsonl's pairs (``runs.relative_frame``) and per-document ROUGE (records.RougeDocRow, for
+    the paired comparison with Lead-k)."""
     comparisons = memory_comparisons(records)
     rows = [
         *_saving_rows("up to 50% less memory in training", TRAIN_SAVING, ["train"], comparisons),
         *_saving_rows("up to 87% less memory in inference", INFERENCE_SAVING, INFERENCE_MODES, comparisons),
         *_long_input_rows(records),
         *_time_rows(records),
-        *_rouge_rows(rouge, rouge_docs),
+        *_rouge_rows(relative, rouge, rouge_docs),
+        *_length_rows(rouge, rouge_docs),
     ]
     return pd.DataFrame(rows, columns=COLUMNS)

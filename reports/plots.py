@@ -359,3 +359,80 @@ def rouge_figures(rouge: pd.DataFrame) -> list[Figure]:
             )
         )
     return figures
+
+
+def _nll_axis(ax, labels: list[str], ylabel: str) -> None:
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlabel("input length (tokens; full: the whole document)")
+    ax.set_ylabel(ylabel)
+
+
+NLL_PANELS = (("nll", "reference NLL (nats / token)"),
+              ("nll_gain", "NLL gain over the shortest length\n(paired, nats / token; > 0: longer helps)"))
+
+
+def nll_figures(rouge: pd.DataFrame) -> list[Figure]:
+    """Per dataset, left: each model's reference-summary NLL (nats/token) at every input length with
+    its bootstrap 95% CI; right: the paired per-document gain over the shortest length with its CI
+    (what "quality rises with input length" is judged from). Lengths equally spaced, full document last."""
+    if "nll" not in rouge.columns:
+        return []
+    figures = []
+    models = rouge[rouge["kind"].eq("model") & rouge["nll"].notna()]
+    for dataset, rows in models.groupby(models["dataset"].fillna(""), sort=True):
+        lengths = sorted(rows["input_len"].dropna().astype(int).unique()) + (
+            [None] if rows["input_len"].isna().any() else [])
+        position = {length: i for i, length in enumerate(lengths)}
+        fig = MplFigure(figsize=(11.5, 4.2))
+        axes = fig.subplots(1, 2)
+        for ax, (column, ylabel) in zip(axes, NLL_PANELS, strict=True):
+            for system, series in rows.groupby("system", sort=True):
+                family = series["family"].iloc[0]
+                x = [position[None if text.is_missing(v) else int(v)] for v in series["input_len"]]
+                series = series.assign(_x=x).sort_values("_x")
+                ax.errorbar(series["_x"], series[column], yerr=[series[column] - series[f"{column}_lo"],
+                                                                 series[f"{column}_hi"] - series[column]],
+                            color=color_of(system if text.is_missing(family) else family),
+                            linestyle=style_of(series["size"].iloc[0]), marker="o", markersize=4,
+                            capsize=3, label=system)
+            _nll_axis(ax, [text.length(n) if n is not None else "full" for n in lengths], ylabel)
+        axes[1].axhline(0, color="#444", linewidth=0.8)
+        _legend(fig, axes, title="model (bars: 95% CI)")
+        fig.tight_layout()
+        figures.append(Figure(slug("nll", dataset or "results"),
+                              f"Reference-summary NLL vs input length — {dataset or 'results'}",
+                              "Teacher forcing, nats per reference token of the suite's shared tokenizer "
+                              "(lower is better), mean over documents with bootstrap 95% CIs; right: the "
+                              "same documents' paired differences, whose CIs are far narrower. "
+                              + text.rouge_conditions(rows),
+                              _png(fig)))
+    return figures
+
+
+def curve_figures(curves: pd.DataFrame) -> list[Figure]:
+    """Per run: validation NLL (nats/token) against optimizer steps, one panel per training phase
+    (gap-sentence pre-training, fine-tuning), one line per model."""
+    figures = []
+    for run_id, rows in curves.groupby("run_id", sort=True):
+        phases = [p for p in ("gsg", "finetune") if rows["phase"].eq(p).any()]
+        phases += [p for p in rows["phase"].dropna().unique() if p not in phases]
+        fig = MplFigure(figsize=(5.4 * len(phases), 3.9))
+        axes = fig.subplots(1, len(phases), squeeze=False).ravel()
+        for ax, phase in zip(axes, phases, strict=True):
+            for system, series in rows[rows["phase"].eq(phase)].groupby("system", sort=True):
+                family = next((f for f in sorted(FAMILY_COLORS, key=len, reverse=True)
+                               if str(system).startswith(f + "-")), system)
+                series = series.sort_values("step")
+                ax.plot(series["step"], series["val_nll"], color=color_of(family), marker="o", markersize=3,
+                        label=system)
+            ax.set_title({"gsg": "gap-sentence pre-training", "finetune": "fine-tuning"}.get(phase, phase))
+            ax.set_xlabel("optimizer step")
+            ax.set_ylabel("validation NLL (nats / token)")
+        _legend(fig, axes, title="model")
+        fig.tight_layout()
+        docs = text.integer(rows["val_docs"].max())
+        figures.append(Figure(slug("curves", run_id), f"Learning curves — run {run_id}",
+                              f"Mean NLL per label token of {docs} held-out documents, scored before "
+                              "training, every K steps and after the last, in eval mode; every model has "
+                              "the same steps, examples and schedule.", _png(fig)))
+    return figures

@@ -1,8 +1,10 @@
-"""Reading run directories (run.json, results.jsonl, rouge.jsonl) into tidy pandas frames.
+"""Reading run directories (run.json, results.jsonl, rouge.jsonl, relative.jsonl, curves/) into tidy
+pandas frames.
 
 This is the only place that knows the on-disk layout of a run; everything downstream sees frames:
-one row per cell record (env flattened to ``env_<key>``, memory also in MiB) and one row per ROUGE
-(system, input length).
+one row per cell record (env flattened to ``env_<key>``, memory also in MiB), one row per ROUGE
+(system, input length), one row per relative-quality pair of relative.jsonl (LOCOST / baseline ROUGE
+with its paired bootstrap CIs, as the suite wrote them) and one row per learning-curve point.
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ class Run:
     records: pd.DataFrame  # may be empty (a ROUGE-only run)
     rouge: pd.DataFrame | None  # None when the run has no rouge.jsonl
     warnings: list[str] = field(default_factory=list)
+    #: lines of relative.jsonl (``relative_frame``); None when the run has none
+    relative: pd.DataFrame | None = None
+    #: learning-curve points of curves/*.jsonl (``curves_frame``); None when the run has none
+    curves: pd.DataFrame | None = None
     #: lines of results.jsonl that are not records (records.record_problem): file, line, reason
     skipped: list[dict] = field(default_factory=list)
     #: per-document ROUGE (records.RougeDocRow) when the run wrote rouge_docs.jsonl
@@ -131,6 +137,40 @@ def rouge_docs_frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
+#: columns relative_frame copies from the rouge.jsonl row of the system (and, suffixed, the baseline)
+RELATIVE_CONTEXT = ["dataset", "train_steps", "family", "size"]
+
+
+def relative_frame(rows: list[dict], rouge: pd.DataFrame | None, run_id: str) -> pd.DataFrame | None:
+    """relative.jsonl's rows as they are (system, baseline, input_len, n_docs, <metric>, <metric>_lo,
+    <metric>_hi: ratios of means), with the run's id and, from the run's rouge.jsonl, the dataset,
+    training steps, family and size of the system and (``baseline_family``, ``baseline_size``) of
+    the baseline. The figures are never recomputed here."""
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows).assign(run_id=run_id)
+    frame["input_len"] = pd.to_numeric(frame["input_len"], errors="coerce").round().astype("Int64")
+    if rouge is None:
+        return frame.reindex(columns=[*frame.columns, *RELATIVE_CONTEXT])
+    context = rouge[["system", "input_len", *RELATIVE_CONTEXT]].drop_duplicates(["system", "input_len"])
+    frame = frame.merge(context, on=["system", "input_len"], how="left")
+    baseline = context.rename(columns={"system": "baseline", "family": "baseline_family",
+                                       "size": "baseline_size"})[["baseline", "input_len", "baseline_family",
+                                                                  "baseline_size"]]
+    return frame.merge(baseline, on=["baseline", "input_len"], how="left")
+
+
+def curves_frame(path: Path, run_id: str, warnings: list[str]) -> pd.DataFrame | None:
+    """Every point of ``path``/curves/*.jsonl (system, phase, step, val_nll in nats/token, val_docs,
+    train_loss), with the run's id."""
+    rows = []
+    for file in sorted((path / "curves").glob("*.jsonl")):
+        found, torn = read_jsonl(file)
+        rows += found
+        warnings += torn
+    return pd.DataFrame(rows).assign(run_id=run_id) if rows else None
+
+
 def load_run(path: Path | str) -> Run:
     path = Path(path)
     if not path.is_dir():
@@ -164,14 +204,21 @@ def load_run(path: Path | str) -> Run:
     if not records.empty:
         records["run_id"] = records["run_id"].fillna(meta.get("run_id") or path.name)
         records["suite"] = records["suite"].fillna(meta.get("suite") or "")
+    rouge_table = rouge_frame(rouge_rows) if rouge_rows else None
+    relative_rows: list[dict] = []
+    if (path / "relative.jsonl").is_file():
+        relative_rows, torn = read_jsonl(path / "relative.jsonl")
+        warnings += torn
     return Run(
         path=path,
         meta=meta,
         records=records,
-        rouge=rouge_frame(rouge_rows) if rouge_rows else None,
+        rouge=rouge_table,
         warnings=warnings,
         skipped=skipped,
         rouge_docs=rouge_docs_frame(doc_rows) if doc_rows else None,
+        relative=relative_frame(relative_rows, rouge_table, meta.get("run_id") or path.name),
+        curves=curves_frame(path, meta.get("run_id") or path.name, warnings),
     )
 
 

@@ -30,7 +30,7 @@ from reports.analysis import (
     t_quantile_975,
 )
 from reports.claims import INCONCLUSIVE, NO_VERDICT, NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, evaluate
-from reports.runs import MIB, records_frame, rouge_docs_frame, rouge_frame
+from reports.runs import MIB, records_frame, relative_frame, rouge_docs_frame, rouge_frame
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "reports" / "out" / "test-artifacts"
@@ -122,7 +122,11 @@ def record(
 
 
 def write_run(
-    path: Path, records: list[dict], suite: str = "memory", rouge: list[dict] | None = None
+    path: Path,
+    records: list[dict],
+    suite: str = "memory",
+    rouge: list[dict] | None = None,
+    relative: list[dict] | None = None,
 ) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / "run.json").write_text(
@@ -141,6 +145,8 @@ def write_run(
         (path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     if rouge is not None:
         (path / "rouge.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rouge))
+    if relative is not None:
+        (path / "relative.jsonl").write_text("".join(json.dumps(r) + "\n" for r in relative))
     return path
 
 
@@ -160,6 +166,21 @@ def rouge_row(system: str, input_len: int | None, r1: float, kind: str = "model"
         row.update({metric: value, f"{metric}_lo": value - 0.01, f"{metric}_hi": value + 0.01})
     row.update(fields)
     return row
+
+
+def relative_row(system: str, baseline: str, input_len: int | None, ratio: float, lo: float,
+                 hi: float) -> dict:
+    """A relative.jsonl line (suites.rouge.evaluation.relative_quality): the same ratio for every metric."""
+    row = {"system": system, "baseline": baseline, "input_len": input_len, "n_docs": 50}
+    for metric in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+        row.update({metric: ratio, f"{metric}_lo": lo, f"{metric}_hi": hi})
+    return row
+
+
+def nll_fields(nll: float, gain: float, shortest: int) -> dict:
+    """rouge.jsonl's reference-NLL fields of a model row (nats/token), CIs ±0.05."""
+    return {"nll": nll, "nll_lo": nll - 0.05, "nll_hi": nll + 0.05, "nll_tokens": 6400, "nll_gain": gain,
+            "nll_gain_lo": gain - 0.05, "nll_gain_hi": gain + 0.05, "nll_gain_from": shortest}
 
 
 def claim(claims: pd.DataFrame, name_start: str, scope: str = "all") -> pd.Series:
@@ -470,29 +491,56 @@ def test_time_exponent_of_smoke_test_models_is_inconclusive_and_no_series_is_not
         NOT_MEASURED, "no LOCOST inference series with ok times at ≥ 2 lengths")
 
 
-def test_rouge_relative_quality_pairs_same_conditions_only():
-    rouge = rouge_frame(
-        [
-            rouge_row("locost-small", 4096, 0.30),
-            rouge_row("longt5-tglobal-small", 4096, 0.32),
-            rouge_row("led-small", 4096, 0.30, train_steps=999),  # other training: not compared
-            rouge_row("pegasus-x-base", 4096, 0.30),  # other size: not compared
-            rouge_row("lead-3", 4096, 0.20, kind="extractive"),
-            rouge_row("lead-3", None, 0.20, kind="extractive"),
-        ]
-    )
-    relative = rouge_relative(rouge)
-    assert set(relative["baseline_system"]) == {"longt5-tglobal-small"}
-    r1 = relative[relative["metric"].eq("rouge1")].iloc[0]
-    assert r1["relative_pct"] == pytest.approx(93.75)
-    row = claim(evaluate(records_frame([]), rouge), "ROUGE 93–96%")
-    assert (row["verdict"], row["reason"]) == (REPRODUCED, "median 93.8% ≥ 93%")
-    assert row["typical_value"] == pytest.approx(93.75)
+def test_relative_quality_comes_from_relative_jsonl_and_the_claim_pairs_one_size_only(tmp_path):
+    # rouge.jsonl's means would give 0.30 / 0.32 = 93.75%; relative.jsonl (the suite's paired bootstrap)
+    # says 91% [88, 94]: the report must show relative.jsonl's figures and compute none of its own
+    rouge = [
+        rouge_row("locost-small", 4096, 0.30),
+        rouge_row("longt5-tglobal-small", 4096, 0.32),
+        rouge_row("pegasus-x-base", 4096, 0.30),  # other size: shown, not in the verdict
+        rouge_row("lead-3", 4096, 0.20, kind="extractive"),  # below both compared models
+    ]
+    relative = [
+        relative_row("locost-small", "longt5-tglobal-small", 4096, 0.91, 0.88, 0.94),
+        relative_row("locost-small", "pegasus-x-base", 4096, 0.50, 0.40, 0.60),
+    ]
+    run = write_run(tmp_path / "rouge", [], "rouge", rouge, relative)
+    frame = relative_frame(relative, rouge_frame(rouge), "rouge")
+    row = claim(evaluate(records_frame([]), rouge_frame(rouge), frame), "ROUGE 93–96%")
+    assert row["verdict"] == NOT_REPRODUCED and row["typical_value"] == pytest.approx(91.0)
+    assert row["n_compared"] == 4 and "[88.0%, 94.0%]" in row["conditions"]
+    html = build([run]).read_text()
+    csv = pd.read_csv(run / "rouge_relative.csv")
+    shown = csv[csv["baseline_system"].eq("longt5-tglobal-small")]
+    assert list(shown["relative_pct"]) == pytest.approx([91.0] * 4)
+    assert list(shown["relative_lo_pct"]) == pytest.approx([88.0] * 4)
+    assert list(shown["relative_hi_pct"]) == pytest.approx([94.0] * 4)
+    assert html.count("91.0%") >= 4 and html.count("[88.0%, 94.0%]") >= 4 and "93.8%" not in html
+    assert "[40.0%, 60.0%]" in html  # every line of relative.jsonl is shown
+
+
+def relative_of(rows: list[dict]) -> list[dict]:
+    """relative.jsonl's lines for rouge.jsonl rows as the suite pairs them (each LOCOST model with every
+    other model on the same length and documents), ratios of means with a zero-width CI."""
+    models = [r for r in rows if r["kind"] == "model"]
+    lines = []
+    for locost in (r for r in models if r["family"] == "locost"):
+        for other in models:
+            same = (other["input_len"], other["n_docs"]) == (locost["input_len"], locost["n_docs"])
+            if other is locost or not same:
+                continue
+            ratio = {m: locost[m] / other[m] for m in ("rouge1", "rouge2", "rougeL", "rougeLsum")}
+            line = {"system": locost["system"], "baseline": other["system"], "input_len": locost["input_len"],
+                    "n_docs": locost["n_docs"]}
+            lines.append(line | ratio | {f"{m}_{side}": v for m, v in ratio.items() for side in ("lo", "hi")})
+    return lines
 
 
 def _rouge_claim(rows, docs=None) -> pd.Series:
+    rouge = rouge_frame(rows)
+    relative = relative_frame(relative_of(rows), rouge, "rouge")
     docs = None if docs is None else rouge_docs_frame(docs)
-    return claim(evaluate(records_frame([]), rouge_frame(rows), docs), "ROUGE 93–96%")
+    return claim(evaluate(records_frame([]), rouge, relative, docs), "ROUGE 93–96%")
 
 
 def test_the_quality_claim_is_judged_only_when_every_model_beats_lead_3():
@@ -584,7 +632,7 @@ def test_per_document_scores_pair_the_models_with_lead_3():
 
 def test_the_report_reads_per_document_scores_beside_rouge_jsonl(tmp_path):
     _, rows, docs = _paired_case()
-    run = write_run(tmp_path / "rouge", [], "rouge", rows)
+    run = write_run(tmp_path / "rouge", [], "rouge", rows, relative_of(rows))
     build(run)
     assert claim(pd.read_csv(run / "claims.csv"), "ROUGE 93–96%")["verdict"] == INCONCLUSIVE
     (run / "rouge_docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
@@ -660,17 +708,30 @@ def realistic_runs(root: Path) -> list[Path]:
         for n in lengths[:5]
     ]
     rouge = [
-        rouge_row(f"{family}-small", n, r1 + 0.01 * k)
+        rouge_row(f"{family}-small", n, r1 + 0.01 * k, **nll_fields(5.0 - 0.1 * k, 0.1 * k, 1024))
         for family, r1 in [("locost", 0.30), ("longt5-tglobal", 0.32), ("pegasus-x", 0.31)]
         for k, n in enumerate([1024, 2048, 4096])
     ]
     rouge += [rouge_row("lead-3", n, 0.33, kind="extractive") for n in [1024, 2048, 4096]]  # above most
     rouge += [rouge_row("oracle", None, 0.45, kind="extractive")]
+    relative = [
+        relative_row("locost-small", baseline, n, 0.95, 0.9, 1.0)
+        for baseline in ("longt5-tglobal-small", "pegasus-x-small")
+        for n in (1024, 2048, 4096)
+    ]
+    rouge_run = write_run(root / "rouge-cpu", [], "rouge", rouge, relative)
+    (rouge_run / "curves").mkdir()
+    for family in ("locost", "longt5-tglobal", "pegasus-x"):
+        points = [{"system": f"{family}-small", "phase": phase, "step": step, "val_nll": 9 - step / 100,
+                   "val_docs": 8, "train_loss": None}
+                  for phase in ("gsg", "finetune") for step in (0, 50, 100)]
+        lines = "".join(json.dumps(p) + "\n" for p in points)
+        (rouge_run / "curves" / f"{family}-small.jsonl").write_text(lines)
     return [
         write_run(root / "memory-cpu", memory),
         write_run(root / "scaling-cpu", scaling, "scaling"),
         write_run(root / "throughput-cpu", throughput, "throughput"),
-        write_run(root / "rouge-cpu", [], "rouge", rouge),
+        rouge_run,
     ]
 
 
@@ -693,6 +754,9 @@ def test_build_writes_tidy_csvs_figures_and_one_self_contained_html(built_report
         "savings.csv",
         "scaling_fits.csv",
         "rouge_relative.csv",
+        "curves.csv",
+        "nll-toy-sum.png",
+        "curves-rouge-cpu.png",
     } <= names
     assert any(n.startswith("memory-cpu") and n.endswith(".png") for n in names)
     assert any(n.startswith("throughput-cpu") and n.endswith(".png") for n in names)
@@ -727,12 +791,18 @@ def test_build_writes_tidy_csvs_figures_and_one_self_contained_html(built_report
         "handles more than 600K tokens at inference": NOT_REPRODUCED,
         "O(L log L) time in input length": REPRODUCED,
         "ROUGE 93–96% of sparse-attention transformers of the same size": INCONCLUSIVE,
+        "quality rises with input length": INCONCLUSIVE,
     }
     rouge_reason = ("models below Lead-3: 8 of 9 model–length pairs, "
                     "worst locost-small rouge1 30.0 vs 33.0 at 1K")
-    assert headline["reason"].iloc[-1] == rouge_reason
+    assert headline["reason"].iloc[-2] == rouge_reason
     assert claims.loc[claims["scope"].ne("all"), ["verdict", "reason"]].isna().all().all()
     assert all("inconclusive" in rule for rule in headline["rule"])  # each rule says when it cannot decide
+    length = claims[claims["claim"].eq("quality rises with input length") & claims["scope"].eq("all")].iloc[0]
+    assert length["best_value"] == pytest.approx(0.2)  # decided by the NLL gain, but LOCOST is below Lead-3:
+    assert length["reason"] == ("models below Lead-3: 2 of 2 model–length pairs, "
+                                "worst locost-small rouge1 30.0 vs 33.0 at 1K")
+    assert "locost-small: NLL at 1K → 4K input: 5.0000 → 4.8000 nats/token" in length["conditions"]
     savings = pd.read_csv(out / "savings.csv")
     train_4k = savings[
         savings["mode"].eq("train")
@@ -747,7 +817,7 @@ def test_build_writes_tidy_csvs_figures_and_one_self_contained_html(built_report
     sources = [part.split('"', 1)[0] for part in html.split('<img src="')[1:]]
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert f'<td class="verdict unsure">inconclusive<div class="note">{rouge_reason}</div></td>' in html
-    assert html.count('<td class="verdict ') == 5  # the claims' rows; rows per baseline carry none
+    assert html.count('<td class="verdict ') == 6  # the claims' rows; rows per baseline carry none
     assert f'<div class="reason">{rouge_reason}</div>' in html
     for section in [
         "Claims",
@@ -759,6 +829,9 @@ def test_build_writes_tidy_csvs_figures_and_one_self_contained_html(built_report
         "Scaling",
         "Summary quality (ROUGE)",
         "Relative quality",
+        "Reference-summary likelihood and learning curves",
+        "Reference-summary NLL vs input length — toy-sum",
+        "Learning curves — run rouge-cpu",
         "Failures",
         "baseline oom",
         "Test CPU 9000",
@@ -806,6 +879,7 @@ def test_a_rouge_only_run_builds_its_rouge_section(tmp_path):
             rouge_row("led-tiny", 1024, 0.25),
             rouge_row("oracle", None, 0.4, kind="extractive"),
         ],
+        [relative_row("locost-tiny", "led-tiny", 1024, 0.8, 0.7, 0.9)],
     )
     html = build([run]).read_text()
     written = {p.name for p in run.iterdir()}
@@ -930,9 +1004,12 @@ def test_locost_variants_get_their_own_colour_and_are_not_locost_in_rouge():
     from reports.plots import color_of
     assert len({color_of(family) for family in ("locost", "locost-s4", "spade", "longt5-local")}) == 4
     rouge = rouge_frame([rouge_row("locost-small", 4096, 0.30), rouge_row("locost-s4-small", 4096, 0.32)])
-    relative = rouge_relative(rouge)
-    assert set(relative["locost_system"]) == {"locost-small"}
-    assert set(relative["baseline_system"]) == {"locost-s4-small"}
+    relative = relative_frame([relative_row("locost-small", "locost-s4-small", 4096, 0.94, 0.9, 0.98),
+                               relative_row("locost-s4-small", "locost-small", 4096, 1.06, 1.0, 1.1)],
+                              rouge, "run")
+    row = claim(evaluate(records_frame([]), rouge, relative), "ROUGE 93–96%")
+    assert row["n_compared"] == 4 and row["typical_value"] == pytest.approx(94.0)  # LOCOST-S4 is a baseline
+    assert set(rouge_relative(relative)["family"]) == {"locost", "locost-s4"}
 
 
 # --- malformed records (issue 12) -------------------------------------------------------------------

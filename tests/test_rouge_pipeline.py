@@ -118,8 +118,8 @@ def test_end_to_end_tiny_run_and_resume(tmp_path, capsys):
               "--max-new-tokens", "8", "--no-progress", "--no-report", "--device", "cpu",
               "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache")]
     argv = common + ["--models", "locost,longt5-tglobal", "--steps", "2", "--batch-size", "1",
-                     "--train-len", "128", "--target-len", "64", "--warmup-steps", "1", "--gsg-steps", "1",
-                     "--eval-lens", "128,full", "--run-id", "tiny"]
+                     "--train-len", "192", "--target-len", "64", "--warmup-steps", "1", "--gsg-steps", "1",
+                     "--eval-lens", "128,full", "--curve-every", "1", "--run-id", "tiny"]
     assert _cli(argv) == 0
     run_dir = tmp_path / "tiny"
     rows = [json.loads(line) for line in (run_dir / "rouge.jsonl").read_text().splitlines()]
@@ -138,8 +138,32 @@ def test_end_to_end_tiny_run_and_resume(tmp_path, capsys):
     assert oracle[None] >= oracle[128] > 0
     for path in (run_dir / "predictions").glob("*-128.jsonl"):
         assert all(p["input_len"] <= 128 for p in map(json.loads, path.read_text().splitlines()))
+    for row in rows:  # the reference NLL beside ROUGE: rouge.jsonl aggregates nll/<system>-<length>.jsonl
+        if row["kind"] != "model":
+            assert row["nll"] is None and row["nll_gain"] is None
+            continue
+        label = "full" if row["input_len"] is None else row["input_len"]
+        docs = [json.loads(line) for line in (run_dir / "nll" / f"{row['system']}-{label}.jsonl").read_text()
+                .splitlines()]
+        assert len(docs) == 2 and all(0 < d["reference_tokens"] <= 64 for d in docs)
+        assert all(d["nll"] == pytest.approx(d["nll_sum"] / d["reference_tokens"]) for d in docs)
+        assert row["nll"] == pytest.approx(sum(d["nll"] for d in docs) / 2)
+        assert row["nll_tokens"] == sum(d["reference_tokens"] for d in docs) and row["nll_gain_from"] == 128
+    for system in ("locost-tiny", "longt5-tglobal-tiny"):  # learning curves: every step, both phases
+        path = run_dir / "curves" / f"{system}.jsonl"
+        points = [json.loads(line) for line in path.read_text().splitlines()]
+        assert [(p["phase"], p["step"]) for p in points] == [("gsg", 0), ("gsg", 1)] + [
+            ("finetune", s) for s in (0, 1, 2)]
+        assert all(p["val_nll"] > 0 for p in points)  # one held-out paper has gap sentences within 192 tokens
+        assert [p["val_docs"] for p in points] == [1, 1, 2, 2, 2]
     relative = [json.loads(line) for line in (run_dir / "relative.jsonl").read_text().splitlines()]
     assert {(r["system"], r["baseline"]) for r in relative} == {("locost-tiny", "longt5-tglobal-tiny")}
+    docs = [json.loads(line) for line in (run_dir / "rouge_docs.jsonl").read_text().splitlines()]
+    for row in rows:  # per-document scores average to rouge.jsonl's means, for every system and length
+        mine = [d for d in docs if (d["system"], d["input_len"]) == (row["system"], row["input_len"])]
+        assert len(mine) == row["n_docs"] and len({d["doc_id"] for d in mine}) == row["n_docs"]
+        for metric in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+            assert sum(d[metric] for d in mine) / len(mine) == pytest.approx(row[metric], abs=1e-12)
     run = json.loads((run_dir / "run.json").read_text())
     assert run["finished_at"] and run["rouge"]["use_stemmer"] and "regex" in run["sentence_splitter"]
     phases = [s["training"] for s in run["systems"] if s["kind"] == "model"]
@@ -158,7 +182,7 @@ def test_end_to_end_tiny_run_and_resume(tmp_path, capsys):
     # a saved checkpoint evaluated on its own gives the same scores (its tokenizer travels with it)
     checkpoint = run_dir / "checkpoints" / "locost-tiny"
     assert _cli(common + ["--checkpoint", str(checkpoint), "--no-extractive", "--eval-lens", "128",
-                          "--run-id", "ckpt"]) == 0
+                          "--target-len", "64", "--run-id", "ckpt"]) == 0
     ckpt_rows = [json.loads(line) for line in (tmp_path / "ckpt" / "rouge.jsonl").read_text().splitlines()]
     assert ckpt_rows == [r for r in rows if r["system"] == "locost-tiny" and r["input_len"] == 128]
 
@@ -170,6 +194,8 @@ def test_end_to_end_tiny_run_and_resume(tmp_path, capsys):
     (["--models", "gpt2"], "unknown model family"),
     (["--doc-column", "body"], "unknown column 'body'"),
     (["--steps", "-3"], "argument --steps: must be positive"),
+    (["--curve-every", "-1"], "argument --curve-every: "),
+    (["--curve-docs", "0"], "argument --curve-docs: must be positive"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
     assert _cli(argv + ["--cache-dir", str(tmp_path), "--out", str(tmp_path)]) == 2

@@ -30,6 +30,9 @@ class RougeConfig:
     train_docs: int | None = None  #: None: as many as the budget draws (``budget_draws``)
     tokenizer_docs: int = 1000  #: the tokenizer is trained on the first N training documents + summaries
     eval_docs: int | None = 20  #: the first N valid documents of the evaluation split
+    val_split: str = "validation"  #: held-out documents of the learning curves (none if the split is absent)
+    curve_docs: int = 8  #: the first N valid documents of ``val_split`` the learning curves score
+    curve_every: int = 50  #: score the learning curves every N optimizer steps; 0: no learning curves
     tokenizer: str | None = None  #: a tokenizer file or directory; None: train a Unigram tokenizer
     vocab_size: int = 8000  #: pieces of a trained tokenizer
     models: list[str] | None = None  #: families (models.FAMILIES); None: DEFAULT_MODELS unless checkpoints
@@ -77,7 +80,9 @@ def check(cfg: RougeConfig) -> None:
     if cfg.rouge_tokenizer not in ROUGE_TOKENIZERS:
         raise SuiteError(f"unknown ROUGE tokenizer {cfg.rouge_tokenizer!r}; "
                          f"known: {', '.join(ROUGE_TOKENIZERS)}")
-    for name in ("train_docs", "eval_docs", "tokenizer_docs"):
+    if cfg.curve_every < 0:
+        raise SuiteError(f"curve-every must be >= 0, got {cfg.curve_every}")
+    for name in ("train_docs", "eval_docs", "tokenizer_docs", "curve_docs"):
         value = getattr(cfg, name)
         if value is not None and value < 1:
             raise SuiteError(f"{name.replace('_', '-')} must be a positive integer, got {value}")

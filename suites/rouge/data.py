@@ -66,11 +66,13 @@ class SummarizationData:
     eval: Split
     columns: dict
     derived_splits: bool
+    validation: Split | None = None  #: the learning curves' held-out documents; None: no such split
 
     def describe(self) -> dict:
         return {"name": self.name, "columns": self.columns, "derived_splits": self.derived_splits,
                 "derived_fractions": DERIVED_FRACTIONS if self.derived_splits else None,
-                "train": self.train.describe(), "eval": self.eval.describe()}
+                "train": self.train.describe(), "eval": self.eval.describe(),
+                "validation": self.validation.describe() if self.validation else None}
 
 
 def default_cache_dir() -> Path:
@@ -209,8 +211,9 @@ def load_data(spec: str = "aclsum", *, doc_column: str = "document", summary_col
               id_column: str | None = None, train_split: str = "train", eval_split: str = "test",
               train_docs: int | None = None, eval_docs: int | None = None,
               config_name: str | None = None, cache_dir: Path | None = None,
-              seed: int = 0) -> SummarizationData:
-    """Load ``spec`` and take the training and evaluation examples; raises ``SuiteError`` on a
+              seed: int = 0, val_split: str | None = None, val_docs: int | None = None) -> SummarizationData:
+    """Load ``spec`` and take the training and evaluation examples, and the first ``val_docs`` of
+    ``val_split`` when that split exists (else ``validation`` is None); raises ``SuiteError`` on a
     missing source, unknown split or column, or a split left empty after skipping malformed rows."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     splits = dict(_load_dataset_dict(spec, cache_dir, config_name))
@@ -238,7 +241,11 @@ def load_data(spec: str = "aclsum", *, doc_column: str = "document", summary_col
                              f"({split.scanned} rows scanned, skipped: {dict(split.skipped) or 'none'})")
         return split
 
+    validation = None
+    if val_split in splits and val_docs:
+        validation = take_examples(splits[val_split], val_split, doc_column, summary_column, id_column,
+                                   val_docs)
     return SummarizationData(
         name=spec, train=take(train_split, train_docs), eval=take(eval_split, eval_docs),
         columns={"id": id_column, "document": doc_column, "summary": summary_column},
-        derived_splits=derived)
+        derived_splits=derived, validation=validation if validation and validation.examples else None)

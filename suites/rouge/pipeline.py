@@ -2,9 +2,10 @@
 
 data -> shared tokenizer -> every model trained with one budget (or loaded from a checkpoint) ->
 summaries generated at each input length (``suites.rouge.systems``) -> extractive references on the
-same inputs -> ROUGE with bootstrap CIs (``suites.rouge.evaluation``) -> ``rouge.jsonl``,
-``relative.jsonl``, ``run.json`` and ``predictions/`` in the run directory, and tables on stdout
-(``suites.rouge.tables``). The configuration is ``suites.rouge.config.RougeConfig``.
+same inputs -> ROUGE with bootstrap CIs and the reference summaries' NLL per token
+(``suites.rouge.evaluation``, ``suites.rouge.likelihood``) -> ``rouge.jsonl``, ``relative.jsonl``,
+``run.json``, ``predictions/``, ``nll/`` and ``curves/`` (learning curves) in the run directory, and
+tables on stdout (``suites.rouge.tables``). The configuration is ``suites.rouge.config.RougeConfig``.
 
 Rerunning the same command resumes: a trained checkpoint, and predictions made with the same
 model, data, lengths and generation settings, are reused (``force=True`` redoes everything).
@@ -19,16 +20,16 @@ from pathlib import Path
 
 import torch
 
-from records import locked_run_dir, write_json, write_jsonl
+from records import ROUGE_DOCS, locked_run_dir, write_json, write_jsonl
 from suites.rouge import scoring
 from suites.rouge.config import ModelSpec, RougeConfig, budget_draws, check, length_label, model_specs
 from suites.rouge.data import SummarizationData, default_cache_dir, load_data
 from suites.rouge.errors import SuiteError
-from suites.rouge.evaluation import relative_quality, score_systems
+from suites.rouge.evaluation import document_rows, relative_quality, score_systems
 from suites.rouge.generation import truncate
 from suites.rouge.sentences import DESCRIPTION as SENTENCE_SPLITTER
 from suites.rouge.systems import ModelRunner, State, extractive_systems
-from suites.rouge.tables import relative_table, rouge_table
+from suites.rouge.tables import nll_table, relative_table, rouge_table
 from suites.rouge.tokenizer import SharedTokenizer, load_tokenizer, train_tokenizer
 
 
@@ -53,6 +54,7 @@ class EvalSet:
     documents: list[str]
     encoded: list  #: tokenizer encodings of the documents
     truncated: dict  #: length -> [(ids fed to the model, document tokens kept)]
+    labels: list  #: per document, the reference ids whose NLL is scored (likelihood.py)
 
     @property
     def inputs(self) -> dict:
@@ -90,7 +92,8 @@ def load(cfg: RougeConfig, cache_dir: Path) -> SummarizationData:
     data = load_data(cfg.data, doc_column=cfg.doc_column, summary_column=cfg.summary_column,
                      id_column=cfg.id_column, train_split=cfg.train_split, eval_split=cfg.eval_split,
                      train_docs=cfg.train_docs or budget_draws(cfg.budget), eval_docs=cfg.eval_docs,
-                     config_name=cfg.data_config, cache_dir=cache_dir, seed=cfg.budget.seed)
+                     config_name=cfg.data_config, cache_dir=cache_dir, seed=cfg.budget.seed,
+                     val_split=cfg.val_split, val_docs=cfg.curve_docs if cfg.curve_every else None)
     for split in (data.train, data.eval):
         if split.skipped:
             print(f"{split.name}: skipped {sum(split.skipped.values())} malformed rows of "
@@ -142,6 +145,17 @@ def run_info(cfg: RougeConfig, run_dir: Path, device: torch.device, data: Summar
                   "rougeLsum_sentences": "regex splitter, one sentence per line",
                   "bootstrap": {"resamples": scoring.BOOTSTRAP_RESAMPLES, "seed": scoring.BOOTSTRAP_SEED,
                                 "confidence": scoring.CONFIDENCE, "unit": "documents"}},
+        "likelihood": {"unit": "nats per reference token (natural log), shared tokenizer",
+                       "labels": f"the reference's first {cfg.budget.target_len - 1} tokens + EOS "
+                                 "(the budget's target_len)",
+                       "method": "teacher forcing, one document per forward pass, log-softmax in float32",
+                       "aggregate": "mean over documents of each document's mean; bootstrap over documents",
+                       "gain": "paired per-document NLL(shortest length) - NLL(length)"},
+        "learning_curves": {"every_steps": cfg.curve_every, "split": cfg.val_split,
+                            "documents": len(data.validation.examples) if data.validation else 0,
+                            "what": "mean NLL per label token of held-out examples built as the phase's "
+                                    "training examples (finetune: document -> summary; gsg: gap sentences)"}
+        if cfg.curve_every and data.validation else None,
         "extractive": {"lead_k": cfg.lead_k, "oracle": "greedy, mean of ROUGE-1/2 F1, stop at no gain"}
         if cfg.extractive else None,
         "note": "models are trained from random initialisation (no pre-trained weights) unless "
@@ -152,10 +166,13 @@ def run_info(cfg: RougeConfig, run_dir: Path, device: torch.device, data: Summar
 def encode_eval_set(cfg: RougeConfig, data: SummarizationData, tokenizer: SharedTokenizer) -> EvalSet:
     documents = [e.document for e in data.eval.examples]
     encoded = tokenizer.encode_batch(documents)
+    eos, target_len = tokenizer.special.eos, cfg.budget.target_len
+    summaries = tokenizer.encode_batch([e.summary for e in data.eval.examples])
+    labels = [s.ids[:target_len - 1] + [eos] for s in summaries]
     truncated = {length: [truncate(enc, length, tokenizer.special.eos) for enc in encoded]
                  for length in cfg.eval_lens}
     eval_set = EvalSet([e.id for e in data.eval.examples], [e.summary for e in data.eval.examples],
-                       documents, encoded, truncated)
+                       documents, encoded, truncated, labels)
     print(f"data {data.name}:{data.eval.name}: {len(data.train.examples)} training / {len(eval_set.ids)} "
           f"evaluation documents; tokenizer {tokenizer.source} ({tokenizer.vocab_size} tokens); evaluation "
           f"documents {min(map(len, encoded))}-{max(map(len, encoded))} tokens", flush=True)
@@ -167,7 +184,8 @@ def predict(cfg: RougeConfig, where: Setup, runner: ModelRunner, eval_set: EvalS
     """Every system's predictions at every length: (system entries, timings in seconds)."""
     inputs = eval_set.inputs
     systems = [{"system": spec.name, "kind": "model",
-                **runner.run(spec, inputs, eval_set.references, eval_set.ids)} for spec in where.specs]
+                **runner.run(spec, inputs, eval_set.references, eval_set.ids, eval_set.labels)}
+               for spec in where.specs]
     timings = {"models_s": round(time.perf_counter() - started, 1)}
     if cfg.extractive:
         extract_started = time.perf_counter()
@@ -179,6 +197,9 @@ def predict(cfg: RougeConfig, where: Setup, runner: ModelRunner, eval_set: EvalS
 def print_tables(rows: list[dict], relative: list[dict], cfg: RougeConfig, run_dir: Path) -> None:
     print()
     print(rouge_table(rows, cfg.eval_lens))
+    if any(r["nll"] is not None for r in rows):
+        print()
+        print(nll_table(rows, cfg.eval_lens))
     if relative:
         print()
         print(relative_table(relative))
@@ -206,14 +227,16 @@ def _run(cfg: RougeConfig, where: Setup) -> Path:
     runner = ModelRunner(cfg, run_dir, State(run_dir / "state.json", reset=cfg.force), tokenizer, data,
                          where.device)
     systems, timings = predict(cfg, where, runner, eval_set, started)
-    rows, scores = score_systems(systems, cfg.eval_lens, run_dir, eval_set.ids,
-                                 f"{data.name}:{data.eval.name}", cfg.rouge_tokenizer)
+    dataset = f"{data.name}:{data.eval.name}"
+    rows, scores = score_systems(systems, cfg.eval_lens, run_dir, eval_set.ids, dataset, cfg.rouge_tokenizer)
     rows = [row.to_json() for row in rows]
     write_jsonl(run_dir / "rouge.jsonl", rows)
+    write_jsonl(run_dir / ROUGE_DOCS, document_rows(scores, eval_set.ids, dataset))
     relative = relative_quality(systems, scores, cfg.eval_lens)
     write_jsonl(run_dir / "relative.jsonl", relative)
     info.update(systems=systems, timings={**timings, "total_s": round(time.perf_counter() - started, 1)},
-                finished_at=_now(), outputs=["rouge.jsonl", "relative.jsonl", "predictions/", "checkpoints/"])
+                finished_at=_now(), outputs=["rouge.jsonl", ROUGE_DOCS, "relative.jsonl", "predictions/",
+                                             "nll/", "curves/", "checkpoints/"])
     write_json(run_dir / "run.json", info)
     print_tables(rows, relative, cfg, run_dir)
     return run_dir

@@ -2,8 +2,11 @@
 input length, and the extractive references; finished work is reused under a fingerprint.
 
 Files in the run directory: ``checkpoints/<system>/`` (weights, ``tokenizer.json``, ``harness.json``),
-``predictions/<system>-<length>.jsonl`` (one row per document: id, prediction, reference, input_len)
-and ``state.json`` (what finished, under the fingerprint of everything that determines it).
+``predictions/<system>-<length>.jsonl`` (one row per document: id, prediction, reference, input_len),
+``nll/<system>-<length>.jsonl`` (one row per document: id, input_len, reference_tokens, nll_sum in
+nats, nll in nats/token; ``suites.rouge.likelihood``), ``curves/<system>.jsonl`` (the learning curve
+of a model trained in this run: one row per point, ``training.Validation``) and ``state.json`` (what
+finished, under the fingerprint of everything that determines it).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from suites.rouge.config import ModelSpec, RougeConfig, length_label
 from suites.rouge.data import SummarizationData
 from suites.rouge.errors import SuiteError
 from suites.rouge.generation import generate, visible_text
+from suites.rouge.likelihood import examples_nll
 from suites.rouge.tokenizer import SharedTokenizer
-from suites.rouge.training import Budget, TrainLog, summarization_example, train
+from suites.rouge.training import Budget, TrainingExample, TrainLog, Validation, summarization_example, train
 
 
 def digest(*parts) -> str:
@@ -33,6 +37,15 @@ def digest(*parts) -> str:
 def prediction_path(system: str, length: int | None) -> str:
     """The predictions file of ``system`` at ``length``, relative to the run directory."""
     return f"predictions/{system}-{length_label(length)}.jsonl"
+
+
+def nll_path(system: str, length: int | None) -> str:
+    """The per-document reference NLL file of ``system`` at ``length``, relative to the run directory."""
+    return f"nll/{system}-{length_label(length)}.jsonl"
+
+
+def curve_path(system: str) -> str:
+    return f"curves/{system}.jsonl"
 
 
 def read_predictions(path: Path) -> list[dict]:
@@ -48,30 +61,31 @@ class State:
         data = {} if reset or not path.is_file() else json.loads(path.read_text())
         self.systems: dict = data.get("systems", {})
         self.predictions: dict = data.get("predictions", {})
+        self.nll: dict = data.get("nll", {})
 
     def save(self) -> None:
-        write_json(self.path, {"systems": self.systems, "predictions": self.predictions})
+        write_json(self.path, {"systems": self.systems, "predictions": self.predictions, "nll": self.nll})
 
 
 # --- building, loading, training -------------------------------------------------------------------
 
-def _training_examples(data: SummarizationData, tokenizer: SharedTokenizer, budget: Budget):
-    documents = tokenizer.encode_batch([e.document for e in data.train.examples])
-    summaries = tokenizer.encode_batch([e.summary for e in data.train.examples])
+def _training_examples(examples: list, tokenizer: SharedTokenizer, budget: Budget):
+    documents = tokenizer.encode_batch([e.document for e in examples])
+    summaries = tokenizer.encode_batch([e.summary for e in examples])
     eos = tokenizer.special.eos
     return [summarization_example(d.ids, s.ids, eos, budget.train_len, budget.target_len)
             for d, s in zip(documents, summaries, strict=True)]
 
 
-def _gsg_examples(data: SummarizationData, tokenizer: SharedTokenizer, budget: Budget, rouge_tokenizer: str):
+def _gsg_examples(examples: list, tokenizer: SharedTokenizer, budget: Budget, rouge_tokenizer: str):
     from suites.rouge.gsg import gap_sentence_example
 
     if tokenizer.special.mask is None:
         raise SuiteError("gap-sentence pre-training needs a mask token (<mask>, [MASK], <mask_1> or "
                          "<extra_id_0>) and the tokenizer has none")
-    examples = [gap_sentence_example(e.document, tokenizer, budget.train_len, budget.target_len,
-                                     budget.gsg_ratio, rouge_tokenizer) for e in data.train.examples]
-    return [e for e in examples if e is not None]
+    made = [gap_sentence_example(e.document, tokenizer, budget.train_len, budget.target_len,
+                                 budget.gsg_ratio, rouge_tokenizer) for e in examples]
+    return [e for e in made if e is not None]
 
 
 def _build(spec: ModelSpec, tokenizer: SharedTokenizer, budget: Budget, device: torch.device):
@@ -115,14 +129,25 @@ class ModelRunner:
         self.tokenizer, self.data, self.device = tokenizer, data, device
         self._examples: dict[str, list] = {}
 
-    def examples(self, phase: str) -> list:
-        if phase not in self._examples:
+    def examples(self, phase: str, held_out: bool = False) -> list[TrainingExample]:
+        """The training examples of ``phase`` (gsg or finetune), or its learning curve's held-out ones."""
+        key = (phase, held_out)
+        if key not in self._examples:
+            split = self.data.validation if held_out else self.data.train
+            source = split.examples if split is not None else []
             if phase == "gsg":
-                examples = _gsg_examples(self.data, self.tokenizer, self.cfg.budget, self.cfg.rouge_tokenizer)
+                made = _gsg_examples(source, self.tokenizer, self.cfg.budget, self.cfg.rouge_tokenizer)
             else:
-                examples = _training_examples(self.data, self.tokenizer, self.cfg.budget)
-            self._examples[phase] = examples
-        return self._examples[phase]
+                made = _training_examples(source, self.tokenizer, self.cfg.budget)
+            self._examples[key] = made
+        return self._examples[key]
+
+    def validation(self, phase: str) -> Validation | None:
+        """The learning curve of ``phase``: None when off (``curve_every`` 0) or no held-out split."""
+        if not self.cfg.curve_every or self.data.validation is None:
+            return None
+        examples = self.examples(phase, held_out=True)
+        return Validation(examples, self.cfg.curve_every) if examples else None
 
     def fingerprint(self, spec: ModelSpec) -> str:
         if spec.checkpoint is not None:
@@ -167,27 +192,41 @@ class ModelRunner:
 
     def _train(self, spec: ModelSpec, handle) -> list[dict]:
         """Gap-sentence pre-training (when budgeted), then fine-tuning; the logs of both."""
-        budget, logs = self.cfg.budget, []
+        budget, logs, curve = self.cfg.budget, [], []
         for phase, steps in (("gsg", budget.gsg_steps), ("finetune", budget.steps)):
             if steps:
                 log: TrainLog = train(handle, self.examples(phase), budget, steps, phase,
-                                      self.tokenizer.special.pad, spec.name, self.cfg.progress)
+                                      self.tokenizer.special.pad, spec.name, self.cfg.progress,
+                                      self.validation(phase))
                 logs.append(log.describe())
+                curve += [{"system": spec.name, **point} for point in log.curve]
+                val = (f", validation NLL {log.curve[0]['val_nll']} -> {log.curve[-1]['val_nll']}"
+                       if log.curve else "")
                 print(f"  {spec.name}: {phase} {steps} steps in {log.seconds:.0f} s, loss "
-                      f"{logs[-1]['loss_first']} -> {logs[-1]['loss_last']}", flush=True)
+                      f"{logs[-1]['loss_first']} -> {logs[-1]['loss_last']}{val}", flush=True)
+        path = self.run_dir / curve_path(spec.name)
+        if curve:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_jsonl(path, curve)
+        else:
+            path.unlink(missing_ok=True)
         return logs
 
-    def run(self, spec: ModelSpec, inputs: dict, references: list[str], ids: list[str]) -> dict:
-        """Predictions of ``spec`` at every length (``inputs``: length -> list of id lists); returns
-        the system's entry, with the lengths it cannot take under ``unsupported``."""
+    def run(self, spec: ModelSpec, inputs: dict, references: list[str], ids: list[str],
+            labels: list[list[int]]) -> dict:
+        """Predictions and reference NLL of ``spec`` at every length (``inputs``: length -> list of id
+        lists; ``labels``: the reference token ids scored, per document); returns the system's entry,
+        with the lengths it cannot take under ``unsupported``."""
         fingerprint = self.fingerprint(spec)
         settings = self.cfg.generation.describe()
         keys = {length: digest(fingerprint, ids, length, settings) for length in inputs}
+        nll_keys = {length: digest(fingerprint, ids, length, labels) for length in inputs}
         entry = self.state.systems.get(spec.name)
         if entry is not None and entry.get("fingerprint") != fingerprint:
             entry = None
         todo = list(inputs) if entry is None else [x for x in inputs if not self._done(spec, x, keys[x])]
-        if not todo:
+        nll_todo = [x for x in inputs if not self._scored(spec, x, nll_keys[x])]
+        if entry is not None and not todo and not nll_todo:
             print(f"  {spec.name}: predictions reused from {self.run_dir}", flush=True)
             return {**entry, "unsupported": self._unsupported(spec, inputs)}
         handle, entry = self.obtain(spec, fingerprint)
@@ -197,6 +236,9 @@ class ModelRunner:
                                                                          "unsupported": None}
             self._predict(spec, handle, entry, length, inputs[length], references, ids)
             self.state.save()
+        for length in nll_todo:
+            self._score(spec, handle, length, inputs[length], labels, ids, nll_keys[length])
+            self.state.save()
         del handle
         gc.collect()
         if self.device.type == "cuda":
@@ -204,6 +246,30 @@ class ModelRunner:
         entry["unsupported"] = self._unsupported(spec, inputs)
         self.state.save()
         return entry
+
+    def _scored(self, spec: ModelSpec, length: int | None, key: str) -> bool:
+        path = nll_path(spec.name, length)
+        record = self.state.nll.get(path) or {}
+        return record.get("key") == key and (
+            record.get("unsupported") is not None or (self.run_dir / path).is_file())
+
+    def _score(self, spec: ModelSpec, handle, length: int | None, inputs: list[list[int]],
+               labels: list[list[int]], ids: list[str], key: str) -> None:
+        """Write the per-document reference NLL at one length, or mark the length unsupported."""
+        path = nll_path(spec.name, length)
+        self.state.nll[path] = {"key": key, "unsupported": None}
+        try:
+            handle.check_lengths(max(len(x) for x in inputs), max(len(y) for y in labels))
+        except ValueError as exc:
+            self.state.nll[path]["unsupported"] = str(exc)
+            (self.run_dir / path).unlink(missing_ok=True)
+            return
+        examples = [TrainingExample(x, y) for x, y in zip(inputs, labels, strict=True)]
+        documents = examples_nll(handle, examples, self.tokenizer.special.pad)
+        (self.run_dir / path).parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl(self.run_dir / path, [
+            {"id": i, "input_len": len(x), "reference_tokens": d.tokens, "nll_sum": d.nll_sum, "nll": d.nll}
+            for i, x, d in zip(ids, inputs, documents, strict=True)])
 
     def _done(self, spec: ModelSpec, length: int | None, key: str) -> bool:
         path = prediction_path(spec.name, length)

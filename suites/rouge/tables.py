@@ -37,3 +37,16 @@ def relative_table(rows: list[dict]) -> str:
             + [pct(r, m) for m in scoring.METRICS] for r in rows]
     title = "Relative quality (system ROUGE / baseline ROUGE, paired bootstrap 95% CI)"
     return title + "\n" + _format_table(header, body)
+
+
+def nll_table(rows: list[dict], lengths: list) -> str:
+    """Model x input length; each entry the reference NLL (nats/token) with its 95% CI."""
+    rows = [r for r in rows if r["nll"] is not None]
+    systems = list(dict.fromkeys(row["system"] for row in rows))
+    cells = {(r["system"], r["input_len"]): f"{r['nll']:.3f} [{r['nll_lo']:.3f}, {r['nll_hi']:.3f}]"
+             for r in rows}
+    header = ["system"] + [f"NLL @ {length_label(x)}" for x in lengths]
+    body = [[s] + [cells.get((s, x), "n/a") for x in lengths] for s in systems]
+    title = ("Reference-summary NLL, nats per token under teacher forcing (mean over documents, "
+             "bootstrap 95% CI)")
+    return title + "\n" + _format_table(header, body)

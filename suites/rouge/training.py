@@ -4,6 +4,10 @@ per step, optimizer, schedule and seed.
 A plain PyTorch loop: AdamW, linear warm-up then linear or cosine decay to 0, gradient clipping;
 bf16 autocast and gradient checkpointing on CUDA, fp32 on CPU. Biases, norms and every parameter
 marked ``_no_weight_decay`` (LOCOST's SSM parameters) get no weight decay.
+
+Learning curve (``Validation``): before the first step, every ``every`` optimizer steps and after the
+last, the mean NLL per label token (``suites.rouge.likelihood``) of fixed held-out examples, in eval
+mode without gradients; it draws no random numbers, so the weights trained do not depend on it.
 """
 
 from __future__ import annotations
@@ -67,6 +71,17 @@ class TrainingExample:
     labels: list[int]
 
 
+@dataclass(frozen=True)
+class Validation:
+    """The learning curve's held-out examples and how often (optimizer steps) they are scored."""
+    examples: list[TrainingExample]
+    every: int
+
+    def due(self, step: int, steps: int) -> bool:
+        """Whether to score after ``step`` optimizer steps (0: before training) of ``steps``."""
+        return step == 0 or step == steps or step % self.every == 0
+
+
 @dataclass
 class TrainLog:
     phase: str
@@ -75,13 +90,17 @@ class TrainLog:
     losses: list[float] = field(default_factory=list)
     input_tokens: int = 0  # non-padding input tokens seen: equal across models by construction
     label_tokens: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # training and validation
+    validation_s: float = 0.0
+    #: learning curve: {"step", "val_nll" (nats/token), "val_docs", "train_loss" (mean since the last point)}
+    curve: list[dict] = field(default_factory=list)
 
     def describe(self) -> dict:
         tenth = max(1, len(self.losses) // 10)
         return {"phase": self.phase, "steps": self.steps, "examples": self.examples,
                 "input_tokens": self.input_tokens,
                 "label_tokens": self.label_tokens, "seconds": round(self.seconds, 2),
+                "validation_s": round(self.validation_s, 2),
                 "loss_first": _mean(self.losses[:tenth]), "loss_last": _mean(self.losses[-tenth:]),
                 "losses": [round(x, 4) for x in self.losses]}
 
@@ -142,9 +161,22 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> 
     return max(0.0, 1 - progress)
 
 
+def _validate(handle, validation: Validation, pad_id: int, log: TrainLog, step: int) -> None:
+    """Append the learning curve's point after ``step`` optimizer steps to ``log.curve``."""
+    from suites.rouge.likelihood import examples_nll, mean_nll
+
+    started = time.perf_counter()
+    documents = examples_nll(handle, validation.examples, pad_id)
+    since = log.losses[log.curve[-1]["step"]:] if log.curve else []
+    log.curve.append({"phase": log.phase, "step": step, "val_nll": round(mean_nll(documents), 5),
+                      "val_docs": len(documents), "train_loss": _mean(since)})
+    log.validation_s += time.perf_counter() - started
+
+
 def train(handle, examples: list[TrainingExample], budget: Budget, steps: int, phase: str,
-          pad_id: int, name: str, progress: bool = True) -> TrainLog:
-    """Train ``handle.model`` in place for ``steps`` optimizer steps over ``examples``."""
+          pad_id: int, name: str, progress: bool = True, validation: Validation | None = None) -> TrainLog:
+    """Train ``handle.model`` in place for ``steps`` optimizer steps over ``examples``; with
+    ``validation``, record its learning curve in the returned log."""
     from tqdm.auto import tqdm
 
     if not examples:
@@ -165,8 +197,10 @@ def train(handle, examples: list[TrainingExample], budget: Budget, steps: int, p
         optimizer, lambda step: lr_factor(step, warmup, steps, budget.schedule))
     order = example_order(len(examples), steps * budget.sequences_per_step, budget.seed)
     log = TrainLog(phase=phase, steps=steps, examples=len(examples))
-    model.train()
     started = time.perf_counter()
+    if validation is not None:
+        _validate(handle, validation, pad_id, log, 0)
+    model.train()
     bar = tqdm(range(steps), desc=f"{phase} {name}", unit="step", disable=not progress,
                leave=False)
     for step in bar:
@@ -189,6 +223,8 @@ def train(handle, examples: list[TrainingExample], budget: Budget, steps: int, p
         optimizer.zero_grad(set_to_none=True)
         log.losses.append(step_loss)
         bar.set_postfix(loss=f"{step_loss:.3f}")
+        if validation is not None and validation.due(step + 1, steps):
+            _validate(handle, validation, pad_id, log, step + 1)
     bar.close()
     log.seconds = time.perf_counter() - started
     model.eval()
