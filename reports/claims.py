@@ -450,9 +450,10 @@ def _longest_rows(rouge: pd.DataFrame | None) -> pd.DataFrame:
 def _length_lead_gate(row, rouge, docs) -> str | None:
     """Why ``row``'s model does not show that it beats Lead-k at both lengths it compares, or None."""
     margins = lead_margins(rouge, docs)
-    lengths = {row["nll_gain_from"], row["input_len"]}
+    length = margins["input_len"]
+    longest = length.isna() if pd.isna(row["input_len"]) else length.eq(row["input_len"])  # NaN: full text
     mine = margins[margins["system"].eq(row["system"]) & margins["dataset"].eq(row["dataset"])
-                   & margins["input_len"].isin(lengths)]
+                   & (length.eq(row["nll_gain_from"]) | longest)]
     return _lead_gate(mine)
 
 

@@ -86,10 +86,10 @@ def test_quality_rises_with_length_rule_on_constructed_documents(long, verdict):
              "rouge1_hi": 0.11, **f}
             for n, f in ((1024, _gain([5.0] * 6, [5.0] * 6)), (4096, fields))]
 
-    def length_claim(lead_rouge1):
+    def length_claim(lead_rouge1, longest=4096):
         leads = [{"system": "lead-3", "kind": "extractive", "input_len": n, "n_docs": 6, "dataset": "toy",
                   "rouge1": lead_rouge1, "rouge1_lo": lead_rouge1 - 0.01, "rouge1_hi": lead_rouge1 + 0.01}
-                 for n in (1024, 4096)]
+                 for n in (1024, longest)]
         claims = evaluate(records_frame([]), rouge_frame(rows + leads))
         headline = claims["claim"].eq("quality rises with input length") & claims["scope"].eq("all")
         return claims[headline].iloc[0]
@@ -101,6 +101,9 @@ def test_quality_rises_with_length_rule_on_constructed_documents(long, verdict):
     expected = "models below Lead-3: 2 of 2 model–length pairs, worst locost-tiny rouge1 10.0 vs 20.0 at 1K"
     assert (below["verdict"], below["reason"]) == ((INCONCLUSIVE, expected) if verdict != INCONCLUSIVE
                                                    else (INCONCLUSIVE, row["reason"]))
+    rows[1]["input_len"] = None  # the longest length is the full document: Lead-3 there too
+    full = length_claim(0.2, longest=None)
+    assert (full["verdict"], full["reason"]) == (below["verdict"], below["reason"])
 
 
 def test_quality_rises_with_length_is_not_measured_without_two_lengths():
