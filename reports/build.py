@@ -12,7 +12,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from records import RESULTS, RESULTS_CSV, ROUGE_METRICS, write_results_csv
+from records import RESULTS, RESULTS_CSV, ROUGE_METRICS, write_csv, write_results_csv
 from reports import claims as claims_module
 from reports import plots, text
 from reports.analysis import memory_comparisons, reach, rouge_relative, scaling_fits
@@ -49,7 +49,7 @@ def html_cell(value, cls: str = "", note: str = "") -> dict:
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    frame.drop(columns=["condition_key", "series"], errors="ignore").to_csv(path, index=False)
+    write_csv(frame.drop(columns=["condition_key", "series"], errors="ignore"), path)
 
 
 # --- sections ---------------------------------------------------------------------------------------

@@ -750,3 +750,24 @@ def test_cells_measured_with_other_versions_are_never_paired():
         assert memory_comparisons(records_frame([locost, led]))["ratio"].dropna().empty, key
     same = record("led", "train", 1024, mib=400.0)
     assert memory_comparisons(records_frame([locost, same]))["ratio"].tolist() == [pytest.approx(0.25)]
+
+
+# --- CSVs (issue 18) --------------------------------------------------------------------------------
+
+
+def test_every_csv_writes_integers_as_integers(tmp_path):
+    """A train cell has target_len 128 and a generate cell none: pandas holds the column as floats,
+    and the CSVs must still read 128, not 128.0 (bytes and counts likewise)."""
+    rows = [record("locost", "train", 1024, mib=100.0), record("led", "train", 1024, mib=400.0),
+            record("locost", "generate", 1024, mib=50.0), record("led", "generate", 1024, status="oom")]
+    run = write_run(tmp_path / "run", rows)
+    build(run)
+    for name in ["results.csv", "memory.csv", "savings.csv"]:
+        lines = (run / name).read_text().splitlines()
+        header = lines[0].split(",")
+        for column in {"target_len", "new_tokens", "input_len", "mem_peak_bytes", "batch"} & set(header):
+            values = [line.split(",")[header.index(column)] for line in lines[1:]]
+            assert all(v == "" or v.isdigit() for v in values), (name, column, values)
+            assert any(v.isdigit() for v in values), (name, column)
+    results = pd.read_csv(run / "results.csv")
+    assert results["target_len"].tolist()[:2] == [128, 128] and results["mem_peak_bytes"].iloc[0] == 500 * MIB
