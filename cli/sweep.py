@@ -16,6 +16,7 @@ from pathlib import Path
 from bench.env import default_threads
 from bench.results import read_records
 from bench.runner import GiB, MixedEnvironmentError, Settings, check_writable, run_sweep
+from bench.workloads import length_problem
 from cli import cluster
 from cli.args import (
     Parser,
@@ -168,9 +169,13 @@ def kept(run_dir: Path) -> str:
 
 
 def _dry_run(cells: list, dropped: list, run_dir: Path) -> None:
+    """Print each cell with what is known of it before it runs: recorded already, or lengths its
+    model does not take (the sweep records those ``unsupported`` and goes on)."""
     recorded = {r["cell_id"] for r in read_records(run_dir)} if run_dir.is_dir() else set()
     for cell in cells:
-        print(f"{cell.cell_id}  {cell.label}{'  (recorded)' if cell.cell_id in recorded else ''}")
+        problem = length_problem(cell)
+        notes = ["recorded"] * (cell.cell_id in recorded) + [f"unsupported: {problem}"] * bool(problem)
+        print(f"{cell.cell_id}  {cell.label}{''.join(f'  ({note})' for note in notes)}")
     for cell, drop in dropped:
         print(f"{'-' * 12}  {cell.label}  (left out: {drop.reason})")
     print(f"{len(cells)} cells -> {run_dir}")
