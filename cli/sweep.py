@@ -181,6 +181,16 @@ def _dry_run(cells: list, dropped: list, run_dir: Path) -> None:
     print(f"{len(cells)} cells -> {run_dir}")
 
 
+def model_states(sweep: Sweep) -> dict:
+    """What run.json says of the models' state while measured: each mode's (train / eval, dropout
+    on / off; ``models.MODE_STATES``) and each model's dropout probabilities."""
+    from models import MODE_STATES, dropout_rates
+
+    return {"modes": {mode: MODE_STATES[mode] for mode in sweep.modes},
+            "dropout": {f"{family}-{size}": dropout_rates(family, size, **dict(sweep.model_config))
+                        for family in sweep.models for size in sweep.sizes}}
+
+
 def execute(planned: Plan, argv: list[str] | None) -> list[dict] | None:
     """Run the planned sweep (or print it with ``--dry-run``); returns the sweep's records ([] for a
     dry run), None when there is nothing to run."""
@@ -199,7 +209,7 @@ def execute(planned: Plan, argv: list[str] | None) -> list[dict] | None:
     run_info = {"argv": list(sys.argv[1:] if argv is None else argv),
                 "sweep": {k: v for k, v in asdict(planned.sweep).items() if k != "drop"},
                 "left_out": [f"{cell.label}: {drop.reason}" for cell, drop in dropped],
-                "device": planned.device, "threads": threads}
+                "device": planned.device, "threads": threads, **model_states(planned.sweep)}
     with locked_run_dir(planned.run_dir):  # a second runner stops here, before it says anything,
         check_writable(planned.run_dir)  # and so does a read-only run directory
         for cell, drop in dropped:
