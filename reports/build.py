@@ -56,12 +56,18 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 # --- sections ---------------------------------------------------------------------------------------
 
 
-def _claims_section(claims: pd.DataFrame, records: pd.DataFrame) -> Section:
+def time_notes(claims: pd.DataFrame, records: pd.DataFrame) -> list[str]:
+    """Per claim row: for a claim on time, what LOCOST's times rest on when some were single steps
+    (``plots.timing_note``); '' for the others."""
     timing = plots.timing_note(records[records["family"].eq("locost")]) if not records.empty else ""
+    worded = timing.replace(" · times: ", "LOCOST's times: ")
+    return [worded if " time" in str(claim) else "" for claim in claims["claim"]]
+
+
+def _claims_section(claims: pd.DataFrame, records: pd.DataFrame) -> Section:
     rows = []
-    for claim in claims.itertuples(index=False):
+    for claim, time_note in zip(claims.itertuples(index=False), time_notes(claims, records), strict=True):
         headline = claim.scope == "all"
-        time_note = timing.replace(" · times: ", "LOCOST's times: ") if " time" in claim.claim else ""
         rows.append(
             [
                 html_cell(claim.claim if headline else "", note=claim.rule if headline else ""),
@@ -564,7 +570,7 @@ def _build_into(runs: list[Run], out: Path) -> Path:
     _write_figures(sections, out)
     top = {"measured": summary.measured(records), "headline": summary.HEADLINE,
            "ratios": summary.headlines(memory_comparisons(records))}
-    return _render(sections, runs, claims, out, top)
+    return _render(sections, runs, claims, out, top, time_notes(claims, records))
 
 
 def _combined(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -668,7 +674,7 @@ def _write_figures(sections: list[Section], out: Path) -> None:
 
 
 def _render(sections: list[Section], runs: list[Run], claims: pd.DataFrame, out: Path,
-            top: dict) -> Path:
+            top: dict, notes: list[str]) -> Path:
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("reports", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
     )
@@ -677,7 +683,8 @@ def _render(sections: list[Section], runs: list[Run], claims: pd.DataFrame, out:
         runs=runs,
         generated_at=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
         warnings=[w for run in runs for w in run.warnings],
-        verdicts=claims[claims["scope"].eq("all")].to_dict("records"),
+        verdicts=[dict(row, note=note) for row, note in zip(claims.to_dict("records"), notes, strict=True)
+                  if row["scope"] == "all"],
         summary=top,
         verdict_classes=VERDICT_CLASSES,
     )
