@@ -135,7 +135,9 @@ def _draw_panel(ax, frame: pd.DataFrame, column: str, fits: pd.DataFrame | None 
     in ``strip`` (an axes above ``ax``, one row per series), never on the data axis; ``budgets`` as
     horizontal lines; with ``fits``, each series' fitted power law dashed. Returns the exponent labels
     to write at the ends of the fits (``_spread_labels``, once the figure's layout is done)."""
-    values = [*_ok(frame, column)[column].astype(float), *budgets]
+    measured = list(_ok(frame, column)[column].astype(float))
+    shown = [b for b in budgets if not measured or b <= BUDGET_SPAN * max(measured)]
+    values = measured + shown
     low, high = (min(values), max(values)) if values else (1.0, 10.0)
     if high <= low:
         low, high = low / 2, high * 2
@@ -158,11 +160,7 @@ def _draw_panel(ax, frame: pd.DataFrame, column: str, fits: pd.DataFrame | None 
         if strip is not None and not failed.empty:
             _draw_failures(strip, failed, failure_row, color, label if ok.empty else None)
             failure_row += 1
-    for budget in budgets:
-        ax.axhline(budget, color="#b42318", linestyle=(0, (4, 2)), linewidth=1)
-        ax.annotate(f"budget {_plain(budget)} MiB (total RSS)", (0.01, budget),
-                    xycoords=("axes fraction", "data"), xytext=(0, 2), textcoords="offset points",
-                    fontsize=7, color="#b42318", va="bottom")
+    _draw_budgets(ax, budgets, shown)
     _length_axis(ax)
     _log_values_axis(ax)
     if exponents:
@@ -171,6 +169,23 @@ def _draw_panel(ax, frame: pd.DataFrame, column: str, fits: pd.DataFrame | None 
     if strip is not None:
         strip.set_ylim(max(failure_row, 1) - 0.4, -0.6)  # first series on top
     return exponents
+
+
+#: a budget more than this many times the largest value is named above the panel, not drawn to scale
+BUDGET_SPAN = 20
+
+
+def _draw_budgets(ax, budgets: tuple, shown: list) -> None:
+    """The host-memory budgets as dashed red lines; one far above the data as a note at the top."""
+    for budget in budgets:
+        words = f"budget {_plain(budget)} MiB (total RSS)"
+        if budget in shown:
+            ax.axhline(budget, color="#b42318", linestyle=(0, (4, 2)), linewidth=1)
+            ax.annotate(words, (0.01, budget), xycoords=("axes fraction", "data"), xytext=(0, 2),
+                        textcoords="offset points", fontsize=7, color="#b42318", va="bottom")
+        else:
+            ax.annotate(words + ": far above, off the scale", (0.01, 0.99), xycoords="axes fraction",
+                        fontsize=7, color="#b42318", va="top")
 
 
 def _draw_failures(strip, failed: pd.DataFrame, row: int, color: str, label: str | None) -> None:
@@ -201,7 +216,7 @@ def _draw_fit(ax, fit, color: str):
     return ends[1], fitted[1], f"k={fit.slope:.2f}", color
 
 
-def _spread_labels(ax, labels: list[tuple], gap_pt: float = 10.0) -> None:
+def _spread_labels(ax, labels: list[tuple], gap_pt: float = 12.0) -> None:
     """Write each (x, y, text, colour) just right of (x, y), moved apart vertically so that no two
     overlap (at least ``gap_pt`` points between their baselines); a thin line joins a moved label."""
     if not labels:
