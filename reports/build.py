@@ -16,7 +16,17 @@ from records import RESULTS, RESULTS_CSV, ROUGE_METRICS, write_csv, write_result
 from reports import claims as claims_module
 from reports import plots, summary, text
 from reports.analysis import memory_comparisons, reach, rouge_relative, scaling_fits
-from reports.runs import MIB, MODES, SUITES, ReportError, Run, load_run, records_frame, section_of
+from reports.runs import (
+    MIB,
+    MODES,
+    SUITES,
+    ReportError,
+    Run,
+    invocation_settings,
+    load_run,
+    records_frame,
+    section_of,
+)
 
 OUT_ROOT = Path("reports") / "out"  # relative to the working directory, like the bench's run directories
 VERDICT_CLASSES = {
@@ -117,12 +127,6 @@ RUN_FIELDS = [  # (label, record column, run.json env key, formatter)
     ("host", "env_hostname", "hostname", str),
     ("platform", "env_platform", "platform", str),
 ]
-
-
-def invocation_settings(run: Run) -> list[dict]:
-    """The runner's settings (run.json ``settings``) of each invocation of a run, oldest first."""
-    metas = [*(run.meta.get("earlier_invocations") or []), run.meta]
-    return [m["settings"] for m in metas if isinstance(m, dict) and isinstance(m.get("settings"), dict)]
 
 
 def run_budgets_mib(runs: list[Run]) -> dict[str, tuple[float, ...]]:
