@@ -67,11 +67,12 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 
 def time_notes(claims: pd.DataFrame, records: pd.DataFrame) -> list[str]:
-    """Per claim row: for a claim on time, what LOCOST's times rest on when some were single steps
-    (``plots.timing_note``); '' for the others."""
+    """Per claim row: for a measured claim on time, what LOCOST's times rest on when some were single
+    steps (``plots.timing_note``); '' for the others."""
     timing = plots.timing_note(records[records["family"].eq("locost")]) if not records.empty else ""
     worded = timing.replace(" · times: ", "LOCOST's times: ")
-    return [worded if " time" in str(claim) else "" for claim in claims["claim"]]
+    return [worded if " time" in str(claim) and verdict != claims_module.NOT_MEASURED else ""
+            for claim, verdict in zip(claims["claim"], claims["verdict"], strict=True)]
 
 
 def _claims_section(claims: pd.DataFrame, records: pd.DataFrame) -> Section:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
 from records import ROUGE_METRICS
 from reports import text
@@ -93,21 +93,26 @@ def _plain(value: float) -> str:
 
 
 def _log_values_axis(ax) -> None:
-    """Log y axis labelled in plain numbers at 1, 2 and 5 of each decade (1 and 3 past 3 decades, the
-    decades alone past 6), with light grid lines at the labelled minor ticks."""
+    """Log y axis labelled in plain numbers: within a decade at round steps (60, 80, 100, 120, ...),
+    else at 1, 2, 3, 5 of each decade (1, 2, 5 past 1.6 decades, 1 and 3 past 3, the decades alone past
+    6), with light grid lines at the labelled minor ticks."""
     ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10, numticks=20))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: _plain(value)))
     low, high = ax.get_ylim()
     decades = math.log10(high / low)
-    leading = {2, 3, 5} if decades < 1.6 else {2, 5} if decades < 3 else {3} if decades < 6 else set()
-    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=sorted(leading) or [1.0], numticks=20))
+    if decades < 1.0:
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+        ax.yaxis.set_minor_locator(NullLocator())
+    else:
+        ax.yaxis.set_major_locator(LogLocator(base=10, numticks=20))
+        leading = {2, 3, 5} if decades < 1.6 else {2, 5} if decades < 3 else {3} if decades < 6 else set()
+        ax.yaxis.set_minor_locator(LogLocator(base=10, subs=sorted(leading) or [1.0], numticks=20))
 
-    def minor(value, _):
-        digit = round(value / 10 ** math.floor(math.log10(value))) if value > 0 else 0
-        return _plain(value) if digit in leading else ""
+        def minor(value, _):
+            digit = round(value / 10 ** math.floor(math.log10(value))) if value > 0 else 0
+            return _plain(value) if digit in leading else ""
 
-    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
+        ax.yaxis.set_minor_formatter(FuncFormatter(minor))
     ax.tick_params(axis="y", which="both", labelsize=8)
     ax.grid(True, which="minor", axis="y", alpha=0.12)
 

@@ -39,6 +39,10 @@ def _figure(pair) -> str | None:
     return None
 
 
+#: how a condition column is named where two sets of conditions need telling apart
+CONDITION_NAMES = {"env_device_name": "device", "env_torch": "torch", "env_transformers": "transformers",
+                   "env_git_commit": "commit", "inputs": "inputs from"}
+
 HEADLINE = ("LOCOST's peak memory above the weights as a fraction of each of the paper's baselines', at "
             "the longest input length that gives a figure (≤: a bound, the baseline ran out of memory "
             "there):")
@@ -54,7 +58,7 @@ def headlines(comparisons: pd.DataFrame) -> list[str]:
     paper = comparisons[comparisons["baseline_family"].isin(PAPER_BASELINES)]
     shared = [c for c in CONDITION_COLUMNS if c not in ("target_len", "new_tokens")]  # modes in one sentence
     keys = key_of(paper, shared)
-    several = keys.nunique() > 1
+    differing = [c for c in shared if paper[c].astype(str).nunique() > 1]  # what tells the lines apart
     sentences = []
     for _, group in paper.groupby(keys, sort=True):
         parts = []
@@ -71,7 +75,8 @@ def headlines(comparisons: pd.DataFrame) -> list[str]:
                                    f"{text.length(first['input_len'])}")
             if figures:
                 parts.append(f"{mode}: {', '.join(figures)}")
-        first = group.iloc[0].drop(["target_len", "new_tokens"])
-        prefix = f"{text.condition_label(first)}, " if several else ""
+        first = group.iloc[0]
+        values = {c: text.commit(first[c]) if c == "env_git_commit" else first[c] for c in differing}
+        prefix = "".join(f"{CONDITION_NAMES.get(c, c)} {value}, " for c, value in values.items())
         sentences += [prefix + part for part in parts]
     return sentences
