@@ -850,3 +850,28 @@ def test_a_baseline_that_ran_out_of_memory_gives_a_bound_and_single_step_times_a
     assert html.count(marked) == 2  # under the O(L log L) verdict: its card at the top and its table row
     assert "1 warm-up + 1 timed step: 1K–4K; no warm-up, 1 timed step: 16K" in html
     assert "every cell timed once" in html
+
+
+def test_exponent_labels_of_lines_ending_together_do_not_overlap():
+    """Five fits ending at the same point (the scaling plot's case): their k labels are moved apart,
+    each text box clear of the others once drawn."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+    from matplotlib.text import Text
+
+    from reports.plots import _spread_labels
+
+    fig = MplFigure(figsize=(4, 3), layout="constrained")
+    ax = fig.subplots()
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(1e3, 1e6)
+    ax.set_ylim(1, 1e4)
+    labels = [(5e5, 100 * (1 + 0.01 * i), f"k={1 + i / 10:.2f}", "k") for i in range(5)]
+    fig.draw_without_rendering()
+    _spread_labels(ax, labels)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]  # the text alone, not its connector
+    assert len(boxes) == 5
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
