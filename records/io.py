@@ -114,9 +114,9 @@ def write_results_csv(run_dir: Path | str) -> Path:
 
 
 #: columns holding whole numbers (counts, token lengths, bytes): the schemas' ``int`` and ``bytes``
-#: fields and the integer environment keys, flattened as ``env_<key>``
-INTEGER_COLUMNS = frozenset(
-    [*Record.of_kind("int", "bytes"), *RougeRow.of_kind("int"), "env_cpu_count", "env_threads"])
+#: fields, the FLOP counts (whole, though held as floats) and the integer environment keys
+INTEGER_COLUMNS = frozenset([*Record.of_kind("int", "bytes"), *RougeRow.of_kind("int"), "flops",
+                             "flops_analytic", "env_cpu_count", "env_threads"])
 
 
 def write_csv(frame, path: Path | str) -> None:
@@ -129,7 +129,8 @@ def write_csv(frame, path: Path | str) -> None:
     for column in INTEGER_COLUMNS.intersection(frame.columns):
         values = pd.to_numeric(frame[column], errors="coerce")
         whole = values.dropna()
-        if values.notna().sum() == frame[column].notna().sum() and (whole == whole.round()).all():
+        if (values.notna().sum() == frame[column].notna().sum() and (whole == whole.round()).all()
+                and (whole.abs() < 2**63).all()):
             frame[column] = values.round().astype("Int64")
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
