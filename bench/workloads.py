@@ -9,6 +9,7 @@ sleep, a failure) check the engine itself.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import time
 from collections.abc import Callable
@@ -34,8 +35,7 @@ def model(cell: Cell, **config) -> Prepared:
 
     torch.set_num_threads(cell.threads)
     handle = build(cell.family, cell.size, device=cell.device, **config)
-    decoder_len = {"train": cell.target_len, "generate": (cell.new_tokens or 0) + 1}.get(cell.mode, 1)
-    handle.check_lengths(cell.input_len, decoder_len, cell.batch)
+    handle.check_lengths(cell.input_len, _decoder_len(cell), cell.batch)
     token_ids = torch.load(cell.inputs).long() if cell.inputs else None
     batch = handle.make_batch(cell.input_len, target_len=cell.target_len or 1, batch_size=cell.batch,
                               token_ids=token_ids)
@@ -50,6 +50,34 @@ def model(cell: Cell, **config) -> Prepared:
         return count_flops(handle, batch, cell.mode)
 
     return Prepared(step=steps[cell.mode], params=handle.params, count_flops=count_flops)
+
+
+def _decoder_len(cell: Cell) -> int:
+    """Decoder positions a step of the cell uses: the targets, the new tokens + the start token, or 1."""
+    return {"train": cell.target_len, "generate": (cell.new_tokens or 0) + 1}.get(cell.mode) or 1
+
+
+@functools.cache
+def _meta_handle(family: str, size: str, config: tuple):
+    from models import build
+
+    return build(family, size, device="meta", **dict(config))
+
+
+def length_problem(cell: Cell) -> str | None:
+    """The message a model cell would be recorded ``unsupported`` with (an input or target longer
+    than the model's positions), from the model built on the meta device (no memory, no weights);
+    None when the model takes the cell's lengths, or for a synthetic workload. Used by ``--dry-run``."""
+    if resolve(cell) is not model:
+        return None
+    from models import UnsupportedLengthError
+
+    try:
+        _meta_handle(cell.family, cell.size, cell.workload_args).check_lengths(
+            cell.input_len, _decoder_len(cell), cell.batch)
+    except UnsupportedLengthError as exc:
+        return str(exc).splitlines()[0]
+    return None
 
 
 def resolve(cell: Cell) -> Callable[..., Prepared]:

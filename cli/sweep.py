@@ -16,6 +16,7 @@ from pathlib import Path
 from bench.env import default_threads
 from bench.results import read_records
 from bench.runner import GiB, MixedEnvironmentError, Settings, check_writable, run_sweep
+from bench.workloads import length_problem
 from cli import cluster
 from cli.args import (
     Parser,
@@ -168,12 +169,26 @@ def kept(run_dir: Path) -> str:
 
 
 def _dry_run(cells: list, dropped: list, run_dir: Path) -> None:
+    """Print each cell with what is known of it before it runs: recorded already, or lengths its
+    model does not take (the sweep records those ``unsupported`` and goes on)."""
     recorded = {r["cell_id"] for r in read_records(run_dir)} if run_dir.is_dir() else set()
     for cell in cells:
-        print(f"{cell.cell_id}  {cell.label}{'  (recorded)' if cell.cell_id in recorded else ''}")
+        problem = length_problem(cell)
+        notes = ["recorded"] * (cell.cell_id in recorded) + [f"unsupported: {problem}"] * bool(problem)
+        print(f"{cell.cell_id}  {cell.label}{''.join(f'  ({note})' for note in notes)}")
     for cell, drop in dropped:
         print(f"{'-' * 12}  {cell.label}  (left out: {drop.reason})")
     print(f"{len(cells)} cells -> {run_dir}")
+
+
+def model_states(sweep: Sweep) -> dict:
+    """What run.json says of the models' state while measured: each mode's (train / eval, dropout
+    on / off; ``models.MODE_STATES``) and each model's dropout probabilities."""
+    from models import MODE_STATES, dropout_rates
+
+    return {"modes": {mode: MODE_STATES[mode] for mode in sweep.modes},
+            "dropout": {f"{family}-{size}": dropout_rates(family, size, **dict(sweep.model_config))
+                        for family in sweep.models for size in sweep.sizes}}
 
 
 def execute(planned: Plan, argv: list[str] | None) -> list[dict] | None:
@@ -194,7 +209,7 @@ def execute(planned: Plan, argv: list[str] | None) -> list[dict] | None:
     run_info = {"argv": list(sys.argv[1:] if argv is None else argv),
                 "sweep": {k: v for k, v in asdict(planned.sweep).items() if k != "drop"},
                 "left_out": [f"{cell.label}: {drop.reason}" for cell, drop in dropped],
-                "device": planned.device, "threads": threads}
+                "device": planned.device, "threads": threads, **model_states(planned.sweep)}
     with locked_run_dir(planned.run_dir):  # a second runner stops here, before it says anything,
         check_writable(planned.run_dir)  # and so does a read-only run directory
         for cell, drop in dropped:

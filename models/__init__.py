@@ -8,11 +8,11 @@
 
 from models.errors import ModelError, NotACheckpointError, UnknownModelError, UnsupportedLengthError
 from models.families import FAMILIES, SIZES
-from models.handle import ModelHandle, ParamCounts, count_parameters
-from models.registry import build, config, family, load, preset_counts, preset_table
+from models.handle import MODE_STATES, ModelHandle, ParamCounts, count_parameters
+from models.registry import build, config, dropout_rates, family, load, preset_counts, preset_table
 
 __all__ = [
-    "FAMILIES", "SIZES", "ModelError", "ModelHandle", "NotACheckpointError", "ParamCounts",
-    "UnknownModelError", "UnsupportedLengthError", "build", "config", "count_parameters", "family",
-    "load", "preset_counts", "preset_table",
+    "FAMILIES", "MODE_STATES", "SIZES", "ModelError", "ModelHandle", "NotACheckpointError", "ParamCounts",
+    "UnknownModelError", "UnsupportedLengthError", "build", "config", "count_parameters", "dropout_rates",
+    "family", "load", "preset_counts", "preset_table",
 ]

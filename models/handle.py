@@ -19,6 +19,16 @@ from models.compat import set_activation_checkpointing
 from models.errors import UnsupportedLengthError
 from models.families import Family
 
+#: the module state of each measured operation (``ModelHandle.train_step``, ``encode``, ``generate``),
+#: written into a sweep's run.json so that a figure carries it
+MODE_STATES = {
+    "train": "model.train(): dropout active; forward with labels + backward, gradients freed, "
+             "no optimizer step",
+    "encode": "model.eval() under torch.no_grad(): dropout off; encoder forward only",
+    "generate": "model.eval() under torch.no_grad(): dropout off; greedy, exactly the new tokens, "
+                "decoder cache on",
+}
+
 
 @dataclass(frozen=True)
 class ParamCounts:

@@ -63,6 +63,14 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu")
     return ModelHandle(model=model, family=fam, size=None)
 
 
+def dropout_rates(name: str, size: str, **overrides) -> dict[str, float]:
+    """The dropout probabilities of a preset's config (every ``*dropout*`` field that is a number),
+    e.g. {"dropout_rate": 0.1}; what ``train`` steps run with (``models.handle.MODE_STATES``)."""
+    cfg = config(name, size, **overrides).to_dict()
+    return {key: float(value) for key, value in sorted(cfg.items())
+            if "dropout" in key and isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
 def preset_counts(name: str, size: str) -> ParamCounts:
     """Parameter counts of a preset, from a model built on the meta device (no memory, no init)."""
     return count_parameters(build(name, size, device="meta").model)

@@ -16,6 +16,7 @@ from records.io import (
     latest_records,
     read_jsonl,
     read_jsonl_numbered,
+    write_csv,
     write_json,
     write_jsonl,
     write_results_csv,
@@ -45,4 +46,5 @@ __all__ = [
     "read_jsonl", "write_json", "write_jsonl", "RunDirectoryLocked", "locked_run_dir", "RESULTS",
     "RESULTS_CSV", "latest_records", "read_jsonl_numbered", "write_results_csv", "record_problem",
     "SIZE_ROLES", "CLAIM_SIZES", "ROUGE_DOCS", "RougeDocRow",
+    "write_csv",
 ]

@@ -8,6 +8,8 @@
 - ``flatten_env(row)``: a record with its ``env`` dict spread into ``env_<key>`` columns.
 - ``write_results_csv(run_dir)``: ``results.csv`` regenerated from ``results.jsonl``, the one source
   of truth (by the runner after each record and at the end, and by the report builder).
+- ``write_csv(frame, path)``: the one CSV writer (results.csv and every table of the report): the
+  schema's integer columns are written as integers (``128``, never ``128.0``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+from records.schema import Record, RougeRow
 
 
 @contextlib.contextmanager
@@ -105,9 +109,31 @@ def write_results_csv(run_dir: Path | str) -> Path:
 
     rows, _ = read_jsonl(Path(run_dir) / RESULTS)
     path = Path(run_dir) / RESULTS_CSV
-    with atomic_path(path) as tmp:
-        pd.DataFrame([flatten_env(row) for row in latest_records(rows)]).to_csv(tmp, index=False)
+    write_csv(pd.DataFrame([flatten_env(row) for row in latest_records(rows)]), path)
     return path
+
+
+#: columns holding whole numbers (counts, token lengths, bytes): the schemas' ``int`` and ``bytes``
+#: fields, the FLOP counts (whole, though held as floats) and the integer environment keys
+INTEGER_COLUMNS = frozenset([*Record.of_kind("int", "bytes"), *RougeRow.of_kind("int"), "flops",
+                             "flops_analytic", "env_cpu_count", "env_threads"])
+
+
+def write_csv(frame, path: Path | str) -> None:
+    """``frame`` (a pandas DataFrame) as CSV without its index, atomically. Columns in
+    ``INTEGER_COLUMNS`` whose values are all whole numbers are written as integers: pandas holds an
+    integer column with a null as floats, which ``to_csv`` would write as ``128.0``."""
+    import pandas as pd
+
+    frame = frame.copy()
+    for column in INTEGER_COLUMNS.intersection(frame.columns):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        whole = values.dropna()
+        if (values.notna().sum() == frame[column].notna().sum() and (whole == whole.round()).all()
+                and (whole.abs() < 2**63).all()):
+            frame[column] = values.round().astype("Int64")
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def flatten_env(row: dict) -> dict:

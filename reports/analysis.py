@@ -115,6 +115,7 @@ COMPARISON_COLUMNS = [
     "baseline_mib",
     "ratio",
     "saving_pct",
+    "ratio_bound",
     "note",
     "locost_run_id",
     "baseline_run_id",
@@ -122,11 +123,24 @@ COMPARISON_COLUMNS = [
 ]
 
 
+def _add_ratios(pairs: pd.DataFrame) -> None:
+    """``ratio``, ``saving_pct`` and ``ratio_bound`` of ``memory_comparisons``, in place."""
+    quotient = pairs["locost_mib"] / pairs["baseline_mib"]
+    pairs["ratio"] = quotient.where(pairs["note"].eq(""))
+    pairs["saving_pct"] = 100 * (1 - pairs["ratio"])
+    bounded = (pairs["locost_status"].eq("ok") & pairs["baseline_status"].eq("oom")
+               & pairs["locost_mib"].gt(0).fillna(False) & pairs["baseline_mib"].gt(0).fillna(False))
+    pairs["ratio_bound"] = quotient.where(bounded)
+
+
 def memory_comparisons(records: pd.DataFrame) -> pd.DataFrame:
     """LOCOST vs every baseline at each (mode, length) measured under identical conditions.
 
     ``ratio`` = LOCOST's peak memory above the weights / the baseline's, ``saving_pct`` = 100·(1 − ratio);
     both only where both cells are ok with positive figures. ``note`` says why a pair has no ratio.
+    ``ratio_bound``: where LOCOST ran ok and the baseline was killed ``oom`` with the peak it had reached
+    recorded (``bench.runner``: a lower bound of its full peak), LOCOST / that peak, an upper bound of
+    the ratio the baseline would have given.
     """
     cells = comparable_cells(records)
     if cells.empty:
@@ -172,9 +186,7 @@ def memory_comparisons(records: pd.DataFrame) -> pd.DataFrame:
             index=False
         )
     ]
-    comparable = out["note"].eq("")
-    out["ratio"] = (out["locost_mib"] / out["baseline_mib"]).where(comparable)
-    out["saving_pct"] = 100 * (1 - out["ratio"])
+    _add_ratios(out)
     mode_order = out["mode"].map({"train": 0, "encode": 1, "generate": 2}).fillna(3)
     out = out.assign(_mode=mode_order).sort_values(["condition_key", "_mode", "input_len", "baseline_model"])
     return out[COMPARISON_COLUMNS].reset_index(drop=True)

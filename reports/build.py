@@ -12,11 +12,21 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from records import RESULTS, RESULTS_CSV, ROUGE_METRICS, write_results_csv
+from records import RESULTS, RESULTS_CSV, ROUGE_METRICS, write_csv, write_results_csv
 from reports import claims as claims_module
-from reports import plots, text
+from reports import plots, summary, text
 from reports.analysis import memory_comparisons, reach, rouge_relative, scaling_fits
-from reports.runs import MODES, SUITES, ReportError, Run, load_run, records_frame, section_of
+from reports.runs import (
+    MIB,
+    MODES,
+    SUITES,
+    ReportError,
+    Run,
+    invocation_settings,
+    load_run,
+    records_frame,
+    section_of,
+)
 
 OUT_ROOT = Path("reports") / "out"  # relative to the working directory, like the bench's run directories
 VERDICT_CLASSES = {
@@ -35,6 +45,7 @@ class Table:
     columns: list[str]
     rows: list[list]  # cells: plain values, or {"text", "cls", "note"} dicts
     kind: str = "table"
+    cls: str = ""  # CSS class of the <table>
 
 
 @dataclass
@@ -51,15 +62,24 @@ def html_cell(value, cls: str = "", note: str = "") -> dict:
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    frame.drop(columns=["condition_key", "series"], errors="ignore").to_csv(path, index=False)
+    write_csv(frame.drop(columns=["condition_key", "series"], errors="ignore"), path)
 
 
 # --- sections ---------------------------------------------------------------------------------------
 
 
-def _claims_section(claims: pd.DataFrame) -> Section:
+def time_notes(claims: pd.DataFrame, records: pd.DataFrame) -> list[str]:
+    """Per claim row: for a measured claim on time, what LOCOST's times rest on when some were single
+    steps (``plots.timing_note``); '' for the others."""
+    timing = plots.timing_note(records[records["family"].eq("locost")]) if not records.empty else ""
+    worded = timing.replace(" · times: ", "LOCOST's times: ")
+    return [worded if " time" in str(claim) and verdict != claims_module.NOT_MEASURED else ""
+            for claim, verdict in zip(claims["claim"], claims["verdict"], strict=True)]
+
+
+def _claims_section(claims: pd.DataFrame, records: pd.DataFrame) -> Section:
     rows = []
-    for claim in claims.itertuples(index=False):
+    for claim, time_note in zip(claims.itertuples(index=False), time_notes(claims, records), strict=True):
         headline = claim.scope == "all"
         rows.append(
             [
@@ -69,7 +89,8 @@ def _claims_section(claims: pd.DataFrame) -> Section:
                 claim.best_measured,
                 claim.typical_measured,
                 claim.conditions,
-                html_cell(claim.verdict, "verdict " + VERDICT_CLASSES[claim.verdict], claim.reason)
+                html_cell(claim.verdict, "verdict " + VERDICT_CLASSES[claim.verdict],
+                          " ".join(note for note in (claim.reason, time_note) if note))
                 if headline
                 else "",
             ]
@@ -83,6 +104,7 @@ def _claims_section(claims: pd.DataFrame) -> Section:
         "device, device name, dtype, batch, target length, new tokens and model size.",
         ["claim", "scope", "paper", "best measured", "typical (median)", "conditions of the best", "verdict"],
         rows,
+        cls="claims",
     )
     return Section("claims", "Claims", blocks=[table])
 
@@ -115,6 +137,76 @@ RUN_FIELDS = [  # (label, record column, run.json env key, formatter)
 ]
 
 
+def run_budgets_mib(runs: list[Run]) -> dict[str, tuple[float, ...]]:
+    """Run id -> the host-memory budgets per cell its invocations ran under, in MiB."""
+    budgets = {}
+    for run in runs:
+        values = {s["budget_bytes"] / MIB for s in invocation_settings(run) if s.get("budget_bytes")}
+        for run_id in {run.meta.get("run_id") or run.path.name, *text.distinct(run.records, "run_id")}:
+            budgets[run_id] = tuple(sorted(values))
+    return budgets
+
+
+def _setting(run: Run, key: str, fmt) -> str:
+    values = dict.fromkeys(fmt(s[key]) for s in invocation_settings(run) if s.get(key) is not None)
+    return " / ".join(values) or text.DASH
+
+
+def _budget(run: Run) -> str:
+    given = any(str(arg).startswith("--budget-gb") for arg in run.meta.get("argv") or [])
+    fraction = next((s.get("budget_fraction") for s in invocation_settings(run)), None)
+    how = "" if given or fraction is None else f" ({fraction:g} × available memory at start)"
+    values = _setting(run, "budget_bytes", lambda b: f"{b / 2**30:.1f} GiB")
+    return text.DASH if values == text.DASH else f"{values} of total RSS{how}"
+
+
+def _steps(run: Run) -> str:
+    """'1 warm-up + 1 timed step: 1K–4K; no warm-up, 1 timed step: 16K' from the ok records."""
+    timed = run.records[run.records["status"].eq("ok")] if not run.records.empty else run.records
+    if timed.empty or timed["repeats"].isna().all():
+        return text.DASH
+    parts = []
+    for (warmup, repeats), rows in timed.groupby(["warmup", "repeats"], sort=True):
+        lengths = sorted(rows["input_len"].dropna().unique())
+        steps = f"{text.integer(repeats)} timed step{'s' * (repeats != 1)}"
+        head = f"{text.integer(warmup)} warm-up + {steps}" if warmup else f"no warm-up, {steps}"
+        span = text.length(lengths[0]) + ("" if len(lengths) == 1 else f"–{text.length(lengths[-1])}")
+        parts.append((lengths[0], f"{head}: {span}"))
+    parts = [part for _, part in sorted(parts)]
+    once = timed["repeats"].eq(1)
+    verdict = ("every cell timed once: one step, no median or spread" if once.all() else
+               f"{int(once.sum())} of {len(timed)} cells timed once" if once.any() else "")
+    return "; ".join(parts) + (f" ({verdict})" if verdict else "")
+
+
+def _dropout(run: Run) -> str:
+    rates = run.meta.get("dropout")
+    if not isinstance(rates, dict) or not rates:
+        return "not recorded in run.json"
+    worded = {model: ", ".join(f"{k} {v:g}" for k, v in values.items() if v) or "none"
+              for model, values in rates.items() if isinstance(values, dict)}
+    if len(set(worded.values())) == 1:
+        return f"{next(iter(worded.values()))} (every model)"
+    return "; ".join(f"{model}: {value}" for model, value in worded.items())
+
+
+def _modes(run: Run) -> str:
+    states = run.meta.get("modes")
+    if not isinstance(states, dict) or not states:
+        return "not recorded in run.json"
+    return "; ".join(f"{mode}: {state}" for mode, state in states.items())
+
+
+MEASUREMENT_ROWS = [  # (label, what a run says): how each cell was measured
+    ("host-memory budget per cell", _budget),
+    ("timeout per cell", lambda run: _setting(run, "timeout_s", lambda t: f"{t:,.0f} s, build included")),
+    ("warm-up and timed steps", _steps),
+    ("min. timed time per cell", lambda run: _setting(run, "min_time_s", lambda t: f"{t:g} s")),
+    ("model state per mode", _modes),
+    ("dropout (train steps)", _dropout),
+]
+
+
 def _conditions_section(runs: list[Run]) -> Section:
     """One column per run, one row per condition: values from the records, else from run.json's env."""
 
@@ -138,6 +230,7 @@ def _conditions_section(runs: list[Run]) -> Section:
         [label, *(values(run, column, env_key, fmt) for run in runs)]
         for label, column, env_key, fmt in RUN_FIELDS
     ]
+    rows += [[label, *(describe(run) for run in runs)] for label, describe in MEASUREMENT_ROWS]
     rows += [
         ["started", *(first_started(run.meta) or text.DASH for run in runs)],
         ["finished", *(run.meta.get("finished_at") or text.DASH for run in runs)],
@@ -200,9 +293,12 @@ def _value_table(title: str, records: pd.DataFrame, column: str, fmt, note) -> T
 
 
 def _length_section(
-    section: str, title: str, records: pd.DataFrame, column: str, ylabel: str, fmt, note, intro: str
+    section: str, title: str, records: pd.DataFrame, column: str, ylabel: str, fmt, note, intro: str,
+    budgets: dict | None = None, extra_figures: tuple = (),
 ) -> Section:
-    blocks = list(plots.length_figures(records, section, column, ylabel, title))
+    caption = plots.timing_note(records) if column != "mem_peak_above_base_mib" else ""
+    blocks = list(plots.length_figures(records, section, column, ylabel, title, budgets, caption))
+    blocks += extra_figures
     for parts, rows in plots.figure_groups(records):
         blocks.append(
             _value_table(
@@ -216,8 +312,23 @@ def _length_section(
     return Section(section, title, intro, blocks)
 
 
+def _saving_cell(pair) -> dict:
+    """A baseline's cell of the savings table: the saving with the ratio beneath; where the baseline
+    ran out of memory, the bound its killed peak gives; else why there is no figure."""
+    if not pair.note:
+        return html_cell(text.saving(pair.saving_pct), "good" if pair.saving_pct > 0 else "bad",
+                         f"{pair.ratio:.2f}× of {text.number(pair.baseline_mib)} MiB")
+    if pd.notna(pair.ratio_bound):
+        killed = f"killed at {text.number(pair.baseline_mib)} MiB above its weights"
+        return html_cell(f"≥ {text.saving(100 * (1 - pair.ratio_bound))}", "good",
+                         f"≤ {pair.ratio_bound:.2f}×: baseline oom, {killed}")
+    won = pair.locost_status == "ok" and pair.baseline_status not in ("ok", "skipped")
+    skipped = "skipped" in (pair.locost_status, pair.baseline_status)
+    return html_cell(pair.note, "good" if won else "" if skipped else "fail")
+
+
 def _savings_section(comparisons: pd.DataFrame) -> Section:
-    blocks = []
+    blocks = list(plots.ratio_figures(comparisons))
     for _, group in comparisons.groupby("condition_key", sort=True):
         baselines = sorted(group["baseline_model"].unique())
         keyed = {}
@@ -227,16 +338,7 @@ def _savings_section(comparisons: pd.DataFrame) -> Section:
                 row["locost"] = f"{text.number(pair.locost_mib)} MiB"
             else:
                 row["locost"] = html_cell(pair.locost_status, "fail")
-            if pair.note:
-                won = pair.locost_status == "ok" and pair.baseline_status not in ("ok", "skipped")
-                skipped = "skipped" in (pair.locost_status, pair.baseline_status)
-                row[pair.baseline_model] = html_cell(pair.note, "good" if won else "" if skipped else "fail")
-            else:
-                row[pair.baseline_model] = html_cell(
-                    text.saving(pair.saving_pct),
-                    "good" if pair.saving_pct > 0 else "bad",
-                    f"{pair.ratio:.2f}× of {text.number(pair.baseline_mib)} MiB",
-                )
+            row[pair.baseline_model] = _saving_cell(pair)
         order = {mode: index for index, mode in enumerate(MODES)}
         rows = [
             [mode, text.length(length), values["locost"], *(values.get(b, "") for b in baselines)]
@@ -258,14 +360,16 @@ def _savings_section(comparisons: pd.DataFrame) -> Section:
         )
     intro = (
         "Peak memory above the weights. Each baseline cell: LOCOST's saving (1 − LOCOST/baseline) and, "
-        "beneath, LOCOST's figure as a fraction of the baseline's; only where both ran ok. "
-        '"baseline oom" (and similar) marks cells where the baseline failed and LOCOST ran.'
+        "beneath, LOCOST's figure as a fraction of the baseline's, where both ran ok. Where the baseline "
+        "ran out of the budget, \"≥ … less\" is the bound its peak when killed gives (its full peak was "
+        'higher); "baseline unsupported" (and similar) marks other cells where the baseline failed and '
+        "LOCOST ran."
     )
     return Section("savings", "Memory savings of LOCOST", intro, blocks)
 
 
-def _scaling_section(records: pd.DataFrame, fits: pd.DataFrame) -> Section:
-    blocks = list(plots.scaling_figures(records, fits))
+def _scaling_section(records: pd.DataFrame, fits: pd.DataFrame, budgets: dict) -> Section:
+    blocks = list(plots.scaling_figures(records, fits, budgets))
     if not fits.empty:
         blocks.append(_fits_table(records, fits))
     blocks.append(_reach_table(records))
@@ -292,7 +396,8 @@ def _fits_table(records: pd.DataFrame, fits: pd.DataFrame) -> Table:
         "Fitted exponents",
         "value ∝ length^k by least squares on log-log over the ok "
         "lengths; 95% CI of k from the t distribution (needs ≥ 3 lengths). L log L over "
-        "1K–600K fits k slightly above 1; quadratic ≈ 2. Conditions: " + text.conditions(records),
+        "1K–600K fits k slightly above 1; quadratic ≈ 2. Conditions: " + text.conditions(records)
+        + plots.timing_note(records),
         ["model", "mode", "quantity", "exponent k [95% CI]", "lengths", "range", "conditions", "threads"],
         rows,
     )
@@ -519,10 +624,10 @@ def _build_into(runs: list[Run], out: Path) -> Path:
     relative, curves, docs = _combined_rouge_extras(runs)
     claims = claims_module.evaluate(records, rouge, relative, docs)
     _write_csv(claims, out / "claims.csv")
-    sections = [_claims_section(claims), _conditions_section(runs)]
+    sections = [_claims_section(claims, records), _conditions_section(runs)]
     if not records.empty:
         sections.append(_models_section(records))
-    sections += _measured_sections(records, out)
+    sections += _measured_sections(records, out, run_budgets_mib(runs))
     if rouge is not None:
         sections.append(_rouge_sections(rouge, relative, out))
         likelihood = _likelihood_section(rouge, curves)
@@ -534,7 +639,9 @@ def _build_into(runs: list[Run], out: Path) -> Path:
     if skipped or not records.empty and not records["status"].eq("ok").all():
         sections.append(_failures_section(records, skipped))
     _write_figures(sections, out)
-    return _render(sections, runs, claims, out)
+    top = {"measured": summary.measured(records), "headline": summary.HEADLINE,
+           "ratios": summary.headlines(memory_comparisons(records))}
+    return _render(sections, runs, claims, out, top, time_notes(claims, records))
 
 
 def _combined(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -555,7 +662,11 @@ def _combined_rouge_extras(runs: list[Run]) -> tuple[pd.DataFrame | None, ...]:
     return joined("relative"), joined("curves"), joined("rouge_docs")
 
 
-def _memory_section(records: pd.DataFrame) -> Section:
+def _memory_section(records: pd.DataFrame, budgets: dict) -> Section:
+    times = records[records["time_median_s"].notna()]
+    time_figures = () if times.empty else tuple(plots.length_figures(
+        records, "memory-time", "time_median_s", "time per step (s)", "Time per step vs input length",
+        caption_extra=plots.timing_note(records)))
     return _length_section(
         "memory",
         "Peak memory vs input length",
@@ -565,14 +676,21 @@ def _memory_section(records: pd.DataFrame) -> Section:
         text.number,
         lambda r: f"total peak {text.number(r.mem_peak_mib)} MiB",
         "Peak memory above the weights (CPU: peak RSS minus RSS after the model was built; CUDA: "
-        "max_memory_allocated minus memory before the step), log-log. Markers in the top strip: "
-        "cells "
-        "that did not run ok, at their length.",
+        "max_memory_allocated minus memory before the step), log-log. The shaded strip above each panel "
+        "holds the cells that did not run ok, at their length (no value: a height there means nothing); "
+        "the red dashed line is the per-cell host-memory budget, which bounds the total RSS (weights "
+        "included). The time per step of the same cells follows (the memory suite's times: see the "
+        "warm-up and timed steps under Run conditions).",
+        budgets,
+        time_figures,
     )
 
 
 def _step_note(r) -> str:
-    note = f"{r.time_median_s:.3g} s per step"
+    once = r.repeats == 1
+    note = f"{r.time_median_s:.3g} s, {'one timed step' if once else 'median step'}"
+    if r.warmup == 0:
+        note += " (no warm-up: a first call)"
     if r.mode == "generate":
         note += f", {text.number(r.generated_tokens_per_s, 1)} generated tokens / s"
     return note
@@ -587,17 +705,18 @@ def _throughput_section(records: pd.DataFrame) -> Section:
         "input tokens / s",
         text.number,
         _step_note,
-        "Input tokens per second (batch × input length / median step time), log-log.",
+        "Input tokens per second (batch × input length / median step time), log-log."
+        + plots.timing_note(records).replace(" · times:", " Times:"),
     )
 
 
-def _measured_sections(records: pd.DataFrame, out: Path) -> list[Section]:
+def _measured_sections(records: pd.DataFrame, out: Path, budgets: dict) -> list[Section]:
     """Memory, savings, throughput and scaling, each with its CSV, in that order, where measured."""
     by_section = {name: records[records["suite"].map(section_of).eq(name)] for name in SUITES}
     sections = []
     if not by_section["memory"].empty:
         _write_csv(by_section["memory"], out / "memory.csv")
-        sections.append(_memory_section(by_section["memory"]))
+        sections.append(_memory_section(by_section["memory"], budgets))
     comparisons = memory_comparisons(records)
     if not comparisons.empty:
         _write_csv(comparisons, out / "savings.csv")
@@ -610,7 +729,7 @@ def _measured_sections(records: pd.DataFrame, out: Path) -> list[Section]:
         fits = scaling_fits(by_section["scaling"])
         if not fits.empty:
             _write_csv(fits, out / "scaling_fits.csv")
-        sections.append(_scaling_section(by_section["scaling"], fits))
+        sections.append(_scaling_section(by_section["scaling"], fits, budgets))
     return sections
 
 
@@ -635,7 +754,8 @@ def _write_figures(sections: list[Section], out: Path) -> None:
                 (out / f"{block.name}.png").write_bytes(block.png)
 
 
-def _render(sections: list[Section], runs: list[Run], claims: pd.DataFrame, out: Path) -> Path:
+def _render(sections: list[Section], runs: list[Run], claims: pd.DataFrame, out: Path,
+            top: dict, notes: list[str]) -> Path:
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("reports", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
     )
@@ -644,7 +764,9 @@ def _render(sections: list[Section], runs: list[Run], claims: pd.DataFrame, out:
         runs=runs,
         generated_at=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
         warnings=[w for run in runs for w in run.warnings],
-        verdicts=claims[claims["scope"].eq("all")].to_dict("records"),
+        verdicts=[dict(row, note=note) for row, note in zip(claims.to_dict("records"), notes, strict=True)
+                  if row["scope"] == "all"],
+        summary=top,
         verdict_classes=VERDICT_CLASSES,
     )
     report = out / "report.html"

@@ -1,8 +1,11 @@
 """Figures of the report, drawn with matplotlib's object API (no pyplot, no global backend) into PNG bytes.
 
 One figure per set of measurement conditions (device, dtype, batch), one panel per mode, one line per
-model. Cells that did not run ok are drawn as markers in a strip at the top of the panel, at the length
-where they happened, so that a curve that stops says why.
+model, on log axes labelled at 1, 2 and 5 of each decade (every power of two of the length). Cells that
+did not run ok are markers in a shaded strip above the panel, at the length where they happened and one
+row per series, so that a curve that stops says why and no failure reads as a value; the host-memory
+budget of the runs is a dashed line. ``ratio_figures`` draws LOCOST's peak memory as a fraction of each
+baseline's with the paper's 0.5 and 0.13.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ from dataclasses import dataclass
 import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
 from records import ROUGE_METRICS
 from reports import text
 from reports.analysis import SERIES_KEY
-from reports.runs import MODES, key_of
+from reports.runs import CONDITION_COLUMNS, MODES, key_of
 
 FAMILY_COLORS = {
     "locost": "#d62728",
@@ -75,13 +78,14 @@ def _png(fig) -> bytes:
 
 
 def _length_axis(ax) -> None:
+    """Log2 length axis with every power of two labelled (1K, 2K, 4K, ...)."""
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(LogLocator(base=2, numticks=40))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: text.length(value) if value >= 1 else ""))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("input length (tokens)")
     ax.grid(True, which="major", alpha=0.3)
-    for label in ax.get_xticklabels():
-        label.set_rotation(0)
+    ax.tick_params(axis="x", labelsize=8)
 
 
 def _plain(value: float) -> str:
@@ -89,19 +93,28 @@ def _plain(value: float) -> str:
 
 
 def _log_values_axis(ax) -> None:
-    """Log y axis labelled in plain numbers; short ranges also label minor ticks 2 and 5 (and 3)."""
+    """Log y axis labelled in plain numbers: within a decade at round steps (60, 80, 100, 120, ...),
+    else at 1, 2, 3, 5 of each decade (1, 2, 5 past 1.6 decades, 1 and 3 past 3, the decades alone past
+    6), with light grid lines at the labelled minor ticks."""
     ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: _plain(value)))
     low, high = ax.get_ylim()
     decades = math.log10(high / low)
-    leading = {2, 3, 5} if decades < 0.8 else {2, 5} if decades < 1.6 else set()
+    if decades < 1.0:
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+        ax.yaxis.set_minor_locator(NullLocator())
+    else:
+        ax.yaxis.set_major_locator(LogLocator(base=10, numticks=20))
+        leading = {2, 3, 5} if decades < 1.6 else {2, 5} if decades < 3 else {3} if decades < 6 else set()
+        ax.yaxis.set_minor_locator(LogLocator(base=10, subs=sorted(leading) or [1.0], numticks=20))
 
-    def minor(value, _):
-        digit = round(value / 10 ** math.floor(math.log10(value))) if value > 0 else 0
-        return _plain(value) if digit in leading else ""
+        def minor(value, _):
+            digit = round(value / 10 ** math.floor(math.log10(value))) if value > 0 else 0
+            return _plain(value) if digit in leading else ""
 
-    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
+        ax.yaxis.set_minor_formatter(FuncFormatter(minor))
+    ax.tick_params(axis="y", which="both", labelsize=8)
+    ax.grid(True, which="minor", axis="y", alpha=0.12)
 
 
 def _series_label(frame: pd.DataFrame, rows: pd.DataFrame) -> str:
@@ -120,72 +133,113 @@ def _series_label(frame: pd.DataFrame, rows: pd.DataFrame) -> str:
     return label
 
 
-def _draw_panel(ax, frame: pd.DataFrame, column: str, fits: pd.DataFrame | None = None) -> None:
-    """One line per series (run, model, conditions, threads); failures as markers in the top strip;
-    with ``fits``, each series' fitted power law dashed and its exponent k written at its end."""
-    ok_values = frame[frame["status"].eq("ok") & frame[column].gt(0).fillna(False)][column]
-    low, high = (float(ok_values.min()), float(ok_values.max())) if not ok_values.empty else (1.0, 10.0)
+def _ok(rows: pd.DataFrame, column: str) -> pd.DataFrame:
+    return rows[rows["status"].eq("ok") & rows[column].gt(0).fillna(False)]
+
+
+def _draw_panel(ax, frame: pd.DataFrame, column: str, fits: pd.DataFrame | None = None,
+                strip=None, budgets: tuple = ()) -> list[tuple]:
+    """One line per series (run, model, conditions, threads); its cells that did not run ok as markers
+    in ``strip`` (an axes above ``ax``, one row per series), never on the data axis; ``budgets`` as
+    horizontal lines; with ``fits``, each series' fitted power law dashed. Returns the exponent labels
+    to write at the ends of the fits (``_spread_labels``, once the figure's layout is done)."""
+    measured = list(_ok(frame, column)[column].astype(float))
+    shown = [b for b in budgets if not measured or b <= BUDGET_SPAN * max(measured)]
+    values = measured + shown
+    low, high = (min(values), max(values)) if values else (1.0, 10.0)
     if high <= low:
         low, high = low / 2, high * 2
-    strip = (high / low) ** 0.45 if (~frame["status"].eq("ok")).any() else 1.0  # room for failure markers
-    ax.set_ylim(low / 1.5, high * strip * 1.5)
+    ax.set_ylim(low / 1.4, high * 1.4)
     fits_by_series = (
         {} if fits is None or fits.empty else dict(zip(fits["series"], fits.itertuples(), strict=True))
     )
-    failure_row = 0
+    exponents, failure_row = [], 0
     for series, rows in frame.groupby(key_of(frame, SERIES_KEY), sort=True):
         rows = rows.sort_values("input_len")
-        family, size = rows["family"].iloc[0], rows["size"].iloc[0]
-        color, label = color_of(family), _series_label(frame, rows)
-        ok = rows[rows["status"].eq("ok") & rows[column].gt(0).fillna(False)]
+        color, label = color_of(rows["family"].iloc[0]), _series_label(frame, rows)
+        ok = _ok(rows, column)
         if not ok.empty:
-            ax.plot(
-                ok["input_len"].astype(float),
-                ok[column],
-                color=color,
-                linestyle=style_of(size),
-                marker="o",
-                markersize=4,
-                linewidth=1.6,
-                label=label,
-            )
+            ax.plot(ok["input_len"].astype(float), ok[column], color=color,
+                    linestyle=style_of(rows["size"].iloc[0]), marker="o", markersize=4, linewidth=1.6,
+                    label=label)
         if series in fits_by_series:
-            _draw_fit(ax, fits_by_series[series], color)
+            exponents.append(_draw_fit(ax, fits_by_series[series], color))
         failed = rows[~rows["status"].eq("ok")]
-        if not failed.empty:
-            y = high * strip ** (0.22 + 0.15 * (failure_row % 6))
+        if strip is not None and not failed.empty:
+            _draw_failures(strip, failed, failure_row, color, label if ok.empty else None)
             failure_row += 1
-            for status, cells in failed.groupby("status"):
-                marker = STATUS_MARKERS.get(status, "*")
-                ax.scatter(
-                    cells["input_len"].astype(float),
-                    [y] * len(cells),
-                    marker=marker,
-                    s=38,
-                    color="none" if status == "skipped" else color,
-                    edgecolors=color,
-                    linewidths=1.3,
-                    label=label if ok.empty else None,
-                    zorder=3,
-                )
+    _draw_budgets(ax, budgets, shown)
     _length_axis(ax)
     _log_values_axis(ax)
+    if exponents:
+        low, high = ax.get_xlim()
+        ax.set_xlim(low, high * 1.7)  # room for the exponents right of the longest length
+    if strip is not None:
+        strip.set_ylim(max(failure_row, 1) - 0.4, -0.6)  # first series on top
+    return exponents
 
 
-def _draw_fit(ax, fit, color: str) -> None:
-    """A fitted power law, dashed over its range of lengths, with its exponent k at the end."""
+#: a budget more than this many times the largest value is named above the panel, not drawn to scale
+BUDGET_SPAN = 20
+
+
+def _draw_budgets(ax, budgets: tuple, shown: list) -> None:
+    """The host-memory budgets as dashed red lines; one far above the data as a note at the top."""
+    for budget in budgets:
+        words = f"budget {_plain(budget)} MiB (total RSS)"
+        if budget in shown:
+            ax.axhline(budget, color="#b42318", linestyle=(0, (4, 2)), linewidth=1)
+            ax.annotate(words, (0.01, budget), xycoords=("axes fraction", "data"), xytext=(0, 2),
+                        textcoords="offset points", fontsize=7, color="#b42318", va="bottom")
+        else:
+            ax.annotate(words + ": far above, off the scale", (0.01, 0.99), xycoords="axes fraction",
+                        fontsize=7, color="#b42318", va="top")
+
+
+def _draw_failures(strip, failed: pd.DataFrame, row: int, color: str, label: str | None) -> None:
+    """One series' cells that did not run ok, in row ``row`` of the failure strip, at their length."""
+    for status, cells in failed.groupby("status"):
+        strip.scatter(cells["input_len"].astype(float), [row] * len(cells),
+                      marker=STATUS_MARKERS.get(status, "*"), s=34,
+                      color="none" if status == "skipped" else color, edgecolors=color, linewidths=1.2,
+                      label=label, zorder=3, clip_on=False)
+        label = None
+
+
+def _strip_axis(strip) -> None:
+    """The failure strip: shaded, no y scale, named on the left."""
+    strip.set_facecolor("#f1f1f1")
+    strip.set_yticks([])
+    strip.set_ylabel("not ok", rotation=0, ha="right", va="center", fontsize=8, color="#444")
+    strip.tick_params(axis="x", which="both", labelbottom=False)
+    for side in ("top", "right", "left"):
+        strip.spines[side].set_visible(False)
+
+
+def _draw_fit(ax, fit, color: str):
+    """A fitted power law, dashed over its range of lengths; returns (its end, the label k=...)."""
     ends = [fit.min_len, fit.max_len]
     fitted = [math.exp(fit.intercept) * length**fit.slope for length in ends]
     ax.plot(ends, fitted, color=color, linestyle=(0, (2, 2)), linewidth=1, alpha=0.7)
-    ax.annotate(
-        f"k={fit.slope:.2f}",
-        (ends[1], fitted[1]),
-        xytext=(5, -4),
-        fontsize=8,
-        textcoords="offset points",
-        color=color,
-        ha="left",
-    )
+    return ends[1], fitted[1], f"k={fit.slope:.2f}", color
+
+
+def _spread_labels(ax, labels: list[tuple], gap_pt: float = 12.0) -> None:
+    """Write each (x, y, text, colour) just right of (x, y), moved apart vertically so that no two
+    overlap (at least ``gap_pt`` points between their baselines); a thin line joins a moved label."""
+    if not labels:
+        return
+    points_per_pixel = 72.0 / ax.figure.dpi
+    placed = sorted(((ax.transData.transform((x, y))[1] * points_per_pixel, x, y, label, color)
+                     for x, y, label, color in labels))
+    heights = [entry[0] for entry in placed]
+    for index in range(1, len(heights)):
+        heights[index] = max(heights[index], heights[index - 1] + gap_pt)
+    shift = max(0.0, (heights[-1] - placed[-1][0]) / 2)  # centre the stack on the points
+    for (height, x, y, label, color), moved in zip(placed, heights, strict=True):
+        ax.annotate(label, (x, y), xytext=(6, moved - shift - height), textcoords="offset points",
+                    fontsize=8, color=color, ha="left", va="center",
+                    arrowprops={"arrowstyle": "-", "color": color, "linewidth": 0.5, "alpha": 0.6})
 
 
 def _legend(fig, axes, records: pd.DataFrame | None = None, title: str = "model") -> None:
@@ -206,11 +260,12 @@ def _legend(fig, axes, records: pd.DataFrame | None = None, title: str = "model"
             color="#444",
             markerfacecolor="none" if status == "skipped" else "#444",
         )
+    placement = ({"loc": "outside right upper"} if fig.get_layout_engine() is not None
+                 and not fig.get_tight_layout() else {"loc": "upper left", "bbox_to_anchor": (1.0, 0.95)})
     fig.legend(
         list(handles.values()),
         list(handles),
-        loc="upper left",
-        bbox_to_anchor=(1.0, 0.95),
+        **placement,
         frameon=False,
         fontsize=9,
         title=title + (" / failed cell" if statuses else ""),
@@ -240,31 +295,74 @@ def _modes(records: pd.DataFrame) -> list[str]:
     return [m for m in MODES if m in present] + [m for m in present if m not in MODES]
 
 
-def length_figures(records: pd.DataFrame, prefix: str, column: str, ylabel: str, title: str) -> list[Figure]:
-    """One figure per conditions: a panel per mode, ``column`` against input length, log-log."""
+def _panels(fig, rows: int, columns: int, strips: bool):
+    """(data axes [row][column], failure-strip axes above each or None): a shaded strip a sixth of
+    a panel's height sits above each data panel, sharing its length axis."""
+    outer = fig.add_gridspec(rows, columns)
+    data, strip = [], []
+    for row in range(rows):
+        data.append([])
+        strip.append([])
+        for column in range(columns):
+            if not strips:
+                data[row].append(fig.add_subplot(outer[row, column]))
+                strip[row].append(None)
+                continue
+            inner = outer[row, column].subgridspec(2, 1, height_ratios=[1, 6], hspace=0.04)
+            ax = fig.add_subplot(inner[1])
+            data[row].append(ax)
+            strip[row].append(fig.add_subplot(inner[0], sharex=ax))
+            _strip_axis(strip[row][-1])
+    return data, strip
+
+
+def _finish(fig, axes_labels: list[tuple]) -> bytes:
+    """Lay the figure out, then write the exponent labels apart from each other, and render it."""
+    fig.draw_without_rendering()
+    for ax, labels in axes_labels:
+        _spread_labels(ax, labels)
+    return _png(fig)
+
+
+def _title(ax, strip, title: str) -> None:
+    (strip if strip is not None else ax).set_title(title)
+
+
+def length_figures(records: pd.DataFrame, prefix: str, column: str, ylabel: str, title: str,
+                   budgets: dict | None = None, caption_extra: str = "") -> list[Figure]:
+    """One figure per conditions: a panel per mode, ``column`` against input length, log-log; cells
+    not ok in a strip above each panel; ``budgets`` (run id -> host-memory budgets in MiB) as lines."""
     figures = []
     for parts, rows in figure_groups(records):
         modes = _modes(rows)
-        fig = MplFigure(figsize=(4.6 * len(modes), 3.9))
-        axes = fig.subplots(1, len(modes), squeeze=False)
-        for ax, mode in zip(axes[0], modes, strict=True):
-            _draw_panel(ax, rows[rows["mode"].eq(mode)], column)
-            ax.set_title(mode)
+        failures = not rows["status"].eq("ok").all()
+        fig = MplFigure(figsize=(4.6 * len(modes), 4.4 if failures else 3.9), layout="constrained")
+        axes, strips = _panels(fig, 1, len(modes), failures)
+        lines = _budgets(rows, budgets)
+        for ax, strip, mode in zip(axes[0], strips[0], modes, strict=True):
+            _draw_panel(ax, rows[rows["mode"].eq(mode)], column, strip=strip, budgets=lines)
+            _title(ax, strip, mode)
             ax.set_ylabel(ylabel)
-        _legend(fig, axes[0], rows)
-        fig.tight_layout()
+        _legend(fig, axes[0] + [s for s in strips[0] if s is not None], rows)
         figures.append(
             Figure(
                 slug(prefix, *parts),
                 f"{title} — {', '.join(str(p) for p in parts if not text.is_missing(p))}",
-                text.conditions(rows),
-                _png(fig),
+                text.conditions(rows) + caption_extra,
+                _finish(fig, []),
             )
         )
     return figures
 
 
-def scaling_figures(records: pd.DataFrame, fits: pd.DataFrame) -> list[Figure]:
+def _budgets(rows: pd.DataFrame, budgets: dict | None) -> tuple:
+    """The distinct host-memory budgets (MiB) of the runs whose records are in ``rows``."""
+    if not budgets:
+        return ()
+    return tuple(sorted({b for run in rows["run_id"].dropna().unique() for b in budgets.get(run, ())}))
+
+
+def scaling_figures(records: pd.DataFrame, fits: pd.DataFrame, budgets: dict | None = None) -> list[Figure]:
     """Memory (top) and time (bottom) against length per mode, with the fitted power laws dashed."""
     figures = []
     panels = [
@@ -273,25 +371,113 @@ def scaling_figures(records: pd.DataFrame, fits: pd.DataFrame) -> list[Figure]:
     ]
     for parts, rows in figure_groups(records):
         modes = _modes(rows)
-        fig = MplFigure(figsize=(4.6 * len(modes), 7.4))
-        axes = fig.subplots(2, len(modes), squeeze=False)
-        for row_axes, (column, metric, ylabel) in zip(axes, panels, strict=True):
+        failures = not rows["status"].eq("ok").all()
+        fig = MplFigure(figsize=(4.8 * len(modes), 8.4 if failures else 7.4), layout="constrained")
+        axes, strips = _panels(fig, 2, len(modes), failures)
+        labels = []
+        for row_axes, row_strips, (column, metric, ylabel) in zip(axes, strips, panels, strict=True):
             metric_fits = fits[fits["metric"].eq(metric)] if not fits.empty else fits
-            for ax, mode in zip(row_axes, modes, strict=True):
-                _draw_panel(ax, rows[rows["mode"].eq(mode)], column, metric_fits)
-                ax.set_title(f"{mode}: {metric}")
+            lines = _budgets(rows, budgets) if metric == "memory" else ()
+            for ax, strip, mode in zip(row_axes, row_strips, modes, strict=True):
+                found = _draw_panel(ax, rows[rows["mode"].eq(mode)], column, metric_fits, strip, lines)
+                labels.append((ax, found))
+                _title(ax, strip, f"{mode}: {metric}")
                 ax.set_ylabel(ylabel)
-        _legend(fig, axes.ravel(), rows)
-        fig.tight_layout()
+        _legend(fig, [ax for row in axes for ax in row] + [s for row in strips for s in row if s], rows)
         figures.append(
             Figure(
                 slug("scaling", *parts),
                 f"Scaling of memory and time — {', '.join(str(p) for p in parts if not text.is_missing(p))}",
-                text.conditions(rows) + " · dashed: fitted power law, k its exponent",
-                _png(fig),
+                text.conditions(rows) + " · dashed: fitted power law, k its exponent" + timing_note(rows),
+                _finish(fig, labels),
             )
         )
     return figures
+
+
+def timing_note(rows: pd.DataFrame) -> str:
+    """' · times: one timed step per cell …' when the ok cells with a time were timed once (or some
+    were); '' when every time is a median of several steps."""
+    timed = rows[rows["status"].eq("ok") & rows["time_median_s"].notna()]
+    once = timed[timed["repeats"].eq(1)]
+    if once.empty:
+        return ""
+    cold = once[once["warmup"].eq(0)]
+    share = "every cell" if len(once) == len(timed) else f"{len(once)} of {len(timed)} cells"
+    return (f" · times: one timed step ({share}; no median, no spread)"
+            + (f", {len(cold)} of them without a warm-up (a first call)" if len(cold) else ""))
+
+
+#: the LOCOST paper's headline fractions of a baseline's memory: 50% less in training, 87% less in inference
+PAPER_RATIOS = ((0.5, "train", "paper: 0.5× (50% less, training)"),
+                (0.13, "inference", "paper: 0.13× (87% less, inference)"))
+
+
+def ratio_figures(comparisons: pd.DataFrame) -> list[Figure]:
+    """LOCOST's peak memory above the weights as a fraction of each baseline's, against input length:
+    a panel per mode, a line per baseline, the paper's 0.5 and 0.13 as dashed lines; where the
+    baseline ran out of memory, its bound (LOCOST / the baseline's peak when it was killed) as ▽."""
+    figures = []
+    shared = [c for c in CONDITION_COLUMNS if c not in ("target_len", "new_tokens")]  # a panel per mode
+    drawn = comparisons[comparisons["ratio"].notna() | comparisons["ratio_bound"].notna()]
+    for _, group in drawn.groupby(key_of(drawn, shared), sort=True):
+        modes = [m for m in MODES if m in set(group["mode"])]
+        fig = MplFigure(figsize=(4.6 * len(modes), 3.9), layout="constrained")
+        axes = fig.subplots(1, len(modes), squeeze=False)[0]
+        for ax, mode in zip(axes, modes, strict=True):
+            pairs = group[group["mode"].eq(mode)]
+            _draw_ratios(ax, pairs)
+            ax.set_title(mode + _mode_detail(pairs.iloc[0]), fontsize=10)
+            ax.set_ylabel("LOCOST / baseline peak memory")
+        _legend(fig, axes, title="baseline")
+        first = group.iloc[0]
+        label = text.condition_label(first.drop(["target_len", "new_tokens"]))
+        figures.append(Figure(
+            slug("ratio", first["device"], first["dtype"], f"batch{text.integer(first['batch'])}",
+                 first["size"]),
+            f"LOCOST's peak memory as a fraction of each baseline's — {label}",
+            label + " · below 1: LOCOST needs less · ▽: an upper bound, the baseline "
+            "ran out of the budget (its peak when killed) · runs "
+            + " / ".join(sorted(set(group["locost_run_id"]) | set(group["baseline_run_id"]))),
+            _finish(fig, []),
+        ))
+    return figures
+
+
+def _mode_detail(pair) -> str:
+    if not text.is_missing(pair["target_len"]):
+        return f" ({text.integer(pair['target_len'])} target tokens)"
+    if not text.is_missing(pair["new_tokens"]):
+        return f" ({text.integer(pair['new_tokens'])} new tokens)"
+    return ""
+
+
+def _draw_ratios(ax, pairs: pd.DataFrame) -> None:
+    values = [*pairs["ratio"].dropna(), *pairs["ratio_bound"].dropna(), 0.1, 1.1]
+    for baseline, rows in pairs.groupby("baseline_model", sort=True):
+        rows = rows.sort_values("input_len")
+        color = color_of(rows["baseline_family"].iloc[0])
+        ok = rows[rows["ratio"].notna()]
+        ax.plot(ok["input_len"].astype(float), ok["ratio"], color=color, marker="o", markersize=4,
+                linewidth=1.6, label=baseline)
+        bound = rows[rows["ratio_bound"].notna()]
+        if not bound.empty:
+            ax.scatter(bound["input_len"].astype(float), bound["ratio_bound"], marker="v", s=40,
+                       facecolors="none", edgecolors=color, linewidths=1.3, zorder=3,
+                       label=baseline if ok.empty else None)
+    if pairs["ratio_bound"].notna().any():
+        ax.scatter([], [], marker="v", facecolors="none", edgecolors="#444", label="≤ bound: baseline oom")
+    ax.axhline(1.0, color="#888", linewidth=0.8)
+    mode = pairs["mode"].iloc[0]
+    for ratio, claim, label in PAPER_RATIOS:  # the claim about this mode dark, the other light
+        color = "#333" if (claim == "train") == (mode == "train") else "#aaa"
+        ax.axhline(ratio, color=color, linestyle=(0, (5, 3)), linewidth=0.9)
+        ax.annotate(label, (0.01, ratio), xycoords=("axes fraction", "data"), xytext=(0, 2),
+                    textcoords="offset points", fontsize=7, color=color, va="bottom")
+    ax.set_ylim(min(values) / 1.3, max(values) * 1.3)
+    ax.set_xlim(pairs["input_len"].min() / 1.3, pairs["input_len"].max() * 1.3)
+    _length_axis(ax)
+    _log_values_axis(ax)
 
 
 def _draw_rouge_system(ax, system: str, series: pd.DataFrame, metric: str) -> None:

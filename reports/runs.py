@@ -80,6 +80,13 @@ class Run:
     rouge_docs: pd.DataFrame | None = None
 
 
+def invocation_settings(run: Run) -> list[dict]:
+    """The runner's settings (run.json ``settings``: budget_bytes, timeout_s, warmup, repeats, ...) of
+    each invocation of a run, oldest first (a resumed run lists the earlier ones)."""
+    metas = [*(run.meta.get("earlier_invocations") or []), run.meta]
+    return [m["settings"] for m in metas if isinstance(m, dict) and isinstance(m.get("settings"), dict)]
+
+
 def key_of(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     """One string per row joining ``columns``; nulls become '' so that null matches null."""
     if frame.empty:

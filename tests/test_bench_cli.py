@@ -73,6 +73,19 @@ def test_dry_run_lists_the_cells_of_the_options(tmp_path, capsys):
     assert not (tmp_path / "memory-cpu").exists()  # a dry run writes nothing
 
 
+def test_dry_run_flags_lengths_a_model_does_not_take(tmp_path, capsys):
+    """LED has 16,384 encoder positions: its 32K cell is listed as unsupported in advance, with the
+    message its record would carry; the sweep would still run it (and go on)."""
+    argv = ["--models", "locost,led", "--sizes", "tiny", "--modes", "encode", "--lengths", "16k,32k",
+            "--out", str(tmp_path), "--dry-run"]
+    assert main("memory", argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    flagged = [line for line in lines if "(unsupported: " in line]
+    assert len(flagged) == 1 and "led-tiny encode 32,768" in flagged[0], lines
+    assert flagged[0].endswith("input length 32,768 exceeds it)")
+    assert lines[-1] == f"4 cells -> {tmp_path / 'memory-cpu'}"
+
+
 def test_the_default_cpu_memory_suite(capsys):
     assert main("memory", ["--dry-run", "--device", "cpu"]) == 0
     out = capsys.readouterr().out

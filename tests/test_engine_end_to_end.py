@@ -1,6 +1,7 @@
 """Real tiny models through the whole engine: a sweep and the command line produce the records a
 report needs, LED beyond its 16,384 positions is ``unsupported`` and longer inputs are ``skipped``."""
 
+import json
 
 import pandas as pd
 import pytest
@@ -9,6 +10,7 @@ from bench.cells import Cell
 from bench.results import read_records
 from bench.runner import Settings, run_sweep
 from cli.sweep import main
+from models import MODE_STATES, config
 
 SETTINGS = Settings(warmup=1, repeats=1, timeout_s=300, budget_bytes=3 * 2**30)
 
@@ -47,7 +49,10 @@ def test_the_cli_records_led_beyond_its_positions_as_unsupported_and_skips_longe
     assert records[40960]["mem_peak_bytes"] is None  # not measured: null, never 0
     out = capsys.readouterr().out
     assert "led-tiny" in out and "unsup." in out and "skip" in out
-    assert (tmp_path / "tiny" / "run.json").is_file()
+    run = json.loads((tmp_path / "tiny" / "run.json").read_text())
+    assert run["settings"]["budget_bytes"] == 3 * 2**30 and run["settings"]["timeout_s"] > 0
+    assert run["modes"] == {"train": MODE_STATES["train"]}  # what the report's conditions state
+    assert run["dropout"]["led-tiny"]["dropout"] == config("led", "tiny").dropout > 0
 
     # the same command again measures nothing: every cell is recorded
     assert main("memory", argv) == 0

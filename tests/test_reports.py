@@ -46,6 +46,9 @@ ENV = {
     "hostname": "testhost",
     "platform": "Linux-x86_64",
 }
+BUDGET_MIB = 40 * 1024  # the runner's host-memory budget per cell in these runs
+SETTINGS = {"warmup": 1, "repeats": 3, "min_time_s": 0.0, "timeout_s": 600.0,
+            "budget_bytes": BUDGET_MIB * MIB, "budget_fraction": 0.8}
 PARAMS = {
     "locost": 52_000_000,
     "longt5-tglobal": 55_000_000,
@@ -135,6 +138,10 @@ def write_run(
                 "run_id": path.name,
                 "suite": suite,
                 "args": {"sizes": "small", "device": "cpu"},
+                "argv": [],
+                "settings": SETTINGS,
+                "modes": {"train": "model.train(): dropout active", "generate": "model.eval(): dropout off"},
+                "dropout": {"locost-small": {"dropout_rate": 0.1}, "led-small": {"dropout": 0.1}},
                 "env": ENV,
                 "started_at": "2026-01-01T00:00:00Z",
                 "finished_at": "2026-01-01T01:00:00Z",
@@ -669,8 +676,11 @@ def realistic_runs(root: Path) -> list[Path]:
             for n in lengths:
                 if family == "led" and n > 16384:
                     memory.append(record(family, mode, n, status="unsupported"))
+                elif n == limit * 2:  # killed past the budget: the peak it had reached is recorded
+                    memory.append(record(family, mode, n, status="oom",
+                                         mem_peak_above_base_bytes=(BUDGET_MIB - 300) * MIB))
                 elif n > limit:
-                    memory.append(record(family, mode, n, status="oom" if n == limit * 2 else "skipped"))
+                    memory.append(record(family, mode, n, status="skipped"))
                 else:
                     memory.append(
                         record(
@@ -956,6 +966,7 @@ def test_report_renders_in_headless_chromium(built_report, tmp_path):
         "--disable-dev-shm-usage",
         f"--user-data-dir={profile}",
         "--window-size=1400,1000",
+        "--hide-scrollbars",
     ]:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -963,24 +974,68 @@ def test_report_renders_in_headless_chromium(built_report, tmp_path):
     try:
         driver.get(built_report.as_uri())
         images = driver.execute_script(
-            "return Array.from(document.images, i => [i.complete, i.naturalWidth, i.naturalHeight]);"
+            "return Array.from(document.images, i => [i.complete, i.naturalWidth, i.naturalHeight, i.alt]);"
         )
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        height = driver.execute_script("return document.documentElement.scrollHeight;")
-        driver.set_window_size(1400, min(height + 100, 16000))
-        screenshot = tmp_path / "report.png"
-        assert driver.save_screenshot(str(screenshot))
         title = driver.title
         verdicts = driver.execute_script("return document.querySelectorAll('td.verdict').length;")
+        conditions = driver.execute_script("return document.getElementById('conditions').innerText;")
+        layouts = {width: _layout_at(driver, width, tmp_path / f"report-{width}.png")
+                   for width in (1400, 1000)}
     finally:
         driver.quit()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(screenshot, ARTIFACTS / "report.png")
+    for width in layouts:
+        shutil.copy(tmp_path / f"report-{width}.png", ARTIFACTS / f"report-{width}.png")
     assert errors == []
     assert title == "LOCOST efficiency report"
-    assert len(images) >= 3 and all(complete and width > 0 and h > 0 for complete, width, h in images)
+    assert len(images) >= 3 and all(complete and width > 0 and h > 0 for complete, width, h, _ in images)
+    assert any(alt.startswith("LOCOST's peak memory as a fraction of each baseline's") for *_, alt in images)
     assert verdicts >= 5
-    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for expected in ["host-memory budget per cell\t40.0 GiB", "timeout per cell\t600 s",
+                     "1 warm-up + 3 timed steps: 1K–64K", "dropout (train steps)"]:
+        assert expected in conditions, (expected, conditions)
+    for width, (overlaps, tallest_claim_row, overflow) in layouts.items():
+        assert overlaps == [], (width, overlaps)  # no figure covers a caption, a table or another figure
+        assert tallest_claim_row < 170, (width, tallest_claim_row)  # readable rows, not columns of words
+        assert overflow <= 0, (width, overflow)  # and the page needs no sideways scrolling
+    for width in layouts:
+        assert (tmp_path / f"report-{width}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+#: [[image, element], ...] of every image whose box intersects the box of an element that is not
+#: its ancestor (a heading, paragraph, table, caption or other image), by more than a pixel each way
+_OVERLAPS_JS = """
+const others = Array.from(document.querySelectorAll('h1, h2, h3, p, table, figcaption, img, nav'));
+const found = [];
+for (const img of document.images) {
+  const a = img.getBoundingClientRect();
+  for (const el of others) {
+    if (el === img || el.contains(img)) continue;
+    const b = el.getBoundingClientRect();
+    const x = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+    const y = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+    if (x > 1 && y > 1) found.push([img.alt, el.tagName + ' ' + (el.innerText || el.alt || '').slice(0, 60)]);
+  }
+}
+return found;
+"""
+
+
+def _layout_at(driver, width: int, screenshot: Path) -> tuple[list, float, float]:
+    """At a window ``width`` px wide: (overlapping image/element pairs, the tallest row of the claims
+    table in px, how far the page is wider than the window), and a full-page screenshot."""
+    driver.set_window_size(width, 1000)
+    height = driver.execute_script("return document.documentElement.scrollHeight;")
+    driver.set_window_size(width, min(height + 100, 16000))
+    overlaps = driver.execute_script(_OVERLAPS_JS)
+    tallest = driver.execute_script(
+        "return Math.max(...Array.from(document.querySelectorAll('table.claims tbody tr'),"
+        " r => r.getBoundingClientRect().height));")
+    overflow = driver.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
+    assert driver.save_screenshot(str(screenshot))
+    return overlaps, tallest, overflow
 
 
 def test_memory_claims_count_only_the_papers_baselines_but_savings_show_every_system():
@@ -1088,3 +1143,73 @@ def test_cells_measured_with_other_versions_are_never_paired():
         assert memory_comparisons(records_frame([locost, led]))["ratio"].dropna().empty, key
     same = record("led", "train", 1024, mib=400.0)
     assert memory_comparisons(records_frame([locost, same]))["ratio"].tolist() == [pytest.approx(0.25)]
+
+
+# --- CSVs (issue 18) --------------------------------------------------------------------------------
+
+
+def test_every_csv_writes_integers_as_integers(tmp_path):
+    """A train cell has target_len 128 and a generate cell none: pandas holds the column as floats,
+    and the CSVs must still read 128, not 128.0 (bytes and counts likewise)."""
+    rows = [record("locost", "train", 1024, mib=100.0), record("led", "train", 1024, mib=400.0),
+            record("locost", "generate", 1024, mib=50.0), record("led", "generate", 1024, status="oom")]
+    run = write_run(tmp_path / "run", rows)
+    build(run)
+    for name in ["results.csv", "memory.csv", "savings.csv"]:
+        lines = (run / name).read_text().splitlines()
+        header = lines[0].split(",")
+        for column in {"target_len", "new_tokens", "input_len", "mem_peak_bytes", "batch"} & set(header):
+            values = [line.split(",")[header.index(column)] for line in lines[1:]]
+            assert all(v == "" or v.isdigit() for v in values), (name, column, values)
+            assert any(v.isdigit() for v in values), (name, column)
+    results = pd.read_csv(run / "results.csv")
+    assert results["target_len"].tolist()[:2] == [128, 128] and results["mem_peak_bytes"].iloc[0] == 500 * MIB
+
+
+def test_a_baseline_that_ran_out_of_memory_gives_a_bound_and_single_step_times_are_marked(tmp_path):
+    """LED killed past the budget at 16K after reaching 8,000 MiB above its weights: LOCOST's 2,000
+    MiB there is at most 0.25× of LED's peak, shown as such in savings.csv, the savings table, the
+    ratio figure and the top of the page; every time was one step, and the time verdict says so."""
+    rows = [record("locost", "train", n, mib, seconds=1e-6 * n, repeats=1, warmup=0 if n > 4096 else 1)
+            for n, mib in [(1024, 200.0), (4096, 600.0), (16384, 2000.0)]]
+    rows += [record("led", "train", 1024, 400.0, repeats=1), record("led", "train", 4096, 1500.0, repeats=1),
+             record("led", "train", 16384, status="oom", mem_peak_above_base_bytes=8000 * MIB)]
+    rows += [record("locost", "encode", n, 10.0, seconds=1e-6 * n, repeats=1, warmup=0 if n > 4096 else 1)
+             for n in (1024, 4096, 16384)]
+    run = write_run(tmp_path / "run", rows)
+    html = build(run).read_text()
+    savings = pd.read_csv(run / "savings.csv").set_index("input_len")
+    assert savings.loc[16384, "ratio_bound"] == pytest.approx(0.25) and pd.isna(savings.loc[16384, "ratio"])
+    assert pd.isna(savings.loc[4096, "ratio_bound"]) and savings.loc[4096, "ratio"] == pytest.approx(0.4)
+    assert "≥ 75.0% less" in html and "≤ 0.25×: baseline oom, killed at 8,000 MiB" in html
+    assert "train: ≤ 0.25× led-small at 16K (baseline oom)</li>" in html
+    assert "LOCOST&#39;s peak memory as a fraction of each baseline&#39;s" in html  # the ratio figure
+    marked = "LOCOST&#39;s times: one timed step (every cell; no median, no spread)"
+    assert html.count(marked) == 2  # under the O(L log L) verdict: its card at the top and its table row
+    assert "1 warm-up + 1 timed step: 1K–4K; no warm-up, 1 timed step: 16K" in html
+    assert "every cell timed once" in html
+
+
+def test_exponent_labels_of_lines_ending_together_do_not_overlap():
+    """Five fits ending at the same point (the scaling plot's case): their k labels are moved apart,
+    each text box clear of the others once drawn."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+    from matplotlib.text import Text
+
+    from reports.plots import _spread_labels
+
+    fig = MplFigure(figsize=(4, 3), layout="constrained")
+    ax = fig.subplots()
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(1e3, 1e6)
+    ax.set_ylim(1, 1e4)
+    labels = [(5e5, 100 * (1 + 0.01 * i), f"k={1 + i / 10:.2f}", "k") for i in range(5)]
+    fig.draw_without_rendering()
+    _spread_labels(ax, labels)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]  # the text alone, not its connector
+    assert len(boxes) == 5
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
