@@ -56,9 +56,10 @@ class Section:
     blocks: list = field(default_factory=list)  # Tables and plots.Figures, in order
 
 
-def html_cell(value, cls: str = "", note: str = "") -> dict:
-    """A table cell with a CSS class and a note shown beneath it (the template's dict form)."""
-    return {"text": value, "cls": cls, "note": note}
+def html_cell(value, cls: str = "", note: str = "", details: str = "") -> dict:
+    """A table cell with a CSS class, a note shown beneath it and ``details`` folded beneath that (an
+    HTML <details>, open on a click: the claims' decision rules) (the template's dict form)."""
+    return {"text": value, "cls": cls, "note": note, "details": details}
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -83,7 +84,7 @@ def _claims_section(claims: pd.DataFrame, records: pd.DataFrame) -> Section:
         headline = claim.scope == "all"
         rows.append(
             [
-                html_cell(claim.claim if headline else "", note=claim.rule if headline else ""),
+                html_cell(claim.claim if headline else "", details=claim.rule if headline else ""),
                 "" if headline else claim.scope,
                 claim.paper_value if headline else "",
                 claim.best_measured,
@@ -97,8 +98,8 @@ def _claims_section(claims: pd.DataFrame, records: pd.DataFrame) -> Section:
         )
     table = Table(
         "Claims of the LOCOST paper",
-        "Computed from the records in this report; each row's rule is "
-        "under its claim, the reason for its verdict under the verdict. Inconclusive: there are data, "
+        "Computed from the records in this report; each claim's decision rule opens under it "
+        "(click), the reason for its verdict under the verdict. Inconclusive: there are data, "
         "but they cannot decide. Rows per baseline or series give measured figures without a verdict "
         "(the paper's figures are maxima over baselines). Comparisons pair only cells with identical "
         "device, device name, dtype, batch, target length, new tokens and model size.",
