@@ -498,6 +498,8 @@ def _memory_section(records: pd.DataFrame) -> Section:
 
 def _step_note(r) -> str:
     note = f"{r.time_median_s:.3g} s per step"
+    if pd.notna(r.first_call_s):
+        note += f" (first call {r.first_call_s:.3g} s)"
     if r.mode == "generate":
         note += f", {text.number(r.generated_tokens_per_s, 1)} generated tokens / s"
     return note
