@@ -190,9 +190,12 @@ def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None, *, en
         WorkerSpec(cell, settings.measure(), str(result_path), parent=os.getpid(),
                    address_space_bytes=address_space_limit(settings.budget_bytes, cell.device)
                    ).write(spec_path)
-        started = time.monotonic()
-        proc = _start_worker(spec_path, cell, log_path, settings.worker_start, env)
-        verdict, peak_seen = _watch(proc, settings, started, stop)
+        try:  # (a fork server that has to start first blocks here: not the cell's time)
+            proc = _start_worker(spec_path, cell, log_path, settings.worker_start, env)
+        except (OSError, EOFError) as exc:  # a fork server that died: the next cell starts a new one
+            return {"status": "error", "message": f"the worker did not start: {type(exc).__name__}: {exc}",
+                    "env": environment(cell.device, query_device=False, threads=cell.threads)}
+        verdict, peak_seen = _watch(proc, settings, time.monotonic(), stop)
         result = WorkerResult.read(result_path) or WorkerResult(stage="none")
     fields = _judge(result, verdict, peak_seen, proc.returncode, log_path)
     if not fields.get("env"):

@@ -107,3 +107,38 @@ def test_overhead_is_the_wall_time_besides_the_steps(tmp_path, start):
     assert 0 < record["overhead_s"] < record["wall_s"]
     run = json.loads((tmp_path / "run.json").read_text())
     assert ("fork_server_start_s" in run) == (start == "forkserver")
+
+
+def test_a_dead_fork_server_ends_only_the_cell_it_ran_and_the_next_cell_starts_a_new_one(tmp_path):
+    out = run_python(f"""
+        import json, os, signal, threading, time
+        from pathlib import Path
+        from bench import forkserver
+        from bench.cells import Cell
+        from bench.runner import Settings, run_sweep
+        forkserver.PRELOAD[:] = []  # a server that starts at once
+
+        def sleeping(n, seconds):
+            return Cell("synthetic", "sleep", "train", n, target_len=1, workload="bench.workloads:sleep",
+                        workload_args=(("seconds", seconds),))
+
+        def kill_the_server():
+            while not list(Path({str(tmp_path)!r}, "logs").glob("bench-cell-*/result.json")):
+                time.sleep(0.05)
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit() and entry.name != str(os.getpid()):
+                    try:
+                        cmdline = (entry / "cmdline").read_bytes()
+                        ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                    except (OSError, ValueError):
+                        continue
+                    if ppid == os.getpid() and b"multiprocessing.forkserver" in cmdline:
+                        os.kill(int(entry.name), signal.SIGKILL)
+
+        threading.Thread(target=kill_the_server).start()
+        records = run_sweep([sleeping(1, 60), sleeping(2, 0.1)], {str(tmp_path)!r}, suite="test",
+                            progress=False, settings=Settings(warmup=0, repeats=1, budget_bytes=2**30,
+                                                              timeout_s=50))
+        print(json.dumps([r["status"] for r in records]))
+    """, tmp_path, timeout=120)
+    assert json.loads(out.splitlines()[-1]) == ["error", "ok"]
