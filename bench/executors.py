@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.cells import Cell
@@ -289,6 +289,8 @@ class Submitit:
                 "contention": self.contention, "parameters": self.executor.parameters}
 
     def submit(self, cells: list[Cell], settings: Settings, logs: Path) -> list[Task]:
+        # each task is a new process already: a fork server there would only add its own start
+        settings = replace(settings, worker_start="exec")
         if self.name == "slurm":
             self.request(cells[0])
             jobs = self.executor.map_array(measure, cells, [settings] * len(cells),

@@ -17,8 +17,8 @@ from records import Record, write_json
 #: the fields a worker may report: everything of a record but the cell's identity and the run's
 MEASURED_FIELDS = frozenset(Record.__dataclass_fields__) - {
     "run_id", "suite", "cell_id", "family", "size", "model", "mode", "input_len", "target_len",
-    "new_tokens", "batch", "dtype", "device", "threads", "inputs", "started_at", "wall_s", "contention",
-    "workload", "workload_args"}
+    "new_tokens", "batch", "dtype", "device", "threads", "inputs", "started_at", "wall_s", "overhead_s",
+    "contention", "workload", "workload_args"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class Measure:
     min_time_s: float = 0.0  #: keep repeating until the timed steps add up to this many seconds
     flops: bool = False  #: count FLOPs of train/encode cells ...
     flops_max_len: int = 2048  #: ... of at most this many input tokens
+    #: the run directory's FLOP counts (``bench.flops.FlopCache``), reused by every cell and resume;
+    #: None: count each cell's anew
+    flops_cache: str | None = None
 
     def warmup_for(self, input_len: int) -> int:
         return self.warmup if self.warmup_max_len is None or input_len <= self.warmup_max_len else 0

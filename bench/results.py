@@ -1,4 +1,5 @@
-"""The run directory's files: ``results.jsonl`` (appended atomically), ``results.csv``, ``run.json``.
+"""The run directory's files: ``results.jsonl`` (appended atomically), ``results.csv``, ``run.json``,
+``flops.jsonl``.
 
 Appending goes through ``records.append_jsonl`` (one locked, fsynced line per record); reading
 through ``records.read_jsonl``, which skips a torn last line with a warning. Where a cell was
@@ -22,6 +23,8 @@ from records import (
 
 CSV = RESULTS_CSV
 RUN = "run.json"
+#: FLOP counts of model parts, reused by the run's cells and resumes (``bench.flops.FlopCache``)
+FLOPS = "flops.jsonl"
 
 
 def append_record(run_dir: Path, record: dict) -> None:

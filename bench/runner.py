@@ -1,7 +1,9 @@
 """Run cells in isolated processes and sweeps of cells into a run directory.
 
-``run_cell`` starts ``python -m bench.worker`` in a new session (its own process group) and watches
-it: every ``poll_s`` it reads the child's resident memory from ``/proc/<pid>/status`` and kills the
+``run_cell`` starts a worker in a new session (its own process group): on CPU by default forked from
+a server that has torch, transformers and the models imported already (``bench.forkserver``), else
+(``worker_start="exec"``, CUDA's default and what submitit tasks use) as ``python -m bench.worker``.
+It watches it: every ``poll_s`` it reads the child's resident memory from ``/proc/<pid>/status`` and kills the
 whole group when the host-memory budget or the time limit is passed (status ``oom`` / ``timeout``).
 A child that dies by SIGKILL without being told (the kernel's OOM killer) is ``oom`` too. On CPU
 the child also gets an address-space limit (``RLIMIT_AS``) well above the budget, so that one
@@ -11,8 +13,9 @@ the resident-memory watchdog is what enforces the budget.
 ``run_sweep`` runs cells in order of input length on an executor (``bench.executors``: one at a time
 here by default, N at once, or submitit/Slurm tasks that call ``run_cell``), appends one record per cell to
 ``results.jsonl``, regenerates ``results.csv`` after each and at the end, skips cells already recorded (unless
-``force``), and records longer inputs of a model and mode that already failed as ``skipped`` (and
-generate from the length where encode failed: generation runs the encoder first).
+``force``), keeps FLOP counts in ``flops.jsonl`` for every later cell and resume to reuse
+(``bench.flops.FlopCache``), and records longer inputs of a model and mode that already failed as
+``skipped`` (and generate from the length where encode failed: generation runs the encoder first).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pathlib import Path
 from bench.cells import Cell
 from bench.env import REPO, environment, mem_available_bytes
 from bench.protocol import Measure, WorkerResult, WorkerSpec
-from bench.results import CSV, RESULTS, RUN, append_record, read_records, write_csv
+from bench.results import CSV, FLOPS, RESULTS, RUN, append_record, read_records, write_csv
 from bench.trackers import status_bytes
 from records import FAILURES_THAT_SKIP_LONGER, Record, locked_run_dir, write_json
 
@@ -54,7 +57,12 @@ class Settings:
     budget_fraction: float = 0.8
     flops: bool = False
     flops_max_len: int = 2048
+    #: FLOP counts shared by cells and resumes (``bench.flops.FlopCache``); ``run_sweep`` sets the run's
+    flops_cache: str | None = None
     poll_s: float = 0.05
+    #: how a cell's worker starts: "forkserver" (forked from a preloaded server), "exec" (a new
+    #: interpreter) or "auto": forkserver on CPU, exec on CUDA (forking after CUDA is untested here)
+    worker_start: str = "auto"
 
     def resolved(self) -> Settings:
         if self.budget_bytes is not None:
@@ -89,11 +97,14 @@ def exceeds(used: int, budget: int) -> str:
     return f"RSS {used / GiB:.{digits}f} GiB > {budget / GiB:.{digits}f} GiB budget"
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    except ProcessLookupError:  # a forked worker may not have its own group yet
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.wait()
 
 
@@ -104,7 +115,7 @@ def _last_line(path: Path | None) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def _watch(proc: subprocess.Popen, settings: Settings, started: float,
+def _watch(proc, settings: Settings, started: float,
            stop=None) -> tuple[tuple | None, int | None]:
     """Wait for the worker, polling its RSS; kill its group past the budget or the time limit, or
     when ``stop`` (a ``threading.Event``) is set. Returns ((status, what was passed) when killed, else None;
@@ -134,13 +145,36 @@ def _watch(proc: subprocess.Popen, settings: Settings, started: float,
     return verdict, peak_seen
 
 
-def _start_worker(spec_path: Path, cell: Cell, log, extra_env: dict | None = None
-                  ) -> subprocess.Popen:
-    env = dict(os.environ, **(extra_env or {}), OMP_NUM_THREADS=str(cell.threads),
-               MKL_NUM_THREADS=str(cell.threads),
+WORKER_STARTS = ("auto", "forkserver", "exec")
+
+
+def worker_start(start: str, device: str) -> str:
+    """"forkserver" or "exec": ``start`` with "auto" resolved for ``device`` (exec on CUDA: a child
+    forked from a process that touched the CUDA driver cannot use it, and no GPU has checked that the
+    server never does). Raises ``ValueError`` for an unknown start."""
+    if start not in WORKER_STARTS:
+        raise ValueError(f"unknown worker start {start!r}; use one of {', '.join(WORKER_STARTS)}")
+    if start == "auto":
+        return "exec" if device.startswith("cuda") else "forkserver"
+    return start
+
+
+def _start_worker(spec_path: Path, cell: Cell, log_path: Path | None, start: str,
+                  extra_env: dict | None = None):
+    """The worker process (``subprocess.Popen`` or ``bench.forkserver.Forked``), in a new session."""
+    env = {**(extra_env or {}), "OMP_NUM_THREADS": str(cell.threads), "MKL_NUM_THREADS": str(cell.threads)}
+    if worker_start(start, cell.device) == "forkserver":
+        from bench import forkserver
+        return forkserver.start(spec_path, log_path, env)
+    env = dict(os.environ, **env,
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    return subprocess.Popen([sys.executable, "-m", "bench.worker", str(spec_path)], cwd=REPO, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL
+    try:
+        return subprocess.Popen([sys.executable, "-m", "bench.worker", str(spec_path)], cwd=REPO, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        if log_path:
+            log.close()  # the worker has its own descriptor
 
 
 def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None, *, env: dict | None = None,
@@ -156,13 +190,12 @@ def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None, *, en
         WorkerSpec(cell, settings.measure(), str(result_path), parent=os.getpid(),
                    address_space_bytes=address_space_limit(settings.budget_bytes, cell.device)
                    ).write(spec_path)
-        log = open(log_path, "w") if log_path else subprocess.DEVNULL
-        try:
-            proc = _start_worker(spec_path, cell, log, env)
-            verdict, peak_seen = _watch(proc, settings, time.monotonic(), stop)
-        finally:
-            if log_path:
-                log.close()
+        try:  # (a fork server that has to start first blocks here: not the cell's time)
+            proc = _start_worker(spec_path, cell, log_path, settings.worker_start, env)
+        except (OSError, EOFError) as exc:  # a fork server that died: the next cell starts a new one
+            return {"status": "error", "message": f"the worker did not start: {type(exc).__name__}: {exc}",
+                    "env": environment(cell.device, query_device=False, threads=cell.threads)}
+        verdict, peak_seen = _watch(proc, settings, time.monotonic(), stop)
         result = WorkerResult.read(result_path) or WorkerResult(stage="none")
     fields = _judge(result, verdict, peak_seen, proc.returncode, log_path)
     if not fields.get("env"):
@@ -220,9 +253,18 @@ def make_record(cell: Cell, fields: dict, *, run_id: str, suite: str, started_at
             setattr(record, name, value)
     record.run_id, record.suite, record.cell_id, record.model = run_id, suite, cell.cell_id, cell.model
     record.started_at, record.wall_s = started_at, round(wall_s, 3)
+    record.overhead_s = overhead_s(fields, record.wall_s)
     record.workload_args = dict(cell.workload_args) if cell.workload is not None else None
     record.message = record.message or ""
     return record.to_json()
+
+
+def overhead_s(fields: dict, wall_s: float) -> float | None:
+    """``wall_s - warmup_s - time_total_s`` (the schema's ``overhead_s``), in milliseconds' precision;
+    None unless the steps all ran (status ok, or a measurement kept without its FLOP count)."""
+    if fields.get("status") != "ok" or fields.get("time_total_s") is None:
+        return None
+    return round(wall_s - (fields.get("warmup_s") or 0.0) - fields["time_total_s"], 3)
 
 
 def cell_of(record: dict) -> Cell:
@@ -391,6 +433,8 @@ def _sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, 
     executor = executor or Local()
     if executor.name != "slurm":  # a Slurm task resolves the budget on its node
         settings = settings.resolved()
+    if settings.flops and settings.flops_cache is None:
+        settings = replace(settings, flops_cache=str(run_dir / FLOPS))
     env = environment(cells[0].device if cells else "cpu", query_device=False)
     cells, todo, failures = _pending(cells, run_dir, force, env, allow_mixed_env)
     saved = {} if force else _saved_tasks(run_dir / RUN)  # --force measures anew, old tasks or not
@@ -402,6 +446,10 @@ def _sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, 
             "tasks": {task.cell.cell_id: saved[task.cell.cell_id] for task in reattached},
             "started_at": now_iso(), "finished_at": None,
             "earlier_invocations": _earlier_invocations(run_dir / RUN)}
+    forking = todo and worker_start(settings.worker_start, todo[0].device) == "forkserver"
+    if forking and executor.name == "local":
+        from bench import forkserver
+        info["fork_server_start_s"] = round(forkserver.warm(), 3)  # once, before the first cell's wall_s
     write_json(run_dir / RUN, info)
     if not reattached:  # no task of an earlier run is still at work: what is left there is stale
         for stale in (run_dir / "logs").glob(f"{CELL_DIR_PREFIX}*"):

@@ -10,7 +10,8 @@
   process's lifetime peak (``hwm_reset`` says which).
 - ``CudaMemory``: the caching allocator's peak above what was allocated before the step.
 - ``NvmlSampler``: process and device memory as NVML sees them, sampled by a thread (optional).
-- ``Timer``: CUDA events on GPU, ``perf_counter`` on CPU; ``summarize`` gives median/min/max/IQR.
+- ``Timer``: CUDA events on GPU, ``perf_counter`` on CPU; ``repeat`` times the warm-up and timed calls
+  (``Runs``), ``summarize`` gives median/min/max/IQR.
 """
 
 from __future__ import annotations
@@ -253,13 +254,28 @@ def summarize(times: list[float]) -> TimeSummary:
                        iqr_s=q3 - q1, repeats=len(times))
 
 
+@dataclass
+class Runs:
+    """Seconds of each call of a measured step: the warm-up calls (left out of the statistics), then
+    the timed ones; ``first_s`` is the first call of all (the first at this length in the process)."""
+    warmup: list[float]
+    timed: list[float]
+
+    @property
+    def first_s(self) -> float | None:
+        calls = self.warmup or self.timed
+        return calls[0] if calls else None
+
+
 def repeat(fn, timer: Timer, *, warmup: int, repeats: int, min_time_s: float = 0.0,
-           max_repeats: int = 1000) -> list[float]:
-    """Run ``fn`` ``warmup`` times untimed, then timed until ``repeats`` runs are done and they
-    add up to at least ``min_time_s`` (at most ``max_repeats`` runs)."""
+           max_repeats: int = 1000, after_warmup=lambda: None) -> Runs:
+    """Run ``fn`` ``warmup`` times (timed too, but not part of the statistics), call ``after_warmup()``,
+    then run it timed until ``repeats`` runs are done and they add up to at least ``min_time_s`` (at
+    most ``max_repeats`` runs)."""
+    runs = Runs([], [])
     for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    while len(times) < max_repeats and (len(times) < repeats or sum(times) < min_time_s):
-        times.append(timer.time(fn))
-    return times
+        runs.warmup.append(timer.time(fn))
+    after_warmup()
+    while len(runs.timed) < max_repeats and (len(runs.timed) < repeats or sum(runs.timed) < min_time_s):
+        runs.timed.append(timer.time(fn))
+    return runs

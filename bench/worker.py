@@ -1,4 +1,5 @@
-"""The child process of one cell: ``python -m bench.worker SPEC.json``.
+"""The child process of one cell: forked from the runner's fork server (``bench.forkserver``, which
+calls ``run``) or started as ``python -m bench.worker SPEC.json``.
 
 The runner (``bench.runner``) starts it in a new session and watches it; the worker prepares the
 workload, measures memory and time, and writes what it knows to the spec's ``result`` file at each
@@ -12,7 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import select
+import signal
 import sys
+import threading
+import time
 import traceback
 
 from bench.cells import Cell
@@ -68,24 +73,37 @@ def measure(cell: Cell, settings: Measure, report) -> dict:
     if prepared.params is not None:
         record.update(params_total=prepared.params.total, params_embedding=prepared.params.embedding,
                       params_non_embedding=prepared.params.non_embedding)
-    times = _timed_steps(cell, prepared, settings, record, report)
-    record.update(_rates(cell, times))
+    record["reuse_kernel"] = prepared.reuse_kernel
+    runs = _timed_steps(cell, prepared, settings, record, report)
+    record.update(_rates(cell, runs.timed), warmup_s=sum(runs.warmup), time_total_s=sum(runs.timed),
+                  first_call_s=runs.first_s)
     if (settings.flops and prepared.count_flops is not None and cell.mode in ("train", "encode")
             and cell.input_len <= settings.flops_max_len):
         # the measurement is complete: a cell killed while counting keeps it (see bench.runner)
         report(dict(record, status="ok", message=""), "counting flops")
-        try:
-            with autocast(cell):
-                count = prepared.count_flops()
-            record.update(flops=count.total, flops_analytic=count.analytic, flops_source=count.source)
-        except Exception as exc:  # FLOPs are optional: the measurement stands without them
-            print(f"warning: FLOP count failed: {one_line(exc)}", file=sys.stderr)
+        record.update(_flops(cell, prepared, settings))
     return record
 
 
-def _timed_steps(cell: Cell, prepared, settings: Measure, record: dict, report) -> list[float]:
-    """Run the warm-up and timed steps between the memory tracker's start and stop; the memory
-    fields go into ``record`` (and are reported) even when a step fails."""
+def _flops(cell: Cell, prepared, settings: Measure) -> dict:
+    """The FLOP fields of the cell's step, counted or taken from the run's cache; {} when counting
+    fails (FLOPs are optional: the measurement stands without them)."""
+    from bench.flops import FlopCache
+
+    cache = FlopCache(settings.flops_cache) if settings.flops_cache else None
+    try:
+        with autocast(cell):
+            count = prepared.count_flops(cache)
+    except Exception as exc:
+        print(f"warning: FLOP count failed: {one_line(exc)}", file=sys.stderr)
+        return {}
+    return {"flops": count.total, "flops_analytic": count.analytic, "flops_source": count.source}
+
+
+def _timed_steps(cell: Cell, prepared, settings: Measure, record: dict, report):
+    """Run the warm-up and timed steps (``trackers.Runs``) between the memory tracker's start and stop;
+    the memory fields and the kernel builds of the timed steps go into ``record`` (and are reported)
+    even when a step fails."""
     from bench import trackers
 
     memory = trackers.memory_tracker(cell.device)
@@ -95,10 +113,16 @@ def _timed_steps(cell: Cell, prepared, settings: Measure, record: dict, report) 
     record["mem_base_bytes"] = memory.base
     report(record)
     timer = trackers.Timer(cell.device)
+    builds = prepared.kernel_builds or (lambda: None)
+    before = []  # the kernel builds when the timed steps start
     try:
         with autocast(cell):
-            return trackers.repeat(prepared.step, timer, warmup=record["warmup"],
-                                   repeats=settings.repeats, min_time_s=settings.min_time_s)
+            runs = trackers.repeat(prepared.step, timer, warmup=record["warmup"], repeats=settings.repeats,
+                                   min_time_s=settings.min_time_s,
+                                   after_warmup=lambda: before.append(builds()))
+        if before[0] is not None:
+            record["kernel_builds"] = builds() - before[0]
+        return runs
     finally:  # the peak reached before a failure is worth keeping too
         reading = memory.stop()
         record.update(mem_peak_bytes=reading.peak_bytes, mem_peak_above_base_bytes=reading.above_base_bytes,
@@ -132,9 +156,50 @@ def die_with_parent(parent: int | None) -> None:
         os._exit(1)
 
 
+def follow_runner(runner: int | None) -> None:
+    """SIGKILL this worker's process group as soon as the ``runner`` process ends: a thread waits on
+    a pidfd of it (Linux 5.3+). A worker forked from the fork server needs it: its parent is the
+    server, which ``PR_SET_PDEATHSIG`` watches, not the runner. Without pidfds, it polls every 0.2 s."""
+    if runner is None:
+        return
+    try:
+        pidfd = os.pidfd_open(runner)
+    except ProcessLookupError:
+        os._exit(1)  # the runner is gone already
+    except (OSError, AttributeError):
+        pidfd = None
+
+    def wait() -> None:
+        if pidfd is not None:
+            select.select([pidfd], [], [])
+        else:
+            while _alive(runner):
+                time.sleep(0.2)
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    threading.Thread(target=wait, name="follow-runner", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def main(argv: list[str]) -> int:
+    """``python -m bench.worker SPEC.json``: a worker started as a new interpreter."""
     spec = WorkerSpec.read(argv[0])
     die_with_parent(spec.parent)
+    return run(spec)
+
+
+def run(spec: WorkerSpec) -> int:
+    """Measure the spec's cell in this process and write its result; the exit status (0: a result,
+    whatever the cell's status, was written)."""
     if spec.address_space_bytes:  # a backstop for sudden huge allocations; the RSS watchdog is the budget
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         resource.setrlimit(resource.RLIMIT_AS, (spec.address_space_bytes, hard))

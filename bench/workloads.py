@@ -23,8 +23,12 @@ class Prepared:
     step: Callable[[], object]
     #: ``models.ParamCounts`` of the measured model, None for synthetic workloads
     params: object | None = None
-    #: counts the step's FLOPs on demand: () -> bench.flops.FlopCount
-    count_flops: Callable[[], object] | None = None
+    #: counts the step's FLOPs on demand: (bench.flops.FlopCache or None) -> bench.flops.FlopCount
+    count_flops: Callable[[object], object] | None = None
+    #: SSM kernels the model has computed so far (LOCOST's S4D kernels count them); None: not counted
+    kernel_builds: Callable[[], int] | None = None
+    #: whether the model keeps and reuses its S4D kernels (``reuse_kernel``); None: it has none
+    reuse_kernel: bool | None = None
 
 
 def model(cell: Cell, **config) -> Prepared:
@@ -45,11 +49,18 @@ def model(cell: Cell, **config) -> Prepared:
         "generate": lambda: handle.generate(batch, cell.new_tokens),
     }
 
-    def count_flops():
-        from bench.flops import count_flops
-        return count_flops(handle, batch, cell.mode)
+    def count_flops(cache=None):
+        from bench.env import git_commit
+        from bench.flops import count_flops, model_key
 
-    return Prepared(step=steps[cell.mode], params=handle.params, count_flops=count_flops)
+        key = model_key(handle, family=cell.family, dtype=cell.dtype, code=git_commit())
+        return count_flops(handle, batch, cell.mode, cache, key)
+
+    # modules that count the kernels they compute (LOCOST's S4D kernel: ``builds``, ``reuse_kernel``)
+    kernels = [m for m in handle.model.modules() if hasattr(m, "builds") and hasattr(m, "reuse_kernel")]
+    return Prepared(step=steps[cell.mode], params=handle.params, count_flops=count_flops,
+                    kernel_builds=(lambda: sum(m.builds for m in kernels)) if kernels else None,
+                    reuse_kernel=any(m.reuse_kernel for m in kernels) if kernels else None)
 
 
 def _decoder_len(cell: Cell) -> int:
@@ -121,7 +132,7 @@ def allocate(cell: Cell, mib: int, chunk_mib: int | None = None, pause_s: float 
 
 def sleep(cell: Cell, seconds: float, count_seconds: float = 0.0) -> Prepared:
     """Each step sleeps ``seconds``; counting its FLOPs sleeps ``count_seconds`` and finds none."""
-    def count_flops():
+    def count_flops(cache=None):
         from bench.flops import FlopCount
         time.sleep(count_seconds)
         return FlopCount(total=0.0, analytic=0.0, source="synthetic")

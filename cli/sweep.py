@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.env import default_threads
 from bench.results import read_records
-from bench.runner import GiB, MixedEnvironmentError, Settings, check_writable, run_sweep
+from bench.runner import WORKER_STARTS, GiB, MixedEnvironmentError, Settings, check_writable, run_sweep
 from bench.workloads import length_problem
 from cli import cluster
 from cli.args import (
@@ -65,6 +65,10 @@ def build_parser(suite: str) -> Parser:
     add("--flops", action=argparse.BooleanOptionalAction, default=None,
         help="count FLOPs (fvcore + analytic) of train/encode cells up to --flops-max-len")
     add("--flops-max-len", type=parse_length, help="longest input whose FLOPs are counted")
+    add("--worker-start", choices=WORKER_STARTS, default="auto",
+        help="how each cell's process starts: forkserver (forked from a server with torch, transformers and "
+             "the models imported) or exec (a new interpreter that imports them); auto: forkserver on CPU, "
+             "exec on CUDA")
     add("--run-id", type=path_name, help="run directory name (default: <suite>-<device>)")
     add("--out", default="reports/out", type=Path, help="parent directory of run directories")
     add("--force", action="store_true", help="rerun cells already recorded")
@@ -136,7 +140,8 @@ def plan_args(suite_name: str, args: argparse.Namespace) -> Plan:
                         min_time_s=sweep.min_time_s, timeout_s=sweep.timeout_s, flops=sweep.flops,
                         flops_max_len=sweep.flops_max_len,
                         budget_bytes=budget_bytes(args.budget_gb),
-                        budget_fraction=Settings.budget_fraction / cluster.local_jobs(args))
+                        budget_fraction=Settings.budget_fraction / cluster.local_jobs(args),
+                        worker_start=args.worker_start)
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"output directory {str(args.out)!r} is a file")
     run_id = args.run_id or f"{suite.name}-{on.split(':')[0]}"
@@ -227,7 +232,8 @@ def run_suite(planned: Plan, cells: list, run_info: dict) -> list[dict]:
     records = run_sweep(cells, planned.run_dir, suite=planned.suite.name, settings=planned.settings,
                         force=args.force, skip_longer=not args.no_skip_longer, progress=not args.no_progress,
                         run_info=run_info, executor=executor, allow_mixed_env=args.allow_mixed_env)
-    print(summary_table(records, value="throughput" if planned.suite.name == "throughput" else "memory"))
+    for value in (("throughput", "first_call") if planned.suite.name == "throughput" else ("memory",)):
+        print(summary_table(records, value=value))
     print(f"results: {planned.run_dir / 'results.jsonl'} and {planned.run_dir / 'results.csv'}")
     if not args.no_report:
         build_report(planned.run_dir)

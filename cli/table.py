@@ -6,18 +6,25 @@ MiB = 2**20
 _SHORT = {"oom": "OOM", "timeout": "timeout", "unsupported": "unsup.", "error": "error", "skipped": "skip"}
 
 
+#: what a table shows: (its heading, the record's field, its format)
+VALUES = {
+    "memory": ("peak MiB above base", "mem_peak_above_base_bytes", lambda v: f"{v / MiB:,.0f}"),
+    "throughput": ("input tokens/s (median of the timed steps)", "tokens_per_s", lambda v: f"{v:,.0f}"),
+    "first_call": ("seconds of the first step of each cell (a new length, nothing kept yet)", "first_call_s",
+                   lambda v: f"{v:,.3g}"),
+}
+
+
 def _cell_text(record: dict, value: str) -> str:
     if record["status"] != "ok":
         return _SHORT.get(record["status"], record["status"])
-    if value == "memory":
-        above = record.get("mem_peak_above_base_bytes")
-        return "?" if above is None else f"{above / MiB:,.0f}"
-    rate = record.get("tokens_per_s")
-    return "?" if rate is None else f"{rate:,.0f}"
+    _, field, text = VALUES[value]
+    return "?" if record.get(field) is None else text(record[field])
 
 
 def summary_table(records: list[dict], value: str = "memory") -> str:
-    """``value``: ``memory`` (peak MiB above base) or ``throughput`` (input tokens/s)."""
+    """``value``: ``memory`` (peak MiB above base), ``throughput`` (input tokens/s) or ``first_call``
+    (seconds of each cell's first step)."""
     if not records:
         return "(no records)"
     lengths = sorted({r["input_len"] for r in records})
@@ -34,6 +41,6 @@ def summary_table(records: list[dict], value: str = "memory") -> str:
         return "  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w)
                          for i, (c, w) in enumerate(zip(row, widths, strict=True)))
 
-    unit = "peak MiB above base" if value == "memory" else "input tokens/s"
+    unit = VALUES[value][0]
     return "\n".join([f"{unit} (by input length):", line(head), line(["-" * w for w in widths])]
                      + [line(row) for row in body])

@@ -29,7 +29,7 @@ CLAIM_SIZES = ("small", "base")
 
 
 def _f(help: str, kind: str = "str", default=None):
-    """A schema field: ``help`` says meaning and unit, ``kind`` is int, float, str, bytes or dict."""
+    """A schema field: ``help`` says meaning and unit, ``kind`` is int, float, str, bytes, bool or dict."""
     return field(default=default, metadata={"help": help, "kind": kind})
 
 
@@ -69,14 +69,28 @@ class Record:
     time_max_s: float | None = _f("slowest timed step; seconds", "float")
     time_iqr_s: float | None = _f("interquartile range of the timed steps; seconds", "float")
     repeats: int | None = _f("timed steps", "int")
-    warmup: int | None = _f("untimed steps before them", "int")
+    warmup: int | None = _f("warm-up steps before them (timed, outside the statistics)", "int")
+    warmup_s: float | None = _f("the warm-up steps together; seconds", "float")
+    time_total_s: float | None = _f("the timed steps together; seconds", "float")
+    first_call_s: float | None = _f("the first step of the cell's process (its first warm-up step, or its "
+                                    "first timed step without warm-up): a new input length, before "
+                                    "anything is kept from an earlier call; seconds", "float")
     tokens_per_s: float | None = _f("batch x input_len / time_median_s; input tokens per second", "float")
     generated_tokens_per_s: float | None = _f("batch x new_tokens / time_median_s (generate only)", "float")
     flops: float | None = _f("floating-point operations of one step (multiply-add = 2)", "float")
     flops_analytic: float | None = _f("the part of flops counted by formula, not by fvcore", "float")
     flops_source: str | None = _f("how flops was counted, e.g. 'fvcore+analytic (train = 3 x forward)'")
+    reuse_kernel: bool | None = _f("the model keeps its S4D kernels and reuses them in eval mode without "
+                                   "gradients (LOCOST's reuse_kernel); None: it has no such kernels", "bool")
+    kernel_builds: int | None = _f("SSM kernels computed during the timed steps, one per layer, channel "
+                                   "chunk and call (0: the timed steps reused kernels built before them, so "
+                                   "their times exclude kernel generation); None: the model does not count "
+                                   "them", "int")
     started_at: str | None = _f("UTC ISO-8601 time the cell started")
     wall_s: float | None = _f("wall time of the cell, process and build included; s", "float")
+    overhead_s: float | None = _f("wall_s - warmup_s - time_total_s: what the cell costs besides its steps "
+                                  "(starting the worker, imports, building the model and batch, FLOP "
+                                  "counting, results); None when its steps did not all run; s", "float")
     contention: int | None = _f("cells run at once on the same CPU cores and host memory when this one was "
                                 "measured (--jobs N --allow-contention): N, its figures are spoiled; None: "
                                 "alone on its device", "int")
@@ -87,7 +101,7 @@ class Record:
 
     @classmethod
     def kind(cls, name: str) -> str:
-        """int, float, str, bytes or dict: how a reader converts the column ``name``."""
+        """int, float, str, bytes, bool or dict: how a reader converts the column ``name``."""
         return _KINDS[name]
 
     @classmethod
@@ -209,6 +223,8 @@ def record_problem(row: dict) -> str | None:
             continue
         if kind in ("int", "bytes", "float") and not _is_number(value):
             return f"{name} {value!r} is not a number"
+        if kind == "bool" and not isinstance(value, bool):
+            return f"{name} {value!r} is not true or false"
         if kind == "dict" and not isinstance(value, dict):
             return f"{name} {value!r} is not an object"
         if kind == "str" and not isinstance(value, str):

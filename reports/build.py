@@ -692,6 +692,8 @@ def _step_note(r) -> str:
     note = f"{r.time_median_s:.3g} s, {'one timed step' if once else 'median step'}"
     if r.warmup == 0:
         note += " (no warm-up: a first call)"
+    if pd.notna(r.first_call_s):
+        note += f"; first call {r.first_call_s:.3g} s"
     if r.mode == "generate":
         note += f", {text.number(r.generated_tokens_per_s, 1)} generated tokens / s"
     return note

@@ -6,6 +6,10 @@ then at least three timed runs (LOCOST-S4 trains at 1K only: its training step t
 2026-11-30). GPU default: ``base``
 presets, bf16 autocast, 512 target tokens, 64 new tokens, 1K-64K, two warm-ups and at least five
 timed runs adding up to a second or more.
+
+Each record keeps the first call at its length apart (``first_call_s``: the first warm-up step, where
+LOCOST with ``reuse_kernel`` still builds its kernels and caches are cold) from the median of the
+timed steps; the command prints both tables and the CSVs carry both columns.
 """
 
 from suites import Drop, K, Suite, Sweep

@@ -1,11 +1,15 @@
-"""FLOP counting: fvcore on the traced step plus analytic counts for LOCOST's FFT convolution."""
+"""FLOP counting: fvcore on the traced step plus analytic counts for LOCOST's FFT convolution; the
+encoder and decoder parts add up to one trace of the whole model, and a run traces each part once."""
 
+import json
 import math
 
 import pytest
 
-from bench.flops import count_flops
-from models import build
+from bench.cells import Cell
+from bench.flops import FlopCache, count_flops, count_flops_ref
+from bench.runner import Settings, run_sweep
+from models import FAMILIES, build
 from models.locost.flops import fft_conv_flops, s4d_kernel_matmul_flops
 
 
@@ -55,3 +59,38 @@ def test_s4_models_add_analytic_cauchy_and_fft_flops(name, layers):
     assert s4_kernel_analytic_flops(H, M, 2, 300) == (
         28 * H * M * 151 + 72 * H * M * 151 + 40 * H * 151 + 6 * 8 * H * 16**3
         + 2 * H * 2.5 * 300 * math.log2(300))
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_the_encoder_and_decoder_parts_add_up_to_one_trace_of_the_whole_model(family, tmp_path):
+    handle = build(family, "tiny")
+    batch = handle.make_batch(96, 8)
+    cache = FlopCache(tmp_path / "flops.jsonl")
+    parts = count_flops(handle, batch, "train", cache, {"model": family})
+    assert parts == count_flops_ref(handle, batch, "train")
+    encode = count_flops(handle, batch, "encode", cache, {"model": family})  # the encoder part, cached
+    encoder = json.loads((tmp_path / "flops.jsonl").read_text().splitlines()[0])
+    assert encode.total == encoder["counted"] + encoder["analytic"] and encode.source in parts.source
+    assert len((tmp_path / "flops.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_run_traces_each_part_once_across_modes_and_resumes_and_anew_for_another_key(tmp_path):
+    reuse = {"workload": "bench.workloads:model", "workload_args": (("reuse_kernel", True),)}
+    cells = [Cell("locost", "tiny", "train", 64, target_len=8), Cell("locost", "tiny", "encode", 64),
+             Cell("locost", "tiny", "encode", 64, dtype="bf16"),
+             Cell("locost", "tiny", "encode", 64, **reuse), Cell("locost", "tiny", "encode", 128)]
+    settings = Settings(warmup=0, repeats=1, flops=True, budget_bytes=3 * 2**30)
+    records = run_sweep(cells, tmp_path, suite="test", settings=settings, progress=False)
+    assert [r["status"] for r in records] == ["ok"] * 5
+    lines = [json.loads(line) for line in (tmp_path / "flops.jsonl").read_text().splitlines()]
+    assert [(line["key"]["part"], line["key"]["shapes"]["input_ids"][1], line["key"]["dtype"])
+            for line in lines] == [("encoder", 64, "fp32"), ("decoder", 64, "fp32"), ("encoder", 64, "bf16"),
+                                   ("encoder", 64, "fp32"), ("encoder", 128, "fp32")]
+    assert lines[3]["key"]["config"] != lines[0]["key"]["config"]  # reuse_kernel: another config
+    train, encode = records[0], records[1]
+    encoder, decoder = (line["counted"] + line["analytic"] for line in lines[:2])
+    assert encode["flops"] == encoder and train["flops"] == 3 * (encoder + decoder)
+    handle = build("locost", "tiny")
+    assert train["flops"] == count_flops_ref(handle, handle.make_batch(64, 8), "train").total
+    run_sweep(cells, tmp_path, suite="test", settings=settings, progress=False, force=True)
+    assert len((tmp_path / "flops.jsonl").read_text().splitlines()) == 5  # measured again, traced never

@@ -10,7 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from processes import processes_mentioning
+import pytest
+from processes import alive, descendants
 
 from bench.cells import Cell
 from bench.results import read_records
@@ -84,39 +85,33 @@ SWEEP_SCRIPT = textwrap.dedent("""
         return [Cell("synthetic", "sleep", "train", n, target_len=1, workload="bench.workloads:sleep",
                      workload_args=(("seconds", seconds),)) for n in (1, 2, 3, 4)]
     if __name__ == "__main__":
-        run_sweep(cells(*map(float, sys.argv[2:])), sys.argv[1], suite="test", progress=False,
-                  settings=Settings(warmup=0, repeats=1, budget_bytes=2**30))
+        seconds, start = (float(sys.argv[2]), sys.argv[3]) if len(sys.argv) > 2 else (1.5, "forkserver")
+        run_sweep(cells(seconds), sys.argv[1], suite="test", progress=False,
+                  settings=Settings(warmup=0, repeats=1, budget_bytes=2**30, worker_start=start))
 """)
 
 
 
 
-def test_a_worker_dies_with_its_runner(tmp_path):
+@pytest.mark.parametrize("start", ["forkserver", "exec"])
+def test_a_worker_dies_with_its_runner(tmp_path, start):
     script = tmp_path / "sweep.py"
     script.write_text(SWEEP_SCRIPT)
     env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp_path))  # workers' specs land here
-    runner = subprocess.Popen([sys.executable, str(script), str(tmp_path / "run"), "600"], cwd=REPO, env=env)
-    deadline = time.monotonic() + 60
-    while not processes_mentioning("bench-cell-") or runner.pid not in _parents_of_workers(tmp_path):
+    runner = subprocess.Popen([sys.executable, str(script), str(tmp_path / "run"), "600", start], cwd=REPO,
+                              env=env)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "run" / "logs").glob("bench-cell-*/result.json")):  # a worker at work
         assert time.monotonic() < deadline and runner.poll() is None
         time.sleep(0.05)
+    below = descendants(runner.pid)  # the worker (and with a fork server, the server)
+    assert below
     runner.send_signal(signal.SIGKILL)
     runner.wait()
     deadline = time.monotonic() + 5
-    while processes_mentioning(str(tmp_path)) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in below) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not processes_mentioning(str(tmp_path)), "the worker outlived its runner"
-
-
-def _parents_of_workers(tmp_path) -> set[int]:
-    parents = set()
-    for pid in processes_mentioning(str(tmp_path)):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            parents.add(int(stat.rsplit(")", 1)[1].split()[1]))
-        except (OSError, ValueError, IndexError):
-            pass
-    return parents
+    assert not [pid for pid in below if alive(pid)], "a worker (or the fork server) outlived its runner"
 
 
 def test_a_killed_sweep_loses_no_finished_cell_and_resumes_the_rest(tmp_path):

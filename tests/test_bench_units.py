@@ -166,6 +166,18 @@ def test_summary_table_shows_memory_or_status_per_model_and_length():
     assert "1,024" in table and "2,048" in table
 
 
+def test_the_throughput_tables_show_tokens_per_second_and_the_first_call():
+    cells = [Cell("locost", "tiny", "encode", n) for n in (1024, 2048)]
+    records = [_record(cells[0], tokens_per_s=12345.6, first_call_s=0.8125),
+               _record(cells[1], tokens_per_s=None, first_call_s=None, status="timeout")]
+    rate, first = (summary_table(records, value) for value in ("throughput", "first_call"))
+    assert next(line for line in rate.splitlines() if line.startswith("locost-tiny")).split()[-2:] == [
+        "12,346", "timeout"]
+    assert next(line for line in first.splitlines() if line.startswith("locost-tiny")).split()[-2:] == [
+        "0.812", "timeout"]
+    assert first.splitlines()[0].startswith("seconds of the first step")
+
+
 def test_results_file_is_appended_not_rewritten(tmp_path):
     append_record(tmp_path, _record(Cell("led", "tiny", "train", 1, target_len=1)))
     inode = os.stat(tmp_path / "results.jsonl").st_ino

@@ -10,7 +10,7 @@ from bench.cells import Cell
 from bench.results import read_records
 from bench.runner import Settings, run_sweep
 from cli.sweep import main
-from models import MODE_STATES, config
+from models import MODE_STATES, build, config
 
 SETTINGS = Settings(warmup=1, repeats=1, timeout_s=300, budget_bytes=3 * 2**30)
 
@@ -36,6 +36,24 @@ def test_a_tiny_sweep_of_train_and_generate_gives_complete_records(tmp_path):
     assert generate["generated_tokens_per_s"] == pytest.approx(4 / generate["time_median_s"])
     csv = pd.read_csv(tmp_path / "results.csv")
     assert len(csv) == 4 and "env_torch" in csv.columns
+
+
+def test_records_say_whether_locosts_kernel_was_reused_and_built_during_the_timed_steps(tmp_path):
+    reuse = {"workload": "bench.workloads:model", "workload_args": (("reuse_kernel", True),)}
+    cells = [Cell("locost", "tiny", "encode", 128, **reuse), Cell("locost", "tiny", "encode", 128),
+             Cell("longt5-local", "tiny", "encode", 128)]
+    reused, built, other = run_sweep(cells, tmp_path, suite="memory", progress=False,
+                                     settings=Settings(warmup=1, repeats=2, budget_bytes=3 * 2**30))
+    layers = build("locost", "tiny").model.config.num_layers  # one kernel per layer and call at 128 tokens
+    assert (reused["reuse_kernel"], reused["kernel_builds"]) == (True, 0)  # built in the warm-up
+    assert (built["reuse_kernel"], built["kernel_builds"]) == (False, 2 * layers)
+    assert (other["reuse_kernel"], other["kernel_builds"]) == (None, None)
+    for r in (reused, built, other):
+        assert r["first_call_s"] == r["warmup_s"] > 0 and r["time_total_s"] >= r["time_median_s"] * 2 * 0.999
+    [cold] = run_sweep([Cell("locost", "tiny", "encode", 256, **reuse)], tmp_path / "cold", suite="memory",
+                       progress=False, settings=Settings(warmup=0, repeats=2, budget_bytes=3 * 2**30))
+    assert cold["kernel_builds"] == layers  # the first timed step built them, the second reused them
+    assert cold["first_call_s"] == cold["time_min_s"] or cold["first_call_s"] == cold["time_max_s"]
 
 
 def test_the_cli_records_led_beyond_its_positions_as_unsupported_and_skips_longer(tmp_path, capsys):

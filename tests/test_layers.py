@@ -119,4 +119,14 @@ def test_every_schema_field_says_what_it_means():
     for schema in (Record, RougeRow):
         for field in dataclasses.fields(schema):
             assert field.metadata["help"], field.name
-            assert field.metadata["kind"] in ("int", "float", "str", "bytes", "dict"), field.name
+            assert field.metadata["kind"] in ("int", "float", "str", "bytes", "bool", "dict"), field.name
+
+
+def test_kernel_reuse_is_true_false_or_null_in_a_record():
+    from records import record_problem
+
+    row = {"status": "ok", "mode": "encode", "family": "locost", "input_len": 1024}
+    assert record_problem({**row, "reuse_kernel": True, "kernel_builds": 0}) is None
+    assert record_problem({**row, "reuse_kernel": None}) is None
+    assert record_problem({**row, "reuse_kernel": 1}) == "reuse_kernel 1 is not true or false"
+    assert record_problem({**row, "kernel_builds": True}) == "kernel_builds True is not a number"

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from processes import processes_mentioning
+from processes import alive, descendants, processes_mentioning
 
 from bench.cells import Cell
 from bench.results import read_records
@@ -27,8 +27,9 @@ GiB = 2**30
 SWEEP = ["-m", "bench.memory", "--models", "locost", "--sizes", "tiny", "--modes", "encode",
          "--lengths", "64", "--device", "cpu", "--threads", "1", "--repeats", "1", "--warmup", "0",
          "--no-report", "--no-progress"]
-#: the same with a cell that lasts (timed steps repeated for 300 s), for a runner to be caught in
-LASTING = [*SWEEP, "--min-time", "300"]
+#: the same with a cell that lasts (timed steps repeated for 300 s, at most 1,000 of them: at 2,048
+#: tokens that is minutes, at 64 tokens half a minute), for a runner to be caught in
+LASTING = [*SWEEP, "--lengths", "2048", "--min-time", "300"]
 
 
 def sleeping(*lengths, seconds=0.01) -> list[Cell]:
@@ -118,7 +119,8 @@ def test_an_interrupted_sweep_says_what_it_kept_and_leaves_no_worker_or_temporar
     run_dir = tmp_path / "out" / "run"
     sweep(run_dir, sleeping(1))  # a record of an earlier invocation
     proc = start([*LASTING, "--out", str(tmp_path / "out"), "--run-id", "run"], tmp_path)
-    wait_for(lambda: cell_dirs(tmp_path), proc, seconds=240)  # in its cell
+    wait_for(lambda: any((d / "result.json").exists() for d in cell_dirs(tmp_path)), proc, seconds=240)
+    below = descendants(proc.pid)  # its worker (forked from the fork server, also below it)
     os.killpg(proc.pid, signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == status
@@ -126,7 +128,8 @@ def test_an_interrupted_sweep_says_what_it_kept_and_leaves_no_worker_or_temporar
                                     "rerun the same command to resume")
     assert "Traceback" not in err
     assert cell_dirs(tmp_path) == []
-    assert processes_mentioning(str(tmp_path)) == []  # no orphan worker
+    assert processes_mentioning(str(tmp_path)) == []
+    wait_for(lambda: not any(alive(pid) for pid in below), seconds=5)  # no orphan worker, no server
     assert len((run_dir / "results.csv").read_text().splitlines()) == 2  # header + the kept record
 
 
