@@ -169,6 +169,8 @@ def child(spec_path: str, log_path: str, env: dict, repo: str) -> None:
     if REPO != Path(repo):
         sys.exit(f"error: the fork server imported the harness from {REPO}, the runner from {repo}")
     os.chdir(repo)
+    if sys.path[:1] != [repo]:  # the server has the runner's sys.path; an exec'd worker has PYTHONPATH=REPO
+        sys.path.insert(0, repo)  # first, so workloads of this checkout (e.g. tests.*) import the same way
     os.environ.update(env)
     from bench import worker
     from bench.protocol import WorkerSpec
