@@ -17,7 +17,6 @@ the scheduler's state in its message. See README "Running on a cluster".
 from __future__ import annotations
 
 import math
-import os
 import queue
 import shlex
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from bench.cells import Cell
 from bench.env import REPO, environment
+from bench.protocol import process_alive
 from bench.runner import Failures, Settings, now_iso, run_cell
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -192,7 +192,7 @@ class _SubmititTask(Task):
 
     def done(self) -> bool:
         if self.kind == "submitit-local" and getattr(self.job, "_process", None) is None:
-            finished = self.job.paths.result_pickle.exists() or not _alive(int(self.job_id))
+            finished = self.job.paths.result_pickle.exists() or not process_alive(int(self.job_id))
         else:
             finished = self.job.done()
         if finished and self._on_done:
@@ -233,18 +233,6 @@ def judge_task(state: str, error: str, kind: str, job_id: str) -> tuple[str, str
                   lines[-1] if lines else "no result")
     return status, f"{kind} task {job_id} ended {state}: {reason}"[:300]
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie left by a killed parent is not alive
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 class Submitit:
@@ -321,7 +309,7 @@ class Submitit:
         cls = submitit.SlurmJob if self.name == "slurm" else submitit.LocalJob
         task = _SubmititTask(cell, cls(folder=self.folder, job_id=saved["job_id"]), self.name)
         if self.name == "submitit-local" and not task.job.paths.result_pickle.exists() \
-                and not _alive(int(task.job_id)):
+                and not process_alive(int(task.job_id)):
             return None  # its controller died too: nothing will come
         return task
 

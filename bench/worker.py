@@ -21,7 +21,7 @@ import time
 import traceback
 
 from bench.cells import Cell
-from bench.protocol import Measure, WorkerResult, WorkerSpec
+from bench.protocol import Measure, WorkerResult, WorkerSpec, process_alive
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
@@ -173,21 +173,12 @@ def follow_runner(runner: int | None) -> None:
         if pidfd is not None:
             select.select([pidfd], [], [])
         else:
-            while _alive(runner):
+            while process_alive(runner):
                 time.sleep(0.2)
         os.killpg(os.getpgid(0), signal.SIGKILL)
 
     threading.Thread(target=wait, name="follow-runner", daemon=True).start()
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def main(argv: list[str]) -> int:
