@@ -178,19 +178,40 @@ def parse_model_config(text: str) -> tuple[tuple[str, object], ...]:
     return tuple(sorted(dict(pairs).items()))
 
 
+def _value_problem(default, value) -> str | None:
+    """Why ``value`` cannot replace a config field whose default is ``default`` (its JSON type), or None."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "expected true or false"
+    if isinstance(default, int):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "expected an integer"
+    if isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else "expected a number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "expected a string"
+    return None
+
+
 def check_model_config(models, size: str, pairs) -> None:
-    """Every field of ``--model-config`` must already be a config field of every model of the sweep,
-    and the config must accept its value."""
-    from models import config
+    """Every field of ``--model-config`` must already be a config field of every model of the sweep, of
+    the default's type (true/false for a flag, an integer for an integer field, ...), and the model must
+    build with it (on the meta device: no memory, no weights). Raises UsageError naming the field."""
+    from models import build, config
 
     for name in models:
-        unknown = [key for key, _ in pairs if key not in config(name, size).to_dict()]
+        defaults = config(name, size).to_dict()
+        unknown = [key for key, _ in pairs if key not in defaults]
         if unknown:
-            raise UsageError(f"{name} has no config field {', '.join(map(repr, unknown))} (--model-config)")
+            raise UsageError(f"{name} has no config field {', '.join(map(repr, unknown))} (--model-config; "
+                             "give --models only the families that have it)")
+        for key, value in pairs:
+            if (why := _value_problem(defaults[key], value)) is not None:
+                raise UsageError(f"--model-config {key}={json.dumps(value)} for {name}: {why}")
         try:
-            config(name, size, **dict(pairs))
-        except (ValueError, TypeError) as exc:
-            raise UsageError(f"--model-config for {name}: {exc}") from None
+            build(name, size, device="meta", **dict(pairs))
+        except Exception as exc:  # any failure to build is the value's fault: the defaults build
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UsageError(f"--model-config for {name}: {first}") from None
 
 
 def check_choices(kind: str, given, known) -> None:

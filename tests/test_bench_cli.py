@@ -44,6 +44,14 @@ from cli.sweep import main, plan
     (["--models", "locost,led", "--model-config", "cross_attention=absorbed"],
      "led has no config field 'cross_attention'"),
     (["--models", "locost", "--model-config", "cross_attention=none"], "cross_attention must be one of"),
+    # values of the field's type only: a string is no flag (it would read as true), nor a width
+    (["--models", "locost", "--model-config", "reuse_kernel=maybe"],
+     'error: --model-config reuse_kernel="maybe" for locost: expected true or false'),
+    (["--models", "locost", "--model-config", "reuse_kernel=False"], "expected true or false"),
+    (["--models", "locost", "--model-config", "d_model=abc"],
+     'd_model="abc" for locost: expected an integer'),
+    (["--models", "locost", "--model-config", "d_model=-4"],
+     "--model-config for locost: Trying to create tensor"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(argv, message, capsys):
     assert main("memory", argv + ["--dry-run"]) == 2
