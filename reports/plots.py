@@ -89,7 +89,8 @@ def _length_axis(ax) -> None:
 
 
 def _plain(value: float) -> str:
-    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+    """A tick label: whole thousands with separators, else up to 3 significant digits (1.5, 2.5, 120)."""
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
 
 
 def _log_values_axis(ax) -> None:

@@ -1213,3 +1213,25 @@ def test_exponent_labels_of_lines_ending_together_do_not_overlap():
     boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]  # the text alone, not its connector
     assert len(boxes) == 5
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+@pytest.mark.parametrize("low, high", [(1.4, 3.1), (0.4, 3.2), (80, 130), (900, 40_000), (0.02, 700)])
+def test_log_value_axes_label_every_tick_distinctly(low, high):
+    """Tick labels are read off the figure: two ticks labelled alike (1.5 and 2.5 both written '2')
+    would make a point between them unreadable."""
+    import matplotlib.pyplot as plt
+
+    from reports.plots import _log_values_axis
+
+    figure, ax = plt.subplots()
+    ax.plot([1, 2], [low, high])
+    ax.set_ylim(low, high)
+    _log_values_axis(ax)
+    figure.canvas.draw()
+    labelled = [(tick.get_loc(), tick.label1.get_text()) for tick in ax.yaxis.get_major_ticks()
+                + ax.yaxis.get_minor_ticks() if tick.label1.get_text() and low <= tick.get_loc() <= high]
+    plt.close(figure)
+    texts = [label for _, label in labelled]
+    assert len(texts) >= 2 and len(set(texts)) == len(texts), labelled
+    for location, label in labelled:  # each label is its tick's value to 3 significant digits
+        assert float(label.replace(",", "")) == pytest.approx(location, rel=5e-3)
