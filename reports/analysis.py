@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from records import ROUGE_METRICS
+from records.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_ci
 from reports.runs import CONDITION_COLUMNS, LOCOST, SUITES, key_of, section_of
 
 _T975_FEW_DOF = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764}
@@ -315,9 +316,6 @@ def rouge_relative(relative: pd.DataFrame | None) -> pd.DataFrame:
 
 # --- quality against the Lead-k reference ------------------------------------------------------------
 
-#: the bootstrap of the ROUGE suite (suites.rouge.scoring): documents resampled with replacement
-BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_SEED = 0
 LEAD_SYSTEM = re.compile(r"lead-\d+")
 MARGIN_COLUMNS = ["dataset", "input_len", "n_docs", "system", "lead_system", "metric", "model", "lead",
                   "difference", "ci_low", "ci_high", "method"]
@@ -331,10 +329,7 @@ def paired_difference_ci(a, b, resamples: int = BOOTSTRAP_RESAMPLES,
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
         raise ValueError("a paired difference needs the same, non-empty set of documents")
-    difference = a - b
-    indices = np.random.default_rng(seed).integers(0, a.size, size=(resamples, a.size))
-    low, high = np.percentile(difference[indices].mean(axis=1), [2.5, 97.5])
-    return float(difference.mean()), float(low), float(high)
+    return bootstrap_ci(a - b, resamples, seed)  # the suite's bootstrap, on the per-document differences
 
 
 def paired_difference_ci_ref(a, b, resamples: int = BOOTSTRAP_RESAMPLES,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from records import ROUGE_DOCS, locked_run_dir, write_json, write_jsonl
+from records import ROUGE_DOCS, bootstrap, locked_run_dir, write_json, write_jsonl
 from suites.rouge import scoring
 from suites.rouge.config import ModelSpec, RougeConfig, budget_draws, check, length_label, model_specs
 from suites.rouge.data import SummarizationData, default_cache_dir, load_data
@@ -143,8 +143,8 @@ def run_info(cfg: RougeConfig, run_dir: Path, device: torch.device, data: Summar
         "rouge": {"metrics": list(scoring.METRICS), "use_stemmer": True, "scale": "F1 in [0, 1]",
                   "tokenizer": cfg.rouge_tokenizer, "tokenizer_default": scoring.DEFAULT_ROUGE_TOKENIZER,
                   "rougeLsum_sentences": "regex splitter, one sentence per line",
-                  "bootstrap": {"resamples": scoring.BOOTSTRAP_RESAMPLES, "seed": scoring.BOOTSTRAP_SEED,
-                                "confidence": scoring.CONFIDENCE, "unit": "documents"}},
+                  "bootstrap": {"resamples": bootstrap.BOOTSTRAP_RESAMPLES, "seed": bootstrap.BOOTSTRAP_SEED,
+                                "confidence": bootstrap.CONFIDENCE, "unit": "documents"}},
         "likelihood": {"unit": "nats per reference token (natural log), shared tokenizer",
                        "labels": f"the reference's first {cfg.budget.target_len - 1} tokens + EOS "
                                  "(the budget's target_len)",

@@ -26,12 +26,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from records.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, bootstrap_ci, resample_indices
 from suites.rouge.sentences import one_sentence_per_line
 
 METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_SEED = 0
-CONFIDENCE = 0.95
 
 
 ROUGE_TOKENIZERS = ("rouge-score", "unicode")
@@ -118,23 +116,6 @@ def ngram_f1(prediction: Counter, reference: Counter) -> float:
 
 # --- statistics over documents ------------------------------------------------------------------
 
-def _resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-
-
-def bootstrap_ci(values: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """Mean of ``values`` and the percentile bootstrap interval of the mean (documents resampled
-    with replacement)."""
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        raise ValueError("bootstrap of no values")
-    means = values[_resample_indices(values.size, resamples, seed)].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    lo, hi = np.percentile(means, [tail, 100 - tail])
-    return float(values.mean()), float(lo), float(hi)
-
-
 def ratio_ci(numerator: Sequence[float], denominator: Sequence[float],
              resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
              confidence: float = CONFIDENCE) -> tuple[float | None, float | None, float | None]:
@@ -145,7 +126,7 @@ def ratio_ci(numerator: Sequence[float], denominator: Sequence[float],
         raise ValueError("ratio of two systems needs the same, non-empty set of documents")
     if b.mean() == 0:
         return None, None, None
-    indices = _resample_indices(a.size, resamples, seed)
+    indices = resample_indices(a.size, resamples, seed)
     num, den = a[indices].mean(axis=1), b[indices].mean(axis=1)
     ratios = np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
     tail = (1 - confidence) / 2 * 100
