@@ -447,9 +447,9 @@ def _longest_rows(rouge: pd.DataFrame | None) -> pd.DataFrame:
     return longest.drop(columns="_len").sort_values(["dataset", "system"])
 
 
-def _length_lead_gate(row, rouge, docs) -> str | None:
-    """Why ``row``'s model does not show that it beats Lead-k at both lengths it compares, or None."""
-    margins = lead_margins(rouge, docs)
+def _length_lead_gate(row, margins: pd.DataFrame) -> str | None:
+    """Why ``row``'s model does not show that it beats Lead-k at both lengths it compares, or None;
+    ``margins``: ``analysis.lead_margins`` of the run."""
     length = margins["input_len"]
     longest = length.isna() if pd.isna(row["input_len"]) else length.eq(row["input_len"])  # NaN: full text
     mine = margins[margins["system"].eq(row["system"]) & margins["dataset"].eq(row["dataset"])
@@ -462,6 +462,7 @@ def _length_rows(rouge: pd.DataFrame | None, docs: pd.DataFrame | None = None) -
     if longest.empty:
         none = "no model's reference NLL at two lengths"
         return [_row(LENGTH_CLAIM, "rises", LENGTH_RULE, conditions=none, reason=none)]
+    margins = lead_margins(rouge, docs)  # once for every row below
 
     def row(scope, r, typical=None, n=1):
         verdict, reason = length_verdict(r["nll_gain"], r["nll_gain_lo"], r["nll_gain_hi"])
@@ -470,7 +471,7 @@ def _length_rows(rouge: pd.DataFrame | None, docs: pd.DataFrame | None = None) -
             f"{r['nll'] + r['nll_gain']:.4f} → {r['nll']:.4f} nats/token; {reason}; {r['dataset']}, "
             f"{text.integer(r['n_docs'])} documents, {text.integer(r['train_steps'])} steps"
         )
-        if verdict in (REPRODUCED, NOT_REPRODUCED) and (why := _length_lead_gate(r, rouge, docs)):
+        if verdict in (REPRODUCED, NOT_REPRODUCED) and (why := _length_lead_gate(r, margins)):
             verdict, reason = INCONCLUSIVE, why
         best = f"{r['nll_gain']:+.4f} [{r['nll_gain_lo']:+.4f}, {r['nll_gain_hi']:+.4f}] nats/token"
         return _row(LENGTH_CLAIM, "rises", LENGTH_RULE, scope=scope, best=best,
