@@ -13,6 +13,10 @@ import sys
 from collections.abc import Callable
 
 _SUFFIXES = {"": 1, "k": 1024, "m": 1024**2}
+#: the longest input length taken, in tokens: the int32 maximum, beyond which torch's CUDA kernels can
+#: no longer index a sequence dimension with 32-bit math (ATen ``canUse32BitIndexMath``; some refuse),
+#: ~1,000x the longest length the harness measures (2m = 2,097,152)
+MAX_LENGTH = 2**31 - 1
 
 
 class UsageError(Exception):
@@ -80,8 +84,8 @@ def fail(message) -> int:
 
 
 def parse_length(text: str, full: bool = False) -> int | None:
-    """Tokens: ``4096``, ``4k``/``4K`` (4,096), ``1m`` (1,048,576), ``1.5k``; with ``full``, also
-    ``full`` (None: the whole document). Raises ``argparse.ArgumentTypeError``."""
+    """Tokens: ``4096``, ``4k``/``4K`` (4,096), ``1m`` (1,048,576), ``1.5k``, at most ``MAX_LENGTH``;
+    with ``full``, also ``full`` (None: the whole document). Raises ``argparse.ArgumentTypeError``."""
     if full and text.strip().lower() == "full":
         return None
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*", text)
@@ -91,6 +95,10 @@ def parse_length(text: str, full: bool = False) -> int | None:
     value = float(match.group(1)) * _SUFFIXES[match.group(2).lower()]
     if value != int(value) or value < 1:
         raise argparse.ArgumentTypeError(f"a length must be a positive whole number of tokens: {text!r}")
+    if value > MAX_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"a length must be at most {MAX_LENGTH:,} tokens (2**31 - 1, the int32 limit of torch's "
+            f"32-bit index math): {text!r}")
     return int(value)
 
 

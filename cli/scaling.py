@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from cli import sweep
-from cli.args import Parser, UsageError, fail, guard, parse_length
+from cli.args import MAX_LENGTH, Parser, UsageError, fail, guard, parse_length
 from suites.scaling import MAX_LEN, MIN_LEN, doubling_lengths
 from suites.texts import TextError, token_file
 
@@ -28,7 +28,9 @@ def build_parser() -> Parser:
                           "longest length reached and fitted growth exponents per model.")
     add = parser.add_argument
     add("--min-len", type=parse_length, help=f"shortest input (default {MIN_LEN:,})")
-    add("--max-len", type=parse_length, help=f"longest input, always measured (default {MAX_LEN:,})")
+    add("--max-len", type=parse_length,
+        help=f"longest input, always measured (default {MAX_LEN:,}; at most {MAX_LENGTH:,}, the int32 "
+             "limit: see --lengths)")
     add("--text", help="real text as input: 'shakespeare' (embedded) or a UTF-8 file; default random ids")
     add("--quick", action="store_true", help="smoke run: tiny models, 512 to 8,192 tokens, 8 new tokens")
     return parser

@@ -19,6 +19,7 @@ from bench.runner import WORKER_STARTS, GiB, MixedEnvironmentError, Settings, ch
 from bench.workloads import length_problem
 from cli import cluster
 from cli.args import (
+    MAX_LENGTH,
     Parser,
     UsageError,
     build_report,
@@ -46,7 +47,9 @@ def build_parser(suite: str) -> Parser:
     add = p.add_argument
     add("--models", type=names, help="comma list of families (default: every registered family)")
     add("--sizes", type=names, help="comma list of presets: tiny, small, base")
-    add("--lengths", type=parse_lengths, help="comma list of input lengths, e.g. 1k,4k,16384,1m")
+    add("--lengths", type=parse_lengths,
+        help=f"comma list of input lengths, e.g. 1k,4k,16384,1m (each at most {MAX_LENGTH:,} tokens: "
+             "2**31 - 1, the int32 limit of torch's 32-bit index math)")
     add("--modes", type=names, help=f"comma list of {', '.join(MODES)}")
     add("--target-len", type=positive(int), help="label tokens of a training step")
     add("--new-tokens", type=positive(int), help="tokens generated (greedy, exact)")

@@ -16,6 +16,10 @@ from cli.sweep import main, plan
     (["--modes", "infer"], "unknown mode 'infer'"),
     (["--lengths", ","], "the list of lengths is empty"),
     (["--lengths", "4k,0"], "positive"),
+    (["--lengths", "4k,99999999999999"],
+     "error: argument --lengths: a length must be at most 2,147,483,647 tokens (2**31 - 1, the int32 limit "
+     "of torch's 32-bit index math): '99999999999999'\n"),
+    (["--flops-max-len", "2048m"], "argument --flops-max-len: a length must be at most 2,147,483,647"),
     (["--batch", "0"], "must be positive"),
     (["--timeout", "-3"], "must be positive"),
     (["--budget-gb", "abc"], "not a number"),

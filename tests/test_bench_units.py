@@ -26,12 +26,13 @@ MiB = 2**20
 
 
 @pytest.mark.parametrize("text, value", [("4096", 4096), ("4k", 4096), ("4K", 4096), ("1m", 1 << 20),
-                                         ("1.5k", 1536), (" 16k ", 16384)])
+                                         ("1.5k", 1536), (" 16k ", 16384), ("2m", 2_097_152),
+                                         ("2147483647", 2**31 - 1)])
 def test_lengths_accept_plain_and_suffixed_numbers(text, value):
     assert parse_length(text) == value
 
 
-@pytest.mark.parametrize("text", ["0", "-4k", "4x", "", "1.3k", "k"])
+@pytest.mark.parametrize("text", ["0", "-4k", "4x", "", "1.3k", "k", "2147483648", "2048m"])
 def test_lengths_reject_what_is_not_a_positive_token_count(text):
     with pytest.raises(Exception, match="length"):
         parse_length(text)

@@ -263,6 +263,19 @@ def test_the_models_program_answers_help_and_refuses_unknown_flags(tmp_path):
     assert bogus.stderr == "error: unrecognized arguments: --bogus\n"
 
 
+def run_program(argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """``python <argv>`` in the repository, to its end: status, stdout and stderr."""
+    return subprocess.run([sys.executable, *argv], cwd=REPO, env=environ(tmp_path), capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_a_length_beyond_int32_is_one_error_line(tmp_path):
+    done = run_program(["-m", "bench.scaling", "--max-len", "99999999999999", "--dry-run"], tmp_path)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("error: argument --max-len: a length must be at most 2,147,483,647 tokens "
+                           "(2**31 - 1, the int32 limit of torch's 32-bit index math): '99999999999999'\n")
+
+
 def test_a_torn_line_is_warned_of_once_per_run(tmp_path, capsys):
     run_dir = tmp_path / "run"
     sweep(run_dir, sleeping(1))
