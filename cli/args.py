@@ -11,6 +11,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 _SUFFIXES = {"": 1, "k": 1024, "m": 1024**2}
 #: the longest input length taken, in tokens: the int32 maximum, beyond which torch's CUDA kernels can
@@ -160,6 +161,15 @@ def path_name(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a directory name (use letters, digits and . _ + -, not . or ..)")
     return text
+
+
+def check_output(out: Path, run_dir: Path | None = None) -> None:
+    """``--out`` (and the run directory under it) must be a directory or not exist yet: a regular file
+    there is bad input, refused before anything starts. Raises ``UsageError``."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output directory {str(out)!r} is a file")
+    if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"run directory {str(run_dir)!r} is a file")
 
 
 def non_negative_int(text: str) -> int:

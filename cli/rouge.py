@@ -38,6 +38,7 @@ from cli.args import (
     Parser,
     UsageError,
     build_report,
+    check_output,
     fail,
     finite,
     guard,
@@ -199,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.executor != "local":
             raise UsageError(f"--executor {args.executor} is not supported by the ROUGE suite yet; "
                              "it runs in this process (--executor local)")
+        check_output(args.out, args.out / args.run_id if args.run_id else None)
         check_source(args.data)  # before the slow imports below
     except (UsageError, SuiteError) as exc:
         return fail(exc)

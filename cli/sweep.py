@@ -25,6 +25,7 @@ from cli.args import (
     build_report,
     check_choices,
     check_model_config,
+    check_output,
     device,
     fail,
     guard,
@@ -145,12 +146,8 @@ def plan_args(suite_name: str, args: argparse.Namespace) -> Plan:
                         budget_bytes=budget_bytes(args.budget_gb),
                         budget_fraction=Settings.budget_fraction / cluster.local_jobs(args),
                         worker_start=args.worker_start)
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"output directory {str(args.out)!r} is a file")
-    run_id = args.run_id or f"{suite.name}-{on.split(':')[0]}"
-    run_dir = args.out / run_id
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"run directory {str(run_dir)!r} is a file")
+    run_dir = args.out / (args.run_id or f"{suite.name}-{on.split(':')[0]}")
+    check_output(args.out, run_dir)
     return Plan(args, suite, sweep, on, settings, run_dir)
 
 

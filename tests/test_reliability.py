@@ -312,3 +312,11 @@ def test_the_rouge_program_refuses_options_that_mean_nothing(argv, line, capsys)
 
     assert main(argv) == 2
     assert capsys.readouterr().err == line + "\n"
+
+
+def test_the_rouge_program_refuses_an_output_directory_that_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("")
+    done = run_program(["-m", "bench.rouge", "--out", str(tmp_path / "file"), "--no-progress"], tmp_path)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"error: output directory '{tmp_path / 'file'}' is a file\n"
+    assert (tmp_path / "file").read_text() == ""
