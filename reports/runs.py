@@ -181,7 +181,7 @@ def curves_frame(path: Path, run_id: str, warnings: list[str]) -> pd.DataFrame |
 def load_run(path: Path | str) -> Run:
     path = Path(path)
     if not path.is_dir():
-        raise ReportError(f"{path}: no such run directory")
+        raise ReportError(f"{path}: {'not a directory' if path.exists() else 'no such run directory'}")
     results, rouge = path / "results.jsonl", path / "rouge.jsonl"
     if not results.is_file() and not rouge.is_file():
         raise ReportError(f"{path}: no results.jsonl or rouge.jsonl here (not a run directory?)")

@@ -930,7 +930,12 @@ def test_cli_builds_and_rejects_bad_directories(tmp_path):
         cwd=REPO,
     )
     assert bad.returncode == 2 and bad.stdout == ""
-    assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")
+    assert bad.stderr == f"error: {tmp_path / 'nope'}: no such run directory\n"
+    (tmp_path / "file").write_text("")
+    a_file = subprocess.run([sys.executable, "-m", "reports", "build", str(tmp_path / "file")],
+                            capture_output=True, text=True, env=env, cwd=REPO)
+    assert (a_file.returncode, a_file.stdout) == (2, "")
+    assert a_file.stderr == f"error: {tmp_path / 'file'}: not a directory\n"
 
 
 # --- the report in a real browser -------------------------------------------------------------------
