@@ -8,6 +8,7 @@ This package imports nothing of the harness (``bench``, ``suites``, ``reports``,
 """
 
 from records.io import (
+    NOT_AN_OBJECT,
     RESULTS,
     RESULTS_CSV,
     append_jsonl,
@@ -16,6 +17,7 @@ from records.io import (
     latest_records,
     read_jsonl,
     read_jsonl_numbered,
+    torn_warnings,
     write_csv,
     write_json,
     write_jsonl,
@@ -46,5 +48,5 @@ __all__ = [
     "read_jsonl", "write_json", "write_jsonl", "RunDirectoryLocked", "locked_run_dir", "RESULTS",
     "RESULTS_CSV", "latest_records", "read_jsonl_numbered", "write_results_csv", "record_problem",
     "SIZE_ROLES", "CLAIM_SIZES", "ROUGE_DOCS", "RougeDocRow",
-    "write_csv",
+    "write_csv", "NOT_AN_OBJECT", "torn_warnings",
 ]

@@ -68,20 +68,25 @@ RESULTS = "results.jsonl"
 RESULTS_CSV = "results.csv"
 
 
+#: why a line of a JSONL file is skipped when it does not parse as a JSON object
+NOT_AN_OBJECT = "not a JSON object (a torn write?)"
+
+
 def read_jsonl(path: Path | str) -> tuple[list[dict], list[str]]:
     """(JSON objects of a JSONL file in file order, warnings). A line that is not a JSON object (a
     torn write) is skipped with a one-line warning; a missing file reads as no rows."""
-    numbered, warnings = read_jsonl_numbered(path)
-    return [row for _, row in numbered], warnings
+    numbered, torn = read_jsonl_numbered(path)
+    return [row for _, row in numbered], torn_warnings(path, torn)
 
 
-def read_jsonl_numbered(path: Path | str) -> tuple[list[tuple[int, dict]], list[str]]:
-    """``read_jsonl`` with each object's line number (from 1)."""
+def read_jsonl_numbered(path: Path | str) -> tuple[list[tuple[int, dict]], list[int]]:
+    """(each JSON object of the file with its line number (from 1), the numbers of the lines that are
+    not a JSON object); blank lines are neither."""
     path = Path(path)
     if not path.is_file():
         return [], []
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    rows, warnings = [], []
+    rows, torn = [], []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -92,8 +97,13 @@ def read_jsonl_numbered(path: Path | str) -> tuple[list[tuple[int, dict]], list[
         if isinstance(row, dict):
             rows.append((number, row))
         else:
-            warnings.append(f"{path}: skipped line {number}: not a JSON object (a torn write?)")
-    return rows, warnings
+            torn.append(number)
+    return rows, torn
+
+
+def torn_warnings(path: Path | str, torn: list[int]) -> list[str]:
+    """One warning per line number of ``torn`` (lines of ``path`` that are not a JSON object)."""
+    return [f"{path}: skipped line {number}: {NOT_AN_OBJECT}" for number in torn]
 
 
 def latest_records(rows: list[dict]) -> list[dict]:

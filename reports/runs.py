@@ -17,6 +17,7 @@ import pandas as pd
 
 from records import (
     ENV_KEYS,
+    NOT_AN_OBJECT,
     RECORD_FIELDS,
     ROUGE_DOCS,
     ROUGE_FIELDS,
@@ -28,6 +29,7 @@ from records import (
     read_jsonl,
     read_jsonl_numbered,
     record_problem,
+    torn_warnings,
 )
 from records import MODES as RECORD_MODES
 
@@ -194,7 +196,7 @@ def load_run(path: Path | str) -> Run:
             warnings.append(f"{path / 'run.json'}: not valid JSON, ignored")
         if not isinstance(meta, dict):
             meta = {}
-    rows, skipped = valid_records(results, warnings)
+    rows, skipped, unparsed = valid_records(results, warnings)
     rouge_rows: list[dict] = []
     if rouge.is_file():
         rouge_rows, torn = read_jsonl(rouge)
@@ -202,11 +204,7 @@ def load_run(path: Path | str) -> Run:
     doc_rows, torn = read_jsonl(path / ROUGE_DOCS)
     warnings += torn
     if not rows and not rouge_rows:
-        if skipped:
-            first = skipped[0]
-            raise ReportError(f"{results}: none of its {len(skipped)} records is valid "
-                              f"(line {first['line']}: {first['reason']})")
-        raise ReportError(f"{path}: no results recorded yet")
+        raise nothing_readable(path, results, skipped, unparsed)
     records = records_frame(rows)
     if not records.empty:
         records["run_id"] = records["run_id"].fillna(meta.get("run_id") or path.name)
@@ -229,11 +227,23 @@ def load_run(path: Path | str) -> Run:
     )
 
 
-def valid_records(results: Path, warnings: list[str]) -> tuple[list[dict], list[dict]]:
+def nothing_readable(path: Path, results: Path, skipped: list[dict], unparsed: list[int]) -> ReportError:
+    """The error of a run with no record: none recorded yet, or how many lines of ``results`` could
+    not be read, with the first one's number and why."""
+    unreadable = sorted([(s["line"], s["reason"]) for s in skipped] + [(n, NOT_AN_OBJECT) for n in unparsed])
+    if not unreadable:
+        return ReportError(f"{path}: no results recorded yet")
+    line, why = unreadable[0]
+    return ReportError(f"{results}: none of its {len(unreadable)} lines is a readable record "
+                       f"(line {line}: {why})")
+
+
+def valid_records(results: Path, warnings: list[str]) -> tuple[list[dict], list[dict], list[int]]:
     """(the records of ``results.jsonl`` that fit the schema, {file, line, reason} of those that do
-    not); a line that does not parse adds to ``warnings``."""
+    not, the numbers of the lines that do not parse); each line that does not parse adds to
+    ``warnings``."""
     numbered, torn = read_jsonl_numbered(results)
-    warnings += torn
+    warnings += torn_warnings(results, torn)
     rows, skipped = [], []
     for line, row in numbered:
         problem = record_problem(row)
@@ -244,4 +254,4 @@ def valid_records(results: Path, warnings: list[str]) -> tuple[list[dict], list[
     if skipped:
         warnings.append(f"{results}: skipped {len(skipped)} records that do not fit the record schema "
                         "(listed under Failures)")
-    return rows, skipped
+    return rows, skipped, torn

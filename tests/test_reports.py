@@ -1110,8 +1110,21 @@ def test_a_file_of_empty_objects_is_one_error_line_and_leaves_no_partial_output(
     (run / "results.jsonl").write_text("{}\n{}\n{}\n")
     assert main(["build", str(run)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"error: {run / 'results.jsonl'}: none of its 3 records is valid "
+    assert err == (f"error: {run / 'results.jsonl'}: none of its 3 lines is a readable record "
                    "(line 1: no status (not a record of this harness?))\n")
+    assert sorted(p.name for p in run.iterdir()) == ["results.jsonl"]
+
+
+def test_a_file_of_garbage_lines_says_how_many_lines_could_not_be_read(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.jsonl").write_text('garbage\n\n{"cell_id": "torn\n[1, 2]\n{}\n')
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "reports", "build", str(run)], capture_output=True,
+                          text=True, env=env, cwd=REPO)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"error: {run / 'results.jsonl'}: none of its 4 lines is a readable record "
+                           "(line 1: not a JSON object (a torn write?))\n")
     assert sorted(p.name for p in run.iterdir()) == ["results.jsonl"]
 
 
