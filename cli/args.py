@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import select
 import signal
 import sys
 from collections.abc import Callable
@@ -55,6 +56,8 @@ def guard(work: Callable[[], int], kept: Callable[[], str], *,
     except (UsageError, *errors) as exc:
         return fail(exc)
     except OSError as exc:
+        if isinstance(exc, BrokenPipeError) and stdout_closed():
+            raise  # the reader of stdout left (| head): program() ends quietly
         where = f"{exc.filename}: " if exc.filename else ""
         return fail(f"{where}{exc.strerror or exc}; {kept()}")
     except KeyboardInterrupt as exc:
@@ -71,11 +74,28 @@ def program(module: str, *args) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        return importlib.import_module(module).main(*args)
+        status = importlib.import_module(module).main(*args)
+        sys.stdout.flush()  # a reader that left shows here at the latest, not in the interpreter's exit
+        return status
+    except BrokenPipeError:
+        # stdout's reader left (``| head``): end quietly with status 1, as Python's docs recommend
+        # (signal module, "Note on SIGPIPE"); stdout goes to devnull so that no later flush fails
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt as exc:
         print("interrupted while starting: nothing was measured or written", file=sys.stderr, flush=True)
         # a half-imported torch can die of the same signal again while the interpreter shuts down
         os._exit(143 if isinstance(exc, Terminated) else 130)
+
+
+def stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll reports an error on its write end)."""
+    poller = select.poll()
+    try:
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+    except (OSError, ValueError):  # no file descriptor (a test's captured stdout): not a pipe
+        return False
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 def fail(message) -> int:

@@ -263,10 +263,10 @@ def test_the_models_program_answers_help_and_refuses_unknown_flags(tmp_path):
     assert bogus.stderr == "error: unrecognized arguments: --bogus\n"
 
 
-def run_program(argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    """``python <argv>`` in the repository, to its end: status, stdout and stderr."""
-    return subprocess.run([sys.executable, *argv], cwd=REPO, env=environ(tmp_path), capture_output=True,
-                          text=True, timeout=300)
+def run_program(argv: list[str], tmp_path: Path, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    """``python <argv>`` in the repository, to its end: status, stdout (unless given) and stderr."""
+    return subprocess.run([sys.executable, *argv], cwd=REPO, env=environ(tmp_path), stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, timeout=300)
 
 
 def test_a_length_beyond_int32_is_one_error_line(tmp_path):
@@ -274,6 +274,20 @@ def test_a_length_beyond_int32_is_one_error_line(tmp_path):
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == ("error: argument --max-len: a length must be at most 2,147,483,647 tokens "
                            "(2**31 - 1, the int32 limit of torch's 32-bit index math): '99999999999999'\n")
+
+
+def test_a_reader_that_leaves_early_ends_the_program_quietly_with_status_1(tmp_path):
+    """``python -m bench.scaling --dry-run | head -1``, made deterministic: the reader has left before
+    the first write. Python's docs (signal, "Note on SIGPIPE") recommend status 1 and no message."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = run_program(["-m", "bench.scaling", "--dry-run", "--out", str(tmp_path / "out")], tmp_path,
+                           stdout=write_end)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (1, "")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_torn_line_is_warned_of_once_per_run(tmp_path, capsys):
