@@ -173,10 +173,15 @@ def kept(run_dir: Path) -> str:
     return f"{count} record{'s' * (count != 1)} kept in {run_dir / 'results.jsonl'}"
 
 
+def recorded_ids(run_dir: Path) -> set[str]:
+    """The cell ids ``run_dir`` already holds a record of (none when it does not exist yet)."""
+    return {r["cell_id"] for r in read_records(run_dir)} if run_dir.is_dir() else set()
+
+
 def _dry_run(cells: list, dropped: list, run_dir: Path) -> None:
     """Print each cell with what is known of it before it runs: recorded already, or lengths its
     model does not take (the sweep records those ``unsupported`` and goes on)."""
-    recorded = {r["cell_id"] for r in read_records(run_dir)} if run_dir.is_dir() else set()
+    recorded = recorded_ids(run_dir)
     for cell in cells:
         problem = length_problem(cell)
         notes = ["recorded"] * (cell.cell_id in recorded) + [f"unsupported: {problem}"] * bool(problem)
@@ -184,6 +189,14 @@ def _dry_run(cells: list, dropped: list, run_dir: Path) -> None:
     for cell, drop in dropped:
         print(f"{'-' * 12}  {cell.label}  (left out: {drop.reason})")
     print(f"{len(cells)} cells -> {run_dir}")
+
+
+def _resumed(cells: list, run_dir: Path, force: bool) -> str:
+    """``", 8 already recorded, 4 to run"`` when the run directory holds records of some of ``cells``
+    (which the sweep skips unless ``--force``); empty otherwise."""
+    recorded = set() if force else recorded_ids(run_dir)
+    done = sum(cell.cell_id in recorded for cell in cells)
+    return f", {done} already recorded, {len(cells) - done} to run" if done else ""
 
 
 def model_states(sweep: Sweep) -> dict:
@@ -219,8 +232,8 @@ def execute(planned: Plan, argv: list[str] | None) -> list[dict] | None:
         check_writable(planned.run_dir)  # and so does a read-only run directory
         for cell, drop in dropped:
             print(f"left out: {cell.label} ({drop.reason})", file=sys.stderr)
-        print(f"{planned.suite.name}: {len(cells)} cells on {planned.device} ({threads} threads) -> "
-              f"{planned.run_dir}", file=sys.stderr)
+        print(f"{planned.suite.name}: {len(cells)} cells on {planned.device} ({threads} threads)"
+              f"{_resumed(cells, planned.run_dir, args.force)} -> {planned.run_dir}", file=sys.stderr)
         return run_suite(planned, cells, run_info)
 
 

@@ -290,6 +290,19 @@ def test_a_reader_that_leaves_early_ends_the_program_quietly_with_status_1(tmp_p
     assert not (tmp_path / "out").exists()
 
 
+def test_a_resumed_sweep_says_how_many_cells_are_recorded_already(tmp_path):
+    run_dir = tmp_path / "out" / "run"
+    argv = [*SWEEP, "--out", str(tmp_path / "out"), "--run-id", "run"]
+    first = run_program(argv, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.splitlines()[0] == f"memory: 1 cells on cpu (1 threads) -> {run_dir}"
+    resumed = run_program([*argv, "--lengths", "64,128"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.splitlines()[0] == (
+        f"memory: 2 cells on cpu (1 threads), 1 already recorded, 1 to run -> {run_dir}")
+    assert len(read_records(run_dir)) == 2
+
+
 def test_a_torn_line_is_warned_of_once_per_run(tmp_path, capsys):
     run_dir = tmp_path / "run"
     sweep(run_dir, sleeping(1))
