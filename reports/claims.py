@@ -239,6 +239,7 @@ def _long_input_rows(records: pd.DataFrame) -> list[dict]:
         longest = ok.loc[ok["input_len"].astype(float).idxmax()]
         per_series = ok.groupby(["model", "mode", "condition_key"], dropna=False)["input_len"].max()
         best, typical = int(longest["input_len"]), float(per_series.median())
+        typical = int(typical) if typical.is_integer() else typical  # a length, unless halfway between two
         conditions = f"{longest['model']} {longest['mode']}, {text.condition_label(longest)}"
     verdict, reason = _size_gate(*_long_input_verdict(locost), locost, claim_sized)
     return [
@@ -504,4 +505,9 @@ def evaluate(records: pd.DataFrame, rouge: pd.DataFrame | None = None, relative:
         *_rouge_rows(relative, rouge, rouge_docs),
         *_length_rows(rouge, rouge_docs),
     ]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    # the value columns hold token lengths (int) beside percentages and exponents (float): a float
+    # column would turn a length of 1,024 into 1024.0 in claims.csv, so each value keeps its own type
+    values = ["best_value", "typical_value"]
+    frame[values] = pd.DataFrame([[row[c] for c in values] for row in rows], columns=values, dtype=object)
+    return frame

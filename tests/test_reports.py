@@ -434,6 +434,20 @@ def test_long_input_from_smoke_test_models_is_inconclusive():
     assert (row["verdict"], row["best_value"]) == (NOT_MEASURED, 524288)
 
 
+def test_claims_csv_writes_a_length_as_an_integer_beside_percentages(tmp_path):
+    import csv
+
+    run = write_run(tmp_path / "run", [record("locost", "encode", 1024, 100.0, suite="scaling"),
+                                       record("led", "encode", 1024, 400.0, suite="scaling")])
+    build([run])
+    with open(run / "claims.csv", newline="") as file:
+        rows = {(row["claim"], row["scope"]): row for row in csv.DictReader(file)}
+    long_input = rows[("handles more than 600K tokens at inference", "all")]
+    assert (long_input["best_value"], long_input["typical_value"]) == ("1024", "1024")
+    saving = rows[("up to 87% less memory in inference", "all")]
+    assert (saving["best_value"], saving["typical_value"]) == ("75.0", "75.0")
+
+
 def _time_claim(lengths, seconds, size="small"):
     records = records_frame([record("locost", "encode", n, 100, seconds=t, suite="scaling", size=size)
                              for n, t in zip(lengths, seconds, strict=True)])
