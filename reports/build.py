@@ -767,7 +767,8 @@ def _render(sections: list[Section], runs: list[Run], claims: pd.DataFrame, out:
         runs=runs,
         generated_at=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
         warnings=[w for run in runs for w in run.warnings],
-        verdicts=[dict(row, note=note) for row, note in zip(claims.to_dict("records"), notes, strict=True)
+        verdicts=[dict(row, note=note, figure=summary.verdict_figure(row))
+                  for row, note in zip(claims.to_dict("records"), notes, strict=True)
                   if row["scope"] == "all"],
         summary=top,
         verdict_classes=VERDICT_CLASSES,

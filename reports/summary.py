@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from reports import text
+from reports.claims import LONG_INPUT_CLAIM
 from reports.runs import CONDITION_COLUMNS, MODES, PAPER_BASELINES, key_of
 
 WHAT = {  # record column -> what it measures
@@ -80,3 +81,13 @@ def headlines(comparisons: pd.DataFrame) -> list[str]:
         prefix = "".join(f"{CONDITION_NAMES.get(c, c)} {value}, " for c, value in values.items())
         sentences += [prefix + part for part in parts]
     return sentences
+
+
+def verdict_figure(claim: dict) -> str:
+    """The figure a verdict card shows beside its verdict (``claim``: a row of ``claims.evaluate``):
+    ``best <best measured>``; for the > 600K claim, whose figure is the longest input LOCOST ran ok at
+    any length, ``longest input run ok: 1,024 tokens``: a 'best 1,024' beside 'not measured' would read
+    as a result of the claim."""
+    if claim["claim"] == LONG_INPUT_CLAIM and not text.is_missing(claim["best_value"]):
+        return f"longest input run ok: {text.integer(claim['best_value'])} tokens"
+    return f"best {claim['best_measured']}"

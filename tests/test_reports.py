@@ -448,6 +448,15 @@ def test_claims_csv_writes_a_length_as_an_integer_beside_percentages(tmp_path):
     assert (saving["best_value"], saving["typical_value"]) == ("75.0", "75.0")
 
 
+def test_the_long_input_card_shows_the_longest_input_run_not_a_best_beside_not_measured(tmp_path):
+    run = write_run(tmp_path / "run", [record("locost", "encode", 1024, 100.0, suite="scaling")])
+    html = build([run]).read_text()
+    card = html.split('<div class="claim">handles more than 600K tokens at inference</div>')[1]
+    assert " ".join(card.split("</div>")[0].split()) == (
+        '<span class="verdict none">not measured</span> longest input run ok: 1,024 tokens<div '
+        'class="reason">no LOCOST inference cell tried at ≥ 600,000 tokens')
+
+
 def _time_claim(lengths, seconds, size="small"):
     records = records_frame([record("locost", "encode", n, 100, seconds=t, suite="scaling", size=size)
                              for n, t in zip(lengths, seconds, strict=True)])
