@@ -1,6 +1,7 @@
 """ROUGE across input lengths on real data, with the same training budget for every model.
 
-    python -m bench.rouge                       # CPU default: ACLSum, tiny models (8 min measured, 2 cores)
+    python -m bench.rouge                       # CPU default: ACLSum, tiny models (about 7 min of CPU
+                                                # time, measured 2026-11-30 on 2 cores)
     python -m bench.rouge --models locost,longt5-tglobal,led,longt5-local,pegasus-x
     python -m bench.rouge --checkpoint reports/out/rouge-cpu/checkpoints/locost-tiny --eval-lens 4k,full
 
