@@ -218,8 +218,23 @@ def main(argv: list[str] | None = None) -> int:
             build_report(run_dir)
         return 0
 
-    return guard(work, lambda: f"finished systems and predictions kept under {args.out}",
-                 errors=(SuiteError, ModelError, RunDirectoryLocked))
+    return guard(work, lambda: kept(args), errors=(SuiteError, ModelError, RunDirectoryLocked))
+
+
+def kept(args) -> str:
+    """What an interrupted or failed run leaves in its run directory, counted on disk, in one phrase."""
+    from bench.env import resolve_device
+
+    try:
+        device = resolve_device(args.device).split(":")[0]
+    except ValueError:  # the run never started
+        device = args.device
+    run_dir = args.out / (args.run_id or f"rouge-{device}")
+    checkpoints = len(list(run_dir.glob("checkpoints/*")))
+    predictions = len(list(run_dir.glob("predictions/*.jsonl")))
+    if not checkpoints + predictions:
+        return f"no trained model or prediction kept in {run_dir}"
+    return f"{checkpoints} trained model(s) and {predictions} prediction file(s) kept in {run_dir}"
 
 
 if __name__ == "__main__":

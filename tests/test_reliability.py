@@ -348,3 +348,17 @@ def test_the_rouge_program_refuses_an_output_directory_that_is_a_file(tmp_path):
     assert done.stderr == f"error: output directory '{tmp_path / 'file'}' is a file\n"
     assert (tmp_path / "file").read_text() == ""
 
+
+
+def test_an_interrupted_rouge_run_names_what_it_kept_on_disk(tmp_path):
+    from argparse import Namespace
+
+    from cli.rouge import kept
+
+    args = Namespace(out=tmp_path, run_id=None, device="cpu")
+    assert kept(args) == f"no trained model or prediction kept in {tmp_path / 'rouge-cpu'}"
+    (tmp_path / "rouge-cpu" / "checkpoints" / "locost-tiny").mkdir(parents=True)
+    (tmp_path / "rouge-cpu" / "predictions").mkdir()
+    for name in ("locost-tiny-1024.jsonl", "lead-3-1024.jsonl"):
+        (tmp_path / "rouge-cpu" / "predictions" / name).write_text("")
+    assert kept(args) == f"1 trained model(s) and 2 prediction file(s) kept in {tmp_path / 'rouge-cpu'}"
