@@ -39,16 +39,18 @@ def _interval(record: dict) -> tuple[float, float]:
 
 
 def test_submitit_local_gives_the_local_cells_and_statuses_with_cells_at_once(tmp_path):
-    failing = Cell("synthetic", "fail", "train", 2, target_len=1, workload="bench.workloads:fail",
+    # the sleeping cells first (the runner orders cells by length): with two slots they are submitted
+    # together, so they overlap even when a loaded box starts a task seconds late
+    failing = Cell("synthetic", "fail", "train", 3, target_len=1, workload="bench.workloads:fail",
                    workload_args=(("message", "boom"),))
-    cells = [sleeping(1, 3.0), failing, sleeping(3, 3.0)]
+    cells = [sleeping(1, 3.0), sleeping(2, 3.0), failing]
     local = run_sweep(cells, tmp_path / "local", suite="test", settings=SETTINGS, progress=False)
     remote = run_sweep(cells, tmp_path / "submitit", suite="test", settings=SETTINGS, progress=False,
                        executor=Submitit("submitit-local", tmp_path / "submitit" / "jobs", jobs=2,
                                          contention=True))
     assert sorted((r["cell_id"], r["status"], r["message"]) for r in remote) == \
         sorted((r["cell_id"], r["status"], r["message"]) for r in local)
-    assert [r["status"] for r in local] == ["ok", "error", "ok"]
+    assert [r["status"] for r in local] == ["ok", "ok", "error"]
     assert {r["contention"] for r in local} == {None} and {r["contention"] for r in remote} == {2}
     (s1, e1), (s2, e2) = sorted(_interval(r) for r in remote if r["status"] == "ok")
     assert s2 < e1 - 1, "the two sleeping cells did not overlap in time"  # -1: started_at is truncated

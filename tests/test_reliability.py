@@ -27,9 +27,10 @@ GiB = 2**30
 SWEEP = ["-m", "bench.memory", "--models", "locost", "--sizes", "tiny", "--modes", "encode",
          "--lengths", "64", "--device", "cpu", "--threads", "1", "--repeats", "1", "--warmup", "0",
          "--no-report", "--no-progress"]
-#: the same with a cell that lasts (timed steps repeated for 300 s, at most 1,000 of them: at 2,048
-#: tokens that is minutes, at 64 tokens half a minute), for a runner to be caught in
-LASTING = [*SWEEP, "--lengths", "2048", "--min-time", "300"]
+#: the same with a cell that lasts (timed steps repeated for 300 s, at most 1,000 of them: at 16,384
+#: tokens that is minutes, at 2,048 tokens only ~15 s since the kernel rewrite), for a runner to be
+#: caught in
+LASTING = [*SWEEP, "--lengths", "16k", "--min-time", "300"]
 
 
 def sleeping(*lengths, seconds=0.01) -> list[Cell]:
