@@ -112,5 +112,18 @@ def mem_available_bytes() -> int | None:
     return None
 
 
+def oom_kill_count() -> int | None:
+    """Processes the kernel's OOM killer has killed since boot (``oom_kill`` in /proc/vmstat, Linux
+    4.13+; cgroup OOM kills included); None where it cannot be read."""
+    try:
+        with open("/proc/vmstat") as f:
+            for line in f:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 if __name__ == "__main__":  # pragma: no cover - a quick look
     print(environment(sys.argv[1] if len(sys.argv) > 1 else "cpu"))

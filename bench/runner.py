@@ -5,7 +5,11 @@ a server that has torch, transformers and the models imported already (``bench.f
 (``worker_start="exec"``, CUDA's default and what submitit tasks use) as ``python -m bench.worker``.
 It watches it: every ``poll_s`` it reads the child's resident memory from ``/proc/<pid>/status`` and kills the
 whole group when the host-memory budget or the time limit is passed (status ``oom`` / ``timeout``).
-A child that dies by SIGKILL without being told (the kernel's OOM killer) is ``oom`` too. On CPU
+A child that dies by SIGKILL without a result is ``oom`` only with evidence of memory pressure (the
+kernel's OOM-kill counter rose while it ran, or the RSS seen reached ``PRESSURE_FRACTION`` of the budget);
+otherwise it was killed from outside: an ``error`` marked ``harness_failure``, like every other end
+that is not the cell's own (the worker never started, lost its fork server, exited without a result,
+a signal other than a crash), which a plain rerun measures again. On CPU
 the child also gets an address-space limit (``RLIMIT_AS``) well above the budget, so that one
 sudden huge allocation fails inside the child as a ``MemoryError`` instead of taking the host down;
 the resident-memory watchdog is what enforces the budget.
@@ -34,11 +38,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.cells import Cell
-from bench.env import REPO, environment, mem_available_bytes
+from bench.env import REPO, environment, mem_available_bytes, oom_kill_count
 from bench.protocol import Measure, WorkerResult, WorkerSpec
 from bench.results import CSV, FLOPS, RESULTS, RUN, append_record, read_records, write_csv
 from bench.trackers import status_bytes
-from records import FAILURES_THAT_SKIP_LONGER, Record, locked_run_dir, write_json
+from records import FAILURES_THAT_SKIP_LONGER, Record, locked_run_dir, settled, write_json
 
 GiB = 2**30
 
@@ -186,18 +190,22 @@ def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None, *, en
     # a runner killed with SIGKILL left; without a log, in the system's temporary directory
     work_dir = log_path.parent if log_path else None
     with tempfile.TemporaryDirectory(prefix=CELL_DIR_PREFIX, dir=work_dir) as tmp:
-        spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        # absolute: a forked worker changes to the repository before it reads them
+        spec_path, result_path = Path(tmp).absolute() / "spec.json", Path(tmp).absolute() / "result.json"
         WorkerSpec(cell, settings.measure(), str(result_path), parent=os.getpid(),
                    address_space_bytes=address_space_limit(settings.budget_bytes, cell.device)
                    ).write(spec_path)
+        oom_kills = oom_kill_count()
         try:  # (a fork server that has to start first blocks here: not the cell's time)
             proc = _start_worker(spec_path, cell, log_path, settings.worker_start, env)
         except (OSError, EOFError) as exc:  # a fork server that died: the next cell starts a new one
             return {"status": "error", "message": f"the worker did not start: {type(exc).__name__}: {exc}",
+                    "harness_failure": True,
                     "env": environment(cell.device, query_device=False, threads=cell.threads)}
         verdict, peak_seen = _watch(proc, settings, time.monotonic(), stop)
         result = WorkerResult.read(result_path) or WorkerResult(stage="none")
-    fields = _judge(result, verdict, peak_seen, proc.returncode, log_path)
+    pressure = memory_pressure(settings.budget_bytes, peak_seen, oom_kills)
+    fields = _judge(result, verdict, peak_seen, _exit_verdict(proc.returncode, pressure, log_path))
     if not fields.get("env"):
         fields["env"] = environment(cell.device, query_device=False, threads=cell.threads)
     return fields
@@ -216,24 +224,58 @@ def killed_message(status: str, passed: str, stage: str) -> str:
     return f"host memory budget exceeded: {passed}, killed"
 
 
-def _judge(result: WorkerResult, verdict: tuple | None, peak_seen: int | None, returncode: int,
-           log_path: Path | None) -> dict:
+#: signals a worker dies of by itself (a native crash): the cell's own failure, not the harness's
+CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT})
+#: the share of the budget whose RSS, seen by the watchdog, counts as memory pressure behind a SIGKILL
+PRESSURE_FRACTION = 0.9
+
+
+def memory_pressure(budget: int | None, peak_seen: int | None, oom_kills_before: int | None) -> str | None:
+    """The evidence that a worker killed by SIGKILL died of memory, in one phrase, or None: the
+    kernel's OOM-kill counter (``oom_kill`` of /proc/vmstat, Linux 4.13+, which counts cgroup OOM kills
+    too) rose since ``oom_kills_before``, or the highest RSS seen (bytes) reached ``PRESSURE_FRACTION`` of
+    the budget (bytes)."""
+    after = oom_kill_count()
+    if oom_kills_before is not None and after is not None and after > oom_kills_before:
+        return f"the kernel's OOM killer ran (oom_kill in /proc/vmstat rose by {after - oom_kills_before})"
+    if budget and peak_seen and peak_seen >= PRESSURE_FRACTION * budget:
+        return f"RSS seen {peak_seen / GiB:.2f} GiB of the {budget / GiB:.2f} GiB budget"
+    return None
+
+
+def _exit_verdict(returncode: int, pressure: str | None, log_path: Path | None) -> tuple[str, str, bool]:
+    """(status, message, whether the harness failed rather than the cell) of a worker that ended without
+    its result: the worker records every failure of its cell itself, so such an end is the cell's only
+    when it crashed natively (``CRASH_SIGNALS``) or died of memory (SIGKILL with ``pressure``)."""
+    if returncode == -signal.SIGKILL and pressure:
+        return "oom", f"killed by SIGKILL without a result, under memory pressure: {pressure}", False
+    if returncode == -signal.SIGKILL:
+        return ("error", "killed by SIGKILL from outside, with no sign of memory pressure (no OOM kill "
+                "counted by the kernel, RSS below the budget)", True)
+    if returncode < 0:
+        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else -returncode
+        if -returncode in CRASH_SIGNALS:
+            return "error", f"worker crashed: {name}", False
+        return "error", f"worker killed by signal {name} from outside", True
+    last = _last_line(log_path)
+    return "error", f"worker exited with code {returncode} without a result{': ' * bool(last)}{last}", True
+
+
+def _judge(result: WorkerResult, verdict: tuple | None, peak_seen: int | None,
+           exit_verdict: tuple[str, str, bool]) -> dict:
     """The measured fields of a finished worker, with the status the runner's watch or the worker's
-    exit gives them when the worker did not finish its own record."""
+    exit (``_exit_verdict``) gives them when the worker did not finish its own record."""
     fields = dict(result.fields)
-    if verdict is not None:
-        verdict = (verdict[0], killed_message(*verdict, result.stage))
+    harness = False
+    if verdict is not None:  # the runner's own kill: oom, timeout, or a stopped sweep (not the cell's)
+        verdict, harness = (verdict[0], killed_message(*verdict, result.stage)), verdict[0] == "error"
     if verdict is not None and result.stage == "counting flops":  # measured; only the FLOP count is lost
         fields["message"] = f"FLOPs not counted: {verdict[1]}"
         verdict = None
     elif verdict is None and result.stage != "done":
-        if returncode == -signal.SIGKILL:
-            verdict = ("oom", "killed by SIGKILL without a result (the kernel's OOM killer?)")
-        elif returncode < 0:
-            verdict = ("error", f"worker killed by signal {-returncode}")
-        else:
-            verdict = ("error", _last_line(log_path) or f"worker exited with code {returncode} "
-                                                        "without a result")
+        *verdict, harness = exit_verdict
+    if harness:
+        fields["harness_failure"] = True
     if verdict is not None:
         fields.update(status=verdict[0], message=verdict[1])
         if peak_seen is not None and (fields.get("mem_peak_bytes") or 0) < peak_seen:
@@ -338,7 +380,7 @@ def _pending(cells: list[Cell], run_dir: Path, force: bool, env: dict,
     failures = Failures()
     done: set[str] = set()
     if not force:
-        for record in records:
+        for record in filter(settled, records):  # a harness failure is measured again
             done.add(record["cell_id"])
             try:
                 failures.note(cell_of(record), record.get("status"))
@@ -396,7 +438,7 @@ def run_sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Setting
     ``results.jsonl`` at the end, however the sweep ends. Raises ``MixedEnvironmentError`` before
     measuring anything when the recorded environment differs (``PINNED_ENV``) and not
     ``allow_mixed_env``; ``OSError`` when the run directory or its files cannot be written."""
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).absolute()  # the workers' files under it are read from another directory
     with locked_run_dir(run_dir):
         check_writable(run_dir)
         try:

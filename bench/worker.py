@@ -11,6 +11,7 @@ worker normally with that status in the result.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import resource
 import select
@@ -45,6 +46,22 @@ def classify(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text):
         return "oom", one_line(exc)
     return "error", one_line(exc)
+
+
+#: errors of the machine, not of the measured cell: a full disk or quota, a read-only or failing device
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+
+
+def machine_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) is the machine's (``MACHINE_ERRNOS``):
+    such a cell is recorded as a harness failure, measured again by the next run."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno in MACHINE_ERRNOS:
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def autocast(cell: Cell):
@@ -212,6 +229,8 @@ def run(spec: WorkerSpec) -> int:
         if status == "error":
             traceback.print_exc()
         record = dict(result.fields, status=status, message=message)
+        if machine_failure(exc):
+            record["harness_failure"] = True
         if "env" not in record:
             from bench.env import environment
             record["env"] = environment(cell.device, threads=_threads(cell))

@@ -38,7 +38,7 @@ from cli.args import (
     positive,
 )
 from cli.table import summary_table
-from records import DTYPES, MODES, RunDirectoryLocked, locked_run_dir
+from records import DTYPES, MODES, RunDirectoryLocked, locked_run_dir, settled
 from suites import Suite, Sweep, get_suite
 
 
@@ -156,8 +156,24 @@ def main(suite_name: str, argv: list[str] | None = None) -> int:
         planned = plan(suite_name, argv)
     except UsageError as exc:
         return fail(exc)
-    return guard(lambda: 0 if execute(planned, argv) is not None else 2, lambda: kept(planned.run_dir),
+    return guard(lambda: exit_status(execute(planned, argv)), lambda: kept(planned.run_dir),
                  errors=ENGINE_ERRORS)
+
+
+def exit_status(records: list[dict] | None) -> int:
+    """0 when every cell has its result; 2 when there was nothing to run; 1, after one ``error:``
+    line, when cells failed for the harness's or the machine's reasons (``harness_failure``): they
+    are not measured, and rerunning the same command measures them."""
+    if records is None:
+        return 2
+    lost = [record for record in records if not settled(record)]
+    if not lost:
+        return 0
+    first = lost[0]
+    print(f"error: {len(lost)} cell{'s' * (len(lost) != 1)} failed for reasons not their own (first: "
+          f"{first.get('model')} {first.get('mode')} {first.get('input_len')}: {first.get('message')}); "
+          "rerun the same command to measure them", file=sys.stderr)
+    return 1
 
 
 #: the engine's refusals, each printed as one ``error:`` line
@@ -175,7 +191,7 @@ def kept(run_dir: Path) -> str:
 
 def recorded_ids(run_dir: Path) -> set[str]:
     """The cell ids ``run_dir`` already holds a record of (none when it does not exist yet)."""
-    return {r["cell_id"] for r in read_records(run_dir)} if run_dir.is_dir() else set()
+    return {r["cell_id"] for r in read_records(run_dir) if settled(r)} if run_dir.is_dir() else set()
 
 
 def _dry_run(cells: list, dropped: list, run_dir: Path) -> None:

@@ -40,6 +40,7 @@ from records.schema import (
     RougeDocRow,
     RougeRow,
     record_problem,
+    settled,
 )
 
 __all__ = [
@@ -48,5 +49,5 @@ __all__ = [
     "read_jsonl", "write_json", "write_jsonl", "RunDirectoryLocked", "locked_run_dir", "RESULTS",
     "RESULTS_CSV", "latest_records", "read_jsonl_numbered", "write_results_csv", "record_problem",
     "SIZE_ROLES", "CLAIM_SIZES", "ROUGE_DOCS", "RougeDocRow",
-    "write_csv", "NOT_AN_OBJECT", "torn_warnings",
+    "write_csv", "NOT_AN_OBJECT", "torn_warnings", "settled",
 ]

@@ -52,6 +52,10 @@ class Record:
     threads: int | None = _f("CPU threads the cell was given", "int")
     inputs: str | None = _f("token-id tensor file of a real text; None: random ids")
     status: str | None = _f("ok, oom, timeout, unsupported, error or skipped (records.STATUSES)")
+    harness_failure: bool | None = _f("true: the failure is not the cell's own but the harness's or the "
+                                      "machine's (the worker never started or lost its fork server, the disk "
+                                      "filled, a signal from outside killed it): the cell counts as not "
+                                      "measured, and a plain rerun measures it again; None otherwise", "bool")
     message: str = _f("one line on a failure or a partial result; '' when ok", default="")
     params_total: int | None = _f("unique parameters, count", "int")
     params_embedding: int | None = _f("embedding parameters (tables, untied output projection)", "int")
@@ -194,6 +198,12 @@ class RougeDocRow:
 
 
 ROUGE_DOCS = "rouge_docs.jsonl"  #: per-document scores of a ROUGE run, beside rouge.jsonl
+
+
+def settled(row: dict) -> bool:
+    """Whether a record counts as its cell's result (a resume skips its cell): every record but one of
+    a failure that was not the cell's own (``harness_failure``)."""
+    return row.get("harness_failure") is not True
 
 
 def _is_number(value) -> bool:
