@@ -95,11 +95,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> int:
         records = sweep.execute(planned, argv)
-        if records is None:
-            return 2
         if records:
             print(summary(records))
-        return 0
+        return sweep.exit_status(records)
 
     return guard(work, lambda: sweep.kept(planned.run_dir), errors=sweep.ENGINE_ERRORS)
 

@@ -2,9 +2,10 @@
 
 - ``atomic_path(path)``: a temporary sibling to write, renamed over ``path`` on success (removed on
   failure), so that a reader never sees half a file. Every file the harness writes goes through it.
-- ``append_jsonl(path, row)``: one whole line per ``write`` under an exclusive lock, then fsync. A
-  writer killed mid-write can still leave a torn last line: the next append starts on a fresh line
-  and ``read_jsonl`` skips what does not parse, with a warning.
+- ``append_jsonl(path, row)``: one whole line under an exclusive lock, then fsync, or ``OSError`` with
+  the file as it was (a short write on a full disk is cut back). A writer killed mid-write can still
+  leave a torn last line: the next append starts on a fresh line and ``read_jsonl`` skips what does
+  not parse, with a warning.
 - ``flatten_env(row)``: a record with its ``env`` dict spread into ``env_<key>`` columns.
 - ``write_results_csv(run_dir)``: ``results.csv`` regenerated from ``results.jsonl``, the one source
   of truth (by the runner after each record and at the end, and by the report builder).
@@ -15,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -49,7 +51,9 @@ def write_jsonl(path: Path | str, rows: list[dict]) -> None:
 
 
 def append_jsonl(path: Path | str, row: dict) -> None:
-    """Append ``row`` as one line: locked, in one ``write``, fsynced; a torn line before it stays alone."""
+    """Append ``row`` as one whole line, locked and fsynced, or raise ``OSError`` (a full disk: ENOSPC,
+    a file size limit: EFBIG) with the file cut back to its size before; a torn line before it (from a
+    writer killed mid-write) stays alone."""
     line = (json.dumps(row) + "\n").encode()
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -57,11 +61,26 @@ def append_jsonl(path: Path | str, row: dict) -> None:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             line = b"\n" + line  # a torn line from a killed writer stays alone (and is skipped)
-        os.write(fd, line)
-        os.fsync(fd)
+        try:
+            _write_all(fd, line)
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)  # no torn line of ours: the file as it was
+            raise
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` (``os.write`` may write part of it: a disk that fills, a size limit); a
+    write that makes no progress raises ``OSError(ENOSPC)``."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
 
 
 RESULTS = "results.jsonl"
