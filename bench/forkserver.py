@@ -27,6 +27,7 @@ import contextlib
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -142,23 +143,60 @@ def _main_hidden():
         sys.modules["__main__"] = main
 
 
+#: the server's environment: one OpenMP / MKL thread, so that an op run by a preloaded import starts no
+#: thread pool (GNU libgomp's does not survive fork: a child's first parallel op would hang); each child
+#: sets its cell's thread count
+SERVER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def _ensure_server() -> None:
     """Start the server (unless it runs) with this checkout first on its path, as a spawned worker
-    has it: the runner's own path could find another checkout of the harness (an editable install)."""
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), saved]))
+    has it (the runner's own path could find another checkout of the harness, an editable install),
+    single-threaded (``SERVER_ENV``) and deaf to Ctrl-C from its start: it shares the runner's process
+    group, and the runner alone answers an interrupt (multiprocessing ignores SIGINT in the server only
+    after its imports, which take seconds)."""
+    changes = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               **SERVER_ENV}
+    saved = {name: os.environ.get(name) for name in changes}
+    os.environ.update(changes)
     try:
-        multiprocessing.forkserver.ensure_running()
+        with _sigint_ignored():
+            multiprocessing.forkserver.ensure_running()
     finally:
-        if saved is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = saved
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while the server is spawned (an ignored signal stays ignored across exec, and
+    Python keeps it so); a no-op outside the main thread, where handlers cannot change (``warm``, in
+    the main thread, starts the server before any other thread does)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+
+
+def server_threads() -> int:
+    """Threads of the fork server, this forked child's parent (1 where /proc cannot tell)."""
+    try:
+        return len(os.listdir(f"/proc/{os.getppid()}/task"))
+    except OSError:
+        return 1
 
 
 def child(spec_path: str, log_path: str, env: dict, repo: str) -> None:
     """The forked worker's body (see the module docstring); exits with ``bench.worker.run``'s status."""
     os.setsid()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the server ignores it; a worker need not
     _map_file_pages()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -173,9 +211,16 @@ def child(spec_path: str, log_path: str, env: dict, repo: str) -> None:
         sys.path.insert(0, repo)  # first, so workloads of this checkout (e.g. tests.*) import the same way
     os.environ.update(env)
     from bench import worker
-    from bench.protocol import WorkerSpec
+    from bench.protocol import WorkerResult, WorkerSpec
 
     spec = WorkerSpec.read(spec_path)
+    if (threads := server_threads()) > 1:  # not the cell's failure: a rerun with exec measures it
+        message = (f"the fork server runs {threads} threads (a preloaded import started a thread pool, e.g. "
+                   "torch.set_num_threads and a parallel op): a forked worker would hang in its first "
+                   "parallel op; use --worker-start exec")
+        refused = {"status": "error", "message": message, "harness_failure": True}
+        WorkerResult("done", refused).write(spec.result)
+        sys.exit(0)
     if "torch" in sys.modules:  # the server's torch took its thread count from the server's environment
         sys.modules["torch"].set_num_threads(spec.cell.threads)
     worker.die_with_parent(None)  # the parent is the server

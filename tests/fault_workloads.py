@@ -23,3 +23,12 @@ def write_to_full_disk(cell, path: str = "/dev/full") -> Prepared:
         with open(path, "w") as f:
             f.write("a measurement's output\n")
     return Prepared(step=step)
+
+
+def parallel_op(cell) -> Prepared:
+    """Each step runs torch ops that OpenMP parallelises over the cell's threads."""
+    import torch
+
+    def step():
+        return float(torch.ones(1 << 22).mul(2).sum() + (torch.ones(256, 256) @ torch.ones(256, 256)).sum())
+    return Prepared(step=step)

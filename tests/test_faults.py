@@ -3,8 +3,12 @@ failure that is not the cell's own (killed from outside, fork server lost, disk 
 ``harness_failure`` and measured again by a plain rerun, and a relative run directory works from any
 working directory."""
 
+import json
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from multiprocessing import forkserver as mp_forkserver
@@ -14,6 +18,8 @@ from test_reliability import sleeping, sweep
 
 from bench.cells import Cell
 from cli.sweep import exit_status
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def announced(path: Path, length: int = 8, seconds: float = 120) -> Cell:
@@ -100,3 +106,83 @@ def test_a_cells_own_failure_stays_its_result(tmp_path):
     assert exit_status([record]) == 0
     [again] = sweep(tmp_path / "run", [cell])
     assert again["started_at"] == record["started_at"]  # not measured again
+
+
+# --- the fork server: deaf to Ctrl-C while importing, single-threaded before it forks ----------------
+
+
+def run_script(code: str, tmp_path: Path, modules: dict[str, str], **popen) -> subprocess.Popen:
+    """``code`` in a new Python process in its own session (its process group: the runner's and the
+    fork server's, as a terminal's Ctrl-C reaches them), ``modules`` importable from ``tmp_path``."""
+    for name, source in modules.items():
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(tmp_path)]), HF_HUB_OFFLINE="1")
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen)
+
+
+def test_ctrl_c_while_the_fork_server_imports_is_the_runners_one_line_alone(tmp_path):
+    marker = tmp_path / "importing"
+    proc = run_script("""
+        import sys
+        from bench import forkserver
+        forkserver.PRELOAD.insert(0, "slow_import")
+        try:
+            forkserver.warm()
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        """, tmp_path, {"slow_import": f"""
+        import pathlib, time
+        pathlib.Path({str(marker)!r}).write_text("")
+        time.sleep(4)
+        """})
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+    _, err = proc.communicate(timeout=120)  # until the server, which shares stderr, has ended too
+    assert proc.returncode == 130
+    assert err == "interrupted\n", err
+
+
+def cell_forked_after(preload: str, tmp_path: Path) -> list:
+    """[status, message, threads] of a 2-thread cell running parallel torch ops, forked from a server
+    whose first preloaded import is ``preload``."""
+    proc = run_script("""
+        import json
+        from bench import forkserver
+        from bench.cells import Cell
+        from bench.runner import Settings, run_cell
+        forkserver.PRELOAD.insert(0, "parallel_import")
+        cell = Cell("synthetic", "parallel", "train", 1, target_len=1, threads=2,
+                    workload="tests.fault_workloads:parallel_op")
+        fields = run_cell(cell, Settings(warmup=0, repeats=1, budget_bytes=2**30, timeout_s=60))
+        print(json.dumps([fields["status"], fields.get("message"), fields["env"]["threads"]]))
+        """, tmp_path, {"parallel_import": preload})
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return json.loads(out)
+
+
+def test_a_preloaded_multithreaded_op_does_not_hang_a_forked_cell(tmp_path):
+    """GNU libgomp's thread pool does not survive fork: a server that ran a parallel op before forking
+    would leave each child hanging in its first parallel op (the cell timed out after 60 s)."""
+    preload = """
+        import torch
+        torch.ones(1 << 22).mul(2).sum()  # a preloaded import that touches a tensor op
+        (torch.ones(256, 256) @ torch.ones(256, 256)).sum()
+        """
+    assert cell_forked_after(preload, tmp_path) == ["ok", "", 2]  # measured, with the cell's two threads
+
+
+def test_a_server_that_started_a_thread_pool_anyway_is_refused_not_hung(tmp_path):
+    preload = """
+        import torch
+        torch.set_num_threads(2)  # a preloaded import that asks for threads itself
+        torch.ones(1 << 22).mul(2).sum()
+        """
+    status, message, _ = cell_forked_after(preload, tmp_path)
+    assert status == "error" and "the fork server runs" in message and "--worker-start exec" in message, message
