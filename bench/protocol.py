@@ -8,12 +8,12 @@ runner that had to kill it still reads the parameter counts, memory base and pea
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from bench.cells import Cell
 from records import Record, write_json
+from records import process_alive as process_alive  # its home is records; importers find it here too
 
 #: the fields a worker may report: everything of a record but the cell's identity and the run's
 MEASURED_FIELDS = frozenset(Record.__dataclass_fields__) - {
@@ -80,17 +80,3 @@ class WorkerResult:
         except (OSError, ValueError):
             return None
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie (a runner a worker follows, a task's process)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie left by a killed parent is not alive
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True

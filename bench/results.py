@@ -18,6 +18,8 @@ from records import (
     flatten_env,
     latest_records,
     read_jsonl,
+    read_jsonl_numbered,
+    record_problem,
     write_results_csv,
 )
 
@@ -44,6 +46,22 @@ def read_records(run_dir: Path, latest: bool = True) -> list[dict]:
             _WARNED.add(warning)
             print(f"warning: {warning}", file=sys.stderr)
     return latest_records(rows) if latest else [row for row in rows if "cell_id" in row]
+
+
+class DamagedRecordError(Exception):
+    """A line of ``results.jsonl`` that parses but is not a record the runner can resume from;
+    ``str()`` is the one line."""
+
+
+def check_resumable(run_dir: Path) -> None:
+    """Raise ``DamagedRecordError`` naming the first record of the run that does not fit the record
+    schema (``records.record_problem``; a NaN or infinite figure is a measurement, not damage): a
+    resume would count its cell as measured, or trip over it."""
+    path = Path(run_dir) / RESULTS
+    for line, row in read_jsonl_numbered(path)[0]:
+        if "cell_id" in row and (problem := record_problem(row, finite=False)) is not None:
+            raise DamagedRecordError(f"{path}: line {line} is not a record this run can resume from "
+                                     f"({problem}); remove or repair that line, or use another --run-id")
 
 
 def to_frame(records: list[dict]):

@@ -40,9 +40,25 @@ from pathlib import Path
 from bench.cells import Cell
 from bench.env import REPO, environment, mem_available_bytes, oom_kill_count
 from bench.protocol import Measure, WorkerResult, WorkerSpec
-from bench.results import CSV, FLOPS, RESULTS, RUN, append_record, read_records, write_csv
+from bench.results import (
+    CSV,
+    FLOPS,
+    RESULTS,
+    RUN,
+    append_record,
+    check_resumable,
+    read_records,
+    write_csv,
+)
 from bench.trackers import status_bytes
-from records import FAILURES_THAT_SKIP_LONGER, Record, locked_run_dir, settled, write_json
+from records import (
+    FAILURES_THAT_SKIP_LONGER,
+    Record,
+    locked_run_dir,
+    remove_stale_temporaries,
+    settled,
+    write_json,
+)
 
 GiB = 2**30
 
@@ -368,9 +384,11 @@ def _saved_tasks(path: Path) -> dict[str, dict]:
 def _pending(cells: list[Cell], run_dir: Path, force: bool, env: dict,
              allow_mixed_env: bool) -> tuple[list[Cell], list[Cell], Failures]:
     """(every cell once, shortest input first; those not yet recorded; failures recorded so far).
-    Raises ``MixedEnvironmentError`` when the records were measured in another environment."""
+    Raises ``MixedEnvironmentError`` when the records were measured in another environment,
+    ``DamagedRecordError`` when one of them is not a record (``bench.results.check_resumable``)."""
     order = {cell: i for i, cell in enumerate(dict.fromkeys(cells))}
     cells = sorted(order, key=lambda cell: (cell.input_len, order[cell]))
+    check_resumable(run_dir)
     records = read_records(run_dir)
     differences = env_differences(records, env)
     if differences and not allow_mixed_env:
@@ -441,6 +459,7 @@ def run_sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Setting
     run_dir = Path(run_dir).absolute()  # the workers' files under it are read from another directory
     with locked_run_dir(run_dir):
         check_writable(run_dir)
+        remove_stale_temporaries(run_dir)  # a results.csv.tmp<pid> of a runner killed mid-write
         try:
             return _sweep(cells, run_dir, suite=suite, settings=settings, run_id=run_id or run_dir.name,
                           force=force, skip_longer=skip_longer, progress=progress, run_info=run_info,

@@ -180,16 +180,36 @@ def path_name(text: str) -> str:
     if not re.fullmatch(r"[\w.+-]+", text) or text in (".", ".."):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a directory name (use letters, digits and . _ + -, not . or ..)")
+    if (why := name_too_long(Path(text))) is not None:
+        raise argparse.ArgumentTypeError(why)
     return text
 
 
 def check_output(out: Path, run_dir: Path | None = None) -> None:
     """``--out`` (and the run directory under it) must be a directory or not exist yet: a regular file
     there is bad input, refused before anything starts. Raises ``UsageError``."""
+    for path in (out, run_dir):
+        if path is not None and (why := name_too_long(path)):
+            raise UsageError(why)
     if out.exists() and not out.is_dir():
         raise UsageError(f"output directory {str(out)!r} is a file")
     if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"run directory {str(run_dir)!r} is a file")
+
+
+def name_too_long(path: Path) -> str | None:
+    """Why ``path`` cannot be created: a component longer than its filesystem's file-name limit
+    (``NAME_MAX``, bytes: 255 on Linux's filesystems), or None."""
+    existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > limit:
+            return f"the name {part[:24]!r}... is {size} bytes long, over the {limit}-byte name limit here"
+    return None
 
 
 def non_negative_int(text: str) -> int:
@@ -216,15 +236,28 @@ def parse_model_config(text: str) -> tuple[tuple[str, object], ...]:
     return tuple(sorted(dict(pairs).items()))
 
 
-def _value_problem(default, value) -> str | None:
-    """Why ``value`` cannot replace a config field whose default is ``default`` (its JSON type), or None."""
+def _value_problem(key: str, default, value) -> str | None:
+    """Why ``value`` cannot replace the config field ``key`` whose default is ``default`` (its JSON type
+    and range), or None. An integer whose default is positive is a size or a count (d_model, layers,
+    heads, d_state, a window, the vocabulary): at least 1. A token id: at least 0. A float whose default
+    is not negative (a dropout probability, an epsilon, a time step): finite and not negative."""
     if isinstance(default, bool):
         return None if isinstance(value, bool) else "expected true or false"
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, int):
-        return None if isinstance(value, int) and not isinstance(value, bool) else "expected an integer"
+        if not (number and isinstance(value, int)):
+            return "expected an integer"
+        if key.endswith("token_id") and value < 0:
+            return "a token id is at least 0"
+        if not key.endswith("token_id") and default > 0 and value < 1:
+            return "a size or count: expected an integer of at least 1"
+        return None
     if isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return None if ok else "expected a number"
+        if not number:
+            return "expected a number"
+        if default >= 0 and not (math.isfinite(value) and value >= 0):
+            return "expected a finite number of at least 0"
+        return None
     if isinstance(default, str):
         return None if isinstance(value, str) else "expected a string"
     return None
@@ -243,7 +276,7 @@ def check_model_config(models, size: str, pairs) -> None:
             raise UsageError(f"{name} has no config field {', '.join(map(repr, unknown))} (--model-config; "
                              "give --models only the families that have it)")
         for key, value in pairs:
-            if (why := _value_problem(defaults[key], value)) is not None:
+            if (why := _value_problem(key, defaults[key], value)) is not None:
                 raise UsageError(f"--model-config {key}={json.dumps(value)} for {name}: {why}")
         try:
             build(name, size, device="meta", **dict(pairs))

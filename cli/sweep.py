@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.env import default_threads
-from bench.results import read_records
+from bench.results import DamagedRecordError, check_resumable, read_records
 from bench.runner import WORKER_STARTS, GiB, MixedEnvironmentError, Settings, check_writable, run_sweep
 from bench.workloads import length_problem
 from cli import cluster
@@ -177,7 +177,7 @@ def exit_status(records: list[dict] | None) -> int:
 
 
 #: the engine's refusals, each printed as one ``error:`` line
-ENGINE_ERRORS = (RunDirectoryLocked, MixedEnvironmentError)
+ENGINE_ERRORS = (RunDirectoryLocked, MixedEnvironmentError, DamagedRecordError)
 
 
 def kept(run_dir: Path) -> str:
@@ -246,6 +246,7 @@ def execute(planned: Plan, argv: list[str] | None) -> list[dict] | None:
                 "device": planned.device, "threads": threads, **model_states(planned.sweep)}
     with locked_run_dir(planned.run_dir):  # a second runner stops here, before it says anything,
         check_writable(planned.run_dir)  # and so does a read-only run directory
+        check_resumable(planned.run_dir)  # and a damaged record
         for cell, drop in dropped:
             print(f"left out: {cell.label} ({drop.reason})", file=sys.stderr)
         print(f"{planned.suite.name}: {len(cells)} cells on {planned.device} ({threads} threads)"

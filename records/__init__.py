@@ -15,8 +15,10 @@ from records.io import (
     atomic_path,
     flatten_env,
     latest_records,
+    process_alive,
     read_jsonl,
     read_jsonl_numbered,
+    remove_stale_temporaries,
     torn_warnings,
     write_csv,
     write_json,
@@ -49,5 +51,6 @@ __all__ = [
     "read_jsonl", "write_json", "write_jsonl", "RunDirectoryLocked", "locked_run_dir", "RESULTS",
     "RESULTS_CSV", "latest_records", "read_jsonl_numbered", "write_results_csv", "record_problem",
     "SIZE_ROLES", "CLAIM_SIZES", "ROUGE_DOCS", "RougeDocRow",
-    "write_csv", "NOT_AN_OBJECT", "torn_warnings", "settled",
+    "write_csv", "NOT_AN_OBJECT", "torn_warnings", "settled", "remove_stale_temporaries",
+    "process_alive",
 ]

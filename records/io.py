@@ -7,6 +7,7 @@
   leave a torn last line: the next append starts on a fresh line and ``read_jsonl`` skips what does
   not parse, with a warning.
 - ``flatten_env(row)``: a record with its ``env`` dict spread into ``env_<key>`` columns.
+- ``remove_stale_temporaries(directory)``: the ``<name>.tmp<pid>`` files of writers killed mid-write.
 - ``write_results_csv(run_dir)``: ``results.csv`` regenerated from ``results.jsonl``, the one source
   of truth (by the runner after each record and at the end, and by the report builder).
 - ``write_csv(frame, path)``: the one CSV writer (results.csv and every table of the report): the
@@ -20,6 +21,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -166,7 +168,41 @@ def write_csv(frame, path: Path | str) -> None:
 
 
 def flatten_env(row: dict) -> dict:
-    """``row`` without its ``env`` dict, whose keys become ``env_<key>`` columns."""
+    """``row`` without its ``env`` dict, whose keys become ``env_<key>`` columns (an ``env`` that is
+    not an object, from a damaged or foreign record, stays one ``env`` column)."""
+    env = row.get("env")
+    if env is not None and not isinstance(env, dict):
+        return dict(row)
     flat = {key: value for key, value in row.items() if key != "env"}
-    flat.update({f"env_{key}": value for key, value in (row.get("env") or {}).items()})
+    flat.update({f"env_{key}": value for key, value in (env or {}).items()})
     return flat
+
+
+_TEMPORARY = re.compile(r".+\.tmp(\d+)")
+
+
+def remove_stale_temporaries(directory: Path | str) -> list[Path]:
+    """Remove the temporary files ``atomic_path`` left in ``directory`` (``<name>.tmp<pid>``) whose
+    writer is no longer running (killed with SIGKILL mid-write); returns them."""
+    removed = []
+    for path in Path(directory).glob("*.tmp*"):
+        match = _TEMPORARY.fullmatch(path.name)
+        if match and path.is_file() and not process_alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (a runner a worker follows, a task's process, the
+    writer of a temporary file)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # OverflowError: no pid is that large
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie left by a killed parent is not alive
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

@@ -211,11 +211,12 @@ def _is_number(value) -> bool:
         and abs(value) != float("inf")
 
 
-def record_problem(row: dict) -> str | None:
+def record_problem(row: dict, finite: bool = True) -> str | None:
     """Why ``row`` (a parsed line of ``results.jsonl``) is not a ``Record`` a report can use, in one
     phrase; None when it is one. Checked: ``status`` in ``STATUSES``, ``mode`` in ``MODES``, a
     ``family`` name, a positive whole ``input_len``, and every other field of its schema kind
-    (numbers finite and not booleans; null allowed wherever a field may be unmeasured)."""
+    (numbers not booleans, and finite unless not ``finite``; null allowed wherever a field may be
+    unmeasured)."""
     if "status" not in row:
         return "no status (not a record of this harness?)"
     if row["status"] not in STATUSES:
@@ -231,7 +232,9 @@ def record_problem(row: dict) -> str | None:
         value = row.get(name)
         if value is None:
             continue
-        if kind in ("int", "bytes", "float") and not _is_number(value):
+        number = _is_number(value) or not finite and isinstance(value, (int, float)) and not isinstance(
+            value, bool)
+        if kind in ("int", "bytes", "float") and not number:
             return f"{name} {value!r} is not a number"
         if kind == "bool" and not isinstance(value, bool):
             return f"{name} {value!r} is not true or false"

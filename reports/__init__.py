@@ -8,6 +8,7 @@ PosixPath('reports/out/memory-cpu/report.html')
 A report never imports a model or the bench: it reads only the records.
 """
 
+from reports import mplconfig  # noqa: F401 - first: matplotlib's directory before matplotlib is imported
 from reports.analysis import Fit, fit_power_law
 from reports.build import build
 from reports.runs import ReportError

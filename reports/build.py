@@ -12,7 +12,15 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from records import RESULTS, RESULTS_CSV, ROUGE_METRICS, write_csv, write_results_csv
+from records import (
+    RESULTS,
+    RESULTS_CSV,
+    ROUGE_METRICS,
+    process_alive,
+    remove_stale_temporaries,
+    write_csv,
+    write_results_csv,
+)
 from reports import claims as claims_module
 from reports import plots, summary, text
 from reports.analysis import memory_comparisons, reach, rouge_relative, scaling_fits
@@ -593,15 +601,19 @@ def build(run_dirs: list[Path | str], out_dir: Path | str | None = None) -> Path
     """
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
-    run_dirs = [Path(p) for p in run_dirs]
+    # each directory once, however it is named (RUN and RUN/, a symbolic link, a relative path)
+    run_dirs = list({Path(p).resolve(): Path(p) for p in run_dirs}.values())
     if not run_dirs:
         raise ReportError("no run directory given")
     runs = [load_run(p) for p in run_dirs]
     for run in runs:
+        remove_stale_temporaries(run.path)
         _regenerate_results_csv(run)
     out = Path(out_dir) if out_dir is not None else _default_out(run_dirs)
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    _remove_stale_staging(out)
+    remove_stale_temporaries(out)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
     try:
         _build_into(runs, staging)
         for path in sorted(staging.iterdir()):
@@ -609,6 +621,19 @@ def build(run_dirs: list[Path | str], out_dir: Path | str | None = None) -> Path
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out / "report.html"
+
+
+#: the staging directory of a build in progress: ``.report-<pid>-<random>`` in the output directory
+STAGING_PREFIX = ".report-"
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Remove the staging directories of builds that were killed (their process is gone; one without
+    a pid in its name is from a harness before pids were written)."""
+    for staging in out.glob(f"{STAGING_PREFIX}*"):
+        pid = staging.name[len(STAGING_PREFIX):].split("-")[0]
+        if staging.is_dir() and not (pid.isdigit() and process_alive(int(pid))):
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _regenerate_results_csv(run: Run) -> None:

@@ -192,6 +192,9 @@ def load_run(path: Path | str) -> Run:
     if (path / "run.json").is_file():
         try:
             meta = json.loads((path / "run.json").read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:  # not a file of this harness, which writes UTF-8 JSON
+            raise ReportError(f"{path / 'run.json'}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                              f"offset {exc.start:,}); repair or remove it") from None
         except json.JSONDecodeError:
             warnings.append(f"{path / 'run.json'}: not valid JSON, ignored")
         if not isinstance(meta, dict):

@@ -156,7 +156,37 @@ def check_source(spec: str) -> Path | None:
     path = Path(spec)
     if not path.exists():
         raise SuiteError(f"data not found: {path} (use 'aclsum', a local file or directory, or hub:ID)")
+    texts = [path] if path.is_file() else sorted(path.rglob("*")) if path.is_dir() else []
+    for text in texts:
+        if text.suffix.lower() in TEXT_SUFFIXES and text.is_file():
+            check_utf8(text)
     return path
+
+
+#: data files read as text (the others, parquet and arrow, are binary and typed)
+TEXT_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
+
+
+def check_utf8(path: Path, chunk: int = 1 << 20) -> None:
+    """Raise ``SuiteError`` naming the first byte of ``path`` that is not UTF-8 (read in ``chunk``-byte
+    pieces: a data file may be larger than memory)."""
+    import codecs
+
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    try:
+        with open(path, "rb") as f:
+            while True:
+                piece, pending = f.read(chunk), len(decoder.getstate()[0])  # pending: a split character
+                decoder.decode(piece, final=not piece)
+                if not piece:
+                    return
+                offset += len(piece)
+    except UnicodeDecodeError as exc:
+        where = offset - pending + exc.start
+        raise SuiteError(f"{path} is not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {where:,} "
+                         "(convert it, e.g. iconv -f latin1 -t utf-8)") from None
+    except OSError as exc:
+        raise SuiteError(f"cannot read {path} ({exc.strerror or exc})") from None
 
 
 def _first_line(exc: BaseException) -> str:
