@@ -22,6 +22,7 @@ import os
 import re
 import resource
 import statistics
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -40,10 +41,16 @@ def status_bytes(field: str, pid: int | str = "self") -> int | None:
 
 
 def _peak_rss() -> int:
+    """This process's peak RSS in bytes: ``VmHWM`` of /proc/self/status, else ``ru_maxrss``."""
     peak = status_bytes("VmHWM")
-    if peak is None:  # no procfs: ru_maxrss is in kB on Linux
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return peak
+    return peak if peak is not None else ru_maxrss_bytes()
+
+
+def ru_maxrss_bytes(platform: str | None = None) -> int:
+    """``getrusage(RUSAGE_SELF).ru_maxrss`` in bytes on ``platform`` (default ``sys.platform``): macOS
+    reports bytes, Linux and the BSDs kilobytes (their getrusage(2) man pages)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if (platform or sys.platform) == "darwin" else peak * 1024
 
 
 def _current_rss() -> int | None:

@@ -200,7 +200,7 @@ def check_output(out: Path, run_dir: Path | None = None) -> None:
 def name_too_long(path: Path) -> str | None:
     """Why ``path`` cannot be created: a component longer than its filesystem's file-name limit
     (``NAME_MAX``, bytes: 255 on Linux's filesystems), or None."""
-    existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    existing = next((p for p in [path, *path.parents] if os.path.exists(p)), Path("."))  # never raises
     try:
         limit = os.pathconf(existing, "PC_NAME_MAX")
     except (OSError, ValueError):
