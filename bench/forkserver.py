@@ -152,9 +152,8 @@ SERVER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 def _ensure_server() -> None:
     """Start the server (unless it runs) with this checkout first on its path, as a spawned worker
     has it (the runner's own path could find another checkout of the harness, an editable install),
-    single-threaded (``SERVER_ENV``) and deaf to Ctrl-C from its start: it shares the runner's process
-    group, and the runner alone answers an interrupt (multiprocessing ignores SIGINT in the server only
-    after its imports, which take seconds)."""
+    single-threaded (``SERVER_ENV``) and deaf to Ctrl-C from its start (``_sigint_ignored``): it shares
+    the runner's process group, and the runner alone answers an interrupt."""
     changes = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
                **SERVER_ENV}
     saved = {name: os.environ.get(name) for name in changes}
@@ -172,9 +171,10 @@ def _ensure_server() -> None:
 
 @contextlib.contextmanager
 def _sigint_ignored():
-    """SIGINT ignored while the server is spawned (an ignored signal stays ignored across exec, and
-    Python keeps it so); a no-op outside the main thread, where handlers cannot change (``warm``, in
-    the main thread, starts the server before any other thread does)."""
+    """SIGINT ignored while the server is spawned: an ignored signal stays ignored across exec (Python
+    keeps it so at its start), while multiprocessing ignores it in the server only after the imports,
+    and a blocked one would not stay blocked (the spawn resets the mask). A no-op outside the main
+    thread, where handlers cannot change (``warm``, in the main thread, starts the server first)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -196,7 +196,7 @@ def server_threads() -> int:
 def child(spec_path: str, log_path: str, env: dict, repo: str) -> None:
     """The forked worker's body (see the module docstring); exits with ``bench.worker.run``'s status."""
     os.setsid()
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # the server ignores it; a worker need not
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # ignored in the server, not in a worker
     _map_file_pages()
     sys.stdout.flush()
     sys.stderr.flush()

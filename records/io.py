@@ -67,7 +67,8 @@ def append_jsonl(path: Path | str, row: dict) -> None:
             _write_all(fd, line)
             os.fsync(fd)
         except OSError:
-            os.ftruncate(fd, size)  # no torn line of ours: the file as it was
+            with contextlib.suppress(OSError):  # not a regular file (/dev/full): nothing to cut
+                os.ftruncate(fd, size)  # no torn line of ours: the file as it was
             raise
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)

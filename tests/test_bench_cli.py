@@ -55,7 +55,7 @@ from cli.sweep import main, plan
     (["--models", "locost", "--model-config", "d_model=abc"],
      'd_model="abc" for locost: expected an integer'),
     (["--models", "locost", "--model-config", "d_model=-4"],
-     "--model-config for locost: Trying to create tensor"),
+     "--model-config d_model=-4 for locost: a size or count: expected an integer of at least 1"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(argv, message, capsys):
     assert main("memory", argv + ["--dry-run"]) == 2
