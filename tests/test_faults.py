@@ -185,4 +185,5 @@ def test_a_server_that_started_a_thread_pool_anyway_is_refused_not_hung(tmp_path
         torch.ones(1 << 22).mul(2).sum()
         """
     status, message, _ = cell_forked_after(preload, tmp_path)
-    assert status == "error" and "the fork server runs" in message and "--worker-start exec" in message, message
+    assert status == "error", message
+    assert "the fork server runs" in message and "--worker-start exec" in message, message
