@@ -108,11 +108,13 @@ def kernel_split(c: int, L: int) -> tuple[int, int]:
 
 
 def _krylov(R: torch.Tensor, X: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """([X, R X, ..., R^(count-1) X] (H, N, count k), R^count) for R (H, N, N), X (H, N, k) and count a
-    power of two, by doubling: log2(count) products with R^(2^i), each power from one squaring."""
-    for _ in range(count.bit_length() - 1):
+    """([X, R X, ..., R^(count-1) X] (H, N, count k), R^(count/2)) for R (H, N, N), X (H, N, k) and count a
+    power of two (R itself for count 1), by doubling: log2(count) products with R^(2^i), each power from
+    one squaring of the previous (log2(count) - 1 squarings)."""
+    for i in range(count.bit_length() - 1):
+        if i:
+            R = torch.bmm(R, R)
         X = torch.cat([X, torch.bmm(R, X)], dim=-1)
-        R = torch.bmm(R, R)
     return X, R
 
 
@@ -122,7 +124,8 @@ def s4_kernel(dt, Lambda, P, B, C, L: int) -> torch.Tensor:
     c, H, _ = C.shape
     R, b, c_rows = s4_real_system(dt, Lambda, P, B, C)
     T, J = kernel_split(c, L)
-    columns, R_T = _krylov(R, b[:, :, None], T)  # (H, N, T): R^t b
+    columns, R_half = _krylov(R, b[:, :, None], T)  # (H, N, T): R^t b
+    R_T = torch.bmm(R_half, R_half) if T > 1 else R
     rows, _ = _krylov(R_T.transpose(1, 2), c_rows.permute(1, 2, 0), 1 << (J - 1).bit_length())
     rows = rows.unflatten(-1, (-1, c))[:, :, :J].permute(0, 3, 2, 1)  # (H, c, J, N): c (R^T)^j
     K = torch.bmm(rows.flatten(1, 2), columns)  # (H, c J, T)
