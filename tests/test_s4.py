@@ -187,3 +187,10 @@ def test_locost_s4_ssm_params_stay_float32_without_weight_decay():
 def test_locost_config_refuses_unknown_kernel():
     with pytest.raises(ValueError, match="ssm_kernel must be 's4d' or 's4', got 's5'"):
         LocostConfig(ssm_kernel="s5")
+
+
+def test_the_memory_suites_cpu_default_trains_locost_s4_at_16k():
+    """No hole in LOCOST-S4's row of the main job: its 16K training cell is measured, not left out."""
+    from suites.memory import MEMORY
+    cells = [(c.family, c.mode, c.input_len) for c in MEMORY.sweep("cpu").cells("cpu", 2)]
+    assert ("locost-s4", "train", 16384) in cells and not MEMORY.sweep("cpu").drop
