@@ -19,13 +19,15 @@ with delta = 2/d - 1 is A_bar acting on phi (phi(A_bar x) = R phi(x)); b = phi(B
 
 `s4_kernel` splits l = j T + t (T a power of two near sqrt(c L), J = ceil(L / T)):
     K[j T + t] = (c (R^T)^j) (R^t b),
-the columns R^t b (t < T) and rows c (R^T)^j (j < J) built by doubling (log2 T + log2 J batched N x N
-products), then one batched real product (H, c J, N) @ (H, N, T): O(H N^2 log L + c H N L) time and
-O(H N (N + sqrt L) + c H L) memory, never an (H, N, L) tensor; its gradient is autograd's through these
-products. It computes the same K as S4's truncated generating function at the roots of unity (Cauchy kernel,
-Woodbury correction and C~ = C (I - A_bar^L)), which this file used before 2026-12-06: 5-15x slower on
-a CPU (`python tests/benchmarks/test_micro_s4.py --profile`). `s4_kernel_ref` is the direct float64
-formula used by the tests: K[l] = C A_bar^l B_bar with A_bar and B_bar from dense solves, one step at a time.
+the columns R^t b (t < T) and rows c (R^T)^j (j < J) built by doubling (about log2 L squarings of the
+N x N R and as many products with the growing factors), then one batched real product
+(H, c J, N) @ (H, N, T): O(H N^3 log L + c H N L) time and O(H N (N + sqrt L) + c H L) memory, never an
+(H, N, L) tensor; its gradient is autograd's through these products. It computes the same K as S4's
+truncated generating function at the roots of unity (Cauchy kernel, Woodbury correction and
+C~ = C (I - A_bar^L)), which this file evaluated before 2026-12-06, several times slower on a CPU
+(`python tests/benchmarks/test_micro_s4.py --profile 2048 --before <that revision>`). `s4_kernel_ref` is
+the direct float64 formula used by the tests: K[l] = C A_bar^l B_bar with A_bar and B_bar from dense solves,
+one step at a time.
 """
 
 import math
@@ -36,6 +38,7 @@ from transformers import initialization as init
 
 __all__ = ["S4Kernel", "hippo_legs_nplr", "s4_parameters", "s4_real_system", "kernel_split", "s4_kernel",
            "s4_kernel_ref"]
+
 
 def hippo_legs_nplr(N: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """HiPPO-LegS in normal-plus-low-rank form (S4 paper, Theorem 1 and Appendix C.1).
@@ -134,7 +137,7 @@ def s4_kernel(dt, Lambda, P, B, C, L: int) -> torch.Tensor:
 
 def s4_kernel_ref(dt, Lambda, P, B, C, L: int) -> torch.Tensor:
     """Direct formula K[c, h, l] = Re C_full A_bar^l B_bar (c, H, L), with the dense N x N A = Lambda - P P^*
-    discretised by a linear solve. Takes the continuous C (not C~); O(H N^2 + c H L) memory."""
+    discretised by a linear solve; O(H N^2 + c H L) memory."""
     A = torch.diag_embed(_full(Lambda)) - _full(P)[:, :, None] * _full(P).conj()[:, None, :]
     eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
     left = eye - dt[:, None, None] / 2 * A
