@@ -176,8 +176,8 @@ def _locost_presets() -> dict[str, dict]:
 
 
 def _locost_s4_presets() -> dict[str, dict]:
-    """LOCOST's presets with the S4 kernel at S4's (and SPADE's) d_state 64 (16 for tiny): computing
-    C~ = C (I - A_bar^L) costs O(N^3 log L) per channel, ~6 s per layer at N = 256 and 4K tokens."""
+    """LOCOST's presets with the S4 kernel at S4's (and SPADE's) d_state 64 (16 for tiny): the kernel's
+    squarings of the dense N x N A_bar cost O(N^3 log L) per channel (`models.ssm.s4`)."""
     return {size: dict(preset, ssm_kernel="s4", d_state=min(preset["d_state"], 64))
             for size, preset in _locost_presets().items()}
 
@@ -213,7 +213,7 @@ FAMILIES: dict[str, Family] = {
     for family in [
         Family("locost", "LOCOST: gated bidirectional S4D encoder + T5 decoder (arXiv 2401.17919)",
                _locost_config, _locost_model, _locost_presets, analytic_flop_hooks=_locost_flop_hooks),
-        Family("locost-s4", "LOCOST with the S4 kernel (NPLR HiPPO-LegS, bilinear, Cauchy; arXiv 2111.00396)",
+        Family("locost-s4", "LOCOST with the S4 kernel (NPLR HiPPO-LegS, bilinear; arXiv 2111.00396)",
                _locost_config, _locost_model, _locost_s4_presets, analytic_flop_hooks=_locost_flop_hooks),
         Family("longt5-tglobal", "LongT5 with transient-global encoder attention",
                _longt5("transient-global"), _longt5_model, _longt5_presets),

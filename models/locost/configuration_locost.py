@@ -27,7 +27,7 @@ class LocostConfig(PretrainedConfig):
     Decoder: `num_decoder_layers` T5 blocks (`num_heads` heads of size `d_kv`, relative position bias).
     `gating=False` drops the multiplicative gate; `bidirectional=False` keeps only the causal kernel.
     `ssm_kernel`: "s4d" (diagonal, zero-order hold, as released) or "s4" (S4's normal-plus-low-rank
-    HiPPO-LegS state matrix with bilinear discretisation and the Cauchy kernel, `models/ssm/s4.py`).
+    HiPPO-LegS state matrix with bilinear discretisation, kernel by real matrix powers, `models/ssm/s4.py`).
     `ssm_chunk_channels`: channels per chunk of the SSM under `torch.no_grad()` (None = automatic,
     bounding the transient FFT buffers to ~256 MB).
     `reuse_kernel`: in eval mode without gradients, keep each layer's S4D kernel (c * d_model * L floats,

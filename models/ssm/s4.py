@@ -1,40 +1,43 @@
-"""S4 kernel: normal-plus-low-rank state matrix, bilinear discretisation, Cauchy kernel (arXiv 2111.00396).
+"""S4 kernel: normal-plus-low-rank state matrix, bilinear discretisation (arXiv 2111.00396).
 
 Notation: H channels, N = d_state state dimensions, M = N/2 stored modes (eigenvalues come in conjugate
 pairs; the other half is implied), c output vectors C per channel (c = 2 for a bidirectional layer:
-index 0 forward/causal, 1 backward/anti-causal), L kernel length, z_k = exp(-2 pi i k / L).
+index 0 forward/causal, 1 backward/anti-causal), L kernel length.
 
 Continuous system (HiPPO-LegS in its eigenbasis, rank 1, P = Q as in S4):
     A = Lambda - P P^*,  Lambda = -exp(Lambda_re_log) + i Lambda_im,  dt = exp(log_dt)
     "full" vectors stack a mode vector and its conjugate: Lambda_full = [Lambda, conj(Lambda)] etc.
-Bilinear discretisation:
-    A_bar = (I - dt/2 A)^-1 (I + dt/2 A),  B_bar = (I - dt/2 A)^-1 dt B,  K[l] = C A_bar^l B_bar (real)
-Truncated generating function at the L-th roots of unity (z^L = 1):
-    K^(z) = sum_{l<L} K[l] z^l = C~ (I - A_bar z)^-1 B_bar,   C~ = C (I - A_bar^L)
-          = 2 [ r_CB - (1+z) r_CP r_PB / (1 + (1+z) r_PP) ]     (Woodbury identity for the rank-1 term)
-    r_ab(z) = sum_{n<N} a_n b_n / (2 (1-z)/dt - (1+z) lambda_n)    (a Cauchy kernel in g = 2(1-z)/(dt(1+z)),
-              scaled by (1+z) so that z = -1 needs no special case; a = conj(P) for the rows Q^* = P^*)
-    K = irfft(K^(z_0 .. z_{L//2}), n = L).
+Bilinear discretisation, in closed form (Sherman-Morrison; d = 1 - dt Lambda / 2, all (H, M)):
+    A_bar = (I - dt/2 A)^-1 (I + dt/2 A) = diag(2/d - 1) - (dt/s) (p/d) (conj(p)/d)^T  (full vectors)
+    B_bar = (I - dt/2 A)^-1 dt B = dt [B/d - (dt/s) (P/d) Re sum_M conj(P) B / d]
+    s = 1 + dt/2 sum_N |p|^2/d = 1 + dt Re sum_M |P|^2/d
+    K[l] = C_full A_bar^l B_bar_full (real: the conjugate halves add up to 2 Re C A_bar^l B_bar).
+Real form (`s4_real_system`): a full vector [x, conj x] is the real vector phi(x) = [Re x, Im x] (N,), and
+    R = [[diag Re delta, -diag Im delta], [diag Im delta, diag Re delta]] - 2 (dt/s) phi(P/d) phi(P/conj d)^T
+with delta = 2/d - 1 is A_bar acting on phi (phi(A_bar x) = R phi(x)); b = phi(B_bar), c = 2 [Re C, -Im C]:
+    K[l] = c R^l b  (c, H, L), all real.
 
-`s4_kernel` evaluates the Cauchy kernel in chunks of frequencies, each recomputed in backward, so it never
-holds an (H, M, L) tensor; `s4_C_tilde` computes C (I - A_bar^L) by repeated squaring of the dense
-N x N matrix A_bar (diagonal plus rank 1, built in closed form) in channel chunks, O(N^3 log L) time per
-channel. `s4_kernel_ref` is the direct float64 formula used by the tests: K[l] = C A_bar^l B_bar with
-A_bar from a dense solve.
+`s4_kernel` splits l = j T + t (T a power of two near sqrt(c L), J = ceil(L / T)):
+    K[j T + t] = (c (R^T)^j) (R^t b),
+the columns R^t b (t < T) and rows c (R^T)^j (j < J) built by doubling (about log2 L squarings of the
+N x N R and as many products with the growing factors), then one batched real product
+(H, c J, N) @ (H, N, T): O(H N^3 log L + c H N L) time and O(H N (N + sqrt L) + c H L) memory, never an
+(H, N, L) tensor; its gradient is autograd's through these products. It computes the same K as S4's
+truncated generating function at the roots of unity (Cauchy kernel, Woodbury correction and
+C~ = C (I - A_bar^L)), which this file evaluated before 2026-12-06, several times slower on a CPU
+(`python tests/benchmarks/test_micro_s4.py --profile 2048 --before <that revision>`). `s4_kernel_ref` is
+the direct float64 formula used by the tests: K[l] = C A_bar^l B_bar with A_bar and B_bar from dense solves,
+one step at a time.
 """
 
 import math
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 from transformers import initialization as init
 
-__all__ = ["S4Kernel", "hippo_legs_nplr", "s4_parameters", "s4_C_tilde", "s4_kernel", "s4_kernel_ref"]
-
-# Complex elements of one (channels, M, frequencies) Cauchy chunk / one (channels, N, N) matrix chunk.
-CAUCHY_CHUNK_ELEMENTS = 2**22
-POWER_CHUNK_ELEMENTS = 2**18
+__all__ = ["S4Kernel", "hippo_legs_nplr", "s4_parameters", "s4_real_system", "kernel_split", "s4_kernel",
+           "s4_kernel_ref"]
 
 
 def hippo_legs_nplr(N: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -81,92 +84,60 @@ def _full(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, x.conj()], dim=-1)
 
 
-def _A_bar_dense(dt, Lambda, P) -> torch.Tensor:
-    """Dense (H, N, N) A_bar = 2 (I - dt/2 A)^-1 - I in closed form: diag(2/d - 1) - dt (p/d)(p/d)^* / s
-    with d = 1 - dt lambda / 2 and s = 1 + dt/2 sum |p|^2 / d (Sherman-Morrison)."""
-    d = 1 - dt[:, None] * _full(Lambda) / 2  # (H, N)
-    p = _full(P)
-    left, right = p / d, p.conj() / d
-    s = 1 + dt / 2 * (right * p).sum(-1)  # (H,)
-    rank1 = (dt / s)[:, None, None] * left[:, :, None] * right[:, None, :]
-    return torch.diag_embed(2 / d - 1) - rank1
+def _pairs(x: torch.Tensor) -> torch.Tensor:
+    """phi: (..., M) complex -> (..., 2M) real [Re x, Im x], the real coordinates of [x, conj x]."""
+    return torch.cat([x.real, x.imag], dim=-1)
 
 
-def _C_tilde_chunk(dt, Lambda, P, C, L: int) -> torch.Tensor:
-    A_power = _A_bar_dense(dt, Lambda, P)
-    v, result, exponent = _full(C), None, L  # v (c, H, N); result = v A_bar^L by binary powering
-    while exponent:
-        if exponent & 1:
-            v_now = v if result is None else result
-            result = torch.einsum("chn,hnm->chm", v_now, A_power)
-        exponent >>= 1
-        if exponent:
-            A_power = A_power @ A_power
-    return C - result[..., : C.shape[-1]]
+def s4_real_system(dt, Lambda, P, B, C) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Real form of the bilinear discretisation (module notes): R (H, N, N), b (H, N), c (c, H, N) with
+    K[l] = c R^l b. Takes real dt (H,), complex Lambda, P, B (H, M) and C (c, H, M)."""
+    d = 1 - dt[:, None] * Lambda / 2  # (H, M)
+    left, right = P / d, P.conj() / d
+    s = 1 + dt * (right * P).real.sum(-1)  # (H,)
+    delta = 2 / d - 1
+    rotation = torch.cat([torch.cat([torch.diag_embed(delta.real), torch.diag_embed(-delta.imag)], -1),
+                          torch.cat([torch.diag_embed(delta.imag), torch.diag_embed(delta.real)], -1)], -2)
+    R = rotation - (2 * dt / s)[:, None, None] * _pairs(left)[:, :, None] * _pairs(right.conj())[:, None, :]
+    B_bar = dt[:, None] * (B / d - (dt / s)[:, None] * left * (right * B).real.sum(-1, keepdim=True))
+    return R, _pairs(B_bar), 2 * torch.cat([C.real, -C.imag], dim=-1)
 
 
-def s4_C_tilde(dt, Lambda, P, C, L: int) -> torch.Tensor:
-    """C~ = C (I - A_bar^L) (c, H, M), by repeated squaring of the dense A_bar in channel chunks of
-    POWER_CHUNK_ELEMENTS / N^2 channels, each recomputed in backward (O(chunk N^2 log L) transient memory).
-    """
-    H, M = Lambda.shape
-    size = max(1, POWER_CHUNK_ELEMENTS // (4 * M * M))
-    parts = []
-    for start in range(0, H, size):
-        ch = slice(start, start + size)
-        args = (dt[ch], Lambda[ch], P[ch], C[:, ch], L)
-        if torch.is_grad_enabled():
-            parts.append(checkpoint(_C_tilde_chunk, *args, use_reentrant=False))
-        else:
-            parts.append(_C_tilde_chunk(*args))
-    return torch.cat(parts, dim=1)
+def kernel_split(c: int, L: int) -> tuple[int, int]:
+    """(T, J) of l = j T + t in `s4_kernel`: T the power of two nearest sqrt(c L) (at most L's next
+    power of two), J = ceil(L / T)."""
+    T = min(1 << round(math.log2(math.sqrt(c * L))), 1 << (L - 1).bit_length())
+    return T, math.ceil(L / T)
 
 
-def _cauchy_chunk(coeffs, Lambda, dt, z) -> torch.Tensor:
-    """r (H, V, F) = sum over the N modes of coeffs_n / (2 (1-z)/dt - (1+z) lambda_n), by one batched product.
-
-    coeffs (H, V, N) and Lambda (H, N) complex with the conjugate halves included, dt (H,), z (F,).
-    """
-    alpha = 2 * (1 - z)[None, :] / dt[:, None]  # (H, F)
-    inverse = Lambda[:, :, None] * -(1 + z)  # (H, N, F), then in place: + alpha, 1 / .
-    return torch.bmm(coeffs, inverse.add_(alpha[:, None, :]).reciprocal_())
-
-
-def _spectrum_chunk(coeffs, Lambda, dt, z, c: int) -> torch.Tensor:
-    """K^(z) (c, H, F) from the Cauchy sums; coeffs rows: C~_j B (j < c), C~_j P (j < c), P^* B, P^* P."""
-    r = _cauchy_chunk(coeffs, Lambda, dt, z)
-    r_CB, r_CP, r_PB, r_PP = r[:, :c], r[:, c : 2 * c], r[:, 2 * c], r[:, 2 * c + 1]
-    beta = 1 + z
-    correction = beta * r_CP * (r_PB / (1 + beta * r_PP))[:, None]
-    return (2 * (r_CB - correction)).transpose(0, 1)
+def _krylov(R: torch.Tensor, X: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """([X, R X, ..., R^(count-1) X] (H, N, count k), R^(count/2)) for R (H, N, N), X (H, N, k) and count a
+    power of two (R itself for count 1), by doubling: log2(count) products with R^(2^i), each power from
+    one squaring of the previous (log2(count) - 1 squarings)."""
+    for i in range(count.bit_length() - 1):
+        if i:
+            R = torch.bmm(R, R)
+        X = torch.cat([X, torch.bmm(R, X)], dim=-1)
+    return X, R
 
 
-def s4_kernel(dt, Lambda, P, B, C_tilde, L: int) -> torch.Tensor:
-    """Real kernels K (c, H, L) from real dt (H,) and complex Lambda, P, B (H, M), C~ (c, H, M).
-
-    Frequencies are processed in chunks of CAUCHY_CHUNK_ELEMENTS / (H N), each recomputed in backward:
-    transient memory O(H N chunk), kept memory O(c H L).
-    """
-    c, H, M = C_tilde.shape
-    freqs = L // 2 + 1
-    k = torch.arange(freqs, device=Lambda.device, dtype=dt.dtype)
-    z = torch.exp(torch.complex(torch.zeros_like(k), -2 * math.pi * k / L))
-    coeffs = torch.cat([C_tilde * B, C_tilde * P, (P.conj() * B)[None], (P.conj() * P)[None]])
-    coeffs = _full(coeffs.transpose(0, 1))  # (H, 2c + 2, N)
-    Lambda_full, size = _full(Lambda), max(1, CAUCHY_CHUNK_ELEMENTS // (H * 2 * M))
-    parts = []
-    for start in range(0, freqs, size):
-        args = (coeffs, Lambda_full, dt, z[start : start + size], c)
-        if torch.is_grad_enabled():
-            parts.append(checkpoint(_spectrum_chunk, *args, use_reentrant=False))
-        else:
-            parts.append(_spectrum_chunk(*args))
-    return torch.fft.irfft(torch.cat(parts, dim=-1), n=L, dim=-1)
+def s4_kernel(dt, Lambda, P, B, C, L: int) -> torch.Tensor:
+    """Real kernels K (c, H, L) from real dt (H,) and complex Lambda, P, B (H, M), C (c, H, M): the
+    sqrt(L) factorisation K[j T + t] = (c (R^T)^j) (R^t b) of the module notes. Returns a (c, H, L) view."""
+    c, H, _ = C.shape
+    R, b, c_rows = s4_real_system(dt, Lambda, P, B, C)
+    T, J = kernel_split(c, L)
+    columns, R_half = _krylov(R, b[:, :, None], T)  # (H, N, T): R^t b
+    R_T = torch.bmm(R_half, R_half) if T > 1 else R
+    rows, _ = _krylov(R_T.transpose(1, 2), c_rows.permute(1, 2, 0), 1 << (J - 1).bit_length())
+    rows = rows.unflatten(-1, (-1, c))[:, :, :J].permute(0, 3, 2, 1)  # (H, c, J, N): c (R^T)^j
+    K = torch.bmm(rows.flatten(1, 2), columns)  # (H, c J, T)
+    return K.view(H, c, J * T)[..., :L].transpose(0, 1)
 
 
 def s4_kernel_ref(dt, Lambda, P, B, C, L: int) -> torch.Tensor:
     """Direct formula K[c, h, l] = Re C_full A_bar^l B_bar (c, H, L), with the dense N x N A = Lambda - P P^*
-    discretised by a linear solve. Takes the continuous C (not C~); O(H N^2 + c H L) memory."""
+    discretised by a linear solve; O(H N^2 + c H L) memory."""
     A = torch.diag_embed(_full(Lambda)) - _full(P)[:, :, None] * _full(P).conj()[:, None, :]
     eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
     left = eye - dt[:, None, None] / 2 * A
@@ -227,4 +198,4 @@ class S4Kernel(nn.Module):
         params = (self.log_dt, *(p.detach() if self.freeze_A_B else p for p in A_B))
         with torch.autocast(self.C.device.type, enabled=False):
             dt, Lambda, P, B, C = s4_parameters(*(p[channels] for p in params), self.C[:, channels], dtype)
-            return s4_kernel(dt, Lambda, P, B, s4_C_tilde(dt, Lambda, P, C, L), L)
+            return s4_kernel(dt, Lambda, P, B, C, L)
