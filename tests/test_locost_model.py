@@ -183,6 +183,74 @@ def test_reused_kernel_matches_fresh_kernels_and_is_rebuilt_when_parameters_chan
     assert kernel_builds(model) == builds + 2 * layers
 
 
+def _ema_copy(model, other):  # an EMA / averaged-weights swap: p.data.copy_(ema)
+    for p, q in zip(model.parameters(), other.parameters(), strict=True):
+        p.data.copy_(q.data)
+
+
+def _data_add(model, other):  # in-place arithmetic on .data of the kernel parameters only
+    for name, p in model.named_parameters():
+        if ".kernel." in name:
+            p.data.add_(dict(other.named_parameters())[name].data - p.data)
+
+
+def _flatten(model):  # view every parameter into one flat buffer (as flat-parameter optimizers do)
+    params = list(model.parameters())
+    model.flat = torch.cat([p.detach().flatten() for p in params])
+    start = 0
+    for p in params:
+        p.data = model.flat[start : start + p.numel()].view_as(p)
+        start += p.numel()
+
+
+def _flat_buffer(model, other):  # the flat buffer updated in place
+    model.flat.copy_(torch.cat([q.detach().flatten() for q in other.parameters()]))
+
+
+def _one_entry(model, other):  # one value of one layer's C, written through .data
+    name = "encoder.block.1.layer.0.ssm_layer.kernel.C"
+    dict(model.named_parameters())[name].data[1, 3, 2, 0] += 0.5
+    dict(other.named_parameters())[name].data[1, 3, 2, 0] += 0.5
+
+
+@pytest.mark.parametrize("write", [_ema_copy, _data_add, _flat_buffer, _one_entry])
+def test_kept_kernel_follows_parameter_writes_through_data(write):
+    """`.data` writes change neither version counter nor data pointer; the kept kernel must still follow."""
+    model, fresh, target = tiny_model(reuse_kernel=True), tiny_model(), tiny_model(seed=5)
+    if write is _one_entry:
+        target = tiny_model()
+    ids = random_ids(2, 33)
+    if write is _flat_buffer:
+        _flatten(model)
+    with torch.no_grad():
+        encode(model, ids)  # kernel kept
+        write(model, target)
+        fresh.load_state_dict(model.state_dict())
+        for length in (33, 20):
+            assert rel_err(encode(model, ids[:, :length]), encode(fresh, ids[:, :length])) < 1e-12
+        builds = kernel_builds(model)
+        encode(model, ids)  # unchanged since: served from the kept kernel
+        assert kernel_builds(model) == builds
+
+
+@pytest.mark.parametrize("lengths", [(40, 40), (40, 17), (25, 9)])
+def test_kernel_kept_under_inference_mode_serves_input_gradients(lengths):
+    """A kernel built under torch.inference_mode() is served later with gradients on (frozen model, grad
+    with respect to the inputs) and gives the same gradient as building the kernel in that call."""
+    grads = []
+    for model in (tiny_model(reuse_kernel=True), tiny_model()):
+        model.requires_grad_(False)
+        with torch.inference_mode():
+            encode(model, random_ids(1, lengths[0]))
+        embeds = model.shared(random_ids(2, lengths[1])).requires_grad_()
+        weights = torch.randn(2, lengths[1], model.config.d_model, generator=torch.Generator().manual_seed(2),
+                              dtype=F64)
+        (model.get_encoder()(inputs_embeds=embeds).last_hidden_state * weights).sum().backward()
+        grads.append(embeds.grad)
+    assert kernel_builds(model) == 2 * model.config.num_layers  # the no-reuse model built in each call
+    assert rel_err(*grads) < 1e-12
+
+
 def test_kernel_is_not_reused_with_gradients_or_without_the_option():
     for model, grad in ((tiny_model(reuse_kernel=True), True), (tiny_model(), False)):
         with torch.set_grad_enabled(grad):

@@ -93,9 +93,14 @@ class LocostS4DKernel(nn.Module):
 
     With `config.reuse_kernel`, in eval mode without gradients the kernel of the longest length asked
     for so far is kept and sliced for every length up to it (K[l] does not depend on L). It is
-    rebuilt when a parameter changes (its version counter or storage: optimizer steps,
-    `load_state_dict`, `.to()`), dropped by `train()`, and not kept above KERNEL_CACHE_BYTES.
-    `builds` counts the kernels computed (a call served from the kept kernel adds nothing).
+    rebuilt when a parameter's value changes, however it was written (optimizer steps,
+    `load_state_dict`, `p.data.copy_(ema)`, a flat buffer the parameters are views of): it is served
+    only while the parameters equal a copy taken when it was built (c H M floats more than the
+    parameters, compared in O(c H M) per call; a version counter or data pointer misses `.data`
+    writes). It is dropped by `train()` and `.to()`, and not kept above KERNEL_CACHE_BYTES. It is
+    built as a normal tensor even under `torch.inference_mode()`, so that it can be served later
+    when gradients flow to the inputs of a frozen model. `builds` counts the kernels computed (a call
+    served from the kept kernel adds nothing).
     """
 
     def __init__(self, config: LocostConfig):
@@ -110,7 +115,7 @@ class LocostS4DKernel(nn.Module):
         for p in self.parameters():
             p._no_weight_decay = True
         self.reuse_kernel = config.reuse_kernel
-        self._cache, self._cache_key, self.builds = None, None, 0
+        self._cache, self._built_from, self.builds = None, None, 0
 
     def reset_parameters(self):
         """S4D-Lin: A_n = -1/2 + i pi n, B = 1, C ~ complex normal (variance 1/2 per part), log dt ~ U."""
@@ -123,11 +128,11 @@ class LocostS4DKernel(nn.Module):
 
     def train(self, mode: bool = True):
         if mode:
-            self._cache = self._cache_key = None
+            self._cache = self._built_from = None
         return super().train(mode)
 
     def _apply(self, fn, recurse=True):
-        self._cache = self._cache_key = None
+        self._cache = self._built_from = None
         return super()._apply(fn, recurse)
 
     def forward(self, L: int, channels: slice = slice(None), dtype: torch.dtype = torch.float32):
@@ -146,18 +151,26 @@ class LocostS4DKernel(nn.Module):
             return None
         if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
             return None
-        key = (dtype, tuple((p.device, p._version, p.data_ptr()) for p in self.parameters()))
-        if self._cache_key == key and self._cache.shape[-1] >= L:
-            return self._cache
-        self._cache = self._cache_key = None  # a stale kernel goes before a new one is built
+        if self._cache is not None and self._cache.dtype == dtype and self._cache.shape[-1] >= L:
+            if self._parameters_unchanged():
+                return self._cache
+        self._cache = self._built_from = None  # a stale kernel goes before a new one is built
         c, H = self.C.shape[:2]
         if c * H * L * torch.finfo(dtype).bits // 8 > KERNEL_CACHE_BYTES:
             return None
         self.builds += 1
-        with torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad():  # normal tensors, servable with grad on
+            self._built_from = [p.detach().clone() for p in self.parameters()]
             self._cache = s4d_kernel(L, self.log_dt, self.A_re_log, self.A_im, self.B, self.C, dtype)
-        self._cache_key = key
         return self._cache
+
+    def _parameters_unchanged(self) -> bool:
+        """Whether every parameter still equals (device, dtype, shape, values) the copy the kept kernel
+        was built from; NaN never equals itself, so a NaN parameter rebuilds the kernel every call."""
+        return all(
+            kept.device == p.device and kept.dtype == p.dtype and torch.equal(kept, p.detach())
+            for kept, p in zip(self._built_from, self.parameters(), strict=True)
+        )
 
 
 class LocostSSM(KeepsFloat32, nn.Module):
