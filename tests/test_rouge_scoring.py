@@ -1,8 +1,11 @@
 """ROUGE scoring, sentence splitting, extractive references and bootstrap statistics."""
 
+import math
+
 import numpy as np
 import pytest
 
+from records.bootstrap import resample_indices
 from suites.rouge import extractive, scoring
 from suites.rouge.sentences import one_sentence_per_line, split_sentences
 
@@ -156,3 +159,31 @@ def test_lead_3_of_a_non_latin_document_whose_summary_is_its_first_three_sentenc
     scores = scoring.rouge(extractive.lead(document, 2), reference, "unicode")
     assert scores["rouge1"] == pytest.approx(2 / 3) and scores["rouge2"] == pytest.approx(0.6)
     assert extractive.oracle(document, reference, "unicode").splitlines() == split_sentences(reference)
+
+
+def ratio_ci_ref(a, b, resamples=1000, seed=0):
+    """Per-resample ratios by a plain loop over the same resamples: a zero baseline mean gives +inf (or, for
+    0/0, 0 at the lower bound and +inf at the upper); non-finite bounds are None."""
+    low, high = [], []
+    for row in resample_indices(len(a), resamples, seed):
+        num, den = sum(a[i] for i in row), sum(b[i] for i in row)
+        ratio = num / den if den > 0 else math.inf
+        low.append(0.0 if den == 0 and num == 0 else ratio)
+        high.append(ratio)
+    with np.errstate(invalid="ignore"):
+        bounds = np.percentile(low, 2.5), np.percentile(high, 97.5)
+    return sum(a) / sum(b), *(float(x) if np.isfinite(x) else None for x in bounds)
+
+
+@pytest.mark.parametrize("a, b", [
+    ([0.3, 0.2, 0.4, 0.1, 0.3], [0.0, 0.0, 0.5, 0.2, 0.4]),  # 1% of resamples: a finite upper bound
+    ([0.1, 0.2, 0.3, 0.2], [0.0, 0.0, 0.0, 0.4]),  # 32%: unbounded above
+    ([0.0, 0.0, 0.3, 0.2], [0.0, 0.0, 0.4, 0.1]),  # 0/0 resamples: undefined ratios
+    ([0.0, 0.1, 0.0, 0.3, 0.2], [0.2, 0.0, 0.0, 0.3, 0.1]),
+])
+def test_ratio_ci_keeps_resamples_whose_baseline_mean_is_zero(a, b):
+    ratio, lo, hi = scoring.ratio_ci(a, b)
+    expected = ratio_ci_ref(a, b)
+    assert ratio == pytest.approx(expected[0], rel=1e-12)
+    assert lo == pytest.approx(expected[1], rel=1e-12)
+    assert hi == (None if expected[2] is None else pytest.approx(expected[2], rel=1e-12))

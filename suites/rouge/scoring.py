@@ -120,7 +120,15 @@ def ratio_ci(numerator: Sequence[float], denominator: Sequence[float],
              resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
              confidence: float = CONFIDENCE) -> tuple[float | None, float | None, float | None]:
     """Ratio of means of two systems scored on the same documents (paired: both are resampled with
-    the same indices), with its bootstrap interval; None where the denominator's mean is 0."""
+    the same indices), with its percentile bootstrap interval; (None, None, None) where the
+    denominator's mean is 0.
+
+    A resample whose denominator mean is 0 is kept, never dropped (dropping narrows the interval): its
+    ratio is +inf when its numerator mean is positive, and undefined (0/0) otherwise, which counts as 0
+    for the lower bound and +inf for the upper one. A bound that is not finite (more resamples with a
+    zero denominator than the tail holds) is returned as None: unbounded. Raises ValueError for unequal
+    or empty inputs.
+    """
     a, b = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
     if a.shape != b.shape or a.size == 0:
         raise ValueError("ratio of two systems needs the same, non-empty set of documents")
@@ -128,10 +136,13 @@ def ratio_ci(numerator: Sequence[float], denominator: Sequence[float],
         return None, None, None
     indices = resample_indices(a.size, resamples, seed)
     num, den = a[indices].mean(axis=1), b[indices].mean(axis=1)
-    ratios = np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
+    ratios = np.divide(num, den, out=np.full_like(num, np.inf), where=den > 0)
+    undefined = (den == 0) & (num == 0)
     tail = (1 - confidence) / 2 * 100
-    lo, hi = np.nanpercentile(ratios, [tail, 100 - tail])
-    return float(a.mean() / b.mean()), float(lo), float(hi)
+    with np.errstate(invalid="ignore"):  # interpolating between two infinities gives nan: unbounded
+        lo = np.percentile(np.where(undefined, 0.0, ratios), tail)
+        hi = np.percentile(ratios, 100 - tail)
+    return float(a.mean() / b.mean()), *(float(x) if np.isfinite(x) else None for x in (lo, hi))
 
 
 def summarize(per_doc: Sequence[dict[str, float]]) -> dict[str, float]:
