@@ -212,10 +212,14 @@ def test_cli_missing_data_file_subprocess(tmp_path):
                                                   "(use 'aclsum', a local file or directory, or hub:ID)"]
 
 
-def _non_latin_papers(path: Path) -> Path:
-    """20 short Russian/Chinese documents whose summaries are their first three sentences."""
+def _non_latin_papers(path: Path, ascii_words: bool = False) -> Path:
+    """20 short Russian/Chinese documents whose summaries are their first three sentences; with
+    `ascii_words` every sentence also holds a number, an acronym or a Latin name."""
     rows, hanzi = [], "一二三四五六七八九十"
     words = "один два три четыре пять шесть семь восемь девять десять".split()
+    if ascii_words:
+        words = [f"{word} {extra}" for word, extra in zip(words, ["2024", "NASA", "Macron", "G20", "5"] * 2,
+                                                               strict=True)]
     for i in range(20):
         sentences = [f"Документ {words[i % 10]} начинается здесь.", f"第{hanzi[i // 2]}个文件的第二句话。",
                      f"Третье предложение {words[i // 2]}!", "Дальше идёт текст.", "还有更多的内容。"]
@@ -231,8 +235,15 @@ def test_non_latin_references_need_the_unicode_tokenizer(tmp_path, capsys):
               "--vocab-size", "300", "--eval-lens", "full"]
     assert _cli(common) == 2  # the default rouge-score tokenizer would score every document 0
     assert capsys.readouterr().err.strip() == (
-        "error: 2 of 2 reference summaries have no ROUGE tokens under the 'rouge-score' tokenizer; "
-        "rouge-score's tokenizer keeps [a-z0-9] only: rerun with --rouge-tokenizer unicode")
+        "error: 2 of 2 reference summaries keep less than 90% of their letters and digits as ROUGE tokens "
+        "under the 'rouge-score' tokenizer (as little as 0%); rouge-score's tokenizer keeps [a-z0-9] only: "
+        "rerun with --rouge-tokenizer unicode")
+    mixed = ["--data", str(_non_latin_papers(tmp_path / "mixed.jsonl", ascii_words=True)), *common[2:]]
+    assert _cli(mixed) == 2  # its ROUGE would compare the numbers and Latin words alone
+    assert capsys.readouterr().err.strip() == (
+        "error: 2 of 2 reference summaries keep less than 90% of their letters and digits as ROUGE tokens "
+        "under the 'rouge-score' tokenizer (as little as 10%); rouge-score's tokenizer keeps [a-z0-9] only: "
+        "rerun with --rouge-tokenizer unicode")
     assert _cli(common + ["--rouge-tokenizer", "unicode", "--run-id", "unicode"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "unicode" / "rouge.jsonl").read_text().splitlines()]
     lead = next(r for r in rows if r["system"] == "lead-3")

@@ -187,3 +187,40 @@ def test_ratio_ci_keeps_resamples_whose_baseline_mean_is_zero(a, b):
     assert ratio == pytest.approx(expected[0], rel=1e-12)
     assert lo == pytest.approx(expected[1], rel=1e-12)
     assert hi == (None if expected[2] is None else pytest.approx(expected[2], rel=1e-12))
+
+
+# (text, its letters and digits counted by hand, how many of them are [a-z0-9] after lower-casing)
+MIXED_SCRIPTS = [
+    ("Путин посетил G20 в 2023 году.", 24, 7),  # Russian with an acronym and a year
+    ("中国GDP增长5%。", 8, 4),  # Chinese with an acronym and a number
+    ("Η ΕΕ και το NATO.", 12, 4),  # Greek with an acronym
+    ("زار Macron القاهرة", 16, 6),  # Arabic with a Latin name
+    ("東京でiPhone 15を買った", 15, 8),  # Japanese with a product name
+    ("Zoë Müller met the CEO in 2021.", 24, 22),  # English with two accented letters
+    ("The model reads 16,384 tokens.", 24, 24),
+]
+
+
+@pytest.mark.parametrize("text, letters, ascii_kept", MIXED_SCRIPTS)
+def test_kept_share_counts_the_letters_each_rouge_tokenizer_keeps(text, letters, ascii_kept):
+    assert scoring.kept_share(text) == pytest.approx(ascii_kept / letters)
+    assert scoring.kept_share(text, "unicode") == 1.0  # words of any script
+    assert scoring.kept_share("— !? …") is None
+
+
+@pytest.mark.parametrize("text, letters, ascii_kept", MIXED_SCRIPTS)
+def test_references_rouge_would_score_on_a_few_ascii_words_are_refused(text, letters, ascii_kept):
+    from suites.rouge.errors import SuiteError
+    from suites.rouge.pipeline import check_rouge_keeps_references
+
+    english = ["The state-space encoder reads long documents."] * 3
+    check_rouge_keeps_references(english + [text], "unicode")
+    if ascii_kept / letters >= scoring.MIN_KEPT_SHARE:
+        check_rouge_keeps_references(english + [text], "rouge-score")
+        return
+    with pytest.raises(SuiteError) as refused:
+        check_rouge_keeps_references(english + [text], "rouge-score")
+    assert str(refused.value) == (
+        f"1 of 4 reference summaries keep less than 90% of their letters and digits as ROUGE tokens under "
+        f"the 'rouge-score' tokenizer (as little as {ascii_kept / letters:.0%}); rouge-score's tokenizer "
+        "keeps [a-z0-9] only: rerun with --rouge-tokenizer unicode")

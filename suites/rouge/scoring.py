@@ -90,9 +90,28 @@ def rouge(prediction: str, reference: str, tokenizer: str = DEFAULT_ROUGE_TOKENI
     return {metric: float(scores[metric].fmeasure) for metric in METRICS}
 
 
-def untokenizable(references: Sequence[str], tokenizer: str) -> int:
-    """How many of ``references`` have no ROUGE token at all under ``tokenizer``."""
-    return sum(not rouge_tokens(text, tokenizer) for text in references)
+#: a reference of which the ROUGE tokenizer keeps a smaller share of word characters is not scored
+#: (``pipeline.check_rouge_keeps_references``): ROUGE would compare the few words it keeps, silently
+MIN_KEPT_SHARE = 0.9
+_WORD_CHARACTER = re.compile(r"[^\W_]")  # a letter or digit of any script
+_ROUGE_SCORE_TOKEN = re.compile(r"[a-z0-9]+")  # rouge-score's tokenize: lower-case, then [a-z0-9] runs
+
+
+def kept_share(text: str, tokenizer: str = DEFAULT_ROUGE_TOKENIZER) -> float | None:
+    r"""Share (0..1) of ``text``'s word characters (letters and digits of any script, ``[^\W_]``, after
+    the tokenizer's case mapping) that are in its ROUGE tokens under ``tokenizer`` (before stemming):
+    1 for English under either tokenizer, ~0 for Russian or Chinese under ``rouge-score`` however many
+    ASCII numbers, acronyms or names it holds. None for a text without word characters. Raises
+    ValueError for an unknown tokenizer."""
+    if tokenizer not in ROUGE_TOKENIZERS:
+        rouge_tokens("", tokenizer)  # raises the one error for unknown names
+    folded = text.lower() if tokenizer == "rouge-score" else text.casefold()
+    words = len(_WORD_CHARACTER.findall(folded))
+    if not words:
+        return None
+    pattern = _ROUGE_SCORE_TOKEN if tokenizer == "rouge-score" else _UNICODE_TOKEN
+    kept = sum(len(_WORD_CHARACTER.findall(token)) for token in pattern.findall(folded))
+    return kept / words
 
 
 # --- fast ROUGE-N from counts (same tokens as the scorer) ---------------------------------------
