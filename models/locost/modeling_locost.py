@@ -37,7 +37,7 @@ from ..compat import cache_field, output_cache, pick_cache
 from ..precision import KeepsFloat32
 from ..ssm.s4 import S4Kernel
 from .configuration_locost import LocostConfig
-from .ssm import compute_dtype, fast_fft_size, fft_conv, no_autocast, s4d_kernel
+from .ssm import compute_dtype, fast_fft_size, fft_conv, no_autocast, released_fast_conv, s4d_kernel
 
 __all__ = ["LocostForConditionalGeneration", "LocostPreTrainedModel", "LocostEncoder", "LocostDecoder"]
 
@@ -191,6 +191,7 @@ class LocostSSM(KeepsFloat32, nn.Module):
         self.kernel = LocostS4DKernel(config) if config.ssm_kernel == "s4d" else S4Kernel(
             H, config.d_state, 2 if config.bidirectional else 1, config.dt_min, config.dt_max)
         self.chunk_channels = config.ssm_chunk_channels
+        self.use_fast_fft_conv = config.use_fast_fft_conv
 
     def float32_parameter_names(self) -> list[str]:
         """D and the kernel's parameters keep their float32 values under `.to(bfloat16)`, `.half()` etc."""
@@ -244,14 +245,28 @@ class LocostSSM(KeepsFloat32, nn.Module):
         if attention_mask is not None:
             k = k * attention_mask[..., None].to(k.dtype)
         dtype = compute_dtype(u, self.D)
-        if torch.is_grad_enabled() and isinstance(self.kernel, S4Kernel):  # S4D has its own backward
-            K = checkpoint(self.kernel, u.shape[1], channels, dtype, use_reentrant=False)
-        else:
-            K = self.kernel(u.shape[1], channels, dtype)
-        y = fft_conv(k, K) + self.D[channels].to(dtype) * k
+        y = self._convolve(k, attention_mask, channels, dtype) + self.D[channels].to(dtype) * k
         if self.q_proj is not None:
             y = y * F.linear(u, self.q_proj.weight[channels], self.q_proj.bias[channels])
         return y.to(u.dtype)
+
+
+    def _kernel(self, L: int, channels: slice, dtype: torch.dtype) -> torch.Tensor:
+        if torch.is_grad_enabled() and isinstance(self.kernel, S4Kernel):  # S4D has its own backward
+            return checkpoint(self.kernel, L, channels, dtype, use_reentrant=False)
+        return self.kernel(L, channels, dtype)
+
+    def _convolve(self, k, attention_mask, channels: slice, dtype: torch.dtype) -> torch.Tensor:
+        """K_bi * k (B, L, channels): exact (`fft_conv`), or with `use_fast_fft_conv` the released fast
+        path's convolution, which pads an odd length with one zero input row (k = b_k there, 0 under an
+        attention mask) and convolves at the even length."""
+        L = k.shape[1]
+        if not self.use_fast_fft_conv:
+            return fft_conv(k, self._kernel(L, channels, dtype))
+        if L % 2:
+            pad = self.k_proj.bias[channels].to(k.dtype).expand(k.shape[0], 1, -1)
+            k = torch.cat([k, torch.zeros_like(pad) if attention_mask is not None else pad], dim=1)
+        return released_fast_conv(k, self._kernel(k.shape[1], channels, dtype))[:, :L]
 
 
 class LocostDenseGatedGelu(nn.Module):
