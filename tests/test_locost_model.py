@@ -1,6 +1,8 @@
 """LOCOST model: encoder semantics, decoder against Hugging Face T5, cache, save/load, converter, memory."""
 
+import json
 import math
+import re
 import warnings
 
 import pytest
@@ -660,3 +662,58 @@ def test_converter_rejects_mismatched_keys():
     released["encoder.block.0.layer.0.ssm_layer.kernel.unknown"] = torch.zeros(1)
     with pytest.raises(KeyError, match="unknown"):
         load_released_state_dict(released, config)
+
+
+def write_released_checkpoint(directory, config, weights="pytorch_model.bin", **fields):
+    """A checkpoint directory in the released layout: the release's config.json (its LOCOSTConfig
+    fields, no model_type) and its state dict."""
+    directory.mkdir(parents=True, exist_ok=True)
+    raw = {"architectures": ["LOCOSTForConditionalGeneration"], "vocab_size": config.vocab_size,
+           "d_model": config.d_model, "d_state": config.d_state, "d_kv": config.d_kv, "d_ff": config.d_ff,
+           "num_layers": config.num_layers, "num_decoder_layers": config.num_decoder_layers,
+           "num_heads": config.num_heads, "num_ssm_heads": 1, "local_radius": 127, "global_block_size": 16,
+           "feed_forward_proj": "gated-gelu", "encoder_attention_type": "local", "dropout_rate": 0.0,
+           "use_fast_fft_conv": True, "bidirectional": True, "gating": True, "pad_token_id": 0,
+           "eos_token_id": 1, "decoder_start_token_id": 0, "is_encoder_decoder": True, **fields}
+    (directory / "config.json").write_text(json.dumps(raw))
+    state_dict = released_layout_state_dict(config)
+    if weights.endswith(".safetensors"):
+        from safetensors.torch import save_file
+        save_file({k: v.clone() for k, v in state_dict.items()}, str(directory / weights))
+    else:
+        torch.save(state_dict, directory / weights)
+    return state_dict
+
+
+@pytest.mark.parametrize("weights", ["pytorch_model.bin", "model.safetensors"])
+def test_a_released_layout_checkpoint_loads_converted_with_its_fast_path(tmp_path, weights):
+    from models import load
+
+    config = tiny_config()
+    released = write_released_checkpoint(tmp_path / "released", config, weights)
+    handle = load(tmp_path / "released")
+    assert handle.family.name == "locost" and handle.model.config.use_fast_fft_conv
+    as_trained = load_released_state_dict(released, tiny_config(use_fast_fft_conv=True))
+    exact = load_released_state_dict(released, config)
+    for length, same in ((32, True), (37, False), (38, False), (64, True)):
+        ids = random_ids(2, length)
+        out = encode(handle.model, ids)
+        assert torch.equal(out, encode(as_trained, ids))
+        assert (rel_err(out, encode(exact, ids)) < 1e-5) == same  # exact only at powers of two
+    our_layout = tmp_path / "ours"
+    handle.model.save_pretrained(our_layout)  # saved in our layout: loads as ours, option kept
+    assert load(our_layout).model.config.use_fast_fft_conv
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"num_ssm_heads": 8}, "num_ssm_heads 8: only 1 SSM head is supported"),
+    ({"feed_forward_proj": "relu"}, "feed_forward_proj 'relu': only 'gated-gelu' is supported"),
+    ({"d_model": 32}, "state dict does not match the model"),
+])
+def test_a_released_layout_checkpoint_it_cannot_convert_is_one_error(tmp_path, fields, message):
+    from models import load
+    from models.errors import NotACheckpointError
+
+    write_released_checkpoint(tmp_path / "released", tiny_config(), **fields)
+    with pytest.raises(NotACheckpointError, match=re.escape(message)):
+        load(tmp_path / "released")

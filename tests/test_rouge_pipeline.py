@@ -332,3 +332,26 @@ def check_greedy(handle, tokenizer, document):
         summary = generate(handle, tokenizer, [document], GenerationSettings(max_new_tokens=steps,
                            no_repeat_ngram=0), progress=False)
         assert summary == [tokenizer.decode(ids)]
+
+
+def test_the_suite_evaluates_a_released_layout_checkpoint_directly(tmp_path, tokenizer):
+    """A directory with the release's config.json and state dict (as downloaded) is a --checkpoint: it is
+    converted on load and evaluated with the release's fast-path convolution."""
+    from test_locost_model import write_released_checkpoint
+
+    from models.locost import PRESETS, LocostConfig
+
+    config = LocostConfig(**PRESETS["tiny"], vocab_size=tokenizer.vocab_size, dropout_rate=0.0)
+    write_released_checkpoint(tmp_path / "locost-released", config)
+    data = tmp_path / "papers.jsonl"
+    data.write_text("".join(json.dumps({"id": str(i), "document": " ".join(SENTENCES[i:i + 8]),
+                                        "summary": SENTENCES[i]}) + "\n" for i in range(20)))
+    argv = ["--data", str(data), "--eval-split", "test", "--no-progress", "--no-report", "--device", "cpu",
+            "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache"), "--max-new-tokens", "4",
+            "--checkpoint", str(tmp_path / "locost-released"), "--no-extractive", "--eval-lens", "37",
+            "--tokenizer", str(tokenizer.save(tmp_path / "tokenizer.json")), "--run-id", "released"]
+    assert _cli(argv) == 0
+    rows = [json.loads(line) for line in (tmp_path / "released" / "rouge.jsonl").read_text().splitlines()]
+    assert [(r["system"], r["input_len"]) for r in rows] == [("locost-released", 37)]
+    systems = json.loads((tmp_path / "released" / "run.json").read_text())["systems"]
+    assert [s["family"] for s in systems if s["kind"] == "model"] == ["locost"]
