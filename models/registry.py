@@ -49,6 +49,8 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu")
     path = Path(name_or_path)
     if path.exists() and not (path / "config.json").is_file():
         raise NotACheckpointError(f"not a checkpoint: {path} has no config.json")
+    if path.is_dir() and (released := _load_released_locost(path)) is not None:
+        return ModelHandle(model=released.to(device), family=family("locost"), size=None)
     try:
         cfg = AutoConfig.from_pretrained(str(name_or_path))
     except (OSError, ValueError) as exc:
@@ -61,6 +63,25 @@ def load(name_or_path: str | os.PathLike, *, device: str | torch.device = "cpu")
     except (OSError, ValueError) as exc:
         raise NotACheckpointError(f"not a checkpoint: {name_or_path}: {exc}".splitlines()[0]) from None
     return ModelHandle(model=model, family=fam, size=None)
+
+
+def _load_released_locost(path: Path):
+    """The converted model of a released-layout LOCOST checkpoint directory (``models.locost.convert``),
+    or None when config.json is not the release's. Raises NotACheckpointError for a bad one."""
+    import json
+
+    from models.locost.convert import is_released_config, load_released_checkpoint
+
+    try:
+        raw = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None  # AutoConfig reports it
+    if not isinstance(raw, dict) or not is_released_config(raw):
+        return None
+    try:
+        return load_released_checkpoint(path)
+    except (OSError, ValueError) as exc:
+        raise NotACheckpointError(f"not a checkpoint: released LOCOST layout in {path}: {exc}") from None
 
 
 def dropout_rates(name: str, size: str, **overrides) -> dict[str, float]:

@@ -43,8 +43,9 @@ MIN_FIT_LENGTHS = 4
 #: ... spanning at least this factor (three doublings)
 MIN_FIT_RANGE = 8
 ROUGE_SHARE = 93.0
-#: a bootstrap CI over fewer documents than this says little: the quality claim is not judged from it
+#: a bootstrap CI over fewer documents than this says little: no quality claim is judged from it
 MIN_DOCS = 10
+DOCS_RULE = f"judged only from ≥ {MIN_DOCS} evaluation documents (fewer: inconclusive)"
 
 SIZE_RULE = (
     f"judged only from {' / '.join(CLAIM_SIZES)} presets; figures from other presets alone (tiny: "
@@ -357,6 +358,15 @@ def _lead_gate(margins: pd.DataFrame) -> str | None:
     return None
 
 
+def _docs_gate(n_docs) -> str | None:
+    """Why a verdict from ``n_docs`` evaluation documents cannot stand (the inconclusive reason), or
+    None: every quality verdict needs ``MIN_DOCS`` documents (``DOCS_RULE``)."""
+    if text.is_missing(n_docs) or int(n_docs) < MIN_DOCS:
+        shown = "no count of" if text.is_missing(n_docs) else int(n_docs)
+        return f"{shown} evaluation documents (the rule needs ≥ {MIN_DOCS})"
+    return None
+
+
 def _system_keys(frame: pd.DataFrame) -> pd.Series:
     """One key per (system, dataset, input length, documents); lengths compared as whole numbers."""
     counts = {c: pd.to_numeric(frame[c]).astype("Int64") for c in ("input_len", "n_docs")}
@@ -367,9 +377,10 @@ def _rouge_rows(relative: pd.DataFrame | None, rouge: pd.DataFrame | None,
                 docs: pd.DataFrame | None = None) -> list[dict]:
     claim = "ROUGE 93–96% of sparse-attention transformers of the same size"
     rule = (
-        f"LOCOST's ROUGE F1 as % of each model baseline's of the same size, from relative.jsonl (same run: "
-        f"dataset, input length, documents, training budget; paired bootstrap CIs), over all metrics. "
-        f"Judged only from ≥ {MIN_DOCS} evaluation documents and "
+        f"LOCOST's ROUGE F1 as % of each of the paper's baselines ({', '.join(PAPER_BASELINES)}) of the "
+        f"same size, from relative.jsonl (same run: dataset, input length, documents, training budget; "
+        f"paired bootstrap CIs), over all metrics; LOCOST's own variants (LOCOST-S4, SPADE) are no "
+        f"baseline of this claim. {DOCS_RULE[0].upper()}{DOCS_RULE[1:]}; judged only "
         f"when every compared model beats Lead-k on the "
         f"same dataset, documents and input length on every metric by a margin whose 95% CI lies above "
         f"zero (paired bootstrap over documents, {BOOTSTRAP_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}, "
@@ -380,7 +391,8 @@ def _rouge_rows(relative: pd.DataFrame | None, rouge: pd.DataFrame | None,
     relative = rouge_relative(relative)
     same_size = relative["size"].fillna("").astype(str).eq(relative["baseline_size"].fillna("").astype(str))
     is_locost = relative["family"].astype(str).eq(LOCOST)
-    relative = relative[is_locost & ~relative["baseline_family"].astype(str).eq(LOCOST) & same_size]
+    paper = relative["baseline_family"].astype(str).isin(PAPER_BASELINES)
+    relative = relative[is_locost & paper & same_size]
     if relative.empty:
         none = "no LOCOST/baseline ROUGE pair under identical conditions"
         return [_row(claim, "93–96%", rule, conditions=none, reason=none)]
@@ -399,8 +411,8 @@ def _rouge_rows(relative: pd.DataFrame | None, rouge: pd.DataFrame | None,
     margins = margins[_system_keys(margins).isin(set(_system_keys(compared)))]
     verdict = REPRODUCED if typical >= ROUGE_SHARE else NOT_REPRODUCED
     reason = f"median {text.percent(typical)} {'≥' if verdict == REPRODUCED else '<'} {ROUGE_SHARE:.0f}%"
-    if (fewest := int(relative["n_docs"].min())) < MIN_DOCS:
-        verdict, reason = INCONCLUSIVE, f"{fewest} evaluation documents (the rule needs ≥ {MIN_DOCS})"
+    if (why := _docs_gate(relative["n_docs"].min())) is not None:
+        verdict, reason = INCONCLUSIVE, why
     elif (why := _lead_gate(margins)) is not None:
         verdict, reason = INCONCLUSIVE, why
     return [
@@ -421,7 +433,8 @@ LENGTH_RULE = (
     "bootstrap 95% CI over documents (rouge.jsonl nll_gain); reproduced iff the CI lies above 0 (NLL falls), "
     f"not reproduced iff below 0, both only when |mean| ≥ {NLL_NOISE:g} nats/token and the model beats "
     "Lead-k at both lengths by a margin whose 95% CI lies above zero (as for the ROUGE claim: a model that "
-    "has not learned the task cannot show whether it uses the extra input); otherwise inconclusive; "
+    f"has not learned the task cannot show whether it uses the extra input); {DOCS_RULE}; otherwise "
+    "inconclusive; "
     "headline: LOCOST; rows per model give the figures"
 )
 
@@ -476,7 +489,8 @@ def _length_rows(rouge: pd.DataFrame | None, docs: pd.DataFrame | None = None) -
             f"{r['nll'] + r['nll_gain']:.4f} → {r['nll']:.4f} nats/token; {reason}; {r['dataset']}, "
             f"{text.integer(r['n_docs'])} documents, {text.integer(r['train_steps'])} steps"
         )
-        if verdict in (REPRODUCED, NOT_REPRODUCED) and (why := _length_lead_gate(r, margins)):
+        if verdict in (REPRODUCED, NOT_REPRODUCED) and (
+                why := _docs_gate(r["n_docs"]) or _length_lead_gate(r, margins)):
             verdict, reason = INCONCLUSIVE, why
         best = f"{r['nll_gain']:+.4f} [{r['nll_gain_lo']:+.4f}, {r['nll_gain_hi']:+.4f}] nats/token"
         return _row(LENGTH_CLAIM, "rises", LENGTH_RULE, scope=scope, best=best,

@@ -1,6 +1,8 @@
 """LOCOST model: encoder semantics, decoder against Hugging Face T5, cache, save/load, converter, memory."""
 
+import json
 import math
+import re
 import warnings
 
 import pytest
@@ -181,6 +183,74 @@ def test_reused_kernel_matches_fresh_kernels_and_is_rebuilt_when_parameters_chan
         model.load_state_dict(tiny_model(seed=3).state_dict())  # in-place copy into the same storage
         assert rel_err(encode(model, ids), encode(tiny_model(seed=3), ids)) < 1e-12
     assert kernel_builds(model) == builds + 2 * layers
+
+
+def _ema_copy(model, other):  # an EMA / averaged-weights swap: p.data.copy_(ema)
+    for p, q in zip(model.parameters(), other.parameters(), strict=True):
+        p.data.copy_(q.data)
+
+
+def _data_add(model, other):  # in-place arithmetic on .data of the kernel parameters only
+    for name, p in model.named_parameters():
+        if ".kernel." in name:
+            p.data.add_(dict(other.named_parameters())[name].data - p.data)
+
+
+def _flatten(model):  # view every parameter into one flat buffer (as flat-parameter optimizers do)
+    params = list(model.parameters())
+    model.flat = torch.cat([p.detach().flatten() for p in params])
+    start = 0
+    for p in params:
+        p.data = model.flat[start : start + p.numel()].view_as(p)
+        start += p.numel()
+
+
+def _flat_buffer(model, other):  # the flat buffer updated in place
+    model.flat.copy_(torch.cat([q.detach().flatten() for q in other.parameters()]))
+
+
+def _one_entry(model, other):  # one value of one layer's C, written through .data
+    name = "encoder.block.1.layer.0.ssm_layer.kernel.C"
+    dict(model.named_parameters())[name].data[1, 3, 2, 0] += 0.5
+    dict(other.named_parameters())[name].data[1, 3, 2, 0] += 0.5
+
+
+@pytest.mark.parametrize("write", [_ema_copy, _data_add, _flat_buffer, _one_entry])
+def test_kept_kernel_follows_parameter_writes_through_data(write):
+    """`.data` writes change neither version counter nor data pointer; the kept kernel must still follow."""
+    model, fresh, target = tiny_model(reuse_kernel=True), tiny_model(), tiny_model(seed=5)
+    if write is _one_entry:
+        target = tiny_model()
+    ids = random_ids(2, 33)
+    if write is _flat_buffer:
+        _flatten(model)
+    with torch.no_grad():
+        encode(model, ids)  # kernel kept
+        write(model, target)
+        fresh.load_state_dict(model.state_dict())
+        for length in (33, 20):
+            assert rel_err(encode(model, ids[:, :length]), encode(fresh, ids[:, :length])) < 1e-12
+        builds = kernel_builds(model)
+        encode(model, ids)  # unchanged since: served from the kept kernel
+        assert kernel_builds(model) == builds
+
+
+@pytest.mark.parametrize("lengths", [(40, 40), (40, 17), (25, 9)])
+def test_kernel_kept_under_inference_mode_serves_input_gradients(lengths):
+    """A kernel built under torch.inference_mode() is served later with gradients on (frozen model, grad
+    with respect to the inputs) and gives the same gradient as building the kernel in that call."""
+    grads = []
+    for model in (tiny_model(reuse_kernel=True), tiny_model()):
+        model.requires_grad_(False)
+        with torch.inference_mode():
+            encode(model, random_ids(1, lengths[0]))
+        embeds = model.shared(random_ids(2, lengths[1])).requires_grad_()
+        weights = torch.randn(2, lengths[1], model.config.d_model, generator=torch.Generator().manual_seed(2),
+                              dtype=F64)
+        (model.get_encoder()(inputs_embeds=embeds).last_hidden_state * weights).sum().backward()
+        grads.append(embeds.grad)
+    assert kernel_builds(model) == 2 * model.config.num_layers  # the no-reuse model built in each call
+    assert rel_err(*grads) < 1e-12
 
 
 def test_kernel_is_not_reused_with_gradients_or_without_the_option():
@@ -592,3 +662,58 @@ def test_converter_rejects_mismatched_keys():
     released["encoder.block.0.layer.0.ssm_layer.kernel.unknown"] = torch.zeros(1)
     with pytest.raises(KeyError, match="unknown"):
         load_released_state_dict(released, config)
+
+
+def write_released_checkpoint(directory, config, weights="pytorch_model.bin", **fields):
+    """A checkpoint directory in the released layout: the release's config.json (its LOCOSTConfig
+    fields, no model_type) and its state dict."""
+    directory.mkdir(parents=True, exist_ok=True)
+    raw = {"architectures": ["LOCOSTForConditionalGeneration"], "vocab_size": config.vocab_size,
+           "d_model": config.d_model, "d_state": config.d_state, "d_kv": config.d_kv, "d_ff": config.d_ff,
+           "num_layers": config.num_layers, "num_decoder_layers": config.num_decoder_layers,
+           "num_heads": config.num_heads, "num_ssm_heads": 1, "local_radius": 127, "global_block_size": 16,
+           "feed_forward_proj": "gated-gelu", "encoder_attention_type": "local", "dropout_rate": 0.0,
+           "use_fast_fft_conv": True, "bidirectional": True, "gating": True, "pad_token_id": 0,
+           "eos_token_id": 1, "decoder_start_token_id": 0, "is_encoder_decoder": True, **fields}
+    (directory / "config.json").write_text(json.dumps(raw))
+    state_dict = released_layout_state_dict(config)
+    if weights.endswith(".safetensors"):
+        from safetensors.torch import save_file
+        save_file({k: v.clone() for k, v in state_dict.items()}, str(directory / weights))
+    else:
+        torch.save(state_dict, directory / weights)
+    return state_dict
+
+
+@pytest.mark.parametrize("weights", ["pytorch_model.bin", "model.safetensors"])
+def test_a_released_layout_checkpoint_loads_converted_with_its_fast_path(tmp_path, weights):
+    from models import load
+
+    config = tiny_config()
+    released = write_released_checkpoint(tmp_path / "released", config, weights)
+    handle = load(tmp_path / "released")
+    assert handle.family.name == "locost" and handle.model.config.use_fast_fft_conv
+    as_trained = load_released_state_dict(released, tiny_config(use_fast_fft_conv=True))
+    exact = load_released_state_dict(released, config)
+    for length, same in ((32, True), (37, False), (38, False), (64, True)):
+        ids = random_ids(2, length)
+        out = encode(handle.model, ids)
+        assert torch.equal(out, encode(as_trained, ids))
+        assert (rel_err(out, encode(exact, ids)) < 1e-5) == same  # exact only at powers of two
+    our_layout = tmp_path / "ours"
+    handle.model.save_pretrained(our_layout)  # saved in our layout: loads as ours, option kept
+    assert load(our_layout).model.config.use_fast_fft_conv
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"num_ssm_heads": 8}, "num_ssm_heads 8: only 1 SSM head is supported"),
+    ({"feed_forward_proj": "relu"}, "feed_forward_proj 'relu': only 'gated-gelu' is supported"),
+    ({"d_model": 32}, "state dict does not match the model"),
+])
+def test_a_released_layout_checkpoint_it_cannot_convert_is_one_error(tmp_path, fields, message):
+    from models import load
+    from models.errors import NotACheckpointError
+
+    write_released_checkpoint(tmp_path / "released", tiny_config(), **fields)
+    with pytest.raises(NotACheckpointError, match=re.escape(message)):
+        load(tmp_path / "released")

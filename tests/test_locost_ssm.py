@@ -261,3 +261,85 @@ def test_float32_fast_kernel_is_accurate_at_long_lengths():
     params = (kernel.log_dt, kernel.A_re_log, kernel.A_im, kernel.B, kernel.C)
     reference = ssm_kernel_ref(*s4d_discretize(*params, dtype=F64), 20_000)
     assert rel_err(kernel(20_000).double(), reference) < 1e-4
+
+
+# --- the released code's fast path (use_fast_fft_conv=True) ---------------------------------------
+
+
+def released_fast_conv_ref(u, K):
+    """The released fast path from its published formulas, by direct sums in float64: the filter of its
+    make_bidirectional (K_fwd zero-padded to 2L, plus K_bwd flipped, left-padded by L and rolled by one),
+    circularly convolved with u at its FFT size max(2 * 2^ceil(log2 L), 16), output cut to L."""
+    B, L, H = u.shape
+    n = max(2 * 2 ** math.ceil(math.log2(L)), 16)
+    k = torch.cat([K[0], torch.zeros(H, L, dtype=K.dtype)], dim=-1)
+    if K.shape[0] == 2:
+        k = k + torch.roll(torch.cat([torch.zeros(H, L, dtype=K.dtype), K[1].flip(-1)], dim=-1), 1, dims=-1)
+    padded = torch.cat([u, torch.zeros(B, n - L, H, dtype=u.dtype)], dim=1)
+    y = torch.zeros_like(u)
+    for t in range(L):
+        for m in range(k.shape[-1]):
+            y[:, t] += k[:, m] * padded[:, (t - m) % n]
+    return y
+
+
+def _conv_case(L, c=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(2, L, 3, dtype=F64, generator=g), torch.randn(c, 3, L, dtype=F64, generator=g)
+
+
+@pytest.mark.parametrize("L", [1, 5, 8, 16, 37, 38, 50, 64, 100, 129])
+def test_released_fast_conv_matches_the_published_formulas(L):
+    for c in (1, 2):
+        u, K = _conv_case(L, c)
+        assert rel_err(ssm.released_fast_conv(u, K), released_fast_conv_ref(u, K)) < 1e-12
+
+
+@pytest.mark.parametrize("L", [16, 64, 256, 1024])
+def test_released_fast_conv_is_the_exact_convolution_at_powers_of_two(L):
+    u, K = _conv_case(L)
+    assert rel_err(ssm.released_fast_conv(u, K), bidirectional_conv_ref(u, K)) < 1e-12
+
+
+@pytest.mark.parametrize("L", [38, 300, 600, 1300])
+def test_released_fast_conv_loses_the_backward_kernel_between_powers_of_two(L):
+    """n - 2L >= L - 1 (2^k < L <= 4/3 2^k): every backward lag but 0 falls outside the input."""
+    u, K = _conv_case(L)
+    causal = K.clone()
+    causal[1, :, 1:] = 0
+    fast = ssm.released_fast_conv(u, K)
+    assert rel_err(fast, bidirectional_conv_ref(u, causal)) < 1e-12
+    assert rel_err(fast, bidirectional_conv_ref(u, K)) > 0.1
+
+
+@pytest.mark.parametrize("L", [100, 200, 700])
+def test_released_fast_conv_shifts_the_backward_kernel(L):
+    """n - 2L < L - 1: lag -j reads u[l + j + n - 2L], neither the exact nor the causal convolution."""
+    u, K = _conv_case(L)
+    s = ssm.released_fast_fft_size(L) - 2 * L
+    shifted = torch.zeros(2, 3, L, dtype=F64)
+    shifted[0] = K[0]
+    shifted[1, :, 0] = K[1, :, 0]
+    shifted[1, :, 1 + s:] = K[1, :, 1 : L - s]  # lag -(j + s) carries K_bwd[j]
+    fast = ssm.released_fast_conv(u, K)
+    assert rel_err(fast, bidirectional_conv_ref(u, shifted)) < 1e-12
+    assert rel_err(fast, bidirectional_conv_ref(u, K)) > 0.1
+
+
+def test_the_fast_path_option_pads_odd_lengths_as_the_release_does():
+    """use_fast_fft_conv: exact at 64; at 63 padded to 64 by one zero input row (k = 0 there under an
+    attention mask: exact again; without a mask k = b_k there); at 37 padded to 38, backward lost."""
+    config = dict(d_model=6, d_state=8, dropout_rate=0.0)
+    torch.manual_seed(0)
+    exact = LocostSSM(LocostConfig(**config)).double()
+    for p in exact.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    fast = LocostSSM(LocostConfig(**config, use_fast_fft_conv=True)).double()
+    fast.load_state_dict(exact.state_dict())
+    u = torch.randn(2, 64, 6, dtype=F64)
+    ones = torch.ones(2, 64, dtype=F64)
+    assert rel_err(fast(u), exact(u)) < 1e-12
+    assert rel_err(fast(u[:, :63], ones[:, :63]), exact(u[:, :63], ones[:, :63])) < 1e-12
+    with_bias = exact(torch.cat([u[:, :63], torch.zeros(2, 1, 6, dtype=F64)], dim=1))[:, :63]
+    assert rel_err(fast(u[:, :63]), with_bias) < 1e-12
+    assert rel_err(fast(u[:, :37], ones[:, :37]), exact(u[:, :37], ones[:, :37])) > 0.05

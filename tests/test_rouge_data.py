@@ -104,7 +104,8 @@ def test_tokenizer_training_is_cached_and_shared(tmp_path):
     assert [tokenizer.backend.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
     assert tokenizer.model_overrides() == {"vocab_size": tokenizer.vocab_size, "pad_token_id": 0,
                                            "eos_token_id": 1, "decoder_start_token_id": 3,
-                                           "bos_token_id": 3}
+                                           "bos_token_id": 3, "forced_eos_token_id": None,
+                                           "forced_bos_token_id": None}
     assert len(list((tmp_path / "tokenizers").glob("*.json"))) == 1
     assert train_tokenizer(texts, vocab_size=120, cache_dir=tmp_path).fingerprint == tokenizer.fingerprint
     saved = tokenizer.save(tmp_path / "tok" / "tokenizer.json")

@@ -79,15 +79,16 @@ def _gain(short: list[float], long: list[float]) -> dict:
     ([5.0 - 1e-5 * (1 + i % 2) for i in range(6)], INCONCLUSIVE),  # the CI excludes 0, float noise only
 ])
 def test_quality_rises_with_length_rule_on_constructed_documents(long, verdict):
-    fields = _gain([5.0] * 6, long)
+    long = long * 2  # 12 documents: the rule judges from >= 10 (claims.MIN_DOCS)
+    fields = _gain([5.0] * 12, long)
     assert length_verdict(fields["nll_gain"], fields["nll_gain_lo"], fields["nll_gain_hi"])[0] == verdict
     rows = [{"system": "locost-tiny", "kind": "model", "family": "locost", "size": "tiny", "input_len": n,
-             "n_docs": 6, "dataset": "toy", "train_steps": 3, "rouge1": 0.1, "rouge1_lo": 0.09,
+             "n_docs": 12, "dataset": "toy", "train_steps": 3, "rouge1": 0.1, "rouge1_lo": 0.09,
              "rouge1_hi": 0.11, **f}
-            for n, f in ((1024, _gain([5.0] * 6, [5.0] * 6)), (4096, fields))]
+            for n, f in ((1024, _gain([5.0] * 12, [5.0] * 12)), (4096, fields))]
 
     def length_claim(lead_rouge1, longest=4096):
-        leads = [{"system": "lead-3", "kind": "extractive", "input_len": n, "n_docs": 6, "dataset": "toy",
+        leads = [{"system": "lead-3", "kind": "extractive", "input_len": n, "n_docs": 12, "dataset": "toy",
                   "rouge1": lead_rouge1, "rouge1_lo": lead_rouge1 - 0.01, "rouge1_hi": lead_rouge1 + 0.01}
                  for n in (1024, longest)]
         claims = evaluate(records_frame([]), rouge_frame(rows + leads))

@@ -10,10 +10,11 @@ import torch
 
 from cli.args import lengths_or_full as parse_lengths
 from models import build
+from models.families import FAMILIES
 from records import ROUGE_FIELDS
 from suites.rouge.generation import GenerationSettings, generate, truncate, visible_text
 from suites.rouge.gsg import gap_sentence_example
-from suites.rouge.tokenizer import train_tokenizer
+from suites.rouge.tokenizer import SharedTokenizer, _special_ids, train_tokenizer
 from suites.rouge.training import Budget, TrainingExample, lr_factor, parameter_groups, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,10 +212,14 @@ def test_cli_missing_data_file_subprocess(tmp_path):
                                                   "(use 'aclsum', a local file or directory, or hub:ID)"]
 
 
-def _non_latin_papers(path: Path) -> Path:
-    """20 short Russian/Chinese documents whose summaries are their first three sentences."""
+def _non_latin_papers(path: Path, ascii_words: bool = False) -> Path:
+    """20 short Russian/Chinese documents whose summaries are their first three sentences; with
+    `ascii_words` every sentence also holds a number, an acronym or a Latin name."""
     rows, hanzi = [], "一二三四五六七八九十"
     words = "один два три четыре пять шесть семь восемь девять десять".split()
+    if ascii_words:
+        words = [f"{word} {extra}" for word, extra in zip(words, ["2024", "NASA", "Macron", "G20", "5"] * 2,
+                                                               strict=True)]
     for i in range(20):
         sentences = [f"Документ {words[i % 10]} начинается здесь.", f"第{hanzi[i // 2]}个文件的第二句话。",
                      f"Третье предложение {words[i // 2]}!", "Дальше идёт текст.", "还有更多的内容。"]
@@ -230,8 +235,15 @@ def test_non_latin_references_need_the_unicode_tokenizer(tmp_path, capsys):
               "--vocab-size", "300", "--eval-lens", "full"]
     assert _cli(common) == 2  # the default rouge-score tokenizer would score every document 0
     assert capsys.readouterr().err.strip() == (
-        "error: 2 of 2 reference summaries have no ROUGE tokens under the 'rouge-score' tokenizer; "
-        "rouge-score's tokenizer keeps [a-z0-9] only: rerun with --rouge-tokenizer unicode")
+        "error: 2 of 2 reference summaries keep less than 90% of their letters and digits as ROUGE tokens "
+        "under the 'rouge-score' tokenizer (as little as 0%); rouge-score's tokenizer keeps [a-z0-9] only: "
+        "rerun with --rouge-tokenizer unicode")
+    mixed = ["--data", str(_non_latin_papers(tmp_path / "mixed.jsonl", ascii_words=True)), *common[2:]]
+    assert _cli(mixed) == 2  # its ROUGE would compare the numbers and Latin words alone
+    assert capsys.readouterr().err.strip() == (
+        "error: 2 of 2 reference summaries keep less than 90% of their letters and digits as ROUGE tokens "
+        "under the 'rouge-score' tokenizer (as little as 10%); rouge-score's tokenizer keeps [a-z0-9] only: "
+        "rerun with --rouge-tokenizer unicode")
     assert _cli(common + ["--rouge-tokenizer", "unicode", "--run-id", "unicode"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "unicode" / "rouge.jsonl").read_text().splitlines()]
     lead = next(r for r in rows if r["system"] == "lead-3")
@@ -239,3 +251,107 @@ def test_non_latin_references_need_the_unicode_tokenizer(tmp_path, capsys):
     assert [lead[m] for m in ("rouge1", "rouge2", "rougeL", "rougeLsum")] == [1.0] * 4
     run = json.loads((tmp_path / "unicode" / "run.json").read_text())
     assert run["rouge"]["tokenizer"] == "unicode" and run["rouge"]["tokenizer_default"] == "rouge-score"
+
+
+def hand_tokenizer(specials: dict[int, str]) -> SharedTokenizer:
+    """A word-level tokenizer over WORDS with the special tokens at the given ids (the others are words)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = iter(dict.fromkeys(WORDS))
+    size = len(set(WORDS)) + len(specials)
+    vocab = {specials[i] if i in specials else next(words): i for i in range(size)}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.add_special_tokens(list(specials.values()))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return SharedTokenizer(backend, _special_ids(backend), "by hand")
+
+
+#: special ids that are not T5's (pad 0, EOS 1): id 1 is a word in the first and last
+HAND_SPECIALS = [
+    {0: "<pad>", 3: "</s>", 4: "<unk>", 5: "<s>", 6: "<mask>"},
+    {0: "<s>", 1: "<pad>", 2: "</s>", 3: "<unk>", 4: "<mask>"},  # LED's / BART's order
+    {2: "<unk>", 7: "<pad>", 9: "</s>"},  # no BOS: the decoder starts from PAD
+]
+
+
+def greedy_reference(handle, ids: list[int], eos: int, start: int, steps: int) -> list[int]:
+    """Greedy decoding by hand: argmax of the full decoder's last logits, no cache, no forced token."""
+    input_ids = torch.tensor([ids])
+    inputs = handle.prepare_inputs(input_ids, torch.ones_like(input_ids))
+    out = [start]
+    with torch.no_grad():
+        for _ in range(steps):
+            logits = handle.model(**inputs, decoder_input_ids=torch.tensor([out])).logits
+            out.append(int(logits[0, -1].argmax()))
+            if out[-1] == eos:
+                break
+    return out[1:]
+
+
+@pytest.mark.parametrize("specials", HAND_SPECIALS, ids=["eos3", "led-order", "no-bos"])
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_summaries_use_the_shared_tokenizers_special_ids_in_every_family(family, specials):
+    """No family keeps a token id of its own tokenizer: its configs carry the shared tokenizer's ids and
+    its summaries are plain greedy decoding (PEGASUS-X forced EOS id 1 at the length cap)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only contend on a loaded machine
+    try:
+        _check_special_ids(family, specials)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_special_ids(family, specials):
+    tokenizer = hand_tokenizer(specials)
+    handle = build(family, "tiny", **tokenizer.model_overrides())
+    handle.model.double().eval()
+    torch.manual_seed(0)
+    with torch.no_grad():  # large random weights: greedy decoding writes varied words, not EOS at once
+        for name, p in handle.model.named_parameters():
+            if ".kernel." not in name and p.dim() > 1:
+                p.normal_(0.0, 0.3)
+    s = tokenizer.special
+    expected = {"pad_token_id": s.pad, "eos_token_id": s.eos, "bos_token_id": s.bos,
+                "decoder_start_token_id": s.decoder_start}  # and no forced first / last token
+    for settings in (handle.model.config.to_dict(), handle.model.generation_config.to_dict()):
+        carried = {k: v for k, v in settings.items() if k.endswith("_token_id") and v is not None}
+        assert carried == {k: v for k, v in expected.items() if v is not None}
+    document = tokenizer.encode(DOCUMENT).ids[:40] + [tokenizer.special.eos]
+    check_greedy(handle, tokenizer, document)
+    # a loaded checkpoint's own generation settings (its tokenizer's ids) do not apply either
+    handle.model.generation_config.update(forced_eos_token_id=1, forced_bos_token_id=1, suppress_tokens=[2],
+                                          eos_token_id=1)
+    check_greedy(handle, tokenizer, document)
+    assert handle.model.generation_config.forced_eos_token_id == 1  # and are left as they were
+
+
+def check_greedy(handle, tokenizer, document):
+    for steps in (4, 7):
+        special = tokenizer.special
+        ids = greedy_reference(handle, document, special.eos, special.decoder_start, steps)
+        summary = generate(handle, tokenizer, [document], GenerationSettings(max_new_tokens=steps,
+                           no_repeat_ngram=0), progress=False)
+        assert summary == [tokenizer.decode(ids)]
+
+
+def test_the_suite_evaluates_a_released_layout_checkpoint_directly(tmp_path, tokenizer):
+    """A directory with the release's config.json and state dict (as downloaded) is a --checkpoint: it is
+    converted on load and evaluated with the release's fast-path convolution."""
+    from test_locost_model import write_released_checkpoint
+
+    from models.locost import PRESETS, LocostConfig
+
+    config = LocostConfig(**PRESETS["tiny"], vocab_size=tokenizer.vocab_size, dropout_rate=0.0)
+    write_released_checkpoint(tmp_path / "locost-released", config)
+    data = tmp_path / "papers.jsonl"
+    data.write_text("".join(json.dumps({"id": str(i), "document": " ".join(SENTENCES[i:i + 8]),
+                                        "summary": SENTENCES[i]}) + "\n" for i in range(20)))
+    argv = ["--data", str(data), "--eval-split", "test", "--no-progress", "--no-report", "--device", "cpu",
+            "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache"), "--max-new-tokens", "4",
+            "--checkpoint", str(tmp_path / "locost-released"), "--no-extractive", "--eval-lens", "37",
+            "--tokenizer", str(tokenizer.save(tmp_path / "tokenizer.json")), "--run-id", "released"]
+    assert _cli(argv) == 0
+    rows = [json.loads(line) for line in (tmp_path / "released" / "rouge.jsonl").read_text().splitlines()]
+    assert [(r["system"], r["input_len"]) for r in rows] == [("locost-released", 37)]
+    systems = json.loads((tmp_path / "released" / "run.json").read_text())["systems"]
+    assert [s["family"] for s in systems if s["kind"] == "model"] == ["locost"]

@@ -1,8 +1,11 @@
 """ROUGE scoring, sentence splitting, extractive references and bootstrap statistics."""
 
+import math
+
 import numpy as np
 import pytest
 
+from records.bootstrap import resample_indices
 from suites.rouge import extractive, scoring
 from suites.rouge.sentences import one_sentence_per_line, split_sentences
 
@@ -156,3 +159,68 @@ def test_lead_3_of_a_non_latin_document_whose_summary_is_its_first_three_sentenc
     scores = scoring.rouge(extractive.lead(document, 2), reference, "unicode")
     assert scores["rouge1"] == pytest.approx(2 / 3) and scores["rouge2"] == pytest.approx(0.6)
     assert extractive.oracle(document, reference, "unicode").splitlines() == split_sentences(reference)
+
+
+def ratio_ci_ref(a, b, resamples=1000, seed=0):
+    """Per-resample ratios by a plain loop over the same resamples: a zero baseline mean gives +inf (or, for
+    0/0, 0 at the lower bound and +inf at the upper); non-finite bounds are None."""
+    low, high = [], []
+    for row in resample_indices(len(a), resamples, seed):
+        num, den = sum(a[i] for i in row), sum(b[i] for i in row)
+        ratio = num / den if den > 0 else math.inf
+        low.append(0.0 if den == 0 and num == 0 else ratio)
+        high.append(ratio)
+    with np.errstate(invalid="ignore"):
+        bounds = np.percentile(low, 2.5), np.percentile(high, 97.5)
+    return sum(a) / sum(b), *(float(x) if np.isfinite(x) else None for x in bounds)
+
+
+@pytest.mark.parametrize("a, b", [
+    ([0.3, 0.2, 0.4, 0.1, 0.3], [0.0, 0.0, 0.5, 0.2, 0.4]),  # 1% of resamples: a finite upper bound
+    ([0.1, 0.2, 0.3, 0.2], [0.0, 0.0, 0.0, 0.4]),  # 32%: unbounded above
+    ([0.0, 0.0, 0.3, 0.2], [0.0, 0.0, 0.4, 0.1]),  # 0/0 resamples: undefined ratios
+    ([0.0, 0.1, 0.0, 0.3, 0.2], [0.2, 0.0, 0.0, 0.3, 0.1]),
+])
+def test_ratio_ci_keeps_resamples_whose_baseline_mean_is_zero(a, b):
+    ratio, lo, hi = scoring.ratio_ci(a, b)
+    expected = ratio_ci_ref(a, b)
+    assert ratio == pytest.approx(expected[0], rel=1e-12)
+    assert lo == pytest.approx(expected[1], rel=1e-12)
+    assert hi == (None if expected[2] is None else pytest.approx(expected[2], rel=1e-12))
+
+
+# (text, its letters and digits counted by hand, how many of them are [a-z0-9] after lower-casing)
+MIXED_SCRIPTS = [
+    ("Путин посетил G20 в 2023 году.", 24, 7),  # Russian with an acronym and a year
+    ("中国GDP增长5%。", 8, 4),  # Chinese with an acronym and a number
+    ("Η ΕΕ και το NATO.", 12, 4),  # Greek with an acronym
+    ("زار Macron القاهرة", 16, 6),  # Arabic with a Latin name
+    ("東京でiPhone 15を買った", 15, 8),  # Japanese with a product name
+    ("Zoë Müller met the CEO in 2021.", 24, 22),  # English with two accented letters
+    ("The model reads 16,384 tokens.", 24, 24),
+]
+
+
+@pytest.mark.parametrize("text, letters, ascii_kept", MIXED_SCRIPTS)
+def test_kept_share_counts_the_letters_each_rouge_tokenizer_keeps(text, letters, ascii_kept):
+    assert scoring.kept_share(text) == pytest.approx(ascii_kept / letters)
+    assert scoring.kept_share(text, "unicode") == 1.0  # words of any script
+    assert scoring.kept_share("— !? …") is None
+
+
+@pytest.mark.parametrize("text, letters, ascii_kept", MIXED_SCRIPTS)
+def test_references_rouge_would_score_on_a_few_ascii_words_are_refused(text, letters, ascii_kept):
+    from suites.rouge.errors import SuiteError
+    from suites.rouge.pipeline import check_rouge_keeps_references
+
+    english = ["The state-space encoder reads long documents."] * 3
+    check_rouge_keeps_references(english + [text], "unicode")
+    if ascii_kept / letters >= scoring.MIN_KEPT_SHARE:
+        check_rouge_keeps_references(english + [text], "rouge-score")
+        return
+    with pytest.raises(SuiteError) as refused:
+        check_rouge_keeps_references(english + [text], "rouge-score")
+    assert str(refused.value) == (
+        f"1 of 4 reference summaries keep less than 90% of their letters and digits as ROUGE tokens under "
+        f"the 'rouge-score' tokenizer (as little as {ascii_kept / letters:.0%}); rouge-score's tokenizer "
+        "keeps [a-z0-9] only: rerun with --rouge-tokenizer unicode")

@@ -6,7 +6,12 @@ Importing this package registers `model_type="locost"` with `AutoConfig` and `Au
 from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
 from .configuration_locost import PRESETS, LocostConfig
-from .convert import convert_released_state_dict, load_released_state_dict, to_released_state_dict
+from .convert import (
+    convert_released_state_dict,
+    load_released_checkpoint,
+    load_released_state_dict,
+    to_released_state_dict,
+)
 from .modeling_locost import LocostForConditionalGeneration, LocostPreTrainedModel
 
 AutoConfig.register("locost", LocostConfig, exist_ok=True)
@@ -18,6 +23,7 @@ __all__ = [
     "LocostForConditionalGeneration",
     "LocostPreTrainedModel",
     "convert_released_state_dict",
+    "load_released_checkpoint",
     "load_released_state_dict",
     "to_released_state_dict",
 ]

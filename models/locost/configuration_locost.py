@@ -37,6 +37,11 @@ class LocostConfig(PretrainedConfig):
     and caches them, 2 x d_model floats per input token and layer) or "absorbed" (no K/V: the key
     projection is absorbed into the query and the value projection follows the weighted sum, so a
     generation step reads the encoder output itself; d_model / d_kv times the FLOPs per step).
+    `use_fast_fft_conv`: compute the convolution the released LOCOST code computes with its option of
+    that name (on in the released configurations, so the released weights were trained with it):
+    `ssm.released_fast_conv`, whose backward kernel is shifted or lost at lengths that are not powers
+    of two (odd lengths padded by one zero input row, as there). False (default): the exact
+    bidirectional convolution of the paper, which the released code's reference path computes.
     `num_hidden_layers` reads `num_decoder_layers`: the decoder is the only stack with a KV cache.
     """
 
@@ -69,6 +74,7 @@ class LocostConfig(PretrainedConfig):
     ssm_chunk_channels: int | None = None
     ssm_kernel: str = "s4d"
     reuse_kernel: bool = False
+    use_fast_fft_conv: bool = False
     cross_attention: str = "cached"
     is_encoder_decoder: bool = True
     use_cache: bool = True

@@ -37,7 +37,7 @@ from ..compat import cache_field, output_cache, pick_cache
 from ..precision import KeepsFloat32
 from ..ssm.s4 import S4Kernel
 from .configuration_locost import LocostConfig
-from .ssm import compute_dtype, fast_fft_size, fft_conv, no_autocast, s4d_kernel
+from .ssm import compute_dtype, fast_fft_size, fft_conv, no_autocast, released_fast_conv, s4d_kernel
 
 __all__ = ["LocostForConditionalGeneration", "LocostPreTrainedModel", "LocostEncoder", "LocostDecoder"]
 
@@ -93,9 +93,14 @@ class LocostS4DKernel(nn.Module):
 
     With `config.reuse_kernel`, in eval mode without gradients the kernel of the longest length asked
     for so far is kept and sliced for every length up to it (K[l] does not depend on L). It is
-    rebuilt when a parameter changes (its version counter or storage: optimizer steps,
-    `load_state_dict`, `.to()`), dropped by `train()`, and not kept above KERNEL_CACHE_BYTES.
-    `builds` counts the kernels computed (a call served from the kept kernel adds nothing).
+    rebuilt when a parameter's value changes, however it was written (optimizer steps,
+    `load_state_dict`, `p.data.copy_(ema)`, a flat buffer the parameters are views of): it is served
+    only while the parameters equal a copy taken when it was built (c H M floats more than the
+    parameters, compared in O(c H M) per call; a version counter or data pointer misses `.data`
+    writes). It is dropped by `train()` and `.to()`, and not kept above KERNEL_CACHE_BYTES. It is
+    built as a normal tensor even under `torch.inference_mode()`, so that it can be served later
+    when gradients flow to the inputs of a frozen model. `builds` counts the kernels computed (a call
+    served from the kept kernel adds nothing).
     """
 
     def __init__(self, config: LocostConfig):
@@ -110,7 +115,7 @@ class LocostS4DKernel(nn.Module):
         for p in self.parameters():
             p._no_weight_decay = True
         self.reuse_kernel = config.reuse_kernel
-        self._cache, self._cache_key, self.builds = None, None, 0
+        self._cache, self._built_from, self.builds = None, None, 0
 
     def reset_parameters(self):
         """S4D-Lin: A_n = -1/2 + i pi n, B = 1, C ~ complex normal (variance 1/2 per part), log dt ~ U."""
@@ -123,11 +128,11 @@ class LocostS4DKernel(nn.Module):
 
     def train(self, mode: bool = True):
         if mode:
-            self._cache = self._cache_key = None
+            self._cache = self._built_from = None
         return super().train(mode)
 
     def _apply(self, fn, recurse=True):
-        self._cache = self._cache_key = None
+        self._cache = self._built_from = None
         return super()._apply(fn, recurse)
 
     def forward(self, L: int, channels: slice = slice(None), dtype: torch.dtype = torch.float32):
@@ -146,18 +151,26 @@ class LocostS4DKernel(nn.Module):
             return None
         if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
             return None
-        key = (dtype, tuple((p.device, p._version, p.data_ptr()) for p in self.parameters()))
-        if self._cache_key == key and self._cache.shape[-1] >= L:
-            return self._cache
-        self._cache = self._cache_key = None  # a stale kernel goes before a new one is built
+        if self._cache is not None and self._cache.dtype == dtype and self._cache.shape[-1] >= L:
+            if self._parameters_unchanged():
+                return self._cache
+        self._cache = self._built_from = None  # a stale kernel goes before a new one is built
         c, H = self.C.shape[:2]
         if c * H * L * torch.finfo(dtype).bits // 8 > KERNEL_CACHE_BYTES:
             return None
         self.builds += 1
-        with torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad():  # normal tensors, servable with grad on
+            self._built_from = [p.detach().clone() for p in self.parameters()]
             self._cache = s4d_kernel(L, self.log_dt, self.A_re_log, self.A_im, self.B, self.C, dtype)
-        self._cache_key = key
         return self._cache
+
+    def _parameters_unchanged(self) -> bool:
+        """Whether every parameter still equals (device, dtype, shape, values) the copy the kept kernel
+        was built from; NaN never equals itself, so a NaN parameter rebuilds the kernel every call."""
+        return all(
+            kept.device == p.device and kept.dtype == p.dtype and torch.equal(kept, p.detach())
+            for kept, p in zip(self._built_from, self.parameters(), strict=True)
+        )
 
 
 class LocostSSM(KeepsFloat32, nn.Module):
@@ -178,6 +191,7 @@ class LocostSSM(KeepsFloat32, nn.Module):
         self.kernel = LocostS4DKernel(config) if config.ssm_kernel == "s4d" else S4Kernel(
             H, config.d_state, 2 if config.bidirectional else 1, config.dt_min, config.dt_max)
         self.chunk_channels = config.ssm_chunk_channels
+        self.use_fast_fft_conv = config.use_fast_fft_conv
 
     def float32_parameter_names(self) -> list[str]:
         """D and the kernel's parameters keep their float32 values under `.to(bfloat16)`, `.half()` etc."""
@@ -231,14 +245,28 @@ class LocostSSM(KeepsFloat32, nn.Module):
         if attention_mask is not None:
             k = k * attention_mask[..., None].to(k.dtype)
         dtype = compute_dtype(u, self.D)
-        if torch.is_grad_enabled() and isinstance(self.kernel, S4Kernel):  # S4D has its own backward
-            K = checkpoint(self.kernel, u.shape[1], channels, dtype, use_reentrant=False)
-        else:
-            K = self.kernel(u.shape[1], channels, dtype)
-        y = fft_conv(k, K) + self.D[channels].to(dtype) * k
+        y = self._convolve(k, attention_mask, channels, dtype) + self.D[channels].to(dtype) * k
         if self.q_proj is not None:
             y = y * F.linear(u, self.q_proj.weight[channels], self.q_proj.bias[channels])
         return y.to(u.dtype)
+
+
+    def _kernel(self, L: int, channels: slice, dtype: torch.dtype) -> torch.Tensor:
+        if torch.is_grad_enabled() and isinstance(self.kernel, S4Kernel):  # S4D has its own backward
+            return checkpoint(self.kernel, L, channels, dtype, use_reentrant=False)
+        return self.kernel(L, channels, dtype)
+
+    def _convolve(self, k, attention_mask, channels: slice, dtype: torch.dtype) -> torch.Tensor:
+        """K_bi * k (B, L, channels): exact (`fft_conv`), or with `use_fast_fft_conv` the released fast
+        path's convolution, which pads an odd length with one zero input row (k = b_k there, 0 under an
+        attention mask) and convolves at the even length."""
+        L = k.shape[1]
+        if not self.use_fast_fft_conv:
+            return fft_conv(k, self._kernel(L, channels, dtype))
+        if L % 2:
+            pad = self.k_proj.bias[channels].to(k.dtype).expand(k.shape[0], 1, -1)
+            k = torch.cat([k, torch.zeros_like(pad) if attention_mask is not None else pad], dim=1)
+        return released_fast_conv(k, self._kernel(k.shape[1], channels, dtype))[:, :L]
 
 
 class LocostDenseGatedGelu(nn.Module):

@@ -40,6 +40,8 @@ __all__ = [
     "fft_conv",
     "bidirectional_conv_ref",
     "FFTConv",
+    "released_fast_fft_size",
+    "released_fast_conv",
 ]
 
 
@@ -288,6 +290,33 @@ class FFTConv(torch.autograd.Function):
 def fft_conv(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     """Causal (c = 1) or bidirectional (c = 2) convolution of u (B, L, H) with K (c, H, L) by FFT."""
     return FFTConv.apply(u, K)
+
+
+def released_fast_fft_size(L: int) -> int:
+    """FFT size of the released LOCOST code's fast path (`use_fast_fft_conv=True`, its
+    kernel_computations.FFTConvFunc): max(2 * 2^ceil(log2 L), 16). Above 2L unless L is a power of two."""
+    return max(2 * 2 ** math.ceil(math.log2(int(L))), 16)
+
+
+def released_fast_conv(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """The convolution the released LOCOST code's fast path computes, u (B, L, H), K (c, H, L) -> (B, L, H).
+
+    Its bidirectional filter is laid out for a circular convolution of exactly 2L (its make_bidirectional:
+    lag +j at index j, lag -j at index 2L - j, lag 0 holding K_fwd[0] + K_bwd[0]; our `_two_sided(K, 2L)`),
+    but it is convolved with FFT size n = `released_fast_fft_size(L)`. For n > 2L, index 2L - j then
+    reaches u[l + j + s] with s = n - 2L:
+        y[l] = sum_{j>=0} K_fwd[j] u[l - j] + K_bwd[0] u[l] + sum_{j>=1} K_bwd[j] u[l + j + s]
+    (terms past the input are 0): the backward kernel is shifted by s, and lost but for lag 0 when
+    s >= L - 1 (2^k < L <= 4/3 2^k, e.g. 38 or 300). For a power of two L it is `fft_conv`; causal kernels
+    (c = 1) are exact at every L. Plain autograd (an evaluation option, not the training path).
+    """
+    dtype = compute_dtype(u, K)
+    L = u.shape[1]
+    n = released_fast_fft_size(L)
+    with no_autocast(u):
+        k = _two_sided(K.to(dtype), 2 * L) if K.shape[0] == 2 else K[0].to(dtype)  # (H, 2L) or (H, L)
+        k_f = torch.fft.rfft(k, n=n, dim=-1).T  # zero-padded from 2L to n, as the release pads it
+        return torch.fft.irfft(torch.fft.rfft(u.to(dtype), n=n, dim=1) * k_f, n=n, dim=1)[:, :L]
 
 
 def bidirectional_conv_ref(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:

@@ -53,18 +53,30 @@ def visible_text(document: str, encoded: Encoded, kept: int) -> str:
 @torch.no_grad()
 def generate(handle, tokenizer: SharedTokenizer, inputs: list[list[int]], settings: GenerationSettings,
              desc: str = "generate", progress: bool = True) -> list[str]:
-    """Decoded summaries of ``inputs`` (each a list of ids), in order."""
-    from tqdm.auto import tqdm
+    """Decoded summaries of ``inputs`` (each a list of ids), in order, generated with ``settings`` and the
+    tokenizer's special ids (``SharedTokenizer.token_ids``) alone: nothing of the model's own
+    ``generation_config`` (e.g. PEGASUS-X's forced EOS id 1) applies."""
     from transformers import GenerationConfig
 
-    special = tokenizer.special
     config = GenerationConfig(
         max_new_tokens=settings.max_new_tokens, num_beams=settings.beams, do_sample=False,
         early_stopping=settings.beams > 1, no_repeat_ngram_size=settings.no_repeat_ngram,
-        eos_token_id=special.eos, pad_token_id=special.pad, decoder_start_token_id=special.decoder_start,
-        bos_token_id=special.bos)
-    model, device = handle.model, handle.device
+        **tokenizer.token_ids())
+    model = handle.model
     model.eval()
+    # generate() fills every field left None in `config` from model.generation_config (a checkpoint's
+    # forced_eos_token_id, suppress_tokens, length_penalty...): while generating, `config` is that too
+    kept, model.generation_config = model.generation_config, config
+    try:
+        return _generate(handle, tokenizer, inputs, settings, config, desc, progress)
+    finally:
+        model.generation_config = kept
+
+
+def _generate(handle, tokenizer, inputs, settings, config, desc, progress) -> list[str]:
+    from tqdm.auto import tqdm
+
+    special, model, device = tokenizer.special, handle.model, handle.device
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     outputs: list[str] = []
     for start in tqdm(range(0, len(inputs), settings.batch_size), desc=desc, unit="batch",

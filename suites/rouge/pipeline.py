@@ -98,18 +98,22 @@ def load(cfg: RougeConfig, cache_dir: Path) -> SummarizationData:
         if split.skipped:
             print(f"{split.name}: skipped {sum(split.skipped.values())} malformed rows of "
                   f"{split.scanned} ({', '.join(f'{k}: {v}' for k, v in split.skipped.items())})")
-    check_references_have_rouge_tokens([e.summary for e in data.eval.examples], cfg.rouge_tokenizer)
+    check_rouge_keeps_references([e.summary for e in data.eval.examples], cfg.rouge_tokenizer)
     return data
 
 
-def check_references_have_rouge_tokens(references: list[str], rouge_tokenizer: str) -> None:
-    """Stop (``SuiteError``) when most references have no ROUGE token: every score would be 0."""
-    empty = scoring.untokenizable(references, rouge_tokenizer)
-    if references and 2 * empty > len(references):
+def check_rouge_keeps_references(references: list[str], rouge_tokenizer: str) -> None:
+    """Stop (``SuiteError``) when the ROUGE tokenizer keeps less than ``scoring.MIN_KEPT_SHARE`` of any
+    reference's word characters (``scoring.kept_share``, any script): its ROUGE would be computed on the
+    few words kept (a number, an acronym, a Latin name in a Russian summary), or be 0."""
+    shares = (scoring.kept_share(text, rouge_tokenizer) for text in references)
+    short = [share for share in shares if share is not None and share < scoring.MIN_KEPT_SHARE]
+    if short:
         hint = ("; rouge-score's tokenizer keeps [a-z0-9] only: rerun with --rouge-tokenizer unicode"
                 if rouge_tokenizer != "unicode" else "")
-        raise SuiteError(f"{empty} of {len(references)} reference summaries have no ROUGE tokens under the "
-                         f"{rouge_tokenizer!r} tokenizer{hint}")
+        raise SuiteError(f"{len(short)} of {len(references)} reference summaries keep less than "
+                         f"{scoring.MIN_KEPT_SHARE:.0%} of their letters and digits as ROUGE tokens under "
+                         f"the {rouge_tokenizer!r} tokenizer (as little as {min(short):.0%}){hint}")
 
 
 def resolve_tokenizer(cfg: RougeConfig, data: SummarizationData, cache_dir: Path) -> SharedTokenizer:

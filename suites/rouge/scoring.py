@@ -90,9 +90,28 @@ def rouge(prediction: str, reference: str, tokenizer: str = DEFAULT_ROUGE_TOKENI
     return {metric: float(scores[metric].fmeasure) for metric in METRICS}
 
 
-def untokenizable(references: Sequence[str], tokenizer: str) -> int:
-    """How many of ``references`` have no ROUGE token at all under ``tokenizer``."""
-    return sum(not rouge_tokens(text, tokenizer) for text in references)
+#: a reference of which the ROUGE tokenizer keeps a smaller share of word characters is not scored
+#: (``pipeline.check_rouge_keeps_references``): ROUGE would compare the few words it keeps, silently
+MIN_KEPT_SHARE = 0.9
+_WORD_CHARACTER = re.compile(r"[^\W_]")  # a letter or digit of any script
+_ROUGE_SCORE_TOKEN = re.compile(r"[a-z0-9]+")  # rouge-score's tokenize: lower-case, then [a-z0-9] runs
+
+
+def kept_share(text: str, tokenizer: str = DEFAULT_ROUGE_TOKENIZER) -> float | None:
+    r"""Share (0..1) of ``text``'s word characters (letters and digits of any script, ``[^\W_]``, after
+    the tokenizer's case mapping) that are in its ROUGE tokens under ``tokenizer`` (before stemming):
+    1 for English under either tokenizer, ~0 for Russian or Chinese under ``rouge-score`` however many
+    ASCII numbers, acronyms or names it holds. None for a text without word characters. Raises
+    ValueError for an unknown tokenizer."""
+    if tokenizer not in ROUGE_TOKENIZERS:
+        rouge_tokens("", tokenizer)  # raises the one error for unknown names
+    folded = text.lower() if tokenizer == "rouge-score" else text.casefold()
+    words = len(_WORD_CHARACTER.findall(folded))
+    if not words:
+        return None
+    pattern = _ROUGE_SCORE_TOKEN if tokenizer == "rouge-score" else _UNICODE_TOKEN
+    kept = sum(len(_WORD_CHARACTER.findall(token)) for token in pattern.findall(folded))
+    return kept / words
 
 
 # --- fast ROUGE-N from counts (same tokens as the scorer) ---------------------------------------
@@ -120,7 +139,15 @@ def ratio_ci(numerator: Sequence[float], denominator: Sequence[float],
              resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
              confidence: float = CONFIDENCE) -> tuple[float | None, float | None, float | None]:
     """Ratio of means of two systems scored on the same documents (paired: both are resampled with
-    the same indices), with its bootstrap interval; None where the denominator's mean is 0."""
+    the same indices), with its percentile bootstrap interval; (None, None, None) where the
+    denominator's mean is 0.
+
+    A resample whose denominator mean is 0 is kept, never dropped (dropping narrows the interval): its
+    ratio is +inf when its numerator mean is positive, and undefined (0/0) otherwise, which counts as 0
+    for the lower bound and +inf for the upper one. A bound that is not finite (more resamples with a
+    zero denominator than the tail holds) is returned as None: unbounded. Raises ValueError for unequal
+    or empty inputs.
+    """
     a, b = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
     if a.shape != b.shape or a.size == 0:
         raise ValueError("ratio of two systems needs the same, non-empty set of documents")
@@ -128,10 +155,13 @@ def ratio_ci(numerator: Sequence[float], denominator: Sequence[float],
         return None, None, None
     indices = resample_indices(a.size, resamples, seed)
     num, den = a[indices].mean(axis=1), b[indices].mean(axis=1)
-    ratios = np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
+    ratios = np.divide(num, den, out=np.full_like(num, np.inf), where=den > 0)
+    undefined = (den == 0) & (num == 0)
     tail = (1 - confidence) / 2 * 100
-    lo, hi = np.nanpercentile(ratios, [tail, 100 - tail])
-    return float(a.mean() / b.mean()), float(lo), float(hi)
+    with np.errstate(invalid="ignore"):  # interpolating between two infinities gives nan: unbounded
+        lo = np.percentile(np.where(undefined, 0.0, ratios), tail)
+        hi = np.percentile(ratios, 100 - tail)
+    return float(a.mean() / b.mean()), *(float(x) if np.isfinite(x) else None for x in (lo, hi))
 
 
 def summarize(per_doc: Sequence[dict[str, float]]) -> dict[str, float]:

@@ -31,7 +31,9 @@ def relative_table(rows: list[dict]) -> str:
     def pct(row, metric):
         if row[metric] is None:
             return "n/a"
-        return f"{100 * row[metric]:.0f}% [{100 * row[metric + '_lo']:.0f}, {100 * row[metric + '_hi']:.0f}]"
+        lo, hi = (row[f"{metric}_{side}"] for side in ("lo", "hi"))  # None: unbounded (scoring.ratio_ci)
+        return (f"{100 * row[metric]:.0f}% [{'-inf' if lo is None else f'{100 * lo:.0f}'}, "
+                f"{'inf' if hi is None else f'{100 * hi:.0f}'}]")
     header = ["system / baseline", "input"] + [m.upper().replace("ROUGE", "R") for m in scoring.METRICS]
     body = [[f"{r['system']} / {r['baseline']}", length_label(r["input_len"])]
             + [pct(r, m) for m in scoring.METRICS] for r in rows]

@@ -80,14 +80,20 @@ class SharedTokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=True).strip()
 
-    def model_overrides(self) -> dict:
-        """Config overrides that make any family use this tokenizer's vocabulary and special ids."""
+    def token_ids(self) -> dict:
+        """Every config and generation field that carries a token id, with this tokenizer's value:
+        pad, EOS, BOS (None when it has none) and the decoder's first input; the forced first / last
+        generated tokens are None (PEGASUS-X's configs force EOS id 1 at the length cap; the suite forces
+        no token in any family, so that capped summaries end alike)."""
         s = self.special
-        overrides = dict(vocab_size=self.vocab_size, pad_token_id=s.pad, eos_token_id=s.eos,
-                         decoder_start_token_id=s.decoder_start)
-        if s.bos is not None:
-            overrides["bos_token_id"] = s.bos
-        return overrides
+        return dict(pad_token_id=s.pad, eos_token_id=s.eos, bos_token_id=s.bos,
+                    decoder_start_token_id=s.decoder_start,
+                    forced_eos_token_id=None, forced_bos_token_id=None)
+
+    def model_overrides(self) -> dict:
+        """Config overrides that make any family use this tokenizer's vocabulary and special ids
+        (``token_ids``: all of them, so that no family keeps an id of its own tokenizer)."""
+        return dict(vocab_size=self.vocab_size, **self.token_ids())
 
     def save(self, path: Path) -> Path:
         path = Path(path)
