@@ -35,8 +35,8 @@ def unavailable() -> str | None:
         return "the Slurm test cluster needs root (its daemons run as root; CI runs the tests as root)"
     missing = [name for name in DAEMONS if which(name) is None]
     if missing:
-        return (f"the Slurm test cluster needs {', '.join(missing)}: apt-get install slurm-wlm munge slurmdbd "
-                "mariadb-server (.ci/run does)")
+        return (f"the Slurm test cluster needs {', '.join(missing)}: apt-get install slurm-wlm munge "
+                "slurmdbd mariadb-server (.ci/run does)")
     return None
 
 
@@ -92,7 +92,8 @@ class Cluster:
             "AuthType=auth/munge", f"AuthInfo=socket={self.path('munge.sock')}",
             f"StateSaveLocation={self.path('state')}", f"SlurmdSpoolDir={self.path('spool')}",
             f"SlurmctldPidFile={self.path('slurmctld.pid')}", f"SlurmdPidFile={self.path('slurmd.pid')}",
-            f"SlurmctldLogFile={self.path('logs/slurmctld.log')}", f"SlurmdLogFile={self.path('logs/slurmd.log')}",
+            f"SlurmctldLogFile={self.path('logs/slurmctld.log')}",
+            f"SlurmdLogFile={self.path('logs/slurmd.log')}",
             "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "MpiDefault=none",
             "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core_Memory",
             "JobAcctGatherType=jobacct_gather/linux", "JobAcctGatherFrequency=task=1",
@@ -180,7 +181,7 @@ class Cluster:
 
     def stop(self) -> None:
         """End every daemon this object started, by PID, newest first (SIGTERM, then SIGKILL after 20 s)."""
-        for name, proc in reversed(self.procs):
+        for _name, proc in reversed(self.procs):
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGTERM)
                 try:

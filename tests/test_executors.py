@@ -113,7 +113,8 @@ def test_a_killed_parent_loses_and_duplicates_nothing_and_its_tasks_are_not_resu
     assert [r["status"] for r in records] == ["ok"] * 3
     tasks = json.loads((run_dir / "run.json").read_text())["tasks"]
     assert all(tasks[cell]["job_id"] == task["job_id"] for cell, task in running.items())  # reattached
-    assert len(list((run_dir / "jobs").glob("*_submitted.pkl"))) == 3  # nothing submitted twice
+    assert len(list((run_dir / "jobs").rglob("*_submitted.pkl"))) == 3  # nothing submitted twice
+    assert len(list((run_dir / "jobs").iterdir())) == 2  # each parent its own submitit folder
 
 
 def test_a_task_past_its_time_limit_is_a_timeout_record(tmp_path):
@@ -198,13 +199,20 @@ def test_the_slurm_request_is_the_sbatch_script_submitit_writes(tmp_path):
     for line in ("#SBATCH --partition=gpu", "#SBATCH --time=40", "#SBATCH --mem=64G",
                  "#SBATCH --account=proj", "#SBATCH --qos=high", "#SBATCH --gpus-per-node=1",
                  "#SBATCH --cpus-per-task=6",
-                 "#SBATCH --ntasks-per-node=1", "#SBATCH --array=0-39%8", "#SBATCH --signal=USR2@90",
+                 "#SBATCH --ntasks-per-node=1", "#SBATCH --array=0-39%8", "#SBATCH --signal=USR2@30",
                  "module load cuda/12.4"):
         assert line in lines, (line, script)
     assert any(line.startswith("export PYTHONPATH=") and str(REPO) in line for line in lines)
+    assert "#SBATCH --exclusive" not in lines  # a GPU task shares its node's other GPUs
     cpu = Cell("locost", "tiny", "encode", 1024, device="cpu", threads=4)
     executor.request(cpu)
     assert executor.executor.parameters["gpus_per_node"] == 0
+    script = _make_sbatch_string(command="x", folder=tmp_path, map_count=2, **executor.executor.parameters)
+    assert {"#SBATCH --exclusive", "#SBATCH --qos=high"} <= set(script.splitlines())  # CPU: whole node
+    with mocked_slurm():
+        shared = Submitit("slurm", tmp_path / "jobs", slurm=options, jobs=2, contention=True)
+    shared.request(cpu)
+    assert "exclusive" not in shared.executor.parameters["additional_parameters"]
 
 
 def pinned_gpu(cell, seconds: float = 2.0):
@@ -239,13 +247,27 @@ JOBS_ON_CPU = ("error: --jobs 2 on CPU runs 2 cells at once on the same cores an
     (["--executor", "pbs"], None),
     (["--slurm-option", "qos"], None),
 ])
-def test_executor_options_that_cannot_be_met_are_one_error_line(argv, line, capsys, monkeypatch):
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no sbatch here
+def test_executor_options_that_cannot_be_met_are_one_error_line(argv, line, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without sbatch, on a Slurm login node too
     assert main("memory", [*argv, "--device", "cpu", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     if line is not None:
         assert err == line
+
+
+def test_slurm_with_sbatch_on_path_is_accepted_and_shared_cpu_nodes_need_jobs(capsys, monkeypatch, tmp_path):
+    sbatch = tmp_path / "sbatch"
+    sbatch.write_text("#!/bin/sh\nexit 1\n")
+    sbatch.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))  # sbatch here whether or not the machine has one
+    argv = ["--executor", "slurm", "--device", "cpu", "--sizes", "tiny", "--out", str(tmp_path), "--dry-run"]
+    assert main("memory", argv) == 0
+    assert main("memory", [*argv, "--allow-contention"]) == 2
+    assert capsys.readouterr().err.endswith(
+        "error: --executor slurm --allow-contention on CPU needs --jobs N: at most N tasks share a node, "
+        "and each record is marked as measured beside N-1 others\n")
+    assert main("memory", [*argv, "--allow-contention", "--jobs", "2"]) == 0
 
 
 def test_jobs_on_cpu_with_allow_contention_is_accepted(capsys, tmp_path):
