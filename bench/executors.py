@@ -193,13 +193,46 @@ class SlurmOptions:
 
 
 def measure_on_slurm(cell: Cell, settings: Settings, log_path: str | None) -> Outcome:
-    """``measure`` as a Slurm task: submitit's pre-timeout signal (USR2) is noted and ignored, so that the
-    cell keeps the whole time asked for (``--slurm-time``) and Slurm itself ends a task past it (state
-    TIMEOUT in ``sacct``) instead of submitit failing it early ("timed-out and not checkpointable")."""
-    signal.signal(signal.SIGUSR2, lambda signum, frame: print(
-        f"{now_iso()} USR2: Slurm's time limit is near; the cell runs on until it", file=sys.stderr,
-        flush=True))
-    return measure(cell, settings, log_path)
+    """``measure`` as a Slurm task. Slurm signals every process of the task, the worker included:
+    submitit's pre-timeout USR2 is ignored here and in the worker (an ignored signal stays ignored across
+    exec), so the cell keeps the whole ``--time`` asked for; Slurm's SIGTERM (time limit, scancel,
+    requeue, preemption) ends the task at once, without a result, so that the parent records the state
+    Slurm gives (TIMEOUT, CANCELLED, ...) and a requeued task hands back only its last run's result.
+    A worker that the task's memory cgroup (``--mem``) killed is an ``oom`` naming OUT_OF_MEMORY."""
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # submitit's handler would let the task hand back a result
+    kills = cgroup_oom_kills()
+    outcome = measure(cell, settings, log_path)
+    if kills is not None and (cgroup_oom_kills() or 0) > kills and outcome.fields.get("status") != "ok":
+        message = outcome.fields.get("message", "")
+        outcome.fields.update(status="oom", message=f"OUT_OF_MEMORY: the Slurm task's memory cgroup (--mem) "
+                                                    f"killed a process of the cell: {message}"[:300])
+    return outcome
+
+
+def cgroup_oom_kills() -> int | None:
+    """OOM kills so far in this process's memory cgroup (v2 ``memory.events``, v1 ``memory.oom_control``:
+    ``oom_kill N``, Linux >= 4.13); None where it cannot be read."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            files = [Path("/sys/fs/cgroup/memory", path.lstrip("/"), "memory.oom_control")]
+        elif controllers == "":
+            files = [Path("/sys/fs/cgroup", path.lstrip("/"), "memory.events")]
+        else:
+            continue
+        for file in files:
+            try:
+                for entry in file.read_text().splitlines():
+                    if entry.startswith("oom_kill "):
+                        return int(entry.split()[1])
+            except (OSError, ValueError):
+                continue
+    return None
 
 
 def slurm_duration_s(text: str) -> float | None:
@@ -213,16 +246,21 @@ def slurm_duration_s(text: str) -> float | None:
 
 
 def sacct_task(job_id: str) -> tuple[str, float | None] | None:
-    """(State, seconds it ran) of Slurm task ``job_id`` as ``sacct`` reports them; None without
-    accounting (sacct missing or failing) or while it does not list the task."""
+    """(State, seconds it ran) of Slurm task ``job_id`` as ``sacct`` reports them, OUT_OF_MEMORY where any
+    of its steps was (the allocation itself then reads FAILED); None without accounting (sacct missing or
+    failing) or while sacct does not list the task."""
     try:
-        done = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "JobID,State,Elapsed"],
+        done = subprocess.run(["sacct", "-n", "-P", "-j", job_id, "-o", "JobID,State,Elapsed"],
                               capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     rows = [line.split("|") for line in done.stdout.splitlines() if line.count("|") == 2]
-    row = next((r for r in rows if r[0] == job_id), None) if done.returncode == 0 else None
-    return None if row is None else (row[1].split()[0], slurm_duration_s(row[2]))
+    rows = [row for row in rows if row[0].split(".")[0] == job_id] if done.returncode == 0 else []
+    task = next((row for row in rows if row[0] == job_id), None)
+    if task is None:
+        return None
+    oom = any(row[1].startswith("OUT_OF_MEMORY") for row in rows)
+    return ("OUT_OF_MEMORY" if oom else task[1].split()[0]), slurm_duration_s(task[2])
 
 
 def squeue_lists(job_id: str) -> bool | None:

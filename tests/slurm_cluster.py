@@ -5,8 +5,10 @@
 state, sockets and logs under ``root``: ``munged`` (a fresh key), ``mariadbd`` (a fresh data directory
 on a free TCP port of 127.0.0.1, no grant tables), ``slurmdbd`` (so that ``sacct`` reports Slurm's real
 end states), ``slurmctld`` and ``slurmd`` (one node with this machine's CPUs and memory, partition
-``debug``; ``proctrack/linuxproc``, ``task/none``, ``select/cons_tres`` with memory as a consumable,
-``jobacct_gather/linux`` with ``OverMemoryKill`` so that a task over its ``--mem`` ends OUT_OF_MEMORY).
+``debug``; ``proctrack/linuxproc``, ``select/cons_tres`` with memory as a consumable, ``task/cgroup``
+with ``ConstrainRAMSpace`` (cgroup v1) so that a task over its ``--mem`` ends OUT_OF_MEMORY; Slurm leaves
+an empty ``slurm`` group under ``/sys/fs/cgroup/memory``). The node declares 8 CPUs whatever the machine
+has (``config_overrides``), so that sleeping test tasks can run side by side.
 Client commands find it through ``SLURM_CONF`` (``Cluster.env``). ``stop()`` ends every daemon by the PID
 it started, newest first. ``unavailable()`` says why a cluster cannot be brought up here (None: it can).
 """
@@ -56,12 +58,13 @@ def _memory_mib() -> int:
 class Cluster:
     """One node (this machine), partition ``debug``, accounting through slurmdbd on MariaDB."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, cpus: int = 8):
         self.root, self.node = Path(root), socket.gethostname().split(".")[0]
         self.conf = self.root / "slurm.conf"
         self.ports = {name: _free_port() for name in ("ctld", "slurmd", "dbd", "db")}
         self.procs: list[tuple[str, subprocess.Popen]] = []
         self.env = dict(os.environ, SLURM_CONF=str(self.conf))
+        self.cpus = cpus
 
     def path(self, name: str) -> str:
         return str(self.root / name)
@@ -85,7 +88,7 @@ class Cluster:
         return self
 
     def _write_configs(self) -> None:
-        p, cpus = self.ports, os.cpu_count() or 1
+        p, cpus = self.ports, self.cpus
         self.conf.write_text("\n".join([
             "ClusterName=locosttest", f"SlurmctldHost={self.node}(127.0.0.1)", "SlurmUser=root",
             "SlurmdUser=root", f"SlurmctldPort={p['ctld']}", f"SlurmdPort={p['slurmd']}",
@@ -94,18 +97,24 @@ class Cluster:
             f"SlurmctldPidFile={self.path('slurmctld.pid')}", f"SlurmdPidFile={self.path('slurmd.pid')}",
             f"SlurmctldLogFile={self.path('logs/slurmctld.log')}",
             f"SlurmdLogFile={self.path('logs/slurmd.log')}",
-            "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "MpiDefault=none",
+            "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/cgroup", "MpiDefault=none",
             "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core_Memory",
             "JobAcctGatherType=jobacct_gather/linux", "JobAcctGatherFrequency=task=1",
-            "JobAcctGatherParams=OverMemoryKill",
             "AccountingStorageType=accounting_storage/slurmdbd", "AccountingStorageHost=127.0.0.1",
             f"AccountingStoragePort={p['dbd']}", f"AccountingStoragePass={self.path('munge.sock')}",
             "JobCompType=jobcomp/none",
             "SchedulerType=sched/backfill", "ReturnToService=2", "KillWait=5", "OverTimeLimit=0",
             "MinJobAge=600", "InactiveLimit=0", "SlurmctldDebug=info", "SlurmdDebug=info",
             "SchedulerParameters=sched_interval=2", "PrologFlags=NoHold",
+            # more CPUs than the machine has (config_overrides): several sleeping test tasks at once
+            "SlurmdParameters=config_overrides",
             f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={_memory_mib()} State=UNKNOWN",
             f"PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP", ""]))
+        # memory enforced by a cgroup (v1) per step, whose OOM events Slurm reports as OUT_OF_MEMORY
+        # (jobacct_gather's OverMemoryKill under task/none ends such a task FAILED 9:0 instead)
+        (self.root / "cgroup.conf").write_text("CgroupPlugin=cgroup/v1\nCgroupMountpoint=/sys/fs/cgroup\n"
+                                               "ConstrainRAMSpace=yes\nConstrainSwapSpace=yes\n"
+                                               "AllowedSwapSpace=0\n")
         dbd = self.root / "slurmdbd.conf"
         dbd.write_text("\n".join([
             "AuthType=auth/munge", f"AuthInfo=socket={self.path('munge.sock')}", "DbdHost=localhost",
@@ -180,7 +189,14 @@ class Cluster:
         return {line.split("|")[0]: tuple(line.split("|")[1:3]) for line in out.splitlines() if line}
 
     def stop(self) -> None:
-        """End every daemon this object started, by PID, newest first (SIGTERM, then SIGKILL after 20 s)."""
+        """Cancel this cluster's jobs (their processes are slurmstepd's, not ours), then end every daemon
+        this object started, by PID, newest first (SIGTERM, then SIGKILL after 20 s)."""
+        if any(name == "slurmd" and proc.poll() is None for name, proc in self.procs):
+            try:
+                self.run("scancel", "--user", "root", check=False)
+                self._wait(lambda: not self.run("squeue", "-h", check=False).strip(), 30, "jobs to end")
+            except (RuntimeError, OSError, subprocess.TimeoutExpired):
+                pass
         for _name, proc in reversed(self.procs):
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGTERM)
