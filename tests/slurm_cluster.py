@@ -15,6 +15,7 @@ it started, newest first. ``unavailable()`` says why a cluster cannot be brought
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -42,6 +43,12 @@ def unavailable() -> str | None:
     return None
 
 
+def _die_with_parent() -> None:
+    """In the daemon's child before exec: SIGTERM when this process ends, however it ends (Linux's
+    PR_SET_PDEATHSIG), so that a killed test run leaves no cluster behind."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -65,6 +72,7 @@ class Cluster:
         self.procs: list[tuple[str, subprocess.Popen]] = []
         self.env = dict(os.environ, SLURM_CONF=str(self.conf))
         self.cpus = cpus
+        self.first_job_id = int.from_bytes(os.urandom(3), "big") + 1_000_000
 
     def path(self, name: str) -> str:
         return str(self.root / name)
@@ -90,7 +98,10 @@ class Cluster:
     def _write_configs(self) -> None:
         p, cpus = self.ports, self.cpus
         self.conf.write_text("\n".join([
-            "ClusterName=locosttest", f"SlurmctldHost={self.node}(127.0.0.1)", "SlurmUser=root",
+            # job ids of its own: Slurm names its memory cgroups job_<id>, and an earlier cluster's leftover
+            # group of the same id makes the task fail to start (and drains the node)
+            "ClusterName=locosttest", f"FirstJobId={self.first_job_id}",
+            f"SlurmctldHost={self.node}(127.0.0.1)", "SlurmUser=root",
             "SlurmdUser=root", f"SlurmctldPort={p['ctld']}", f"SlurmdPort={p['slurmd']}",
             "AuthType=auth/munge", f"AuthInfo=socket={self.path('munge.sock')}",
             f"StateSaveLocation={self.path('state')}", f"SlurmdSpoolDir={self.path('spool')}",
@@ -150,7 +161,7 @@ class Cluster:
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.path(f"logs/{name}.out"), "ab")  # noqa: SIM115 (the daemon's, closed by stop)
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=self.env, start_new_session=True)
+                                env=self.env, start_new_session=True, preexec_fn=_die_with_parent)
         log.close()
         self.procs.append((name, proc))
 

@@ -282,3 +282,64 @@ def test_the_rouge_suite_says_it_runs_only_locally(capsys):
     assert rouge(["--executor", "slurm"]) == 2
     assert capsys.readouterr().err == ("error: --executor slurm is not supported by the ROUGE suite yet; "
                                        "it runs in this process (--executor local)\n")
+
+
+def test_a_recycled_pid_is_not_taken_for_a_tasks_controller_and_each_executor_has_its_own_folder(tmp_path):
+    from bench.protocol import process_start
+
+    stranger = subprocess.Popen(["sleep", "60"])  # alive, with the PID a saved task names
+    try:
+        executor = Submitit("submitit-local", tmp_path / "jobs")
+        saved = {"executor": "submitit-local", "job_id": str(stranger.pid), "folder": str(tmp_path / "old")}
+        start = process_start(stranger.pid)
+        assert executor.reattach({**saved, "controller_start": start + 1}, sleeping(1, 1.0)) is None
+        assert executor.reattach(saved, sleeping(1, 1.0)) is None  # no start time noted: cannot tell
+        task = executor.reattach({**saved, "controller_start": start}, sleeping(1, 1.0))
+        assert task is not None and not task.done()  # the very process: still at work
+    finally:
+        stranger.kill()
+        stranger.wait()
+    assert task.done()  # and once it is gone, done without a result
+    other = Submitit("submitit-local", tmp_path / "jobs")
+    assert other.folder != executor.folder and other.folder.parent == executor.folder.parent
+
+
+INTERRUPTED_SCRIPT = SWEEP_SCRIPT.replace('''if __name__ == "__main__":
+    sweep(sys.argv[1])''', '''if __name__ == "__main__":
+    try:
+        sweep(sys.argv[1])
+    except KeyboardInterrupt:
+        sys.exit(130)''')
+
+
+def test_ctrl_c_of_a_submitit_local_sweep_leaves_its_tasks_running_and_says_so_truthfully(tmp_path):
+    assert INTERRUPTED_SCRIPT != SWEEP_SCRIPT
+    (tmp_path / "interrupted_sweep.py").write_text(INTERRUPTED_SCRIPT)
+    run_dir = tmp_path / "run"
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "interrupted_sweep.py"), str(run_dir)],
+                              cwd=REPO,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)  # its own process group, as a terminal's job
+    deadline = time.monotonic() + 120
+    while len(_running_tasks(run_dir)) < 2:
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.05)
+    os.killpg(parent.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
+    _, err = parent.communicate(timeout=60)
+    assert parent.returncode == 130 and "Traceback" not in err, err
+    assert "2 submitit-local tasks keep running" in err, err
+    time.sleep(3)
+    from bench.protocol import same_process
+
+    tasks = json.loads((run_dir / "run.json").read_text())["tasks"]
+    alive = [t for t in tasks.values() if same_process(int(t["job_id"]), t["controller_start"])]
+    done = [t for t in tasks.values() if list(Path(t["folder"]).glob(f"{t['job_id']}_*result.pkl"))]
+    assert len(alive) + len(done) == 2  # what was said: both still at work or finished
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import interrupted_sweep
+    finally:
+        sys.path.remove(str(tmp_path))
+    records = interrupted_sweep.sweep(run_dir)  # the rerun collects them, losing and duplicating nothing
+    assert [r["status"] for r in records] == ["ok"] * 3
+    assert len((run_dir / "results.jsonl").read_text().splitlines()) == 3
