@@ -159,10 +159,15 @@ def test_the_slurm_path_runs_one_array_and_a_failed_node_is_an_error_record(tmp_
             time.sleep(0.05)
         assert cluster.job_count == 13  # one sbatch: job 12, an array of three tasks
         assert sorted(task["job_id"] for task in _running_tasks(run_dir).values()) == ["12_0", "12_1", "12_2"]
-        for task in ("0", "1"):
-            with utils.environment_variables(SUBMITIT_EXECUTOR="slurm", SLURM_JOB_ID=f"2{task}",
-                                             SLURM_ARRAY_JOB_ID="12", SLURM_ARRAY_TASK_ID=task):
-                submission.process_job(executor.folder)
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR2, signal.SIGCONT)}
+        try:  # the tasks run in this process: their signal handling must not outlive them
+            for task in ("0", "1"):
+                with utils.environment_variables(SUBMITIT_EXECUTOR="slurm", SLURM_JOB_ID=f"2{task}",
+                                                 SLURM_ARRAY_JOB_ID="12", SLURM_ARRAY_TASK_ID=task):
+                    submission.process_job(executor.folder)
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
         cluster.job_sacct["12"] = "JobID|State\n12_0|COMPLETED\n12_1|COMPLETED\n12_2|NODE_FAIL"
         sweep.join(120)
     assert not sweep.is_alive()
