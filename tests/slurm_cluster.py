@@ -49,6 +49,13 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
+def _rmdir(path: Path) -> None:
+    try:
+        path.rmdir()  # a cgroup directory goes only when no process is left in it
+    except OSError:
+        pass
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -217,3 +224,12 @@ class Cluster:
                     os.kill(proc.pid, signal.SIGKILL)
                     proc.wait()
         self.procs.clear()
+        self._remove_cgroups()
+
+    def _remove_cgroups(self) -> None:
+        """Remove the empty memory cgroups Slurm left for this cluster's jobs (ids from FirstJobId on)."""
+        for job in Path("/sys/fs/cgroup").glob("*/slurm*/uid_*/job_*"):
+            if job.name[4:].isdigit() and int(job.name[4:]) >= self.first_job_id:
+                for group in sorted((d for d in job.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)):
+                    _rmdir(group)
+                _rmdir(job)
