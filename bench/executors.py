@@ -17,8 +17,11 @@ the scheduler's state in its message. See README "Running on a cluster".
 from __future__ import annotations
 
 import math
+import os
 import queue
 import shlex
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -29,8 +32,8 @@ from pathlib import Path
 
 from bench.cells import Cell
 from bench.env import REPO, environment
-from bench.protocol import process_alive
 from bench.runner import Failures, Settings, now_iso, run_cell
+from records import process_start, same_process
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 #: scheduler states after which a task produces nothing more (submitit reports Slurm's sacct states)
@@ -91,6 +94,10 @@ class Task:
 
     def state(self) -> str:
         return "FINISHED" if self.done() else "RUNNING"
+
+    def saved(self) -> dict:
+        """What run.json keeps beside the job id to find this task again on a rerun."""
+        return {}
 
     def failed(self, status: str, message: str) -> Outcome:
         """The outcome of a task that ended without handing back a measurement."""
@@ -185,20 +192,132 @@ class SlurmOptions:
     setup: tuple[str, ...] = ()  #: shell lines run before the task, e.g. "module load cuda"
 
 
+def measure_on_slurm(cell: Cell, settings: Settings, log_path: str | None) -> Outcome:
+    """``measure`` as a Slurm task. Slurm signals every process of the task, the worker included:
+    submitit's pre-timeout USR2 is ignored here and in the worker (an ignored signal stays ignored across
+    exec), so the cell keeps the whole ``--time`` asked for; Slurm's SIGTERM (time limit, scancel,
+    requeue, preemption) ends the task at once, without a result, so that the parent records the state
+    Slurm gives (TIMEOUT, CANCELLED, ...) and a requeued task hands back only its last run's result.
+    A worker that the task's memory cgroup (``--mem``) killed is an ``oom`` naming OUT_OF_MEMORY."""
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # submitit's handler would let the task hand back a result
+    kills = cgroup_oom_kills()
+    outcome = measure(cell, settings, log_path)
+    if kills is not None and (cgroup_oom_kills() or 0) > kills and outcome.fields.get("status") != "ok":
+        message = outcome.fields.get("message", "")
+        outcome.fields.update(status="oom", message=f"OUT_OF_MEMORY: the Slurm task's memory cgroup (--mem) "
+                                                    f"killed a process of the cell: {message}"[:300])
+    return outcome
+
+
+def cgroup_oom_kills() -> int | None:
+    """OOM kills so far in this process's memory cgroup (v2 ``memory.events``, v1 ``memory.oom_control``:
+    ``oom_kill N``, Linux >= 4.13); None where it cannot be read."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            files = [Path("/sys/fs/cgroup/memory", path.lstrip("/"), "memory.oom_control")]
+        elif controllers == "":
+            files = [Path("/sys/fs/cgroup", path.lstrip("/"), "memory.events")]
+        else:
+            continue
+        for file in files:
+            try:
+                for entry in file.read_text().splitlines():
+                    if entry.startswith("oom_kill "):
+                        return int(entry.split()[1])
+            except (OSError, ValueError):
+                continue
+    return None
+
+
+def slurm_duration_s(text: str) -> float | None:
+    """Seconds of a Slurm duration ("[D-]HH:MM:SS", "MM:SS", "MM:SS.mmm"), None if it is not one."""
+    days, _, clock = text.strip().rpartition("-")
+    try:
+        parts = [float(part) for part in clock.split(":")]
+        return int(days or 0) * 86400 + sum(v * 60 ** i for i, v in enumerate(reversed(parts)))
+    except ValueError:
+        return None
+
+
+def sacct_task(job_id: str) -> tuple[str, float | None] | None:
+    """(State, seconds it ran) of Slurm task ``job_id`` as ``sacct`` reports them, OUT_OF_MEMORY where any
+    of its steps was (the allocation itself then reads FAILED); None without accounting (sacct missing or
+    failing) or while sacct does not list the task."""
+    try:
+        done = subprocess.run(["sacct", "-n", "-P", "-j", job_id, "-o", "JobID,State,Elapsed"],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    rows = [line.split("|") for line in done.stdout.splitlines() if line.count("|") == 2]
+    rows = [row for row in rows if row[0].split(".")[0] == job_id] if done.returncode == 0 else []
+    task = next((row for row in rows if row[0] == job_id), None)
+    if task is None:
+        return None
+    oom = any(row[1].startswith("OUT_OF_MEMORY") for row in rows)
+    return ("OUT_OF_MEMORY" if oom else task[1].split()[0]), slurm_duration_s(task[2])
+
+
+def squeue_lists(job_id: str) -> bool | None:
+    """Whether ``squeue`` still lists Slurm task ``job_id`` (pending, running or completing); None when
+    squeue cannot tell (missing, failing other than for a job id slurmctld has forgotten)."""
+    try:
+        done = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", job_id], capture_output=True,
+                              text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode:
+        return False if "Invalid job id" in done.stderr else None
+    return job_id in done.stdout.split()
+
+
+#: seconds between two squeue checks of a Slurm task; it must be missing from two of them to count as gone
+SQUEUE_EVERY_S = 10.0
+
+
 class _SubmititTask(Task):
-    def __init__(self, cell: Cell, job, kind: str, on_done: Callable[[], None] | None = None):
+    def __init__(self, cell: Cell, job, kind: str, on_done: Callable[[], None] | None = None,
+                 controller_start: int | None = None):
         super().__init__(cell)
         self.job, self.kind, self.job_id, self._on_done = job, kind, str(job.job_id), on_done
+        self.controller_start = controller_start  #: submitit-local: when the task's controller started
+        self._squeued_at, self._missing = time.monotonic(), 0
+
+    def saved(self) -> dict:
+        """What run.json keeps to find this task again: its submitit folder and, for a local task, its
+        controller's start time (its PID alone may be recycled)."""
+        return {"folder": str(self.job.paths.folder), "controller_start": self.controller_start}
+
+    def alive(self) -> bool:
+        """submitit-local: whether the task's controller is still the process started for it."""
+        process = getattr(self.job, "_process", None)
+        if process is not None:
+            return process.poll() is None
+        return same_process(int(self.job_id), self.controller_start)
 
     def done(self) -> bool:
         if self.kind == "submitit-local" and getattr(self.job, "_process", None) is None:
-            finished = self.job.paths.result_pickle.exists() or not process_alive(int(self.job_id))
+            finished = self.job.paths.result_pickle.exists() or not self.alive()
         else:
-            finished = self.job.done()
+            finished = self.job.done() or (self.kind == "slurm" and self._gone())
         if finished and self._on_done:
             self._on_done()
             self._on_done = None
         return finished
+
+    def _gone(self) -> bool:
+        """A Slurm task that ``squeue`` no longer lists twice running, without a result: ended, also where
+        no accounting tells submitit so (its ``done()`` reads ``sacct`` alone)."""
+        if time.monotonic() - self._squeued_at >= SQUEUE_EVERY_S:
+            self._squeued_at = time.monotonic()
+            listed = squeue_lists(self.job_id)
+            self._missing = self._missing + 1 if listed is False else 0
+        return self._missing >= 2 and not self.job.paths.result_pickle.exists()
 
     def state(self) -> str:
         """The scheduler's state (Slurm: sacct's, as submitit last polled it, less often as a task
@@ -209,19 +328,30 @@ class _SubmititTask(Task):
         return "FINISHED" if done and not state.startswith(FINAL_STATES) else state
 
     def outcome(self) -> Outcome:
-        try:
-            return self.job.result()
-        except Exception as error:  # submitit's UncompletedJobError / FailedJobError: the task ended
-            return self.failed(*judge_task(self.state(), str(error), self.kind, self.job_id))
+        if self._missing >= 2 and not self.job.paths.result_pickle.exists():
+            error = "no result, and squeue no longer lists the task"
+        else:
+            try:
+                return self.job.result()
+            except Exception as failure:  # submitit's UncompletedJobError / FailedJobError: the task ended
+                error = str(failure)
+        state, ran_s = self.state(), None
+        if self.kind == "slurm":  # submitit's last poll, not a guess from done()
+            state = str(self.job.state)
+            unknown = state if state.startswith(FINAL_STATES) else f"{state} (sacct gives no state)"
+            state, ran_s = sacct_task(self.job_id) or (unknown, None)
+        outcome = self.failed(*judge_task(state, error, self.kind, self.job_id, ran_s))
+        return outcome if ran_s is None else replace(outcome, wall_s=ran_s)
 
 
 #: what marks the informative line of submitit's error text
 REASONS = ("Error", "requeued", "not produced any output")
 
 
-def judge_task(state: str, error: str, kind: str, job_id: str) -> tuple[str, str]:
+def judge_task(state: str, error: str, kind: str, job_id: str, ran_s: float | None = None) -> tuple[str, str]:
     """(status, one-line message) of a task that ended without a result: its scheduler ``state``
-    (sacct's, e.g. TIMEOUT, PREEMPTED, NODE_FAIL) and submitit's ``error`` text."""
+    (sacct's, e.g. TIMEOUT, PREEMPTED, NODE_FAIL), submitit's ``error`` text and how long it ran (s,
+    sacct's Elapsed; None: unknown)."""
     if state.startswith("TIMEOUT") or "timed-out" in error:
         status = "timeout"
     elif state.startswith("OUT_OF_MEMORY"):
@@ -231,13 +361,22 @@ def judge_task(state: str, error: str, kind: str, job_id: str) -> tuple[str, str
     lines = [line.strip() for line in error.splitlines() if line.strip() and not line.startswith(" ")]
     reason = next((line for line in reversed(lines) if any(key in line for key in REASONS)),
                   lines[-1] if lines else "no result")
-    return status, f"{kind} task {job_id} ended {state}: {reason}"[:300]
+    ran = "" if ran_s is None else f" after {ran_s:.0f} s"
+    return status, f"{kind} task {job_id} ended {state}{ran}: {reason}"[:300]
 
+
+
+def attempt_folder(folder: Path) -> Path:
+    """A submitit folder of its own for this parent process, under ``folder``: submitit-local names its
+    files after the controller's PID, so a shared folder could hand one task another's leftover result."""
+    return Path(folder) / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
 class Submitit:
     """Cells as submitit jobs: ``kind`` "slurm" (one job array per submission, one GPU per task) or
-    "submitit-local" (submitit's LocalExecutor, ``jobs`` at once, each pinned to one of ``gpus``)."""
+    "submitit-local" (submitit's LocalExecutor, ``jobs`` at once, each pinned to one of ``gpus``).
+    Each executor writes into a new folder under ``folder`` (``attempt_folder``); a CPU cell on Slurm
+    asks for a whole node (``--exclusive``) unless ``contention`` accepts shared nodes."""
 
     def __init__(self, kind: str, folder: Path, *, slurm: SlurmOptions = SlurmOptions(),
                  jobs: int | None = None, gpus: list[int] | None = None, timeout_s: float = 600.0,
@@ -246,7 +385,8 @@ class Submitit:
 
         if kind not in ("slurm", "submitit-local"):
             raise ValueError(f"unknown submitit executor {kind!r}")
-        self.name, self.folder, self.options, self.contention = kind, Path(folder), slurm, contention
+        self.name, self.options, self.contention = kind, slurm, contention
+        self.folder = attempt_folder(folder)
         self.jobs, self.gpus = jobs, gpus
         self.slots = math.inf if kind == "slurm" else (jobs or 1)  # Slurm: one array, throttled by %jobs
         self.time_min = slurm.time_min or math.ceil(timeout_s / 60) + 10
@@ -258,14 +398,14 @@ class Submitit:
         self.executor.update_parameters(**self.parameters())
 
     def parameters(self, device: str = "cuda", threads: int | None = None) -> dict:
-        """The executor's parameters (submitit's names); Slurm's ``--signal`` gives the task 90 s to
-        kill its worker and hand back a timeout before the hard kill."""
+        """The executor's parameters (submitit's names). On Slurm the task ignores submitit's USR2
+        (``measure_on_slurm``): a cell runs the whole ``--time`` asked for and Slurm ends it there."""
         setup = [f"export PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}}",
                  *self.options.setup]
         if self.name == "submitit-local":
             return {"timeout_min": self.time_min, "signal_delay_s": 5, "setup": setup}
         o = self.options
-        params = {"time": self.time_min, "signal_delay_s": 90, "setup": setup, "job_name": "locost-bench",
+        params = {"time": self.time_min, "signal_delay_s": 30, "setup": setup, "job_name": "locost-bench",
                   "ntasks_per_node": 1, "partition": o.partition, "mem": o.mem,
                   "cpus_per_task": o.cpus_per_task,
                   "gpus_per_node": o.gpus_per_task, "array_parallelism": self.jobs or 256,
@@ -281,43 +421,58 @@ class Submitit:
         settings = replace(settings, worker_start="exec")
         if self.name == "slurm":
             self.request(cells[0])
-            jobs = self.executor.map_array(measure, cells, [settings] * len(cells),
+            jobs = self.executor.map_array(measure_on_slurm, cells, [settings] * len(cells),
                                            [str(logs / f"{c.cell_id}.log") for c in cells])
             return [_SubmititTask(cell, job, self.name) for cell, job in zip(cells, jobs, strict=True)]
         return [self._submit_local(cell, settings, logs) for cell in cells]
 
     def request(self, cell: Cell) -> None:
-        """Ask Slurm for what ``cell`` needs: its threads as CPUs, one GPU on CUDA (unless overridden)."""
+        """Ask Slurm for what ``cell`` needs: its threads as CPUs, one GPU on CUDA (unless overridden),
+        and on CPU the whole node (``--exclusive``) unless ``contention`` is accepted: Slurm places other
+        tasks (ours or anyone's) on a CPU node's free cores, which would spoil time and memory figures
+        without the harness knowing how many shared it."""
         o = self.options
-        gpus = o.gpus_per_task if o.gpus_per_task is not None else int(cell.device.startswith("cuda"))
-        self.executor.update_parameters(cpus_per_task=o.cpus_per_task or cell.threads, gpus_per_node=gpus)
+        cuda = cell.device.startswith("cuda")
+        gpus = o.gpus_per_task if o.gpus_per_task is not None else int(cuda)
+        extra = dict(o.extra) | ({} if cuda or self.contention else {"exclusive": True})
+        self.executor.update_parameters(cpus_per_task=o.cpus_per_task or cell.threads, gpus_per_node=gpus,
+                                        additional_parameters=extra)
 
     def _submit_local(self, cell: Cell, settings: Settings, logs: Path) -> Task:
         gpu = self._gpus.take()
         self.executor.update_parameters(gpus_per_node=int(gpu is not None),
                                         visible_gpus=() if gpu is None else (gpu,))
-        job = self.executor.submit(measure, cell, settings, str(logs / f"{cell.cell_id}.log"))
-        return _SubmititTask(cell, job, self.name, on_done=lambda: self._gpus.give(gpu))
+        # the controller starts with SIGINT ignored: Ctrl-C of this parent leaves it running, as on a cluster
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            job = self.executor.submit(measure, cell, settings, str(logs / f"{cell.cell_id}.log"))
+        finally:
+            signal.signal(signal.SIGINT, interrupt)
+        return _SubmititTask(cell, job, self.name, on_done=lambda: self._gpus.give(gpu),
+                             controller_start=process_start(int(job.job_id)))
 
     def reattach(self, saved: dict, cell: Cell) -> Task | None:
         """The task of ``cell`` a previous parent submitted (``saved``: its run.json entry), when it
-        is still queued or running or finished with its result unread; None: submit the cell anew."""
+        is still queued or running or finished with its result unread; None: submit the cell anew
+        (also for a submitit-local task whose controller is gone or is not the process it started as)."""
         import submitit
 
-        if saved.get("executor") != self.name or not saved.get("job_id"):
+        if saved.get("executor") != self.name or not saved.get("job_id") or not saved.get("folder"):
             return None
         cls = submitit.SlurmJob if self.name == "slurm" else submitit.LocalJob
-        task = _SubmititTask(cell, cls(folder=self.folder, job_id=saved["job_id"]), self.name)
-        if self.name == "submitit-local" and not task.job.paths.result_pickle.exists() \
-                and not process_alive(int(task.job_id)):
+        task = _SubmititTask(cell, cls(folder=saved["folder"], job_id=saved["job_id"]), self.name,
+                             controller_start=saved.get("controller_start"))
+        if self.name == "submitit-local" and not task.job.paths.result_pickle.exists() and not task.alive():
             return None  # its controller died too: nothing will come
         return task
 
     def close(self, unfinished: list[Task]) -> None:
-        """Leave submitted tasks running: a rerun of the same command collects them by job id."""
-        if unfinished:
-            ids = ", ".join(task.job_id for task in unfinished[:5]) + (", ..." if len(unfinished) > 5 else "")
-            print(f"{len(unfinished)} {self.name} tasks keep running ({ids}); rerun the same command to "
+        """Leave submitted tasks running: a rerun of the same command collects them by job id. The
+        count said is of tasks still at work (a submitit-local task whose controller ended is not)."""
+        alive = [task for task in unfinished if self.name == "slurm" or task.alive()]
+        if alive:
+            ids = ", ".join(task.job_id for task in alive[:5]) + (", ..." if len(alive) > 5 else "")
+            print(f"{len(alive)} {self.name} tasks keep running ({ids}); rerun the same command to "
                   "collect them", file=sys.stderr)
 
 

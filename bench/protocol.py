@@ -13,7 +13,6 @@ from pathlib import Path
 
 from bench.cells import Cell
 from records import Record, write_json
-from records import process_alive as process_alive  # its home is records; importers find it here too
 
 #: the fields a worker may report: everything of a record but the cell's identity and the run's
 MEASURED_FIELDS = frozenset(Record.__dataclass_fields__) - {

@@ -413,7 +413,8 @@ def _task_states(info: dict, executor, run_dir: Path):
         for task in [*running, *finished]:
             if task.job_id is not None:
                 info["tasks"][task.cell.cell_id] = {"label": task.cell.label, "executor": executor.name,
-                                                    "job_id": task.job_id, "state": task.state()}
+                                                    "job_id": task.job_id, "state": task.state(),
+                                                    **task.saved()}
         write_json(run_dir / RUN, info)
     return on_change
 

@@ -153,7 +153,10 @@ class CudaMemory:
         import torch
         self.torch, self.device = torch, torch.device(device)
         self.base: int | None = None
-        self.nvml = NvmlSampler(self.device.index or 0)
+        index = self.device.index or 0
+        uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+        self.nvml = NvmlSampler(nvml_device(index, os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                            None if uuid is None else str(uuid)))
 
     def start(self) -> None:
         gc.collect()
@@ -176,11 +179,29 @@ def memory_tracker(device: str):
     return CudaMemory(device) if str(device).startswith("cuda") else HostMemory()
 
 
-class NvmlSampler:
-    """Highest NVML process and device memory seen while running; (None, None) without NVML."""
+def nvml_device(cuda_index: int, visible: str | None, uuid: str | None = None) -> int | str:
+    """How NVML names CUDA device ``cuda_index`` of this process: its UUID ("GPU-..."; ``uuid`` as torch's
+    device properties give it, with or without the prefix) when known, exact whatever the device order;
+    else through ``visible`` (``CUDA_VISIBLE_DEVICES``; None: unset): a listed UUID/MIG id as it is, a
+    listed index as the physical index NVML wants (NVML counts every GPU of the machine in PCI bus order,
+    CUDA only the visible ones). Raises ``ValueError`` when ``visible`` lists no such device."""
+    if uuid:
+        return uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
+    if visible is None:
+        return cuda_index
+    entries = [entry.strip() for entry in visible.split(",")]
+    if cuda_index >= len(entries) or not entries[cuda_index]:
+        raise ValueError(f"CUDA device {cuda_index} is not listed in CUDA_VISIBLE_DEVICES={visible!r}")
+    entry = entries[cuda_index]
+    return int(entry) if entry.isdigit() else entry
 
-    def __init__(self, index: int = 0, interval_s: float = 0.01):
-        self.index = index
+
+class NvmlSampler:
+    """Highest NVML process and device memory seen while running; (None, None) without NVML.
+    ``device``: NVML's index of the GPU, or its UUID (``nvml_device``)."""
+
+    def __init__(self, device: int | str = 0, interval_s: float = 0.01):
+        self.device = device
         self.process_peak: int | None = None
         self.device_peak: int | None = None
         self._nvml = None
@@ -190,7 +211,8 @@ class NvmlSampler:
         try:
             import pynvml
             pynvml.nvmlInit()
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
+            self._handle = (pynvml.nvmlDeviceGetHandleByUUID(self.device) if isinstance(self.device, str)
+                            else pynvml.nvmlDeviceGetHandleByIndex(self.device))
         except Exception:  # no library, no driver (NVMLError_LibraryNotFound here): no NVML figures
             return
         self._nvml = pynvml

@@ -22,7 +22,8 @@ import time
 import traceback
 
 from bench.cells import Cell
-from bench.protocol import Measure, WorkerResult, WorkerSpec, process_alive
+from bench.protocol import Measure, WorkerResult, WorkerSpec
+from records import process_alive
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:

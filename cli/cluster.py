@@ -27,7 +27,8 @@ def add_arguments(parser: Parser) -> None:
         help="cells at once: local/submitit-local on a multi-GPU box, each cell pinned to its own GPU "
              "(default 1); slurm: the array's parallelism (default: the cluster's)")
     add("--allow-contention", action="store_true",
-        help="allow --jobs > 1 on CPU; every record is then marked as measured under contention")
+        help="allow --jobs > 1 on CPU; every record is then marked as measured under contention (slurm: "
+             "CPU tasks may share nodes, up to --jobs at once, instead of one whole node each)")
     add("--slurm-partition", help="sbatch --partition")
     add("--slurm-time", type=positive(int), help="time limit per task, minutes (default: --timeout + 10)")
     add("--slurm-mem", help="memory per task, sbatch syntax, e.g. 64G")
@@ -83,6 +84,9 @@ def check(args: argparse.Namespace, device: str) -> None:
     gpus = _gpus(args, device)
     if gpus is not None and len(gpus) < jobs:
         raise UsageError(f"--jobs {jobs} needs {jobs} GPUs, {len(gpus)} visible")
+    if args.executor == "slurm" and device.startswith("cpu") and args.allow_contention and not args.jobs:
+        raise UsageError("--executor slurm --allow-contention on CPU needs --jobs N: at most N tasks share "
+                         "a node, and each record is marked as measured beside N-1 others")
     if args.executor == "slurm" and shutil.which("sbatch") is None:
         raise UsageError("--executor slurm needs sbatch: run it on a Slurm login node")
 
@@ -92,7 +96,9 @@ def executor(args: argparse.Namespace, device: str, run_dir: Path, timeout_s: fl
     from bench.executors import Local, SlurmOptions, Submitit
 
     jobs, gpus = args.jobs or 1, _gpus(args, device)
-    contention = local_jobs(args) > 1 and device.startswith("cpu")
+    # on Slurm, CPU tasks get whole nodes (--exclusive) unless shared nodes are accepted
+    shared = args.allow_contention if args.executor == "slurm" else local_jobs(args) > 1
+    contention = shared and device.startswith("cpu")
     if args.executor == "local":
         return Local(jobs, gpus, contention)
     options = SlurmOptions(partition=args.slurm_partition, time_min=args.slurm_time, mem=args.slurm_mem,

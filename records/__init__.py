@@ -16,9 +16,11 @@ from records.io import (
     flatten_env,
     latest_records,
     process_alive,
+    process_start,
     read_jsonl,
     read_jsonl_numbered,
     remove_stale_temporaries,
+    same_process,
     torn_warnings,
     write_csv,
     write_json,
@@ -53,4 +55,6 @@ __all__ = [
     "SIZE_ROLES", "CLAIM_SIZES", "ROUGE_DOCS", "RougeDocRow",
     "write_csv", "NOT_AN_OBJECT", "torn_warnings", "settled", "remove_stale_temporaries",
     "process_alive",
+    "process_start",
+    "same_process",
 ]

@@ -207,3 +207,19 @@ def process_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started: field 22 of ``/proc/PID/stat`` (clock ticks since boot), the part of
+    a process's identity that a recycled PID does not share (proc(5)); None where it cannot be read."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def same_process(pid: int, start: int | None) -> bool:
+    """Whether ``pid`` is alive and is the process that started at ``start`` (``process_start``'s value,
+    noted when it was launched); a PID whose start is unknown (None) cannot be told from a recycled one,
+    so it does not count as the same process."""
+    return start is not None and process_alive(pid) and process_start(pid) == start

@@ -14,6 +14,7 @@ from bench.runner import Failures, GiB, cell_of, exceeds, make_record
 from bench.trackers import (
     HostMemory,
     NvmlSampler,
+    nvml_device,
     release_free_heap,
     reset_peak_rss,
     status_bytes,
@@ -184,6 +185,26 @@ def test_results_file_is_appended_not_rewritten(tmp_path):
     inode = os.stat(tmp_path / "results.jsonl").st_ino
     append_record(tmp_path, _record(Cell("led", "tiny", "train", 2, target_len=1)))
     assert os.stat(tmp_path / "results.jsonl").st_ino == inode
+
+
+@pytest.mark.parametrize("cuda_index, visible, uuid, nvml", [
+    (0, None, None, 0),  # nothing pinned: CUDA's index is NVML's
+    (0, "3,5", None, 3),  # a worker pinned by --jobs / Slurm: NVML wants the physical index
+    (1, " 3, 5", None, 5),
+    (0, "7", None, 7),
+    (1, "GPU-6f0e1a2b-aaaa,GPU-1234abcd-bbbb", None, "GPU-1234abcd-bbbb"),  # listed by UUID
+    (0, "MIG-0b1c2d3e-cccc", None, "MIG-0b1c2d3e-cccc"),
+    (1, "3,5", "1234abcd-bbbb-cccc-dddd-eeeeffff0000", "GPU-1234abcd-bbbb-cccc-dddd-eeeeffff0000"),  # torch's
+    (0, None, "GPU-1234abcd-bbbb", "GPU-1234abcd-bbbb"),
+])
+def test_nvml_is_given_the_physical_gpu_of_a_pinned_worker(cuda_index, visible, uuid, nvml):
+    assert nvml_device(cuda_index, visible, uuid) == nvml
+
+
+@pytest.mark.parametrize("cuda_index, visible", [(2, "3,5"), (0, ""), (1, "4,")])
+def test_a_cuda_device_not_in_the_visible_list_has_no_nvml_device(cuda_index, visible):
+    with pytest.raises(ValueError, match=f"CUDA device {cuda_index} is not listed in CUDA_VISIBLE_DEVICES"):
+        nvml_device(cuda_index, visible)
 
 
 def test_nvml_sampling_is_optional_without_a_gpu_driver():

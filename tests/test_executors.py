@@ -113,7 +113,8 @@ def test_a_killed_parent_loses_and_duplicates_nothing_and_its_tasks_are_not_resu
     assert [r["status"] for r in records] == ["ok"] * 3
     tasks = json.loads((run_dir / "run.json").read_text())["tasks"]
     assert all(tasks[cell]["job_id"] == task["job_id"] for cell, task in running.items())  # reattached
-    assert len(list((run_dir / "jobs").glob("*_submitted.pkl"))) == 3  # nothing submitted twice
+    assert len(list((run_dir / "jobs").rglob("*_submitted.pkl"))) == 3  # nothing submitted twice
+    assert len(list((run_dir / "jobs").iterdir())) == 2  # each parent its own submitit folder
 
 
 def test_a_task_past_its_time_limit_is_a_timeout_record(tmp_path):
@@ -158,10 +159,15 @@ def test_the_slurm_path_runs_one_array_and_a_failed_node_is_an_error_record(tmp_
             time.sleep(0.05)
         assert cluster.job_count == 13  # one sbatch: job 12, an array of three tasks
         assert sorted(task["job_id"] for task in _running_tasks(run_dir).values()) == ["12_0", "12_1", "12_2"]
-        for task in ("0", "1"):
-            with utils.environment_variables(SUBMITIT_EXECUTOR="slurm", SLURM_JOB_ID=f"2{task}",
-                                             SLURM_ARRAY_JOB_ID="12", SLURM_ARRAY_TASK_ID=task):
-                submission.process_job(executor.folder)
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR2, signal.SIGCONT)}
+        try:  # the tasks run in this process: their signal handling must not outlive them
+            for task in ("0", "1"):
+                with utils.environment_variables(SUBMITIT_EXECUTOR="slurm", SLURM_JOB_ID=f"2{task}",
+                                                 SLURM_ARRAY_JOB_ID="12", SLURM_ARRAY_TASK_ID=task):
+                    submission.process_job(executor.folder)
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
         cluster.job_sacct["12"] = "JobID|State\n12_0|COMPLETED\n12_1|COMPLETED\n12_2|NODE_FAIL"
         sweep.join(120)
     assert not sweep.is_alive()
@@ -198,13 +204,20 @@ def test_the_slurm_request_is_the_sbatch_script_submitit_writes(tmp_path):
     for line in ("#SBATCH --partition=gpu", "#SBATCH --time=40", "#SBATCH --mem=64G",
                  "#SBATCH --account=proj", "#SBATCH --qos=high", "#SBATCH --gpus-per-node=1",
                  "#SBATCH --cpus-per-task=6",
-                 "#SBATCH --ntasks-per-node=1", "#SBATCH --array=0-39%8", "#SBATCH --signal=USR2@90",
+                 "#SBATCH --ntasks-per-node=1", "#SBATCH --array=0-39%8", "#SBATCH --signal=USR2@30",
                  "module load cuda/12.4"):
         assert line in lines, (line, script)
     assert any(line.startswith("export PYTHONPATH=") and str(REPO) in line for line in lines)
+    assert "#SBATCH --exclusive" not in lines  # a GPU task shares its node's other GPUs
     cpu = Cell("locost", "tiny", "encode", 1024, device="cpu", threads=4)
     executor.request(cpu)
     assert executor.executor.parameters["gpus_per_node"] == 0
+    script = _make_sbatch_string(command="x", folder=tmp_path, map_count=2, **executor.executor.parameters)
+    assert {"#SBATCH --exclusive", "#SBATCH --qos=high"} <= set(script.splitlines())  # CPU: whole node
+    with mocked_slurm():
+        shared = Submitit("slurm", tmp_path / "jobs", slurm=options, jobs=2, contention=True)
+    shared.request(cpu)
+    assert "exclusive" not in shared.executor.parameters["additional_parameters"]
 
 
 def pinned_gpu(cell, seconds: float = 2.0):
@@ -239,13 +252,27 @@ JOBS_ON_CPU = ("error: --jobs 2 on CPU runs 2 cells at once on the same cores an
     (["--executor", "pbs"], None),
     (["--slurm-option", "qos"], None),
 ])
-def test_executor_options_that_cannot_be_met_are_one_error_line(argv, line, capsys, monkeypatch):
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no sbatch here
+def test_executor_options_that_cannot_be_met_are_one_error_line(argv, line, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without sbatch, on a Slurm login node too
     assert main("memory", [*argv, "--device", "cpu", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     if line is not None:
         assert err == line
+
+
+def test_slurm_with_sbatch_on_path_is_accepted_and_shared_cpu_nodes_need_jobs(capsys, monkeypatch, tmp_path):
+    sbatch = tmp_path / "sbatch"
+    sbatch.write_text("#!/bin/sh\nexit 1\n")
+    sbatch.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))  # sbatch here whether or not the machine has one
+    argv = ["--executor", "slurm", "--device", "cpu", "--sizes", "tiny", "--out", str(tmp_path), "--dry-run"]
+    assert main("memory", argv) == 0
+    assert main("memory", [*argv, "--allow-contention"]) == 2
+    assert capsys.readouterr().err.endswith(
+        "error: --executor slurm --allow-contention on CPU needs --jobs N: at most N tasks share a node, "
+        "and each record is marked as measured beside N-1 others\n")
+    assert main("memory", [*argv, "--allow-contention", "--jobs", "2"]) == 0
 
 
 def test_jobs_on_cpu_with_allow_contention_is_accepted(capsys, tmp_path):
@@ -260,3 +287,64 @@ def test_the_rouge_suite_says_it_runs_only_locally(capsys):
     assert rouge(["--executor", "slurm"]) == 2
     assert capsys.readouterr().err == ("error: --executor slurm is not supported by the ROUGE suite yet; "
                                        "it runs in this process (--executor local)\n")
+
+
+def test_a_recycled_pid_is_not_taken_for_a_tasks_controller_and_each_executor_has_its_own_folder(tmp_path):
+    from records import process_start
+
+    stranger = subprocess.Popen(["sleep", "60"])  # alive, with the PID a saved task names
+    try:
+        executor = Submitit("submitit-local", tmp_path / "jobs")
+        saved = {"executor": "submitit-local", "job_id": str(stranger.pid), "folder": str(tmp_path / "old")}
+        start = process_start(stranger.pid)
+        assert executor.reattach({**saved, "controller_start": start + 1}, sleeping(1, 1.0)) is None
+        assert executor.reattach(saved, sleeping(1, 1.0)) is None  # no start time noted: cannot tell
+        task = executor.reattach({**saved, "controller_start": start}, sleeping(1, 1.0))
+        assert task is not None and not task.done()  # the very process: still at work
+    finally:
+        stranger.kill()
+        stranger.wait()
+    assert task.done()  # and once it is gone, done without a result
+    other = Submitit("submitit-local", tmp_path / "jobs")
+    assert other.folder != executor.folder and other.folder.parent == executor.folder.parent
+
+
+INTERRUPTED_SCRIPT = SWEEP_SCRIPT.replace('''if __name__ == "__main__":
+    sweep(sys.argv[1])''', '''if __name__ == "__main__":
+    try:
+        sweep(sys.argv[1])
+    except KeyboardInterrupt:
+        sys.exit(130)''')
+
+
+def test_ctrl_c_of_a_submitit_local_sweep_leaves_its_tasks_running_and_says_so_truthfully(tmp_path):
+    assert INTERRUPTED_SCRIPT != SWEEP_SCRIPT
+    (tmp_path / "interrupted_sweep.py").write_text(INTERRUPTED_SCRIPT)
+    run_dir = tmp_path / "run"
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "interrupted_sweep.py"), str(run_dir)],
+                              cwd=REPO,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)  # its own process group, as a terminal's job
+    deadline = time.monotonic() + 120
+    while len(_running_tasks(run_dir)) < 2:
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.05)
+    os.killpg(parent.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
+    _, err = parent.communicate(timeout=60)
+    assert parent.returncode == 130 and "Traceback" not in err, err
+    assert "2 submitit-local tasks keep running" in err, err
+    time.sleep(3)
+    from records import same_process
+
+    tasks = json.loads((run_dir / "run.json").read_text())["tasks"]
+    alive = [t for t in tasks.values() if same_process(int(t["job_id"]), t["controller_start"])]
+    done = [t for t in tasks.values() if list(Path(t["folder"]).glob(f"{t['job_id']}_*result.pkl"))]
+    assert len(alive) + len(done) == 2  # what was said: both still at work or finished
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import interrupted_sweep
+    finally:
+        sys.path.remove(str(tmp_path))
+    records = interrupted_sweep.sweep(run_dir)  # the rerun collects them, losing and duplicating nothing
+    assert [r["status"] for r in records] == ["ok"] * 3
+    assert len((run_dir / "results.jsonl").read_text().splitlines()) == 3
