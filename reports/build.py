@@ -759,10 +759,9 @@ def _write_figures(sections: list[Section], out: Path) -> None:
 
 def _render(sections: list[Section], runs: list[Run], claims: pd.DataFrame, out: Path,
             top: dict, notes: list[str]) -> Path:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("reports", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
-    )
-    html = environment.get_template("report.html.j2").render(
+    return render_page(
+        out / "report.html",
+        title="LOCOST efficiency report",
         sections=sections,
         runs=runs,
         generated_at=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
@@ -773,6 +772,13 @@ def _render(sections: list[Section], runs: list[Run], claims: pd.DataFrame, out:
         summary=top,
         verdict_classes=VERDICT_CLASSES,
     )
-    report = out / "report.html"
-    report.write_text(html, encoding="utf-8")
-    return report
+
+
+def render_page(path: Path, **context) -> Path:
+    """Write ``path``: the report's page template (templates/report.html.j2: title, header, sections of
+    Tables and Figures) rendered with ``context``; every variable it uses must be given."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("reports", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    path.write_text(environment.get_template("report.html.j2").render(**context), encoding="utf-8")
+    return path
