@@ -15,7 +15,14 @@ import pandas as pd
 from records import RESULTS, RESULTS_CSV, ROUGE_METRICS, write_csv, write_results_csv
 from reports import claims as claims_module
 from reports import plots, summary, text
-from reports.analysis import memory_comparisons, reach, rouge_relative, scaling_fits
+from reports.analysis import (
+    CROSSOVER_RULE,
+    crossovers,
+    memory_comparisons,
+    reach,
+    rouge_relative,
+    scaling_fits,
+)
 from reports.runs import (
     MIB,
     MODES,
@@ -369,6 +376,17 @@ def _savings_section(comparisons: pd.DataFrame) -> Section:
     return Section("savings", "Memory savings of LOCOST", intro, blocks)
 
 
+def _crossover_section(crossing: pd.DataFrame) -> Section:
+    """Per metric, baseline and mode: the length from which LOCOST needs less, with its bracket."""
+    rows = [[r.metric, r.mode, r.baseline_model, r.where, r.lengths, text.condition_label(r)]
+            for r in crossing.itertuples(index=False)]
+    table = Table("From which input length LOCOST needs less", "Rule: " + CROSSOVER_RULE + ". The figures "
+                  "mark these lengths (dotted verticals).",
+                  ["metric", "mode", "baseline", "LOCOST needs less from", "lengths compared", "conditions"],
+                  rows)
+    return Section("crossovers", "Crossover lengths", blocks=[table])
+
+
 def _scaling_section(records: pd.DataFrame, fits: pd.DataFrame, budgets: dict) -> Section:
     blocks = list(plots.scaling_figures(records, fits, budgets))
     if not fits.empty:
@@ -624,7 +642,11 @@ def _build_into(runs: list[Run], out: Path) -> Path:
     records, rouge = _combined(runs)
     relative, curves, docs = _combined_rouge_extras(runs)
     claims = claims_module.evaluate(records, rouge, relative, docs)
-    _write_csv(claims, out / "claims.csv")
+    # the crossover lengths join claims.csv (measured figures beside the claims); the page shows them in
+    # their own section
+    crossing = claims_module.crossover_rows(records)
+    table = pd.concat([claims, crossing], ignore_index=True) if len(crossing) else claims
+    _write_csv(table, out / "claims.csv")
     sections = [_claims_section(claims, records), _conditions_section(runs)]
     if not records.empty:
         sections.append(_models_section(records))
@@ -724,6 +746,10 @@ def _measured_sections(records: pd.DataFrame, out: Path, budgets: dict) -> list[
     if not comparisons.empty:
         _write_csv(comparisons, out / "savings.csv")
         sections.append(_savings_section(comparisons))
+    crossing = crossovers(records)
+    if not crossing.empty:
+        _write_csv(crossing, out / "crossovers.csv")
+        sections.append(_crossover_section(crossing))
     if not by_section["throughput"].empty:
         _write_csv(by_section["throughput"], out / "throughput.csv")
         sections.append(_throughput_section(by_section["throughput"]))
