@@ -71,6 +71,9 @@ class Record:
     time_iqr_s: float | None = _f("interquartile range of the timed steps; seconds", "float")
     times_s: list | None = _f("every timed step's wall time, in the order they ran (the samples behind "
                               "time_median_s, which run-against-run comparisons test); seconds", "floats")
+    cpu_times_s: list | None = _f("process CPU time (user + system, all threads) of every timed step, in "
+                                  "order: on one thread the step's time without the waits other jobs on "
+                                  "the cores cause; CPU cells only, None on CUDA; seconds", "floats")
     repeats: int | None = _f("timed steps", "int")
     warmup: int | None = _f("warm-up steps before them (timed, outside the statistics)", "int")
     warmup_s: float | None = _f("the warm-up steps together; seconds", "float")

@@ -49,7 +49,9 @@ MEM_NOISE_MIB = 50.0
 MEM_NOISE_REL = 0.10
 
 TIME_RULE = (
-    f"time: B/A = median of B's timed steps / median of A's; {CONFIDENCE:.0%} CI: percentile bootstrap "
+    "time: the samples are the timed steps' process CPU times where both cells ran on CPU with one "
+    "thread and recorded them (other jobs sharing the cores do not lengthen them), else their wall "
+    f"times; B/A = median of B's timed steps / median of A's; {CONFIDENCE:.0%} CI: percentile bootstrap "
     f"of that ratio ({BOOTSTRAP_RESAMPLES} resamples, the runs resampled independently). Verdict: "
     f"faster / slower when a two-sided Mann-Whitney U test of the two runs' steps gives p < {ALPHA} and "
     f"B/A is outside the ±{NOISE_BAND:.0%} band [1/{1 + NOISE_BAND:g}, {1 + NOISE_BAND:g}]; no change when "
@@ -163,9 +165,9 @@ def env_differences(a, b) -> str:
     return "; ".join(parts)
 
 
-COLUMNS = [*MATCH_COLUMNS[:-1], "settings", "status_a", "status_b", "n_a", "n_b", "time_a_s", "time_b_s",
-           "time_ratio", "time_ratio_lo", "time_ratio_hi", "p_value", "verdict", "reason", "mem_a_mib",
-           "mem_b_mib", "mem_ratio", "mem_verdict", "env_differs", "run_a", "run_b"]
+COLUMNS = [*MATCH_COLUMNS[:-1], "settings", "status_a", "status_b", "n_a", "n_b", "clock", "time_a_s",
+           "time_b_s", "time_ratio", "time_ratio_lo", "time_ratio_hi", "p_value", "verdict", "reason",
+           "mem_a_mib", "mem_b_mib", "mem_ratio", "mem_verdict", "env_differs", "run_a", "run_b"]
 
 
 def compare_runs(a: Run, b: Run) -> pd.DataFrame:
@@ -195,9 +197,11 @@ def _row(pair: dict, run_a: str, run_b: str) -> dict:
                status_b=b.get("status") if present[1] else None)
     if present[1] is None or present[0] is None:
         return dict(row, verdict=ONLY_A if present[1] is None else ONLY_B, reason="", env_differs="")
-    times_a, times_b = _times(a), _times(b)
-    row.update(n_a=len(times_a), n_b=len(times_b), time_a_s=a.get("time_median_s"),
-               time_b_s=b.get("time_median_s"), env_differs=env_differences(a, b))
+    clock = CPU_CLOCK if _cpu_times(a) and _cpu_times(b) else WALL_CLOCK
+    times_a, times_b = _times(a, clock), _times(b, clock)
+    row.update(n_a=len(times_a), n_b=len(times_b), clock=clock, env_differs=env_differences(a, b),
+               time_a_s=float(np.median(times_a)) if times_a else a.get("time_median_s"),
+               time_b_s=float(np.median(times_b)) if times_b else b.get("time_median_s"))
     if a["status"] != "ok" or b["status"] != "ok":
         row.update(verdict=INCONCLUSIVE, reason=f"A {a['status']}, B {b['status']}")
     else:
@@ -209,9 +213,20 @@ def _row(pair: dict, run_a: str, run_b: str) -> dict:
     return dict(row, mem_a_mib=mem_a, mem_b_mib=mem_b, mem_ratio=ratio, mem_verdict=verdict)
 
 
-def _times(record: dict) -> list[float]:
-    """The timed steps of a record (``times_s``); [] for a record written before they were kept."""
-    times = record.get("times_s")
+CPU_CLOCK, WALL_CLOCK = "process CPU", "wall"
+
+
+def _cpu_times(record: dict) -> bool:
+    """Whether the record's steps are compared on process CPU time: a CPU cell on one thread that has
+    ``cpu_times_s``."""
+    return (str(record.get("device")) == "cpu" and record.get("threads") == 1
+            and isinstance(record.get("cpu_times_s"), list) and bool(record["cpu_times_s"]))
+
+
+def _times(record: dict, clock: str) -> list[float]:
+    """The timed steps of a record in seconds of ``clock`` (``cpu_times_s`` or ``times_s``); [] for a
+    record written before they were kept."""
+    times = record.get("cpu_times_s" if clock == CPU_CLOCK else "times_s")
     return list(times) if isinstance(times, list) else []
 
 
@@ -244,14 +259,14 @@ def display_rows(frame: pd.DataFrame) -> list[list[str]]:
     """The comparison as text cells: cell, A s, B s, B/A [CI], verdict (reason), memory, what differs."""
     rows = []
     for row in frame.to_dict("records"):
-        steps = "" if text.is_missing(row["n_a"]) else f"{row['n_a']:.0f}+{row['n_b']:.0f} steps"
+        steps = "" if text.is_missing(row["n_a"]) else f"{row['n_a']:.0f}+{row['n_b']:.0f} {row['clock']}"
         verdict = f"{row['verdict']} ({row['reason']})" if row["reason"] else row["verdict"]
         rows.append([_cell_text(row), _seconds(row["time_a_s"]), _seconds(row["time_b_s"]), _ratio_text(row),
                      steps, verdict, _memory_text(row), row["env_differs"] or ""])
     return rows
 
 
-DISPLAY_COLUMNS = ["cell", "A s", "B s", "time B/A [99% CI]", "repeats", "verdict", "memory A → B",
+DISPLAY_COLUMNS = ["cell", "A s", "B s", "time B/A [99% CI]", "steps, clock", "verdict", "memory A → B",
                    "environment differs"]
 
 

@@ -132,6 +132,20 @@ def test_compare_pairs_cells_and_lists_the_unmatched_and_what_differs(two_runs, 
     assert "run against run" in html and "asv" in html and "http" not in html.replace("http-equiv", "")
 
 
+def test_one_thread_cpu_cells_are_compared_on_process_cpu_time_not_on_wall_time(tmp_path, capsys):
+    steps = list(np.linspace(1.0, 1.04, 8))
+    loaded = [2 * t for t in steps]  # B's wall time doubled by other jobs on the cores, its CPU time not
+    a = _run(tmp_path / "a", [_record("a", 1024, steps, "c", 500.0, cpu_times_s=steps),
+                              _record("a", 2048, steps, "c", 500.0, threads=2, cpu_times_s=steps)])
+    b = _run(tmp_path / "b", [_record("b", 1024, loaded, "c", 500.0, cpu_times_s=steps),
+                              _record("b", 2048, loaded, "c", 500.0, threads=2, cpu_times_s=steps)])
+    assert main(["compare", a, b, "--csv", str(tmp_path / "c.csv")]) == 0
+    frame = pd.read_csv(tmp_path / "c.csv").set_index("input_len")
+    assert (frame.loc[1024, "clock"], frame.loc[1024, "verdict"]) == ("process CPU", NO_CHANGE)
+    assert (frame.loc[2048, "clock"], frame.loc[2048, "verdict"]) == ("wall", SLOWER)  # 2 threads: wall
+    assert frame.loc[2048, "time_ratio"] == pytest.approx(2.0)
+
+
 def test_fail_on_slower_is_the_only_non_zero_exit_of_a_comparison(two_runs):
     a, b = two_runs
     assert main(["compare", a, b, "--fail-on-slower"]) == 1
