@@ -63,6 +63,8 @@ def _compare(args) -> int:
     for out in (args.html, args.csv):
         if out is not None and Path(out).is_dir():
             raise ReportError(f"{out}: is a directory (give a file name)")
+        if out is not None and not Path(out).absolute().parent.is_dir():
+            raise ReportError(f"{out}: no such directory {Path(out).absolute().parent}")
     frame = compare.compare_runs(*runs)
     if args.csv:
         compare.write_compare_csv(frame, args.csv)

@@ -161,6 +161,8 @@ def test_a_run_against_itself_is_never_faster_or_slower(two_runs, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["compare", "{a}", "{missing}"], "error: {missing}: no such run directory"),
     (["compare", "{a}", "{a}", "--csv", "{tmp}"], "error: {tmp}: is a directory (give a file name)"),
+    (["compare", "{a}", "{a}", "--html", "{missing}/c.html"],
+     "error: {missing}/c.html: no such directory {missing}"),
     (["compare", "{a}", "{rouge}"], "error: {rouge}: no cell records to compare (a ROUGE-only run?)"),
     (["compare", "{a}"], None),
 ])
