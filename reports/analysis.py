@@ -205,7 +205,9 @@ CROSSOVER_RULE = (
     "LOCOST needs as much or more and the next (the bracket), interpolated linearly on log-log (log "
     "length against log(LOCOST / baseline)); 'below the shortest' where LOCOST needs less at every "
     "measured length, 'not within the measured range' where it does not at the longest; only lengths "
-    "where both ran ok under the same conditions and threads"
+    "where both ran ok under the same conditions and threads; time is the median step's process CPU time "
+    "where every compared cell ran on CPU with one thread and recorded it (other jobs on the cores do not "
+    "lengthen it), else its wall time"
 )
 
 
@@ -276,7 +278,8 @@ def crossovers(records: pd.DataFrame) -> pd.DataFrame:
         if cells.empty:
             continue
         cells = cells[cells["status"].eq("ok") & cells[column].gt(0).fillna(False)]
-        pairs = locost_pairs(cells, ["model", "family", column, *CONDITION_COLUMNS])
+        cells = cells.assign(cpu_step_s=cpu_step_s(cells) if metric == "time" else math.nan)
+        pairs = locost_pairs(cells, ["model", "family", column, "cpu_step_s", *CONDITION_COLUMNS])
         frames.append(pairs.assign(metric=metric, value_locost=pairs[f"{column}_locost"],
                                    value_baseline=pairs[f"{column}_baseline"]))
     pairs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -290,20 +293,33 @@ def crossovers(records: pd.DataFrame) -> pd.DataFrame:
 
 
 CROSSOVER_COLUMNS = ["metric", "mode", "locost_model", "baseline_model", "baseline_family", "crossover_len",
-                     "bracket_low", "bracket_high", "where", "lengths", "threads", *CONDITION_COLUMNS,
-                     "condition_key"]
+                     "bracket_low", "bracket_high", "where", "lengths", "clock", "threads",
+                     *CONDITION_COLUMNS, "condition_key"]
+
+
+def cpu_step_s(cells: pd.DataFrame) -> pd.Series:
+    """Median process CPU seconds of the timed steps (``cpu_times_s``) of one-thread CPU cells; NaN for
+    the others (a step's time there is its wall time, which other jobs on the cores lengthen)."""
+    one_thread = cells["device"].eq("cpu") & cells["threads"].eq(1).fillna(False)
+    times = cells.get("cpu_times_s", pd.Series(None, index=cells.index, dtype=object))
+    medians = times.map(lambda v: float(np.median(v)) if isinstance(v, list) and v else math.nan)
+    return medians.where(one_thread, math.nan)
 
 
 def _crossover_row(group: pd.DataFrame) -> dict:
     first = group.iloc[0]
     lengths = group["input_len"].astype(int).tolist()
-    crossing = crossover_length(lengths, group["value_locost"], group["value_baseline"])
+    cpu = group[["cpu_step_s_locost", "cpu_step_s_baseline"]]
+    clock = "process CPU" if cpu.notna().all().all() else "wall" if first["metric"] == "time" else ""
+    values = cpu.to_numpy().T if clock == "process CPU" else (group["value_locost"], group["value_baseline"])
+    crossing = crossover_length(lengths, *values)
     return {
         "metric": first["metric"], "mode": first["mode"], "locost_model": first["model_locost"],
         "baseline_model": first["model_baseline"], "baseline_family": first["family_baseline"],
         "crossover_len": None if crossing.length is None else round(crossing.length),
         "bracket_low": crossing.low, "bracket_high": crossing.high,
-        "where": _crossover_text(crossing, lengths), "lengths": len(lengths), "threads": first["threads"],
+        "where": _crossover_text(crossing, lengths), "lengths": len(lengths), "clock": clock,
+        "threads": first["threads"],
         **{c: first[f"{c}_locost"] for c in CONDITION_COLUMNS}, "condition_key": first["condition_key"],
     }
 

@@ -85,3 +85,15 @@ def test_the_report_writes_crossovers_csv_claims_rows_a_table_and_marks_the_figu
     # the memory figure's caption names the mark it draws
     assert "dotted verticals (◆ on the length axis): LOCOST needs less memory than led-small (train) from " \
            "≈ 2,048 tokens (between 1K and 4K)" in html
+
+
+def test_one_thread_cpu_cells_cross_on_process_cpu_time_not_on_a_loaded_wall_clock():
+    cpu = {"locost": [1.0, 2.0, 4.0], "led": [0.5, 1.0, 8.0]}  # LOCOST / LED: 2, 2, 1/2 -> 8,192
+    wall = {"locost": [1.0, 2.0, 40.0], "led": [0.5, 1.0, 8.0]}  # LOCOST's 16K step slowed by other jobs
+    rows = [record(family, "encode", length, 100.0, seconds=wall[family][i], cpu_times_s=[cpu[family][i]] * 3)
+            for family in cpu for i, length in enumerate(LENGTHS)]
+    time = crossovers(records_frame(rows)).set_index("metric").loc["time"]
+    assert (time["clock"], time["crossover_len"], time["bracket_low"]) == ("process CPU", 8192, 4096)
+    rows[5]["cpu_times_s"] = None  # one cell without CPU times (an older record): the pair uses wall time
+    wall_only = crossovers(records_frame(rows)).set_index("metric").loc["time"]
+    assert wall_only["clock"] == "wall" and wall_only["where"] == "not within the measured range (1K–16K)"
