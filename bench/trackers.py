@@ -25,7 +25,7 @@ import statistics
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _STATUS = "/proc/self/status"
 
@@ -241,10 +241,13 @@ class NvmlSampler:
 
 
 class Timer:
-    """Seconds of one call: CUDA events on a GPU (asynchronous work included), else perf_counter."""
+    """Seconds of one call: CUDA events on a GPU (asynchronous work included), else perf_counter; on
+    CPU also ``cpu_s``, the process CPU time (user + system, all threads) of the last call, which
+    other jobs sharing the cores do not lengthen (None on a GPU)."""
 
     def __init__(self, device: str):
         self.cuda = str(device).startswith("cuda")
+        self.cpu_s: float | None = None
         if self.cuda:
             import torch
             self.torch = torch
@@ -258,9 +261,10 @@ class Timer:
             end.record()
             end.synchronize()
             return start.elapsed_time(end) / 1000.0
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         fn()
-        return time.perf_counter() - start
+        wall, self.cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+        return wall
 
 
 @dataclass
@@ -289,6 +293,8 @@ class Runs:
     the timed ones; ``first_s`` is the first call of all (the first at this length in the process)."""
     warmup: list[float]
     timed: list[float]
+    #: process CPU seconds of each timed call (``Timer.cpu_s``); empty on a GPU
+    timed_cpu: list[float] = field(default_factory=list)
 
     @property
     def first_s(self) -> float | None:
@@ -307,4 +313,6 @@ def repeat(fn, timer: Timer, *, warmup: int, repeats: int, min_time_s: float = 0
     after_warmup()
     while len(runs.timed) < max_repeats and (len(runs.timed) < repeats or sum(runs.timed) < min_time_s):
         runs.timed.append(timer.time(fn))
+        if timer.cpu_s is not None:
+            runs.timed_cpu.append(timer.cpu_s)
     return runs

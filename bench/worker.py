@@ -91,10 +91,10 @@ def measure(cell: Cell, settings: Measure, report) -> dict:
     if prepared.params is not None:
         record.update(params_total=prepared.params.total, params_embedding=prepared.params.embedding,
                       params_non_embedding=prepared.params.non_embedding)
-    record["reuse_kernel"] = prepared.reuse_kernel
+    record.update(reuse_kernel=prepared.reuse_kernel, attn_implementation=prepared.attn_implementation)
     runs = _timed_steps(cell, prepared, settings, record, report)
     record.update(_rates(cell, runs.timed), warmup_s=sum(runs.warmup), time_total_s=sum(runs.timed),
-                  first_call_s=runs.first_s)
+                  first_call_s=runs.first_s, cpu_times_s=runs.timed_cpu or None)
     if (settings.flops and prepared.count_flops is not None and cell.mode in ("train", "encode")
             and cell.input_len <= settings.flops_max_len):
         # the measurement is complete: a cell killed while counting keeps it (see bench.runner)
@@ -156,7 +156,7 @@ def _rates(cell: Cell, times: list[float]) -> dict:
 
     summary = trackers.summarize(times)
     rates = {"time_median_s": summary.median_s, "time_min_s": summary.min_s, "time_max_s": summary.max_s,
-             "time_iqr_s": summary.iqr_s, "repeats": summary.repeats,
+             "time_iqr_s": summary.iqr_s, "repeats": summary.repeats, "times_s": list(times),
              "tokens_per_s": cell.batch * cell.input_len / summary.median_s}
     if cell.mode == "generate":
         rates["generated_tokens_per_s"] = cell.batch * cell.new_tokens / summary.median_s

@@ -29,6 +29,8 @@ class Prepared:
     kernel_builds: Callable[[], int] | None = None
     #: whether the model keeps and reuses its S4D kernels (``reuse_kernel``); None: it has none
     reuse_kernel: bool | None = None
+    #: attention implementation the model runs (eager, sdpa, xformers, ...); None: not known
+    attn_implementation: str | None = None
 
 
 def model(cell: Cell, **config) -> Prepared:
@@ -60,7 +62,8 @@ def model(cell: Cell, **config) -> Prepared:
     kernels = [m for m in handle.model.modules() if hasattr(m, "builds") and hasattr(m, "reuse_kernel")]
     return Prepared(step=steps[cell.mode], params=handle.params, count_flops=count_flops,
                     kernel_builds=(lambda: sum(m.builds for m in kernels)) if kernels else None,
-                    reuse_kernel=any(m.reuse_kernel for m in kernels) if kernels else None)
+                    reuse_kernel=any(m.reuse_kernel for m in kernels) if kernels else None,
+                    attn_implementation=getattr(handle.model.config, "_attn_implementation", None))
 
 
 def _decoder_len(cell: Cell) -> int:

@@ -1,12 +1,15 @@
-"""``python -m reports build RUN_DIR [RUN_DIR ...] [--out DIR]``: the report of run directories."""
+"""``python -m reports build RUN_DIR [RUN_DIR ...] [--out DIR]``: the report of run directories;
+``python -m reports compare RUN_A RUN_B [--html OUT] [--csv OUT] [--fail-on-slower]``: B against A."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from cli.args import Parser, UsageError, fail, guard
+from reports import compare
 from reports.build import build
-from reports.runs import ReportError
+from reports.runs import ReportError, load_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,10 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="output directory (default: the run directory, or reports/out/combined-<UTC time> for several)",
     )
+    _compare_parser(commands)
     try:
         args = parser.parse_args(argv)
     except UsageError as error:
         return fail(error)
+    if args.command == "compare":
+        return guard(lambda: _compare(args), lambda: "nothing written", errors=(ReportError,))
 
     def work() -> int:
         print(build(args.run_dirs, args.out))
@@ -37,6 +43,35 @@ def main(argv: list[str] | None = None) -> int:
     # bad input, an unwritable output directory, an interrupt: one line; build() replaces no file
     # of an earlier report until every new one is written
     return guard(work, lambda: "no file of an earlier report was replaced", errors=(ReportError,))
+
+
+def _compare_parser(commands) -> None:
+    parser = commands.add_parser(
+        "compare", help="run B against run A: per cell the time ratio B/A with a 99%% CI, the memory "
+        "ratio, and a verdict (faster, slower, no change, inconclusive) from the rule printed with it")
+    parser.add_argument("run_a", metavar="RUN_A", help="run directory of the reference (before)")
+    parser.add_argument("run_b", metavar="RUN_B", help="run directory compared with it (after)")
+    parser.add_argument("--html", metavar="OUT", help="also write a self-contained HTML page to OUT")
+    parser.add_argument("--csv", metavar="OUT", help="also write the table (one row per cell) to OUT")
+    parser.add_argument("--fail-on-slower", action="store_true",
+                        help="exit 1 when any cell is slower (for CI); otherwise the exit status is 0")
+
+
+def _compare(args) -> int:
+    """Print B against A (and write the CSV / HTML asked for); 1 with --fail-on-slower and a slower cell."""
+    runs = [load_run(args.run_a), load_run(args.run_b)]
+    for out in (args.html, args.csv):
+        if out is not None and Path(out).is_dir():
+            raise ReportError(f"{out}: is a directory (give a file name)")
+        if out is not None and not Path(out).absolute().parent.is_dir():
+            raise ReportError(f"{out}: no such directory {Path(out).absolute().parent}")
+    frame = compare.compare_runs(*runs)
+    if args.csv:
+        compare.write_compare_csv(frame, args.csv)
+    if args.html:
+        compare.write_compare_html(frame, runs, args.html)
+    print(compare.compare_text(frame, runs[0].path, runs[1].path))
+    return 1 if args.fail_on_slower and frame["verdict"].eq(compare.SLOWER).any() else 0
 
 
 if __name__ == "__main__":

@@ -22,16 +22,33 @@ def _cell_text(record: dict, value: str) -> str:
     return "?" if record.get(field) is None else text(record[field])
 
 
+def _mode_label(record: dict, value: str) -> str:
+    """The mode, and for a model with SSM kernels in the throughput table what its timed steps were:
+    the steady state (kernels kept from the warm-up: ``reuse_kernel``) or a kernel built per call."""
+    if value != "throughput" or record.get("reuse_kernel") is None:
+        return record["mode"]
+    steps = "steady (kernel reused)" if record["reuse_kernel"] else "kernel built per call"
+    return f"{record['mode']}, {steps}"
+
+
 def summary_table(records: list[dict], value: str = "memory") -> str:
     """``value``: ``memory`` (peak MiB above base), ``throughput`` (input tokens/s) or ``first_call``
-    (seconds of each cell's first step)."""
+    (seconds of each cell's first step). In the throughput table a model with SSM kernels (LOCOST:
+    ``reuse_kernel`` recorded) gets two rows per mode: its first call (tokens/s of ``first_call_s``, the
+    kernel built), and its timed steps, labelled steady (kernel reused) or kernel built per call."""
     if not records:
         return "(no records)"
     lengths = sorted({r["input_len"] for r in records})
     rows: dict[tuple, dict[int, str]] = {}
     for r in records:
         conditions = f"{r['dtype']} b{r['batch']}"
-        rows.setdefault((r["model"], r["mode"], conditions), {})[r["input_len"]] = _cell_text(r, value)
+        rows.setdefault((r["model"], _mode_label(r, value), conditions), {})[r["input_len"]] = \
+            _cell_text(r, value)
+        if value == "throughput" and r.get("reuse_kernel") is not None:  # a model with SSM kernels: LOCOST
+            first = r.get("first_call_s")
+            first_rate = dict(r, tokens_per_s=r["batch"] * r["input_len"] / first if first else None)
+            rows.setdefault((r["model"], f"{r['mode']}, first call", conditions), {})[r["input_len"]] = \
+                _cell_text(first_rate, value)
     head = ["model", "mode", "dtype/batch"] + [f"{n:,}" for n in lengths]
     body = [[model, mode, cond] + [cols.get(n, "") for n in lengths]
             for (model, mode, cond), cols in rows.items()]

@@ -29,7 +29,8 @@ CLAIM_SIZES = ("small", "base")
 
 
 def _f(help: str, kind: str = "str", default=None):
-    """A schema field: ``help`` says meaning and unit, ``kind`` is int, float, str, bytes, bool or dict."""
+    """A schema field: ``help`` says meaning and unit, ``kind`` is int, float, str, bytes, bool, dict or
+    floats (a list of numbers)."""
     return field(default=default, metadata={"help": help, "kind": kind})
 
 
@@ -72,6 +73,11 @@ class Record:
     time_min_s: float | None = _f("fastest timed step; seconds", "float")
     time_max_s: float | None = _f("slowest timed step; seconds", "float")
     time_iqr_s: float | None = _f("interquartile range of the timed steps; seconds", "float")
+    times_s: list | None = _f("every timed step's wall time, in the order they ran (the samples behind "
+                              "time_median_s, which run-against-run comparisons test); seconds", "floats")
+    cpu_times_s: list | None = _f("process CPU time (user + system, all threads) of every timed step, in "
+                                  "order: on one thread the step's time without the waits other jobs on "
+                                  "the cores cause; CPU cells only, None on CUDA; seconds", "floats")
     repeats: int | None = _f("timed steps", "int")
     warmup: int | None = _f("warm-up steps before them (timed, outside the statistics)", "int")
     warmup_s: float | None = _f("the warm-up steps together; seconds", "float")
@@ -86,6 +92,10 @@ class Record:
     flops_source: str | None = _f("how flops was counted, e.g. 'fvcore+analytic (train = 3 x forward)'")
     reuse_kernel: bool | None = _f("the model keeps its S4D kernels and reuses them in eval mode without "
                                    "gradients (LOCOST's reuse_kernel); None: it has no such kernels", "bool")
+    attn_implementation: str | None = _f("attention implementation the model ran: eager, sdpa, "
+                                         "flash_attention_2, xformers, ... (its config's "
+                                         "_attn_implementation; LOCOST's cross-attention is sdpa); "
+                                         "None: not known", "str")
     kernel_builds: int | None = _f("SSM kernels computed during the timed steps, one per layer, channel "
                                    "chunk and call (0: the timed steps reused kernels built before them, so "
                                    "their times exclude kernel generation); None: the model does not count "
@@ -105,7 +115,7 @@ class Record:
 
     @classmethod
     def kind(cls, name: str) -> str:
-        """int, float, str, bytes, bool or dict: how a reader converts the column ``name``."""
+        """int, float, str, bytes, bool, dict or floats: how a reader converts the column ``name``."""
         return _KINDS[name]
 
     @classmethod
@@ -242,4 +252,6 @@ def record_problem(row: dict, finite: bool = True) -> str | None:
             return f"{name} {value!r} is not an object"
         if kind == "str" and not isinstance(value, str):
             return f"{name} {value!r} is not a string"
+        if kind == "floats" and not (isinstance(value, list) and all(map(_is_number, value))):
+            return f"{name} {value!r} is not a list of numbers"
     return None

@@ -77,14 +77,14 @@ def fit_power_law(lengths, values) -> Fit:
     return Fit(slope, intercept, slope - half_width, slope + half_width, n)
 
 
-def comparable_cells(records: pd.DataFrame) -> pd.DataFrame:
+def comparable_cells(records: pd.DataFrame, suites: tuple[str, ...] = SUITES) -> pd.DataFrame:
     """One record per (model, mode, length, conditions) over all runs: an ok one if any, then one from
-    the memory suite before scaling before throughput, then the latest."""
+    the suite first in ``suites`` (by default memory before scaling before throughput), then the latest."""
     if records.empty:
         return records
     ranked = records.assign(
         _ok=records["status"].eq("ok"),
-        _suite=-records["suite"].map(lambda suite: SUITES.index(section_of(suite))),
+        _suite=-records["suite"].map(lambda suite: suites.index(section_of(suite))),
     )
     ranked = ranked.sort_values(["_ok", "_suite", "started_at"], kind="stable", na_position="first")
     cell = ["model", "mode", "input_len", "condition_key"]
@@ -191,6 +191,137 @@ def memory_comparisons(records: pd.DataFrame) -> pd.DataFrame:
     mode_order = out["mode"].map({"train": 0, "encode": 1, "generate": 2}).fillna(3)
     out = out.assign(_mode=mode_order).sort_values(["condition_key", "_mode", "input_len", "baseline_model"])
     return out[COMPARISON_COLUMNS].reset_index(drop=True)
+
+
+# --- crossover lengths: from which input length LOCOST needs less than a baseline -----------------
+
+BELOW_SHORTEST, NOT_IN_RANGE = "below the shortest", "not within the measured range"
+#: metric -> (record column, the suites whose records it is taken from first: times from the
+#: throughput suite, which repeats its steps; memory from the memory suite)
+CROSSOVER_METRICS = {"time": ("time_median_s", ("throughput", "scaling", "memory")),
+                     "memory": ("mem_peak_above_base_mib", SUITES)}
+CROSSOVER_RULE = (
+    "the input length from which LOCOST needs less than the baseline: the last measured length where "
+    "LOCOST needs as much or more and the next (the bracket), interpolated linearly on log-log (log "
+    "length against log(LOCOST / baseline)); 'below the shortest' where LOCOST needs less at every "
+    "measured length, 'not within the measured range' where it does not at the longest; only lengths "
+    "where both ran ok under the same conditions and threads; time is the median step's process CPU time "
+    "where every compared cell ran on CPU with one thread and recorded it (other jobs on the cores do not "
+    "lengthen it), else its wall time"
+)
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """``length``: tokens from which LOCOST needs less (None unless it crosses between two measured
+    lengths ``low`` < ``high``); ``where``: ``BELOW_SHORTEST``, ``NOT_IN_RANGE`` or 'between'."""
+
+    length: float | None
+    low: int | None
+    high: int | None
+    where: str
+
+
+def crossover_length(lengths, locost, baseline) -> Crossover:
+    """The crossover of ``CROSSOVER_RULE`` from LOCOST's and a baseline's positive values (time in s or
+    memory in MiB) at the same ``lengths`` (tokens, any order). With d = log(LOCOST / baseline) at the
+    bracket's lengths L0 < L1 (d0 ≥ 0 > d1): log L = log L0 + d0 / (d0 - d1) · (log L1 - log L0)."""
+    order = np.argsort(np.asarray(lengths, dtype=float))
+    length = np.asarray(lengths, dtype=float)[order]
+    d = np.log(np.asarray(locost, dtype=float)[order]) - np.log(np.asarray(baseline, dtype=float)[order])
+    if d[-1] >= 0:
+        return Crossover(None, None, None, NOT_IN_RANGE)
+    not_less = np.flatnonzero(d >= 0)
+    if not_less.size == 0:
+        return Crossover(None, None, None, BELOW_SHORTEST)
+    k = int(not_less[-1])
+    step = d[k] / (d[k] - d[k + 1])
+    crossing = math.exp(math.log(length[k]) + step * (math.log(length[k + 1]) - math.log(length[k])))
+    return Crossover(crossing, int(length[k]), int(length[k + 1]), "between")
+
+
+def _crossover_text(crossing: Crossover, lengths) -> str:
+    if crossing.where == BELOW_SHORTEST:
+        return f"{BELOW_SHORTEST} ({_length_words(min(lengths))})"
+    if crossing.where == NOT_IN_RANGE:
+        return f"{NOT_IN_RANGE} ({_length_words(min(lengths))}–{_length_words(max(lengths))})"
+    return (f"≈ {crossing.length:,.0f} tokens (between {_length_words(crossing.low)} and "
+            f"{_length_words(crossing.high)})")
+
+
+def _length_words(value) -> str:
+    value = int(value)
+    return f"{value // 1024:,}K" if value >= 1024 and value % 1024 == 0 else f"{value:,}"
+
+
+PAIR_KEY = ["mode", "input_len", "condition_key", "threads"]
+
+
+def locost_pairs(cells: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """LOCOST's cells beside each baseline's at the same mode, length, conditions and threads:
+    ``columns`` of each, suffixed ``_locost`` and ``_baseline``."""
+    keep = list(dict.fromkeys([*PAIR_KEY, *columns]))
+    locost, baselines = cells[cells["family"].eq(LOCOST)], cells[~cells["family"].eq(LOCOST)]
+    return locost[keep].merge(baselines[keep], on=PAIR_KEY, suffixes=("_locost", "_baseline"))
+
+
+CROSSOVER_GROUP = ["metric", "condition_key", "threads", "mode", "model_locost", "model_baseline"]
+
+
+def crossovers(records: pd.DataFrame) -> pd.DataFrame:
+    """Per metric (time, memory), baseline, mode and conditions: the crossover length (``crossover_len``,
+    tokens, rounded; None where it does not cross), its bracket, ``where`` in words and the lengths
+    compared, from the cells where LOCOST and the baseline both ran ok (``CROSSOVER_RULE``)."""
+    frames = []
+    for metric, (column, suites) in CROSSOVER_METRICS.items():
+        cells = comparable_cells(records, suites)
+        if cells.empty:
+            continue
+        cells = cells[cells["status"].eq("ok") & cells[column].gt(0).fillna(False)]
+        cells = cells.assign(cpu_step_s=cpu_step_s(cells) if metric == "time" else math.nan)
+        pairs = locost_pairs(cells, ["model", "family", column, "cpu_step_s", *CONDITION_COLUMNS])
+        frames.append(pairs.assign(metric=metric, value_locost=pairs[f"{column}_locost"],
+                                   value_baseline=pairs[f"{column}_baseline"]))
+    pairs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if pairs.empty:
+        return pd.DataFrame(columns=CROSSOVER_COLUMNS)
+    rows = [_crossover_row(group) for _, group in pairs.groupby(CROSSOVER_GROUP, sort=True, dropna=False)]
+    frame = pd.DataFrame(rows, columns=CROSSOVER_COLUMNS)
+    tokens = ["crossover_len", "bracket_low", "bracket_high"]
+    frame[tokens] = frame[tokens].astype("Int64")  # lengths are whole tokens, null where none
+    return frame
+
+
+CROSSOVER_COLUMNS = ["metric", "mode", "locost_model", "baseline_model", "baseline_family", "crossover_len",
+                     "bracket_low", "bracket_high", "where", "lengths", "clock", "threads",
+                     *CONDITION_COLUMNS, "condition_key"]
+
+
+def cpu_step_s(cells: pd.DataFrame) -> pd.Series:
+    """Median process CPU seconds of the timed steps (``cpu_times_s``) of one-thread CPU cells; NaN for
+    the others (a step's time there is its wall time, which other jobs on the cores lengthen)."""
+    one_thread = cells["device"].eq("cpu") & cells["threads"].eq(1).fillna(False)
+    times = cells.get("cpu_times_s", pd.Series(None, index=cells.index, dtype=object))
+    medians = times.map(lambda v: float(np.median(v)) if isinstance(v, list) and v else math.nan)
+    return medians.where(one_thread, math.nan)
+
+
+def _crossover_row(group: pd.DataFrame) -> dict:
+    first = group.iloc[0]
+    lengths = group["input_len"].astype(int).tolist()
+    cpu = group[["cpu_step_s_locost", "cpu_step_s_baseline"]]
+    clock = "process CPU" if cpu.notna().all().all() else "wall" if first["metric"] == "time" else ""
+    values = cpu.to_numpy().T if clock == "process CPU" else (group["value_locost"], group["value_baseline"])
+    crossing = crossover_length(lengths, *values)
+    return {
+        "metric": first["metric"], "mode": first["mode"], "locost_model": first["model_locost"],
+        "baseline_model": first["model_baseline"], "baseline_family": first["family_baseline"],
+        "crossover_len": None if crossing.length is None else round(crossing.length),
+        "bracket_low": crossing.low, "bracket_high": crossing.high,
+        "where": _crossover_text(crossing, lengths), "lengths": len(lengths), "clock": clock,
+        "threads": first["threads"],
+        **{c: first[f"{c}_locost"] for c in CONDITION_COLUMNS}, "condition_key": first["condition_key"],
+    }
 
 
 # Series: one model swept over lengths in one run under one set of conditions (threads too: they

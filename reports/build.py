@@ -23,7 +23,14 @@ from records import (
 )
 from reports import claims as claims_module
 from reports import plots, summary, text
-from reports.analysis import memory_comparisons, reach, rouge_relative, scaling_fits
+from reports.analysis import (
+    CROSSOVER_RULE,
+    crossovers,
+    memory_comparisons,
+    reach,
+    rouge_relative,
+    scaling_fits,
+)
 from reports.runs import (
     MIB,
     MODES,
@@ -377,6 +384,17 @@ def _savings_section(comparisons: pd.DataFrame) -> Section:
     return Section("savings", "Memory savings of LOCOST", intro, blocks)
 
 
+def _crossover_section(crossing: pd.DataFrame) -> Section:
+    """Per metric, baseline and mode: the length from which LOCOST needs less, with its bracket."""
+    rows = [[r.metric, r.mode, r.baseline_model, r.where, r.lengths, text.condition_label(r)]
+            for r in crossing.itertuples(index=False)]
+    table = Table("From which input length LOCOST needs less", "Rule: " + CROSSOVER_RULE + ". The figures "
+                  "mark these lengths (dotted verticals).",
+                  ["metric", "mode", "baseline", "LOCOST needs less from", "lengths compared", "conditions"],
+                  rows)
+    return Section("crossovers", "Crossover lengths", blocks=[table])
+
+
 def _scaling_section(records: pd.DataFrame, fits: pd.DataFrame, budgets: dict) -> Section:
     blocks = list(plots.scaling_figures(records, fits, budgets))
     if not fits.empty:
@@ -649,7 +667,11 @@ def _build_into(runs: list[Run], out: Path) -> Path:
     records, rouge = _combined(runs)
     relative, curves, docs = _combined_rouge_extras(runs)
     claims = claims_module.evaluate(records, rouge, relative, docs)
-    _write_csv(claims, out / "claims.csv")
+    # the crossover lengths join claims.csv (measured figures beside the claims); the page shows them in
+    # their own section
+    crossing = claims_module.crossover_rows(records)
+    table = pd.concat([claims, crossing], ignore_index=True) if len(crossing) else claims
+    _write_csv(table, out / "claims.csv")
     sections = [_claims_section(claims, records), _conditions_section(runs)]
     if not records.empty:
         sections.append(_models_section(records))
@@ -749,6 +771,10 @@ def _measured_sections(records: pd.DataFrame, out: Path, budgets: dict) -> list[
     if not comparisons.empty:
         _write_csv(comparisons, out / "savings.csv")
         sections.append(_savings_section(comparisons))
+    crossing = crossovers(records)
+    if not crossing.empty:
+        _write_csv(crossing, out / "crossovers.csv")
+        sections.append(_crossover_section(crossing))
     if not by_section["throughput"].empty:
         _write_csv(by_section["throughput"], out / "throughput.csv")
         sections.append(_throughput_section(by_section["throughput"]))
@@ -784,10 +810,9 @@ def _write_figures(sections: list[Section], out: Path) -> None:
 
 def _render(sections: list[Section], runs: list[Run], claims: pd.DataFrame, out: Path,
             top: dict, notes: list[str]) -> Path:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("reports", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
-    )
-    html = environment.get_template("report.html.j2").render(
+    return render_page(
+        out / "report.html",
+        title="LOCOST efficiency report",
         sections=sections,
         runs=runs,
         generated_at=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
@@ -798,6 +823,13 @@ def _render(sections: list[Section], runs: list[Run], claims: pd.DataFrame, out:
         summary=top,
         verdict_classes=VERDICT_CLASSES,
     )
-    report = out / "report.html"
-    report.write_text(html, encoding="utf-8")
-    return report
+
+
+def render_page(path: Path, **context) -> Path:
+    """Write ``path``: the report's page template (templates/report.html.j2: title, header, sections of
+    Tables and Figures) rendered with ``context``; every variable it uses must be given."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("reports", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    path.write_text(environment.get_template("report.html.j2").render(**context), encoding="utf-8")
+    return path

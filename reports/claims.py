@@ -21,6 +21,8 @@ from reports import text
 from reports.analysis import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
+    CROSSOVER_RULE,
+    crossovers,
     lead_margins,
     memory_comparisons,
     rouge_relative,
@@ -507,6 +509,24 @@ def _length_rows(rouge: pd.DataFrame | None, docs: pd.DataFrame | None = None) -
         first = locost.sort_values("n_docs", ascending=False, kind="stable").iloc[0]
         headline = row("all", first, float(longest["nll_gain"].median()), len(longest))
     return [headline, *per_model]
+
+
+CROSSOVER_CLAIMS = {"time": "LOCOST needs less time than the baseline from (crossover length)",
+                    "memory": "LOCOST needs less memory than the baseline from (crossover length)"}
+
+
+def crossover_rows(records: pd.DataFrame) -> pd.DataFrame:
+    """claims.csv's rows of the crossover lengths (``analysis.crossovers``): one per metric, baseline,
+    mode and conditions, in ``COLUMNS``, with no verdict (a measured figure, not a claim of the paper),
+    the length in ``best_value`` (None where it does not cross) and the rule."""
+    rows = [_row(CROSSOVER_CLAIMS[r["metric"]], text.DASH, CROSSOVER_RULE,
+                 scope=f"vs {r['baseline_model']}, {r['mode']}", best=r["where"],
+                 best_value=None if text.is_missing(r["crossover_len"]) else int(r["crossover_len"]),
+                 n=r["lengths"], conditions=text.condition_label(r))
+            for r in crossovers(records).to_dict("records")]
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["best_value"] = pd.Series([row["best_value"] for row in rows], index=frame.index, dtype=object)
+    return frame
 
 
 def evaluate(records: pd.DataFrame, rouge: pd.DataFrame | None = None, relative: pd.DataFrame | None = None,

@@ -23,7 +23,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 
 from records import ROUGE_METRICS
 from reports import text
-from reports.analysis import SERIES_KEY
+from reports.analysis import SERIES_KEY, crossovers
 from reports.runs import CONDITION_COLUMNS, MODES, key_of
 
 FAMILY_COLORS = {
@@ -340,8 +340,10 @@ def length_figures(records: pd.DataFrame, prefix: str, column: str, ylabel: str,
         fig = MplFigure(figsize=(4.6 * len(modes), 4.4 if failures else 3.9), layout="constrained")
         axes, strips = _panels(fig, 1, len(modes), failures)
         lines = _budgets(rows, budgets)
+        marks = crossover_marks(rows, column)
         for ax, strip, mode in zip(axes[0], strips[0], modes, strict=True):
             _draw_panel(ax, rows[rows["mode"].eq(mode)], column, strip=strip, budgets=lines)
+            _draw_crossovers(ax, marks[marks["mode"].eq(mode)])
             _title(ax, strip, mode)
             ax.set_ylabel(ylabel)
         _legend(fig, axes[0] + [s for s in strips[0] if s is not None], rows)
@@ -349,11 +351,41 @@ def length_figures(records: pd.DataFrame, prefix: str, column: str, ylabel: str,
             Figure(
                 slug(prefix, *parts),
                 f"{title} — {', '.join(str(p) for p in parts if not text.is_missing(p))}",
-                text.conditions(rows) + caption_extra,
+                text.conditions(rows) + caption_extra + crossover_caption(marks),
                 _finish(fig, []),
             )
         )
     return figures
+
+
+#: the crossover metric a figure's column shows (time per step and tokens per second: time)
+CROSSOVER_OF_COLUMN = {"mem_peak_above_base_mib": "memory", "time_median_s": "time", "tokens_per_s": "time"}
+
+
+def crossover_marks(rows: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The crossovers (``analysis.crossovers``) of the figure's ``rows`` in the metric ``column`` shows
+    that fall between two measured lengths: what the figure marks."""
+    metric = CROSSOVER_OF_COLUMN.get(column)
+    found = crossovers(rows) if metric else pd.DataFrame(columns=["metric", "mode", "crossover_len"])
+    return found[found["metric"].eq(metric) & found["crossover_len"].notna()]
+
+
+def _draw_crossovers(ax, marks: pd.DataFrame) -> None:
+    """A dotted vertical in the baseline's colour at each crossover length, a diamond on the length axis."""
+    for mark in marks.itertuples(index=False):
+        color = color_of(mark.baseline_family)
+        ax.axvline(float(mark.crossover_len), color=color, linestyle=":", linewidth=1.3)
+        ax.plot([float(mark.crossover_len)], [0.0], marker="D", markersize=5, color=color, clip_on=False,
+                transform=ax.get_xaxis_transform())
+
+
+def crossover_caption(marks: pd.DataFrame) -> str:
+    """' · dotted verticals: LOCOST needs less time than led-small (train) from ≈ 5,300 tokens, ...'."""
+    if marks.empty:
+        return ""
+    what = "memory" if marks["metric"].iloc[0] == "memory" else "time"
+    items = [f"{m.baseline_model} ({m.mode}) from {m.where}" for m in marks.itertuples(index=False)]
+    return f" · dotted verticals (◆ on the length axis): LOCOST needs less {what} than " + "; ".join(items)
 
 
 def _budgets(rows: pd.DataFrame, budgets: dict | None) -> tuple:

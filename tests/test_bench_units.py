@@ -180,6 +180,21 @@ def test_the_throughput_tables_show_tokens_per_second_and_the_first_call():
     assert first.splitlines()[0].startswith("seconds of the first step")
 
 
+def test_the_throughput_table_shows_locosts_first_call_and_its_timed_steps_as_separate_rows():
+    reused = Cell("locost", "tiny", "encode", 2048, workload="bench.workloads:model",
+                  workload_args=(("reuse_kernel", True),))
+    records = [_record(Cell("locost", "tiny", "encode", 1024), tokens_per_s=2000.0, first_call_s=1.024,
+                       reuse_kernel=False),
+               _record(reused, tokens_per_s=4000.0, first_call_s=0.5, reuse_kernel=True),
+               _record(Cell("led", "tiny", "encode", 1024), tokens_per_s=900.0, first_call_s=2.0)]
+    lines = [" ".join(line.split()) for line in summary_table(records, "throughput").splitlines()[3:]]
+    # the timed steps' median, as before; the first call: batch x length / first_call_s (1,024 / 1.024 s)
+    assert lines == ["locost-tiny encode, kernel built per call fp32 b1 2,000",
+                     "locost-tiny encode, first call fp32 b1 1,000 4,096",
+                     "locost-tiny encode, steady (kernel reused) fp32 b1 4,000",
+                     "led-tiny encode fp32 b1 900"]  # no SSM kernels: one row
+
+
 def test_results_file_is_appended_not_rewritten(tmp_path):
     append_record(tmp_path, _record(Cell("led", "tiny", "train", 1, target_len=1)))
     inode = os.stat(tmp_path / "results.jsonl").st_ino

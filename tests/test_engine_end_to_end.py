@@ -50,6 +50,13 @@ def test_records_say_whether_locosts_kernel_was_reused_and_built_during_the_time
     assert (other["reuse_kernel"], other["kernel_builds"]) == (None, None)
     for r in (reused, built, other):
         assert r["first_call_s"] == r["warmup_s"] > 0 and r["time_total_s"] >= r["time_median_s"] * 2 * 0.999
+        # every timed step's time is kept: the samples of the median, in the order they ran
+        assert len(r["times_s"]) == r["repeats"] == 2
+        assert sum(r["times_s"]) == pytest.approx(r["time_total_s"])
+        assert sorted(r["times_s"]) == [r["time_min_s"], r["time_max_s"]]
+        assert len(r["cpu_times_s"]) == 2 and min(r["cpu_times_s"]) > 0  # process CPU time of the same steps
+    # the attention each family ran: LOCOST's decoder through SDPA, transformers' LongT5 eager
+    assert (reused["attn_implementation"], other["attn_implementation"]) == ("sdpa", "eager")
     [cold] = run_sweep([Cell("locost", "tiny", "encode", 256, **reuse)], tmp_path / "cold", suite="memory",
                        progress=False, settings=Settings(warmup=0, repeats=2, budget_bytes=3 * 2**30))
     assert cold["kernel_builds"] == layers  # the first timed step built them, the second reused them

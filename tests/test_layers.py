@@ -119,7 +119,8 @@ def test_every_schema_field_says_what_it_means():
     for schema in (Record, RougeRow):
         for field in dataclasses.fields(schema):
             assert field.metadata["help"], field.name
-            assert field.metadata["kind"] in ("int", "float", "str", "bytes", "bool", "dict"), field.name
+            assert field.metadata["kind"] in ("int", "float", "str", "bytes", "bool", "dict", "floats"), \
+                field.name
 
 
 def test_kernel_reuse_is_true_false_or_null_in_a_record():
@@ -130,3 +131,13 @@ def test_kernel_reuse_is_true_false_or_null_in_a_record():
     assert record_problem({**row, "reuse_kernel": None}) is None
     assert record_problem({**row, "reuse_kernel": 1}) == "reuse_kernel 1 is not true or false"
     assert record_problem({**row, "kernel_builds": True}) == "kernel_builds True is not a number"
+
+
+def test_the_timed_steps_are_a_list_of_numbers_in_a_record():
+    from records import record_problem
+
+    row = {"status": "ok", "mode": "encode", "family": "locost", "input_len": 1024}
+    assert record_problem({**row, "times_s": [0.5, 0.25], "attn_implementation": "sdpa"}) is None
+    assert record_problem({**row, "times_s": 0.5}) == "times_s 0.5 is not a list of numbers"
+    assert record_problem({**row, "times_s": [0.5, "x"]}) == "times_s [0.5, 'x'] is not a list of numbers"
+    assert record_problem({**row, "times_s": [float("nan")]}) == "times_s [nan] is not a list of numbers"
