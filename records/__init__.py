@@ -30,6 +30,7 @@ from records.schema import (
     ENV_KEYS,
     FAILURES_THAT_SKIP_LONGER,
     MODES,
+    PRODUCERS,
     RECORD_FIELDS,
     ROUGE_DOCS,
     ROUGE_FIELDS,
@@ -47,6 +48,6 @@ __all__ = [
     "ROUGE_METRICS", "STATUSES", "Record", "RougeRow", "append_jsonl", "atomic_path", "flatten_env",
     "read_jsonl", "write_json", "write_jsonl", "RunDirectoryLocked", "locked_run_dir", "RESULTS",
     "RESULTS_CSV", "latest_records", "read_jsonl_numbered", "write_results_csv", "record_problem",
-    "SIZE_ROLES", "CLAIM_SIZES", "ROUGE_DOCS", "RougeDocRow",
+    "SIZE_ROLES", "CLAIM_SIZES", "PRODUCERS", "ROUGE_DOCS", "RougeDocRow",
     "write_csv", "NOT_AN_OBJECT", "torn_warnings",
 ]

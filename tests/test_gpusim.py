@@ -1,0 +1,128 @@
+"""Simulated GPU cells (``bench.gpusim``): the fake step's peak equals the real step's, tensor by tensor.
+
+The reference runs the same step on real CPU tensors (real weights, real values) and counts the live
+bytes of every storage the step creates (``LiveBytes``, a dispatch mode; not RSS); the simulation runs
+it on fake tensors. Equal peaks mean the fake run allocated and freed what the real one did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from bench.cuda_autocast import cuda_autocast_rules
+from bench.gpusim import (
+    GPUS,
+    CpuTensorError,
+    LiveBytes,
+    block_bytes,
+    held_bytes,
+    parse_gpu,
+    simulate_step,
+)
+from models import FAMILIES, build
+
+LENGTH, TARGET, NEW = 512, 16, 3
+
+
+def real_peak(family: str, mode: str, dtype: str) -> tuple[int, int]:
+    """(base, peak above base) of the step on real CPU tensors, counted by a dispatch mode."""
+    handle = build(family, "tiny")
+    batch = handle.make_batch(LENGTH, target_len=TARGET)
+    step = {"train": lambda: handle.train_loss(batch), "encode": lambda: handle.encode(batch),
+            "generate": lambda: handle.greedy_decode(batch, NEW)}[mode]
+    counter = LiveBytes()
+    with contextlib.ExitStack() as stack:
+        if dtype == "bf16":
+            stack.enter_context(cuda_autocast_rules())
+            stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+        stack.enter_context(counter)
+        step()
+    base = held_bytes([*handle.model.parameters(), *handle.model.buffers(), *batch.values()])
+    return base, counter.peak
+
+
+def simulated(family: str, mode: str, dtype: str, length: int = LENGTH, size: str = "tiny"):
+    handle = build(family, size, device="meta")
+    return simulate_step(handle, lambda: handle.make_batch(length, target_len=TARGET), mode,
+                         new_tokens=NEW, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("mode", ["train", "encode", "generate"])
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_simulated_peak_equals_the_real_steps_live_bytes(family, mode, dtype):
+    base, peak = real_peak(family, mode, dtype)
+    sim = simulated(family, mode, dtype)
+    assert sim.base_bytes == base
+    assert peak > 0
+    assert abs(sim.peak_bytes - peak) <= 0.01 * peak, (sim.peak_bytes, peak)
+
+
+def test_greedy_decode_gives_generates_tokens():
+    """The simulation's generation makes generate's model calls: same tokens, on real tensors."""
+    for family in FAMILIES:
+        handle = build(family, "tiny")
+        batch = handle.make_batch(200, target_len=4)
+        assert torch.equal(handle.greedy_decode(batch, 5), handle.generate(batch, 5)), family
+
+
+def test_cuda_autocast_rules_give_float32_softmax_and_leave_cpu_autocast_alone():
+    x = torch.randn(4, 8)
+
+    def dtypes():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h = torch.nn.functional.linear(x, torch.randn(8, 8))
+            return h.dtype, torch.softmax(h, -1).dtype, torch.nn.functional.layer_norm(h, (8,)).dtype
+
+    assert dtypes() == (torch.bfloat16, torch.bfloat16, torch.bfloat16)
+    with cuda_autocast_rules():
+        assert dtypes() == (torch.bfloat16, torch.float32, torch.float32)
+    assert dtypes() == (torch.bfloat16, torch.bfloat16, torch.bfloat16)
+
+
+def test_a_cpu_tensor_in_a_simulated_cell_fails_with_the_op():
+    handle = build("locost", "tiny", device="meta")
+    stray = torch.ones(1, 4, handle.model.config.d_model)
+    original = handle.model.encoder.forward
+
+    def forward(*args, **kwargs):
+        out = original(*args, **kwargs)
+        out.last_hidden_state = out.last_hidden_state + stray  # a tensor a CUDA run would leave on the CPU
+        return out
+
+    handle.model.encoder.forward = forward
+    with pytest.raises(CpuTensorError, match=r"^aten\.add\.Tensor: a CPU tensor of shape \(1, 4, 64\)"):
+        simulate_step(handle, lambda: handle.make_batch(4, target_len=2), "encode")
+
+
+def test_allocator_blocks_and_gpu_table():
+    assert [block_bytes(n) for n in (0, 1, 512, 513, 4096)] == [0, 512, 512, 1024, 4096]
+    assert parse_gpu("H100-80GB") is GPUS["h100-80gb"]
+    assert parse_gpu("80GiB").memory_bytes == 80 * 2**30
+    assert parse_gpu("85899345920").memory_bytes == 85899345920
+    with pytest.raises(ValueError, match="unknown GPU 'v100'; use one of h100-80gb"):
+        parse_gpu("v100")
+
+
+def test_base_cells_up_to_64k_simulate_in_seconds():
+    """Every family's ``base`` train cell at 64K (bf16; LED at its 16K limit), each in seconds of CPU
+    time: a new process, so that imports and other tests do not count."""
+    code = ("import sys, time; from tests.test_gpusim import simulated\n"
+            "for family in sys.argv[1:]:\n"
+            "    start = time.process_time()\n"
+            "    sim = simulated(family, 'train', 'bf16', 16384 if family == 'led' else 65536, 'base')\n"
+            "    print(family, round(time.process_time() - start, 1), sim.peak_bytes)\n")
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code, *FAMILIES], capture_output=True, text=True,
+                         timeout=600, check=True).stdout
+    rows = [line.split() for line in out.splitlines()]
+    assert [row[0] for row in rows] == list(FAMILIES)
+    for family, seconds, peak in rows:
+        assert float(seconds) < 30 and int(peak) > 2**30, (family, seconds, peak)
+    print(f"{time.monotonic() - start:.0f} s wall", out)
