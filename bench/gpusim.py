@@ -164,6 +164,8 @@ class Simulator(LiveBytes):
         )
 
         kwargs = kwargs or {}
+        if func.namespace == "prim":  # metadata (prim.device): no storage, no values
+            return func(*args, **kwargs)
         tensors = [x for x in pytree.tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)]
         for x in tensors if func not in _LIFTS else ():
             if not isinstance(x, FakeTensor) and x.dim() > 0:
