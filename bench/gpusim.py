@@ -325,5 +325,39 @@ def simulate_cell(cell, report) -> dict:
         raise SimulatedOutOfMemory(
             f"simulated peak {(sim.base_bytes + sim.peak_bytes) / GiB:.2f} GiB ({sim.peak_bytes / GiB:.2f} "
             f"above the {sim.base_bytes / GiB:.2f} GiB base) > {gpu.usable_bytes / GiB:.2f} GiB usable on "
-            f"{gpu.name} ({gpu.memory_bytes / GiB:.2f} GiB less {CUDA_CONTEXT_BYTES / GiB:g} GiB CUDA context)")
+            f"{gpu.name} ({gpu.memory_bytes / GiB:.2f} GiB less {CUDA_CONTEXT_BYTES / GiB:g} GiB CUDA "
+            "context)")
     return record
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The longest input (tokens) of a model and mode that fits a GPU, found by ``longest_fitting``."""
+    longest_ok: int | None  #: the longest length that fitted (None: not even the shortest)
+    first_failure: int | None  #: the shortest length found not to fit (None: the longest tried fitted)
+    peak_bytes: int | None  #: base + simulated peak at ``longest_ok``; bytes
+    reason: str = ""  #: why ``first_failure`` does not fit (oom, or the model's length limit)
+
+
+def longest_fitting(peak_at, usable_bytes: int, low: int = 1024, high: int = 4 * 2**20,
+                    rel: float = 0.01, step: int = 1024) -> Capacity:
+    """Bisection for the longest length in [low, high] whose ``peak_at(length)`` (bytes, or a string
+    saying why the length cannot run) is at most ``usable_bytes``: lengths double from ``low`` until one
+    fails, then the gap is halved until it is within ``rel`` of the length or ``step`` tokens. Assumes
+    the peak grows with the length."""
+    ok, ok_peak, bad, reason, length = None, None, None, "", low
+    while length <= high:
+        peak = peak_at(length)
+        if isinstance(peak, str) or peak > usable_bytes:
+            bad, reason = length, peak if isinstance(peak, str) else "oom"
+            break
+        ok, ok_peak = length, peak
+        length = high if length < high < 2 * length else 2 * length
+    while ok is not None and bad is not None and bad - ok > max(step, rel * ok):
+        middle = (ok + bad) // 2 // step * step or (ok + bad) // 2
+        peak = peak_at(middle)
+        if isinstance(peak, str) or peak > usable_bytes:
+            bad, reason = middle, peak if isinstance(peak, str) else "oom"
+        else:
+            ok, ok_peak = middle, peak
+    return Capacity(ok, bad, ok_peak, reason)

@@ -61,7 +61,7 @@ def build_parser(suite: str) -> Parser:
     add("--device", help="cpu or cuda[:N] (default: cuda when available)")
     add("--simulate", metavar="GPU", type=gpu_name,
         help="simulate every cell on this GPU instead of measuring it (no GPU needed): "
-             "h100-80gb, a100-80gb, a100-40gb, l4-24gb, rtx4090-24gb or a memory size (bytes, or e.g. 80GiB); "
+             "h100-80gb, a100-80gb, a100-40gb, l4-24gb, rtx4090-24gb or a memory size (bytes, or 80GiB); "
              "the GPU defaults apply, the step runs on fake tensors and its CUDA peak is counted from tensor "
              "sizes (bench.gpusim); no time figures")
     add("--threads", type=positive(int), help="CPU threads per cell (default: OMP_NUM_THREADS or all)")

@@ -96,8 +96,8 @@ class Record:
     contention: int | None = _f("cells run at once on the same CPU cores and host memory when this one was "
                                 "measured (--jobs N --allow-contention): N, its figures are spoiled; None: "
                                 "alone on its device", "int")
-    produced_by: str | None = _f("measurement (trackers read the device) or simulation (bench.gpusim: the step "
-                                 "on fake tensors, CUDA's allocator rounding; no time figures); None: a "
+    produced_by: str | None = _f("measurement (trackers read the device) or simulation (bench.gpusim: the "
+                                 "step on fake tensors, CUDA's allocator rounding; no time figures); None: a "
                                  "record older than the field, a measurement")
     simulated_gpu: str | None = _f("the GPU a simulation stood for (bench.gpusim.GPUS name or its memory in "
                                    "bytes); None: measured")

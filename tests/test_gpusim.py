@@ -126,3 +126,49 @@ def test_base_cells_up_to_64k_simulate_in_seconds():
     for family, seconds, peak in rows:
         assert float(seconds) < 30 and int(peak) > 2**30, (family, seconds, peak)
     print(f"{time.monotonic() - start:.0f} s wall", out)
+
+
+def test_simulated_cells_through_the_cli_record_the_simulation_and_an_over_the_gpu_peak_as_oom(tmp_path):
+    """A real sweep (worker processes) on a made-up GPU with 40 MiB usable: the encode cell's record
+    holds the same peak as ``simulate_step`` in this process, no time figures; the train cell passes
+    the GPU and is ``oom`` with its simulated peak."""
+    from records import read_jsonl
+
+    gpu = str(2**30 + 40 * 2**20)
+    subprocess.run([sys.executable, "-m", "bench.memory", "--simulate", gpu, "--models", "longt5-local",
+                    "--sizes", "tiny", "--lengths", "512", "--modes", "train,encode", "--target-len", "16",
+                    "--out", str(tmp_path), "--run-id", "sim", "--no-progress", "--no-report"],
+                   check=True, capture_output=True, timeout=600)
+    records = {r["mode"]: r for r in read_jsonl(tmp_path / "sim" / "results.jsonl")[0]}
+    encode, train = records["encode"], records["train"]
+    assert (encode["status"], encode["produced_by"], encode["simulated_gpu"], encode["device"]) == \
+        ("ok", "simulation", gpu, "cuda")
+    assert encode["simulated_gpu_bytes"] == int(gpu) and encode["dtype"] == "bf16"
+    assert encode["time_median_s"] is None and encode["tokens_per_s"] is None
+    here = simulated("longt5-local", "encode", "bf16")
+    assert encode["mem_base_bytes"] == here.base_bytes
+    assert encode["mem_peak_above_base_bytes"] == here.peak_bytes
+    assert train["status"] == "oom" and train["mem_peak_bytes"] > 40 * 2**20
+    peak = train["mem_peak_bytes"] / 2**30
+    assert train["message"].startswith(f"SimulatedOutOfMemory: simulated peak {peak:.2f} GiB")
+    assert f"> 0.04 GiB usable on {gpu} (1.04 GiB less 1 GiB CUDA context)" in train["message"]
+
+
+def test_capacity_bisection_brackets_the_exact_longest_length():
+    from bench.gpusim import longest_fitting
+
+    for usable in (100 * 300_000, 100 * 1_500, 100 * 3_000_000 + 7):
+        probes: list[int] = []
+
+        def peak(length: int, probes=probes) -> int:
+            probes.append(length)
+            return 100 * length
+
+        cap = longest_fitting(peak, usable)
+        exact = usable // 100
+        assert cap.longest_ok <= exact < cap.first_failure, (usable, cap)
+        assert cap.first_failure - cap.longest_ok <= max(1024, 0.01 * cap.longest_ok)
+        assert cap.peak_bytes == 100 * cap.longest_ok and cap.reason == "oom" and len(probes) < 30
+    assert longest_fitting(lambda length: length, 10**12).first_failure is None
+    limited = longest_fitting(lambda length: "unsupported: 16,384 positions" if length > 16384 else 1, 10)
+    assert (limited.longest_ok, limited.reason) == (16384, "unsupported: 16,384 positions")
