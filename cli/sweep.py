@@ -149,7 +149,7 @@ def plan_args(suite_name: str, args: argparse.Namespace) -> Plan:
     if args.simulate and args.device not in (None, "cuda"):
         raise UsageError(f"--simulate stands every cell on a GPU: --device {args.device} does not apply")
     on = "cuda" if args.simulate else device(args.device)
-    cluster.check(args, on)
+    cluster.check(args, "cpu" if args.simulate else on)  # simulated cells compute on this host's CPU
     sweep = suite.sweep(on).with_options(
         models=args.models, sizes=args.sizes, lengths=args.lengths, modes=args.modes,
         target_len=args.target_len, new_tokens=args.new_tokens, batch=args.batch, dtype=args.dtype,
@@ -260,7 +260,8 @@ def run_suite(planned: Plan, cells: list, run_info: dict) -> list[dict]:
     """The orchestration: the suite's cells -> ``bench.runner.run_sweep`` (records in the run
     directory) -> the summary table -> the report."""
     args = planned.args
-    executor = cluster.executor(args, planned.device, planned.run_dir, planned.settings.timeout_s)
+    host = "cpu" if args.simulate else planned.device  # where the workers compute
+    executor = cluster.executor(args, host, planned.run_dir, planned.settings.timeout_s)
     records = run_sweep(cells, planned.run_dir, suite=planned.suite.name, settings=planned.settings,
                         force=args.force, skip_longer=not args.no_skip_longer, progress=not args.no_progress,
                         run_info=run_info, executor=executor, allow_mixed_env=args.allow_mixed_env)
