@@ -135,6 +135,16 @@ class LiveBytes(TorchDispatchMode):
         return out
 
 
+def _written(func, args, kwargs) -> list:
+    """The tensors among ``args``/``kwargs`` that ``func`` writes to (``out=``, in-place ops)."""
+    written = []
+    for i, argument in enumerate(func._schema.arguments):
+        if argument.alias_info is not None and argument.alias_info.is_write:
+            value = args[i] if i < len(args) else kwargs.get(argument.name)
+            written += [x for x in pytree.tree_leaves(value) if isinstance(x, torch.Tensor)]
+    return written
+
+
 #: how ``torch.tensor(data)`` enters a fake mode: data made where the mode is, not a stray CPU tensor
 _LIFTS = (torch.ops.aten.lift_fresh.default, torch.ops.aten.lift_fresh_copy.default)
 
@@ -187,8 +197,8 @@ class Simulator(LiveBytes):
             for fake, value in zip(pytree.tree_leaves(out), pytree.tree_leaves(real), strict=False):
                 if isinstance(fake, torch.Tensor) and isinstance(value, torch.Tensor):
                     self.known[fake] = value
-        elif func._schema.is_mutable:  # written by an op of unknown values: its values are unknown now
-            for x in tensors:
+        else:  # a tensor written by an op of unknown values has unknown values now
+            for x in _written(func, args, kwargs):
                 self.known.pop(x, None)
         for leaf in pytree.tree_leaves(out):
             if isinstance(leaf, torch.Tensor):
