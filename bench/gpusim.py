@@ -47,8 +47,9 @@ BLOCK_BYTES = 512
 #: tensor (an idle torch process on a CUDA 12 driver shows 0.5-0.6 GiB in nvidia-smi): subtracted from
 #: the GPU's memory to give what tensors can use. An assumption stated, not fitted to measurements.
 CUDA_CONTEXT_BYTES = 1 * GiB
-#: integer/bool tensors with known values up to this many elements are computed for real beside the fake
-VALUE_NUMEL = 1 << 24
+#: tensors with known values up to this many elements are computed for real beside the fake (views of
+#: them at any size: a view allocates nothing)
+VALUE_NUMEL = 1 << 28  # LED at its 16K limit expands its mask to (1, 1, 16K, 16K) and copies it
 
 
 @dataclass(frozen=True)
@@ -191,8 +192,9 @@ class Simulator(LiveBytes):
             real = self._real(func, args, kwargs)
             out = pytree.tree_map(lambda r: self._adopt(r) if isinstance(r, torch.Tensor) else r, real)
             return out
-        if knowable and all(leaf.numel() <= VALUE_NUMEL for leaf in pytree.tree_leaves(out)
-                            if isinstance(leaf, torch.Tensor)):
+        views = func._schema.returns and func._schema.returns[0].alias_info is not None  # no new storage
+        if knowable and (views or all(leaf.numel() <= VALUE_NUMEL for leaf in pytree.tree_leaves(out)
+                                      if isinstance(leaf, torch.Tensor))):
             real = self._real(func, args, kwargs)
             for fake, value in zip(pytree.tree_leaves(out), pytree.tree_leaves(real), strict=False):
                 if isinstance(fake, torch.Tensor) and isinstance(value, torch.Tensor):
