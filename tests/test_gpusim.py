@@ -174,3 +174,22 @@ def test_capacity_bisection_brackets_the_exact_longest_length():
     assert longest_fitting(lambda length: length, 10**12).first_failure is None
     limited = longest_fitting(lambda length: "unsupported: 16,384 positions" if length > 16384 else 1, 10)
     assert (limited.longest_ok, limited.reason) == (16384, "unsupported: 16,384 positions")
+
+
+def test_capacity_cli_reports_the_bracket_its_simulations_give():
+    """``python -m bench.capacity`` on a made-up GPU with 102 MiB usable: the longest length it prints
+    fits and the first failure does not, by ``simulate_step`` in this process."""
+    out = subprocess.run([sys.executable, "-m", "bench.capacity", "--gpu", "1126MiB", "--size", "tiny",
+                          "--models", "longt5-local", "--modes", "encode"],
+                         check=True, capture_output=True, text=True, timeout=600).stdout
+    row = next(line.split() for line in out.splitlines() if line.startswith("longt5-local"))
+    longest, failure = (int(value.replace(",", "")) for value in row[2:4])
+    usable = 1126 * 2**20 - 2**30
+
+    def total(length: int) -> int:
+        handle = build("longt5-local", "tiny", device="meta")
+        sim = simulate_step(handle, lambda: handle.make_batch(length, target_len=1), "encode", dtype="bf16")
+        return sim.base_bytes + sim.peak_bytes
+
+    assert total(longest) <= usable < total(failure)
+    assert failure - longest <= 1024 and row[-1] == "oom"
