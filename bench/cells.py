@@ -39,6 +39,9 @@ class Cell:
     #: a tensor file of token ids (real text, repeated or cut to the length); None: random ids
     inputs: str | None = None
     workload_args: tuple[tuple[str, object], ...] = field(default=())
+    #: the GPU a simulated cell stands on (``bench.gpusim.GPUS`` name or its memory in bytes): the step
+    #: runs on fake tensors on this host's CPU; None: measured on ``device``
+    simulate: str | None = None
 
     def __post_init__(self):
         # fields the mode does not use are dropped, so that they do not change the id
@@ -60,6 +63,8 @@ class Cell:
         if self.workload is not None:
             key["workload"] = self.workload
             key["workload_args"] = [list(pair) for pair in self.workload_args]
+        if self.simulate is not None:
+            key["simulate"] = self.simulate
         return key
 
     @property
@@ -74,10 +79,16 @@ class Cell:
                      for name, value in self.key().items() if name != "input_len")
 
     @property
+    def host_device(self) -> str:
+        """Where the worker computes: ``device``, or the CPU for a simulated cell."""
+        return "cpu" if self.simulate is not None else self.device
+
+    @property
     def label(self) -> str:
         extra = {"train": f" +{self.target_len} target", "generate": f" +{self.new_tokens} new"}
         dtype = "" if self.dtype == "fp32" else f" {self.dtype}"
-        return f"{self.model} {self.mode} {self.input_len:,}{extra.get(self.mode, '')}{dtype}"
+        simulated = f" (simulated {self.simulate})" if self.simulate is not None else ""
+        return f"{self.model} {self.mode} {self.input_len:,}{extra.get(self.mode, '')}{dtype}{simulated}"
 
     def to_json(self) -> dict:
         data = asdict(self)

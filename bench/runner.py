@@ -183,7 +183,7 @@ def _start_worker(spec_path: Path, cell: Cell, log_path: Path | None, start: str
                   extra_env: dict | None = None):
     """The worker process (``subprocess.Popen`` or ``bench.forkserver.Forked``), in a new session."""
     env = {**(extra_env or {}), "OMP_NUM_THREADS": str(cell.threads), "MKL_NUM_THREADS": str(cell.threads)}
-    if worker_start(start, cell.device) == "forkserver":
+    if worker_start(start, cell.host_device) == "forkserver":
         from bench import forkserver
         return forkserver.start(spec_path, log_path, env)
     env = dict(os.environ, **env,
@@ -209,7 +209,7 @@ def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None, *, en
         # absolute: a forked worker changes to the repository before it reads them
         spec_path, result_path = Path(tmp).absolute() / "spec.json", Path(tmp).absolute() / "result.json"
         WorkerSpec(cell, settings.measure(), str(result_path), parent=os.getpid(),
-                   address_space_bytes=address_space_limit(settings.budget_bytes, cell.device)
+                   address_space_bytes=address_space_limit(settings.budget_bytes, cell.host_device)
                    ).write(spec_path)
         oom_kills = oom_kill_count()
         try:  # (a fork server that has to start first blocks here: not the cell's time)
@@ -313,6 +313,8 @@ def make_record(cell: Cell, fields: dict, *, run_id: str, suite: str, started_at
     record.started_at, record.wall_s = started_at, round(wall_s, 3)
     record.overhead_s = overhead_s(fields, record.wall_s)
     record.workload_args = dict(cell.workload_args) if cell.workload is not None else None
+    record.produced_by = "simulation" if cell.simulate is not None else "measurement"
+    record.simulated_gpu = cell.simulate
     record.message = record.message or ""
     return record.to_json()
 
@@ -329,6 +331,7 @@ def cell_of(record: dict) -> Cell:
     fields = {k: record[k] for k in ("family", "size", "mode", "input_len", "target_len", "new_tokens",
                                      "batch", "dtype", "device", "threads")}
     fields["inputs"] = record.get("inputs")
+    fields["simulate"] = record.get("simulated_gpu")
     if record.get("workload"):
         fields.update(workload=record["workload"],
                       workload_args=tuple(sorted((record.get("workload_args") or {}).items())))
@@ -508,7 +511,7 @@ def _sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, 
             "tasks": {task.cell.cell_id: saved[task.cell.cell_id] for task in reattached},
             "started_at": now_iso(), "finished_at": None,
             "earlier_invocations": _earlier_invocations(run_dir / RUN)}
-    forking = todo and worker_start(settings.worker_start, todo[0].device) == "forkserver"
+    forking = todo and worker_start(settings.worker_start, todo[0].host_device) == "forkserver"
     if forking and executor.name == "local":
         from bench import forkserver
         info["fork_server_start_s"] = round(forkserver.warm(), 3)  # once, before the first cell's wall_s

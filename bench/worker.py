@@ -85,6 +85,9 @@ def measure(cell: Cell, settings: Measure, report) -> dict:
     from bench.env import environment
     from bench.workloads import prepare
 
+    if cell.simulate is not None:
+        from bench.gpusim import simulate_cell
+        return simulate_cell(cell, report)
     record: dict = {"warmup": settings.warmup_for(cell.input_len)}
     prepared = prepare(cell)
     record["env"] = environment(cell.device, threads=_threads(cell))
@@ -234,7 +237,7 @@ def run(spec: WorkerSpec) -> int:
             record["harness_failure"] = True
         if "env" not in record:
             from bench.env import environment
-            record["env"] = environment(cell.device, threads=_threads(cell))
+            record["env"] = environment(cell.host_device, threads=_threads(cell))
     report(record, "done")
     return 0
 

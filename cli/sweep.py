@@ -59,6 +59,11 @@ def build_parser(suite: str) -> Parser:
     add("--model-config", type=parse_model_config,
         help="config fields of the models built, e.g. cross_attention=absorbed (recorded in each cell)")
     add("--device", help="cpu or cuda[:N] (default: cuda when available)")
+    add("--simulate", metavar="GPU", type=gpu_name,
+        help="simulate every cell on this GPU instead of measuring it (no GPU needed): "
+             "h100-80gb, a100-80gb, a100-40gb, l4-24gb, rtx4090-24gb or a memory size (bytes, or 80GiB); "
+             "the GPU defaults apply, the step runs on fake tensors and its CUDA peak is counted from tensor "
+             "sizes (bench.gpusim); no time figures")
     add("--threads", type=positive(int), help="CPU threads per cell (default: OMP_NUM_THREADS or all)")
     add("--budget-gb", type=positive(float, at_most=MAX_BUDGET_GB),
         help="host-memory budget per cell in GiB (default: 0.8 x MemAvailable at start)")
@@ -86,6 +91,16 @@ def build_parser(suite: str) -> Parser:
     add("--dry-run", action="store_true", help="print the cells and exit")
     cluster.add_arguments(p)
     return p
+
+
+def gpu_name(text: str) -> str:
+    """An argparse type: ``bench.gpusim.parse_gpu``'s name of a GPU to simulate."""
+    from bench.gpusim import parse_gpu
+
+    try:
+        return parse_gpu(text).name
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 #: the largest --budget-gb taken (1 PiB): beyond it the worker's address-space limit overflows
@@ -131,13 +146,16 @@ def plan_args(suite_name: str, args: argparse.Namespace) -> Plan:
     check_choices("model", args.models, list(FAMILIES))
     check_choices("size", args.sizes, SIZES)
     check_choices("mode", args.modes, MODES)
-    on = device(args.device)
-    cluster.check(args, on)
+    if args.simulate and args.device not in (None, "cuda"):
+        raise UsageError(f"--simulate stands every cell on a GPU: --device {args.device} does not apply")
+    on = "cuda" if args.simulate else device(args.device)
+    cluster.check(args, "cpu" if args.simulate else on)  # simulated cells compute on this host's CPU
     sweep = suite.sweep(on).with_options(
         models=args.models, sizes=args.sizes, lengths=args.lengths, modes=args.modes,
         target_len=args.target_len, new_tokens=args.new_tokens, batch=args.batch, dtype=args.dtype,
         warmup=args.warmup, repeats=args.repeats, min_time_s=args.min_time, timeout_s=args.timeout,
-        flops=args.flops, flops_max_len=args.flops_max_len, model_config=args.model_config)
+        flops=args.flops, flops_max_len=args.flops_max_len, model_config=args.model_config,
+        simulate=args.simulate)
     if sweep.model_config:
         check_model_config(sweep.models, sweep.sizes[0], sweep.model_config)
     settings = Settings(warmup=sweep.warmup, warmup_max_len=sweep.warmup_max_len, repeats=sweep.repeats,
@@ -146,7 +164,8 @@ def plan_args(suite_name: str, args: argparse.Namespace) -> Plan:
                         budget_bytes=budget_bytes(args.budget_gb),
                         budget_fraction=Settings.budget_fraction / cluster.local_jobs(args),
                         worker_start=args.worker_start)
-    run_dir = args.out / (args.run_id or f"{suite.name}-{on.split(':')[0]}")
+    where = f"{args.simulate}-sim" if args.simulate else on.split(':')[0]
+    run_dir = args.out / (args.run_id or f"{suite.name}-{where}")
     check_output(args.out, run_dir)
     return Plan(args, suite, sweep, on, settings, run_dir)
 
@@ -258,7 +277,8 @@ def run_suite(planned: Plan, cells: list, run_info: dict) -> list[dict]:
     """The orchestration: the suite's cells -> ``bench.runner.run_sweep`` (records in the run
     directory) -> the summary table -> the report."""
     args = planned.args
-    executor = cluster.executor(args, planned.device, planned.run_dir, planned.settings.timeout_s)
+    host = "cpu" if args.simulate else planned.device  # where the workers compute
+    executor = cluster.executor(args, host, planned.run_dir, planned.settings.timeout_s)
     records = run_sweep(cells, planned.run_dir, suite=planned.suite.name, settings=planned.settings,
                         force=args.force, skip_longer=not args.no_skip_longer, progress=not args.no_progress,
                         run_info=run_info, executor=executor, allow_mixed_env=args.allow_mixed_env)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from models.compat import set_activation_checkpointing
+from models.compat import cache_field, output_cache, set_activation_checkpointing
 from models.errors import UnsupportedLengthError
 from models.families import Family
 
@@ -168,11 +168,15 @@ class ModelHandle:
     def train_step(self, batch: dict) -> float:
         """Forward with labels and backward (no optimizer); gradients are released afterwards so
         that every step starts from the same memory state. Returns the loss."""
+        return float(self.train_loss(batch))
+
+    def train_loss(self, batch: dict) -> torch.Tensor:
+        """``train_step`` without reading the loss's value: the detached loss tensor (0-dim)."""
         self.model.train()
         loss = self.model(**batch, use_cache=False).loss
         loss.backward()
         self.model.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return loss.detach()
 
     @torch.no_grad()
     def encode(self, batch: dict) -> torch.Tensor:
@@ -188,6 +192,42 @@ class ModelHandle:
         self.model.eval()
         return self.model.generate(**self._without_targets(batch), max_new_tokens=new_tokens,
                                    min_new_tokens=new_tokens, do_sample=False, num_beams=1)
+
+    @torch.no_grad()
+    def greedy_decode(self, batch: dict, new_tokens: int) -> torch.Tensor:
+        """What ``generate`` computes for greedy decoding of exactly ``new_tokens`` tokens, as the same
+        model calls: the encoder once, then one decoder call per token with the decoder cache, each
+        next token the argmax of the last logits. Reads no token value (``generate`` does, to stop), so
+        it runs on fake tensors too. Returns (B, 1 + new_tokens) ids, the start token first."""
+        _check_positive("new tokens", new_tokens)
+        self.check_lengths(batch["input_ids"].shape[1], new_tokens + 1)
+        self.model.eval()
+        inputs = self._without_targets(batch)
+        encoder_outputs = self.model.get_encoder()(**inputs)
+        start = self.model.config.decoder_start_token_id
+        tokens = [torch.full((inputs["input_ids"].shape[0], 1), start, dtype=torch.long,
+                             device=inputs["input_ids"].device)]
+        cache = {}
+        for _ in range(new_tokens):
+            out = self.model(encoder_outputs=encoder_outputs, attention_mask=inputs["attention_mask"],
+                             decoder_input_ids=tokens[-1], use_cache=True, **cache)
+            cache = cache_field(output_cache(out))
+            scores = self._greedy_scores(out.logits[:, -1, :], last=len(tokens) == new_tokens)
+            tokens.append(scores.argmax(-1, keepdim=True))
+        return torch.cat(tokens, dim=1)
+
+    def _greedy_scores(self, logits: torch.Tensor, last: bool) -> torch.Tensor:
+        """(B, V) float32 scores of the next token as ``generate`` makes them for ``generate``'s
+        arguments: EOS suppressed (``min_new_tokens``), all but the forced EOS on the last token."""
+        config = self.model.generation_config
+        scores = logits.to(dtype=torch.float32, copy=True)
+        eos = config.eos_token_id
+        if eos is not None:
+            scores[:, eos if isinstance(eos, list) else [eos]] = -float("inf")
+        if last and config.forced_eos_token_id is not None:
+            scores.fill_(-float("inf"))
+            scores[:, config.forced_eos_token_id] = 0
+        return scores
 
     def analytic_flop_hooks(self, add) -> list:
         """Forward hooks that call ``add(flops)`` with the FLOPs of what fvcore cannot trace in this

@@ -15,6 +15,8 @@ MODES = ("train", "encode", "generate")
 DTYPES = ("fp32", "bf16", "fp16")
 #: statuses a cell ends with; ``skipped`` is given by the runner, never measured
 STATUSES = ("ok", "oom", "timeout", "unsupported", "error", "skipped")
+#: who produced a record's figures (``Record.produced_by``)
+PRODUCERS = ("measurement", "simulation")
 #: failures after which longer inputs of the same model and mode are not attempted
 FAILURES_THAT_SKIP_LONGER = ("oom", "timeout", "unsupported")
 #: keys of a record's ``env`` (``bench.env.environment``), flattened to ``env_<key>`` columns
@@ -108,6 +110,12 @@ class Record:
     contention: int | None = _f("cells run at once on the same CPU cores and host memory when this one was "
                                 "measured (--jobs N --allow-contention): N, its figures are spoiled; None: "
                                 "alone on its device", "int")
+    produced_by: str | None = _f("measurement (trackers read the device) or simulation (bench.gpusim: the "
+                                 "step on fake tensors, CUDA's allocator rounding; no time figures); None: a "
+                                 "record older than the field, a measurement")
+    simulated_gpu: str | None = _f("the GPU a simulation stood for (bench.gpusim.GPUS name or its memory in "
+                                   "bytes); None: measured")
+    simulated_gpu_bytes: int | None = _f("that GPU's memory, as nvidia-smi reports its total; bytes", "bytes")
     env: dict | None = _f("environment the cell ran in (ENV_KEYS)", "dict")
     #: a synthetic workload's ``module:function`` and arguments; written only when set
     workload: str | None = _f("importable 'module:function' that replaced the model; None: the model")
@@ -235,6 +243,8 @@ def record_problem(row: dict, finite: bool = True) -> str | None:
         return f"mode {row.get('mode')!r} is not one of {', '.join(MODES)}"
     if not isinstance(row.get("family"), str) or not row["family"]:
         return f"family {row.get('family')!r} is not a model family name"
+    if row.get("produced_by") not in (None, *PRODUCERS):
+        return f"produced_by {row['produced_by']!r} is not one of {', '.join(PRODUCERS)}"
     length = row.get("input_len")
     if not (_is_number(length) and length == int(length) and length > 0):
         return f"input_len {length!r} is not a positive whole number of tokens"

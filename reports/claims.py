@@ -145,6 +145,8 @@ def _saving_verdict(measured: pd.DataFrame, baseline_oom: pd.DataFrame, threshol
         return NOT_MEASURED, "no LOCOST/baseline pair ok under identical conditions"
     best = measured.loc[measured["saving_pct"].idxmax()]
     figures = f"best saving {text.percent(best['saving_pct'])}, vs {_where(best)}"
+    if not text.is_missing(simulated := best.get("simulated_gpu")):  # figures of no GPU run: say so
+        figures = f"simulated {simulated} (bench.gpusim): {figures}"
     if best["saving_pct"] >= threshold:
         return REPRODUCED, f"{figures} ≥ {threshold:.0f}%"
     if oom is not None:

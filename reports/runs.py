@@ -52,8 +52,9 @@ PAPER_BASELINES = ("longt5-tglobal", "longt5-local", "led", "pegasus-x")
 
 # Two cells are compared (LOCOST against a baseline) only when all of these agree: the versions too,
 # so that a run resumed with --allow-mixed-env is never paired across them.
-CONDITION_COLUMNS = ["device", "env_device_name", "dtype", "batch", "target_len", "new_tokens", "size",
-                     "inputs", "env_torch", "env_transformers", "env_git_commit"]
+CONDITION_COLUMNS = ["device", "env_device_name", "produced_by", "simulated_gpu", "dtype", "batch",
+                     "target_len", "new_tokens", "size", "inputs", "env_torch", "env_transformers",
+                     "env_git_commit"]
 
 
 def section_of(suite) -> str:

@@ -112,8 +112,10 @@ def condition_label(row) -> str:
     get = row.get if hasattr(row, "get") else lambda key, default=None: getattr(row, key, default)
     device = get("device")
     name = get("env_device_name")
+    simulated = get("simulated_gpu")
     parts = [
-        f"{device} ({name})" if not is_missing(name) else str(device),
+        f"simulated {simulated}" if not is_missing(simulated)
+        else f"{device} ({name})" if not is_missing(name) else str(device),
         str(get("dtype")),
         f"batch {integer(get('batch'))}",
         f"size {get('size')}",

@@ -61,6 +61,8 @@ class Sweep:
     #: config fields given to every model built, e.g. (("cross_attention", "absorbed"),); cells with
     #: any run the model workload with them as ``workload_args``, which every record then carries
     model_config: tuple[tuple[str, object], ...] = ()
+    #: the GPU every cell is simulated on (``bench.gpusim``: fake tensors, no GPU needed); None: measured
+    simulate: str | None = None
 
     def with_options(self, **options) -> Sweep:
         """This sweep with the given fields replaced (None values ignored); choosing the models
@@ -74,7 +76,7 @@ class Sweep:
         dtypes = (self.dtype,) if isinstance(self.dtype, str) else self.dtype
         cells = [Cell(family, size, mode, length, target_len=self.target_len, new_tokens=self.new_tokens,
                       batch=self.batch, dtype=dtype, device=device, threads=threads,
-                      inputs=self.inputs, **self._workload())
+                      inputs=self.inputs, simulate=self.simulate, **self._workload())
                  for family, size, mode, dtype, length in product(
                      self.models, self.sizes, self.modes, dtypes, self.lengths)]
         return [cell for cell in cells if not self.dropped(cell)]

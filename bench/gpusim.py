@@ -1,0 +1,375 @@
+"""A GPU cell without a GPU: the step run on fake tensors, its CUDA memory counted from tensor sizes.
+
+What ``torch.cuda.max_memory_allocated()`` minus the memory held before the step reads is the highest
+sum, during the step, of the live blocks the caching allocator handed out; each request is rounded up
+to a multiple of 512 bytes (``CUDACachingAllocator.cpp``: ``kMinBlockSize``, ``round_size``; a request
+of 0 bytes gets no block). ``LiveBytes`` counts exactly that over every tensor storage an op creates,
+freeing it when the storage dies. Under ``FakeTensorMode`` every op runs its meta kernel (shape,
+dtype, device; no storage, no arithmetic), so a ``base`` step at 64K tokens takes seconds.
+
+How a CUDA step is reproduced (and why):
+- Tensors are fake *CPU* tensors standing for CUDA ones: a fake ``cuda`` tensor aborts a CPU-only torch
+  build in ``embedding``'s device guard, and autograd's backward needs a CUDA device guard. The model is
+  built on ``meta``, then ``to_empty`` under the fake mode (random init needs real values).
+- bf16/fp16 cells run under ``torch.autocast("cpu")`` with CUDA's op lists (``bench.cuda_autocast``):
+  softmax, layer norm, exp ... in float32 as on a GPU.
+- Values: a fake tensor has none. The batch's values are kept beside it, and an op whose inputs all
+  have known values (and is small: ``VALUE_NUMEL``) is also run for real on them, so that
+  value-dependent ops (LED's ``nonzero`` of its global-attention mask, ``.item()`` of a count) get
+  real answers. Reading a value nobody knows (a float of the activations) raises ``ValueNeeded``.
+- Generation is ``greedy_decode``: the encoder once, then N decoder calls with the decoder cache, as
+  ``generate`` makes them, for a fixed N (``generate`` reads token values to decide when to stop).
+- A CPU tensor with elements (0-dim scalars are legal on CUDA too) reaching an op raises
+  ``CpuTensorError`` naming the op: a GPU run would fail there too.
+
+What differs from a real CUDA run (not modelled): the allocator's block splitting and segment slack
+(``reserved`` above ``allocated``), library workspaces (cuBLAS, cuDNN, SDPA's kernels) that ATen takes
+outside tensors, CUDA-only kernels' choices (SDPA picks flash / memory-efficient kernels on a GPU, the
+CPU's flash kernel or the math path here; both keep O(L) memory where the GPU does), and branches on
+``device.type == "cuda"`` in model code (the fake tensors say ``cpu``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import weakref
+from dataclasses import dataclass
+
+import torch
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
+
+GiB, MiB = 2**30, 2**20
+#: the caching allocator's granularity: every block is a multiple of it (kMinBlockSize)
+BLOCK_BYTES = 512
+#: what a process's CUDA context, cuBLAS/cuDNN handles and workspaces keep of the GPU's memory before any
+#: tensor (an idle torch process on a CUDA 12 driver shows 0.5-0.6 GiB in nvidia-smi): subtracted from
+#: the GPU's memory to give what tensors can use. An assumption stated, not fitted to measurements.
+CUDA_CONTEXT_BYTES = 1 * GiB
+#: tensors with known values up to this many elements are computed for real beside the fake (views of
+#: them at any size: a view allocates nothing)
+VALUE_NUMEL = 1 << 28  # LED at its 16K limit expands its mask to (1, 1, 16K, 16K) and copies it
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """A GPU to simulate: ``memory_bytes`` is what nvidia-smi reports as its total memory."""
+    name: str
+    description: str
+    memory_bytes: int
+
+    @property
+    def usable_bytes(self) -> int:
+        """Memory tensors can take: the total less ``CUDA_CONTEXT_BYTES``."""
+        return self.memory_bytes - CUDA_CONTEXT_BYTES
+
+
+GPUS = {gpu.name: gpu for gpu in (
+    Gpu("h100-80gb", "NVIDIA H100 80GB HBM3", 81_559 * MiB),
+    Gpu("a100-80gb", "NVIDIA A100 80GB", 81_920 * MiB),
+    Gpu("a100-40gb", "NVIDIA A100 40GB", 40_960 * MiB),
+    Gpu("l4-24gb", "NVIDIA L4", 23_034 * MiB),
+    Gpu("rtx4090-24gb", "NVIDIA GeForce RTX 4090", 24_564 * MiB),
+)}
+
+
+def parse_gpu(text: str) -> Gpu:
+    """A name of ``GPUS``, or a memory size: ``85899345920`` (bytes), ``80GiB``, ``80gb`` (GiB too).
+    Raises ``ValueError`` with the known names."""
+    key = text.strip().lower()
+    if key in GPUS:
+        return GPUS[key]
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(gib|gb|mib|mb)?", key)
+    if not match:
+        raise ValueError(f"unknown GPU {text!r}; use one of {', '.join(GPUS)} or a memory size "
+                         "(bytes, or e.g. 80GiB)")
+    unit = {None: 1, "gib": GiB, "gb": GiB, "mib": MiB, "mb": MiB}[match.group(2)]
+    size = float(match.group(1)) * unit
+    if size != int(size) or size <= CUDA_CONTEXT_BYTES:
+        raise ValueError(f"a GPU memory size must be a whole number of bytes above the "
+                         f"{CUDA_CONTEXT_BYTES / GiB:g} GiB CUDA context: {text!r}")
+    return Gpu(key, f"a GPU with {int(size):,} bytes", int(size))
+
+
+def block_bytes(nbytes: int) -> int:
+    """Bytes the CUDA caching allocator hands out for a request: 0 for 0, else a multiple of 512."""
+    return -(-nbytes // BLOCK_BYTES) * BLOCK_BYTES
+
+
+class CpuTensorError(RuntimeError):
+    """A real CPU tensor met an op of a simulated CUDA cell (a GPU run would fail there too)."""
+
+
+class ValueNeeded(RuntimeError):
+    """An op needs a value a fake tensor does not have (nothing known computed it)."""
+
+
+class LiveBytes(TorchDispatchMode):
+    """Counts the storages ops create while active: ``live`` bytes (each rounded by ``block_bytes``),
+    ``peak`` the highest ``live`` seen. A storage stops counting when it is freed (a weakref)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self._refs: dict[int, weakref.ref] = {}
+
+    def track(self, tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        key = storage._cdata
+        if key in self._refs and self._refs[key]() is not None:
+            return
+        size = block_bytes(storage.nbytes())
+        self._refs[key] = weakref.ref(storage, lambda _, key=key, size=size: self._free(key, size))
+        self.live += size
+        self.peak = max(self.peak, self.live)
+
+    def _free(self, key: int, size: int) -> None:
+        self._refs.pop(key, None)
+        self.live -= size
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for leaf in pytree.tree_leaves(out):
+            if isinstance(leaf, torch.Tensor):
+                self.track(leaf)
+        return out
+
+
+def _written(func, args, kwargs) -> list:
+    """The tensors among ``args``/``kwargs`` that ``func`` writes to (``out=``, in-place ops)."""
+    written = []
+    for i, argument in enumerate(func._schema.arguments):
+        if argument.alias_info is not None and argument.alias_info.is_write:
+            value = args[i] if i < len(args) else kwargs.get(argument.name)
+            written += [x for x in pytree.tree_leaves(value) if isinstance(x, torch.Tensor)]
+    return written
+
+
+#: how ``torch.tensor(data)`` enters a fake mode: data made where the mode is, not a stray CPU tensor
+_LIFTS = (torch.ops.aten.lift_fresh.default, torch.ops.aten.lift_fresh_copy.default)
+
+
+class Simulator(LiveBytes):
+    """``LiveBytes`` over fake tensors, with the values the simulation knows (module docstring): sits
+    above ``fake_mode``; ``known`` maps a fake tensor to a real CPU tensor of its values."""
+
+    def __init__(self, fake_mode):
+        super().__init__()
+        from torch.utils.weak import WeakIdKeyDictionary
+
+        self.fake_mode = fake_mode
+        self.known = WeakIdKeyDictionary()
+
+    def fake(self, real: torch.Tensor) -> torch.Tensor:
+        """A fake tensor standing for ``real`` (not counted: it exists before the step), values kept."""
+        fake = self.fake_mode.from_tensor(real)
+        self.known[fake] = real
+        return fake
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        from torch._subclasses.fake_tensor import (
+            DataDependentOutputException,
+            DynamicOutputShapeException,
+            FakeTensor,
+        )
+
+        kwargs = kwargs or {}
+        if func.namespace == "prim":  # metadata (prim.device): no storage, no values
+            return func(*args, **kwargs)
+        tensors = [x for x in pytree.tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)]
+        for x in tensors if func not in _LIFTS else ():
+            if not isinstance(x, FakeTensor) and x.dim() > 0:
+                raise CpuTensorError(f"{func}: a CPU tensor of shape {tuple(x.shape)} in a simulated CUDA "
+                                     "cell (a GPU run would fail here too)")
+        knowable = all(isinstance(x, FakeTensor) and x in self.known and x.numel() <= VALUE_NUMEL
+                       or not isinstance(x, FakeTensor) for x in tensors)
+        try:
+            out = func(*args, **kwargs)
+        except (DataDependentOutputException, DynamicOutputShapeException):
+            if not knowable:
+                raise ValueNeeded(f"{func} needs values of a tensor the simulation does not know") from None
+            real = self._real(func, args, kwargs)
+            out = pytree.tree_map(lambda r: self._adopt(r) if isinstance(r, torch.Tensor) else r, real)
+            return out
+        views = func._schema.returns and func._schema.returns[0].alias_info is not None  # no new storage
+        if knowable and (views or all(leaf.numel() <= VALUE_NUMEL for leaf in pytree.tree_leaves(out)
+                                      if isinstance(leaf, torch.Tensor))):
+            real = self._real(func, args, kwargs)
+            for fake, value in zip(pytree.tree_leaves(out), pytree.tree_leaves(real), strict=False):
+                if isinstance(fake, torch.Tensor) and isinstance(value, torch.Tensor):
+                    self.known[fake] = value
+        else:  # a tensor written by an op of unknown values has unknown values now
+            for x in _written(func, args, kwargs):
+                self.known.pop(x, None)
+        for leaf in pytree.tree_leaves(out):
+            if isinstance(leaf, torch.Tensor):
+                self.track(leaf)
+        return out
+
+    def _real(self, func, args, kwargs):
+        from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+        def real(x):
+            return self.known[x] if isinstance(x, torch.Tensor) and x in self.known else x
+        with unset_fake_temporarily():
+            return func(*pytree.tree_map(real, args), **pytree.tree_map(real, kwargs))
+
+    def _adopt(self, real: torch.Tensor) -> torch.Tensor:
+        fake = self.fake(real)
+        self.track(fake)
+        return fake
+
+
+@contextlib.contextmanager
+def _not_tracing():
+    """transformers takes a fake tensor for a sign of graph tracing (``is_tracing``) and then skips
+    value checks a CUDA run makes (``torch.all(attention_mask == 1)``); the simulation must take the
+    CUDA run's path, so while open a fake tensor is not a sign of tracing."""
+    from transformers.utils import import_utils
+
+    original = import_utils.is_fake_tensor
+    import_utils.is_fake_tensor = lambda x: False
+    try:
+        yield
+    finally:
+        import_utils.is_fake_tensor = original
+
+
+@dataclass
+class Simulated:
+    """A simulated step's CUDA memory: ``base_bytes`` held before it (weights, batch), ``peak_bytes``
+    the step's highest live bytes above that (max_memory_allocated - base), both in allocator blocks."""
+    base_bytes: int
+    peak_bytes: int
+    params: object  #: ``models.ParamCounts``
+
+
+def held_bytes(tensors) -> int:
+    """Allocator bytes of the distinct storages of ``tensors`` (tied weights count once)."""
+    storages = {t.untyped_storage()._cdata: t.untyped_storage().nbytes() for t in tensors}
+    return sum(block_bytes(nbytes) for nbytes in storages.values())
+
+
+def to_fake(model: torch.nn.Module, fake_mode) -> None:
+    """Give ``model`` (built on ``meta``) uninitialised fake CPU parameters and buffers, in place;
+    tied weights stay one tensor (``Module.to_empty`` under a fake mode unties them)."""
+    made: dict[int, tuple] = {}  # id of the meta tensor -> (it, its fake replacement)
+
+    def fake(tensor):
+        if id(tensor) not in made:
+            with fake_mode:
+                new = torch.empty_like(tensor, device="cpu")
+            if isinstance(tensor, torch.nn.Parameter):
+                new = torch.nn.Parameter(new, requires_grad=tensor.requires_grad)
+            made[id(tensor)] = (tensor, new)
+        return made[id(tensor)][1]
+
+    for module in model.modules():
+        for table in (module._parameters, module._buffers):
+            for name, tensor in table.items():
+                if tensor is not None:
+                    table[name] = fake(tensor)
+
+
+def autocast_dtype(dtype: str) -> torch.dtype | None:
+    """The autocast dtype of a cell's ``dtype`` (fp32, bf16, fp16): None for fp32."""
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+
+
+def simulate_step(handle, make_batch, mode: str, *, new_tokens: int = 1, dtype: str = "fp32") -> Simulated:
+    """Run one ``mode`` step (train, encode, generate) of ``handle`` (built on ``meta``) on fake tensors
+    standing for CUDA ones. ``make_batch()`` makes the batch (real CPU tensors, whose values are kept)
+    once the model stands on the fake device. Raises ``CpuTensorError``, ``ValueNeeded``, or whatever
+    the model raises (``UnsupportedLengthError`` ...)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from bench.cuda_autocast import cuda_autocast_rules
+
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)  # 0-dim CPU scalars, as CUDA takes them
+    simulator = Simulator(fake_mode)
+    to_fake(handle.model, fake_mode)
+    fake_batch = {key: simulator.fake(value) for key, value in make_batch().items()}
+    base = held_bytes([*handle.model.parameters(), *handle.model.buffers(), *fake_batch.values()])
+    step = {"train": lambda: handle.train_loss(fake_batch), "encode": lambda: handle.encode(fake_batch),
+            "generate": lambda: handle.greedy_decode(fake_batch, new_tokens)}[mode]
+    lower = autocast_dtype(dtype)
+    with contextlib.ExitStack() as stack:
+        if lower is not None:
+            stack.enter_context(cuda_autocast_rules())
+            stack.enter_context(torch.autocast("cpu", dtype=lower))
+        stack.enter_context(_not_tracing())
+        stack.enter_context(fake_mode)
+        stack.enter_context(simulator)
+        step()
+    return Simulated(base_bytes=base, peak_bytes=simulator.peak, params=handle.params)
+
+
+class SimulatedOutOfMemory(MemoryError):
+    """A simulated cell's peak passes its GPU's usable memory (recorded ``oom``, with the peak)."""
+
+
+def simulate_cell(cell, report) -> dict:
+    """The measured fields of a simulated cell's record (``bench.worker.measure`` for ``cell.simulate``):
+    memory base and peak in CUDA allocator bytes, no time figures. ``report(fields)`` gets them before
+    an over-the-GPU peak raises ``SimulatedOutOfMemory``."""
+    from bench.env import environment
+    from bench.workloads import _decoder_len
+    from models import build
+
+    gpu = parse_gpu(cell.simulate)
+    torch.set_num_threads(cell.threads)
+    handle = build(cell.family, cell.size, device="meta", **dict(cell.workload_args))
+    handle.check_lengths(cell.input_len, _decoder_len(cell), cell.batch)
+    token_ids = torch.load(cell.inputs).long() if cell.inputs else None
+    record = {"env": environment("cpu", threads=torch.get_num_threads()), "produced_by": "simulation",
+              "simulated_gpu": cell.simulate, "simulated_gpu_bytes": gpu.memory_bytes,
+              "params_total": handle.params.total, "params_embedding": handle.params.embedding,
+              "params_non_embedding": handle.params.non_embedding}
+    report(record)
+    sim = simulate_step(handle, lambda: handle.make_batch(cell.input_len, target_len=cell.target_len or 1,
+                                                          batch_size=cell.batch, token_ids=token_ids),
+                        cell.mode, new_tokens=cell.new_tokens or 1, dtype=cell.dtype)
+    record.update(mem_base_bytes=sim.base_bytes, mem_peak_bytes=sim.base_bytes + sim.peak_bytes,
+                  mem_peak_above_base_bytes=sim.peak_bytes)
+    report(record)
+    if sim.base_bytes + sim.peak_bytes > gpu.usable_bytes:
+        raise SimulatedOutOfMemory(
+            f"simulated peak {(sim.base_bytes + sim.peak_bytes) / GiB:.2f} GiB ({sim.peak_bytes / GiB:.2f} "
+            f"above the {sim.base_bytes / GiB:.2f} GiB base) > {gpu.usable_bytes / GiB:.2f} GiB usable on "
+            f"{gpu.name} ({gpu.memory_bytes / GiB:.2f} GiB less {CUDA_CONTEXT_BYTES / GiB:g} GiB CUDA "
+            "context)")
+    return record
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The longest input (tokens) of a model and mode that fits a GPU, found by ``longest_fitting``."""
+    longest_ok: int | None  #: the longest length that fitted (None: not even the shortest)
+    first_failure: int | None  #: the shortest length found not to fit (None: the longest tried fitted)
+    peak_bytes: int | None  #: base + simulated peak at ``longest_ok``; bytes
+    reason: str = ""  #: why ``first_failure`` does not fit (oom, or the model's length limit)
+
+
+def longest_fitting(peak_at, usable_bytes: int, low: int = 1024, high: int = 4 * 2**20,
+                    rel: float = 0.01, step: int = 1024) -> Capacity:
+    """Bisection for the longest length in [low, high] whose ``peak_at(length)`` (bytes, or a string
+    saying why the length cannot run) is at most ``usable_bytes``: lengths double from ``low`` until one
+    fails, then the gap is halved until it is within ``rel`` of the length or ``step`` tokens. Assumes
+    the peak grows with the length."""
+    ok, ok_peak, bad, reason, length = None, None, None, "", low
+    while length <= high:
+        peak = peak_at(length)
+        if isinstance(peak, str) or peak > usable_bytes:
+            bad, reason = length, peak if isinstance(peak, str) else "oom"
+            break
+        ok, ok_peak = length, peak
+        length = high if length < high < 2 * length else 2 * length
+    while ok is not None and bad is not None and bad - ok > max(step, rel * ok):
+        middle = (ok + bad) // 2 // step * step or (ok + bad) // 2
+        peak = peak_at(middle)
+        if isinstance(peak, str) or peak > usable_bytes:
+            bad, reason = middle, peak if isinstance(peak, str) else "oom"
+        else:
+            ok, ok_peak = middle, peak
+    return Capacity(ok, bad, ok_peak, reason)

@@ -1,0 +1,99 @@
+"""``python -m bench.capacity --gpu h100-80gb``: the longest input each model takes on a GPU, simulated.
+
+Per family and mode, ``bench.gpusim.longest_fitting`` bisects on simulated peaks (``bench.gpusim``: the
+step on fake tensors standing for CUDA ones, the GPU suites' defaults: bf16 autocast, batch 1, 512
+target tokens, 64 new tokens) to within 1% or 1,024 tokens, up to 4M tokens; a length passes when the
+built model, its batch and the step's peak fit the GPU's usable memory. Then LOCOST's longest over each
+baseline's. Each probe runs in this process (seconds to minutes each, by the model's op count).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from cli.args import Parser, UsageError, check_choices, fail, guard, names, parse_length, parse_model_config
+
+GPU_DEFAULTS = {"target_len": 512, "new_tokens": 64, "dtype": "bf16"}
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m bench.capacity", description="Longest input per model and mode that fits "
+               "a GPU, by bisection on simulated peaks.")
+    add = p.add_argument
+    add("--gpu", required=True, help="h100-80gb, a100-80gb, a100-40gb, l4-24gb, rtx4090-24gb or bytes")
+    add("--models", type=names, help="comma list of families (default: all)")
+    add("--size", default="base", help="preset (default base)")
+    add("--modes", type=names, default=("train", "generate"), help="comma list (default train,generate)")
+    add("--max-len", type=parse_length, default=4 * 2**20, help="longest length tried (default 4m)")
+    add("--model-config", type=parse_model_config, default=(),
+        help="config fields of every model, e.g. dropout_rate=0")
+    return p
+
+
+def peak_at(family: str, size: str, mode: str, config: tuple):
+    """length -> base + simulated peak in bytes, or why the model cannot take the length."""
+    from bench.gpusim import simulate_step
+    from models import UnsupportedLengthError, build
+
+    def peak(length: int):
+        handle = build(family, size, device="meta", **dict(config))
+        target = GPU_DEFAULTS["target_len"] if mode == "train" else 1
+        try:
+            handle.check_lengths(length, target if mode == "train" else GPU_DEFAULTS["new_tokens"] + 1)
+        except UnsupportedLengthError as exc:
+            return f"unsupported: {str(exc).splitlines()[0]}"
+        sim = simulate_step(handle, lambda: handle.make_batch(length, target_len=target), mode,
+                            new_tokens=GPU_DEFAULTS["new_tokens"], dtype=GPU_DEFAULTS["dtype"])
+        print(f"  {family} {mode} {length:,}: {(sim.base_bytes + sim.peak_bytes) / 2**30:.2f} GiB",
+              file=sys.stderr, flush=True)
+        return sim.base_bytes + sim.peak_bytes
+    return peak
+
+
+def table(rows: dict, gpu) -> str:
+    """The capacity table, then LOCOST's longest over each baseline's per mode."""
+    lines = [f"longest input on {gpu.name} ({gpu.usable_bytes / 2**30:.1f} GiB usable), bisection on "
+             "simulated peaks (bf16 autocast, batch 1, 512 target / 64 new tokens)",
+             f"{'model':<16} {'mode':<9} {'longest ok':>11} {'first failure':>14}  peak GiB  why"]
+    for (family, mode), cap in rows.items():
+        longest = f"{cap.longest_ok:,}" if cap.longest_ok else "none"
+        failure = f"{cap.first_failure:,}" if cap.first_failure else "-"
+        peak = f"{cap.peak_bytes / 2**30:8.2f}" if cap.peak_bytes else "       -"
+        lines.append(f"{family:<16} {mode:<9} {longest:>11} {failure:>14}  {peak}  {cap.reason}")
+    for (family, mode), cap in rows.items():
+        ours = rows.get(("locost", mode))
+        if family != "locost" and ours and ours.longest_ok and cap.longest_ok:
+            lines.append(f"locost / {family} {mode}: {ours.longest_ok / cap.longest_ok:.2f}x")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.gpusim import longest_fitting, parse_gpu
+    from models import FAMILIES, SIZES
+
+    try:
+        args = build_parser().parse_args(argv)
+        try:
+            gpu = parse_gpu(args.gpu)
+        except ValueError as exc:
+            raise UsageError(f"argument --gpu: {exc}") from None
+        check_choices("model", args.models, list(FAMILIES))
+        check_choices("size", [args.size], SIZES)
+        check_choices("mode", args.modes, ("train", "encode", "generate"))
+    except UsageError as exc:
+        return fail(exc)
+
+    def work() -> int:
+        rows = {}
+        for family in args.models or FAMILIES:
+            for mode in args.modes:
+                rows[family, mode] = longest_fitting(peak_at(family, args.size, mode, args.model_config),
+                                                     gpu.usable_bytes, high=args.max_len)
+        print(table(rows, gpu))
+        return 0
+
+    return guard(work, lambda: "nothing is kept (capacity runs keep no records)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

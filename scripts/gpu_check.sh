@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# On a machine with a CUDA GPU: the memory suite measured for real and simulated (bench.gpusim) on the same
+# cells (every family, base, bf16 autocast, 4K and 16K, train and generate, dropout 0), printed side by side
+# with the simulation's relative error. Usage: scripts/gpu_check.sh [GPU name for the simulation, h100-80gb]
+# Runs from the repository root with the project's environment; run directories under reports/out/gpu-check-*.
+# Not yet run on a GPU (no GPU was lent to the session that wrote it).
+set -euo pipefail
+gpu="${1:-h100-80gb}"
+common=(--sizes base --lengths 4k,16k --modes train,generate --no-progress --no-report --out reports/out)
+for models in "locost,locost-s4,longt5-tglobal,longt5-local,spade dropout_rate=0" "led,pegasus-x dropout=0"; do
+    set -- $models
+    python -m bench.memory --device cuda --models "$1" --model-config "$2" --repeats 1 --warmup 0 \
+        --no-flops --timeout 300 --run-id gpu-check-real "${common[@]}"
+    # simulated cells need no GPU: several at once on the host's cores (no time or RSS figure is taken)
+    python -m bench.memory --simulate "$gpu" --models "$1" --model-config "$2" --jobs 8 --allow-contention \
+        --timeout 600 --run-id gpu-check-sim "${common[@]}"
+done
+python scripts/side_by_side.py reports/out/gpu-check-real reports/out/gpu-check-sim

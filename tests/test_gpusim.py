@@ -1,0 +1,197 @@
+"""Simulated GPU cells (``bench.gpusim``): the fake step's peak equals the real step's, tensor by tensor.
+
+The reference runs the same step on real CPU tensors (real weights, real values) and counts the live
+bytes of every storage the step creates (``LiveBytes``, a dispatch mode; not RSS); the simulation runs
+it on fake tensors. Equal peaks mean the fake run allocated and freed what the real one did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench.cuda_autocast import cuda_autocast_rules
+from bench.gpusim import (
+    GPUS,
+    CpuTensorError,
+    LiveBytes,
+    block_bytes,
+    held_bytes,
+    parse_gpu,
+    simulate_step,
+)
+from models import FAMILIES, build
+
+LENGTH, TARGET, NEW = 512, 16, 3
+
+
+def real_peak(family: str, mode: str, dtype: str) -> tuple[int, int]:
+    """(base, peak above base) of the step on real CPU tensors, counted by a dispatch mode."""
+    handle = build(family, "tiny")
+    batch = handle.make_batch(LENGTH, target_len=TARGET)
+    step = {"train": lambda: handle.train_loss(batch), "encode": lambda: handle.encode(batch),
+            "generate": lambda: handle.greedy_decode(batch, NEW)}[mode]
+    counter = LiveBytes()
+    with contextlib.ExitStack() as stack:
+        if dtype == "bf16":
+            stack.enter_context(cuda_autocast_rules())
+            stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+        stack.enter_context(counter)
+        step()
+    base = held_bytes([*handle.model.parameters(), *handle.model.buffers(), *batch.values()])
+    return base, counter.peak
+
+
+def simulated(family: str, mode: str, dtype: str, length: int = LENGTH, size: str = "tiny"):
+    handle = build(family, size, device="meta")
+    return simulate_step(handle, lambda: handle.make_batch(length, target_len=TARGET), mode,
+                         new_tokens=NEW, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("mode", ["train", "encode", "generate"])
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_simulated_peak_equals_the_real_steps_live_bytes(family, mode, dtype):
+    base, peak = real_peak(family, mode, dtype)
+    sim = simulated(family, mode, dtype)
+    assert sim.base_bytes == base
+    assert peak > 0
+    assert abs(sim.peak_bytes - peak) <= 0.01 * peak, (sim.peak_bytes, peak)
+
+
+def test_greedy_decode_gives_generates_tokens():
+    """The simulation's generation makes generate's model calls: same tokens, on real tensors."""
+    for family in FAMILIES:
+        handle = build(family, "tiny")
+        batch = handle.make_batch(200, target_len=4)
+        assert torch.equal(handle.greedy_decode(batch, 5), handle.generate(batch, 5)), family
+
+
+def test_cuda_autocast_rules_give_float32_softmax_and_leave_cpu_autocast_alone():
+    x = torch.randn(4, 8)
+
+    def dtypes():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h = torch.nn.functional.linear(x, torch.randn(8, 8))
+            return h.dtype, torch.softmax(h, -1).dtype, torch.nn.functional.layer_norm(h, (8,)).dtype
+
+    assert dtypes() == (torch.bfloat16, torch.bfloat16, torch.bfloat16)
+    with cuda_autocast_rules():
+        assert dtypes() == (torch.bfloat16, torch.float32, torch.float32)
+    assert dtypes() == (torch.bfloat16, torch.bfloat16, torch.bfloat16)
+
+
+def test_a_cpu_tensor_in_a_simulated_cell_fails_with_the_op():
+    handle = build("locost", "tiny", device="meta")
+    stray = torch.ones(1, 4, handle.model.config.d_model)
+    original = handle.model.encoder.forward
+
+    def forward(*args, **kwargs):
+        out = original(*args, **kwargs)
+        out.last_hidden_state = out.last_hidden_state + stray  # a tensor a CUDA run would leave on the CPU
+        return out
+
+    handle.model.encoder.forward = forward
+    with pytest.raises(CpuTensorError, match=r"^aten\.add\.Tensor: a CPU tensor of shape \(1, 4, 64\)"):
+        simulate_step(handle, lambda: handle.make_batch(4, target_len=2), "encode")
+
+
+def test_allocator_blocks_and_gpu_table():
+    assert [block_bytes(n) for n in (0, 1, 512, 513, 4096)] == [0, 512, 512, 1024, 4096]
+    assert parse_gpu("H100-80GB") is GPUS["h100-80gb"]
+    assert parse_gpu("80GiB").memory_bytes == 80 * 2**30
+    assert parse_gpu("85899345920").memory_bytes == 85899345920
+    with pytest.raises(ValueError, match="unknown GPU 'v100'; use one of h100-80gb"):
+        parse_gpu("v100")
+
+
+#: families whose simulated step dispatches a number of ops independent of the length; the SSM kernels
+#: of LOCOST, LOCOST-S4 and SPADE dispatch 10^5+ small ops (~0.2 ms each on fake tensors): minutes
+FAST_FAMILIES = ("longt5-tglobal", "longt5-local", "led", "pegasus-x")
+
+
+def test_base_cells_up_to_64k_simulate_in_seconds():
+    """The attention families' ``base`` train cells at 64K (bf16; LED at its 16K limit) each take under
+    a minute of CPU time (4-9 s; LongT5-TGlobal ~40 s: its (L, L/16) integer position tensors are
+    computed for real): a new process, so that imports and other tests do not count."""
+    code = ("import sys, time; from tests.test_gpusim import simulated\n"
+            "for family in sys.argv[1:]:\n"
+            "    start = time.process_time()\n"
+            "    sim = simulated(family, 'train', 'bf16', 16384 if family == 'led' else 65536, 'base')\n"
+            "    print(family, round(time.process_time() - start, 1), sim.peak_bytes)\n")
+    out = subprocess.run([sys.executable, "-c", code, *FAST_FAMILIES], capture_output=True, text=True,
+                         timeout=600, check=True).stdout
+    rows = [line.split() for line in out.splitlines()]
+    assert [row[0] for row in rows] == list(FAST_FAMILIES)
+    for family, seconds, peak in rows:
+        assert float(seconds) < 60 and int(peak) > 2**30, (family, seconds, peak)
+    print(out)
+
+
+def test_simulated_cells_through_the_cli_record_the_simulation_and_an_over_the_gpu_peak_as_oom(tmp_path):
+    """A real sweep (worker processes) on a made-up GPU with 40 MiB usable: the encode cell's record
+    holds the same peak as ``simulate_step`` in this process, no time figures; the train cell passes
+    the GPU and is ``oom`` with its simulated peak."""
+    from records import read_jsonl
+
+    gpu = str(2**30 + 40 * 2**20)
+    subprocess.run([sys.executable, "-m", "bench.memory", "--simulate", gpu, "--models", "longt5-local",
+                    "--sizes", "tiny", "--lengths", "512", "--modes", "train,encode", "--target-len", "16",
+                    "--out", str(tmp_path), "--run-id", "sim", "--no-progress", "--no-report"],
+                   check=True, capture_output=True, timeout=600)
+    records = {r["mode"]: r for r in read_jsonl(tmp_path / "sim" / "results.jsonl")[0]}
+    encode, train = records["encode"], records["train"]
+    assert (encode["status"], encode["produced_by"], encode["simulated_gpu"], encode["device"]) == \
+        ("ok", "simulation", gpu, "cuda")
+    assert encode["simulated_gpu_bytes"] == int(gpu) and encode["dtype"] == "bf16"
+    assert encode["time_median_s"] is None and encode["tokens_per_s"] is None
+    here = simulated("longt5-local", "encode", "bf16")
+    assert encode["mem_base_bytes"] == here.base_bytes
+    assert encode["mem_peak_above_base_bytes"] == here.peak_bytes
+    assert train["status"] == "oom" and train["mem_peak_bytes"] > 40 * 2**20
+    peak = train["mem_peak_bytes"] / 2**30
+    assert train["message"].startswith(f"SimulatedOutOfMemory: simulated peak {peak:.2f} GiB")
+    assert f"> 0.04 GiB usable on {gpu} (1.04 GiB less 1 GiB CUDA context)" in train["message"]
+
+
+def test_capacity_bisection_brackets_the_exact_longest_length():
+    from bench.gpusim import longest_fitting
+
+    for usable in (100 * 300_000, 100 * 1_500, 100 * 3_000_000 + 7):
+        probes: list[int] = []
+
+        def peak(length: int, probes=probes) -> int:
+            probes.append(length)
+            return 100 * length
+
+        cap = longest_fitting(peak, usable)
+        exact = usable // 100
+        assert cap.longest_ok <= exact < cap.first_failure, (usable, cap)
+        assert cap.first_failure - cap.longest_ok <= max(1024, 0.01 * cap.longest_ok)
+        assert cap.peak_bytes == 100 * cap.longest_ok and cap.reason == "oom" and len(probes) < 30
+    assert longest_fitting(lambda length: length, 10**12).first_failure is None
+    limited = longest_fitting(lambda length: "unsupported: 16,384 positions" if length > 16384 else 1, 10)
+    assert (limited.longest_ok, limited.reason) == (16384, "unsupported: 16,384 positions")
+
+
+def test_capacity_cli_reports_the_bracket_its_simulations_give():
+    """``python -m bench.capacity`` on a made-up GPU with 102 MiB usable: the longest length it prints
+    fits and the first failure does not, by ``simulate_step`` in this process."""
+    out = subprocess.run([sys.executable, "-m", "bench.capacity", "--gpu", "1126MiB", "--size", "tiny",
+                          "--models", "longt5-local", "--modes", "encode"],
+                         check=True, capture_output=True, text=True, timeout=600).stdout
+    row = next(line.split() for line in out.splitlines() if line.startswith("longt5-local"))
+    longest, failure = (int(value.replace(",", "")) for value in row[2:4])
+    usable = 1126 * 2**20 - 2**30
+
+    def total(length: int) -> int:
+        handle = build("longt5-local", "tiny", device="meta")
+        sim = simulate_step(handle, lambda: handle.make_batch(length, target_len=1), "encode", dtype="bf16")
+        return sim.base_bytes + sim.peak_bytes
+
+    assert total(longest) <= usable < total(failure)
+    assert failure - longest <= 1024 and row[-1] == "oom"
