@@ -35,6 +35,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cli import cluster
 from cli.args import (
     Parser,
     UsageError,
@@ -131,8 +132,6 @@ def _run_options(r) -> None:
     r.add_argument("--force", action="store_true", help="retrain and regenerate everything")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--no-report", action="store_true", help="do not build report.html at the end")
-    r.add_argument("--executor", choices=("local", "slurm", "submitit-local"), default="local",
-                   help="only local: the ROUGE suite trains and scores in this process (no executors yet)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -143,6 +142,7 @@ def parser() -> argparse.ArgumentParser:
     _model_options(p.add_argument_group("models and budget (the same for every model)"))
     _evaluation_options(p.add_argument_group("evaluation"))
     _run_options(p.add_argument_group("run"))
+    cluster.add_arguments(p)
     return p
 
 
@@ -183,6 +183,21 @@ def _option(name: str, text: str, parse):
         raise UsageError(f"argument {name}: {exc}") from None
 
 
+#: the time a system's task may run under --executor slurm / submitit-local, s (Slurm --time: this + 10
+#: minutes); --slurm-time sets it
+TASK_S = 3600
+
+
+def _device(name: str) -> str:
+    """``--device`` resolved (``bench.env.resolve_device``: auto -> cuda or cpu), or a ``UsageError``."""
+    from bench.env import resolve_device
+
+    try:
+        return resolve_device(name)
+    except ValueError as exc:
+        raise UsageError(f"argument --device: {exc}") from None
+
+
 def _quiet_transformers() -> None:
     from transformers.utils import logging as transformers_logging
 
@@ -198,25 +213,29 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = parser().parse_args(argv)
-        if args.executor != "local":
-            raise UsageError(f"--executor {args.executor} is not supported by the ROUGE suite yet; "
-                             "it runs in this process (--executor local)")
         check_output(args.out, args.out / args.run_id if args.run_id else None)
         check_source(args.data)  # before the slow imports below
+        device = _device(args.device)
+        cluster.check(args, device)
     except (UsageError, SuiteError) as exc:
         return fail(exc)
     import torch
 
-    from suites.rouge.pipeline import run
+    from suites.rouge.pipeline import failed_systems, run
 
     _quiet_transformers()
     torch.set_num_threads(args.threads or default_threads(fallback=1))
 
     def work() -> int:
-        run_dir = run(config_from_args(args))
+        run_dir = args.out / (args.run_id or f"rouge-{device.split(':')[0]}")
+        executor = None if args.executor == "local" else cluster.executor(args, device, run_dir, TASK_S)
+        run_dir = run(config_from_args(args), executor)
         if not args.no_report:
             build_report(run_dir)
-        return 0
+        failed = failed_systems(run_dir)
+        for system in failed:
+            print(f"error: {system['failed']}", file=sys.stderr)
+        return 1 if failed else 0
 
     return guard(work, lambda: kept(args), errors=(SuiteError, ModelError, RunDirectoryLocked))
 

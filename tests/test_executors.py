@@ -281,12 +281,29 @@ def test_jobs_on_cpu_with_allow_contention_is_accepted(capsys, tmp_path):
     assert main("memory", argv) == 0
 
 
-def test_the_rouge_suite_says_it_runs_only_locally(capsys):
+def test_the_rouge_suite_through_submitit_local_gives_the_local_rows_one_task_per_system(tmp_path, capsys):
     from cli.rouge import main as rouge
+    from tests.test_rouge_pipeline import rouge_inputs
 
-    assert rouge(["--executor", "slurm"]) == 2
-    assert capsys.readouterr().err == ("error: --executor slurm is not supported by the ROUGE suite yet; "
-                                       "it runs in this process (--executor local)\n")
+    data, checkpoints = rouge_inputs(tmp_path)
+    argv = ["--data", str(data), "--eval-split", "test", "--device", "cpu", "--out", str(tmp_path),
+            "--cache-dir", str(tmp_path / "cache"), "--max-new-tokens", "6", "--eval-lens", "32,full",
+            "--no-extractive", "--no-progress", "--no-report"]
+    for checkpoint in checkpoints:
+        argv += ["--checkpoint", str(checkpoint)]
+    assert rouge([*argv, "--run-id", "here"]) == 0
+    assert rouge([*argv, "--run-id", "tasks", "--executor", "submitit-local"]) == 0
+    rows = {run_id: (tmp_path / run_id / "rouge.jsonl").read_text() for run_id in ("here", "tasks")}
+    assert rows["tasks"] == rows["here"] and len(rows["here"].splitlines()) == 4  # greedy: same scores
+    run = json.loads((tmp_path / "tasks" / "run.json").read_text())
+    assert sorted(run["tasks"]) == ["locost-ckpt", "longt5-tglobal-ckpt"]
+    assert {task["executor"] for task in run["tasks"].values()} == {"submitit-local"}
+    state = json.loads((tmp_path / "tasks" / "state.json").read_text())  # the tasks' parts, merged
+    assert sorted(state["systems"]) == ["locost-ckpt", "longt5-tglobal-ckpt"]
+    assert len(state["predictions"]) == len(state["nll"]) == 4
+    capsys.readouterr()
+    assert rouge(["--slurm-mem", "3G"]) == 2  # the sweeps' checks of the executor options
+    assert capsys.readouterr().err == "error: --slurm-mem applies to --executor slurm only\n"
 
 
 def test_a_recycled_pid_is_not_taken_for_a_tasks_controller_and_each_executor_has_its_own_folder(tmp_path):
