@@ -251,3 +251,17 @@ def test_a_rouge_evaluation_through_slurm_gives_the_local_rows_one_task_per_syst
     states = cluster.run("sacct", "-n", "-X", "-P", "-j", array, "-o", "JobID,State").split()
     assert sorted(states) == [f"{job}|COMPLETED" for job in job_ids]  # the broken one ended in its own error
 
+
+def test_a_partition_slurm_does_not_know_is_one_error_line_before_anything_runs(cluster, tmp_path):
+    env = dict(cluster.env, PYTHONPATH=str(REPO))
+    common = ["--device", "cpu", "--out", str(tmp_path / "out"), "--no-report", "--executor", "slurm",
+              "--slurm-partition", "nope"]
+    for program in (["bench.memory", "--models", "locost", "--sizes", "tiny", "--lengths", "512"],
+                    ["bench.rouge", "--models", "locost", "--steps", "1"]):
+        done = subprocess.run([sys.executable, "-m", *program, *common], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert done.stderr.startswith("error: --slurm-partition nope: sbatch refuses it: ")
+        assert "invalid partition" in done.stderr.lower() and done.stderr.count("\n") == 1
+        assert not (tmp_path / "out").exists()
+    assert cluster.run("squeue", "-h", "-o", "%i") == ""
