@@ -19,6 +19,11 @@ gradient checkpointing), for arXiv from the hub (a network is needed; unset HF_D
         --train-len 4096 --target-len 256 --lr 5e-4 --warmup-steps 200 --schedule cosine \\
         --eval-lens 1k,2k,4k,8k,16k --eval-docs 500 --max-new-tokens 256 --eval-batch-size 8
 
+--executor slurm (or submitit-local) runs each model system, its training or --checkpoint loading and its
+generation, as one task of a Slurm job array (--slurm-* as for the sweeps; a task asks for --threads CPUs,
+a whole node on CPU, and 70 minutes unless --slurm-time); the tasks write into the same run directory and
+this process scores them, so that rouge.jsonl and the report are those of a local run.
+
 Outputs go to reports/out/<run-id>/ (default run-id rouge-<device>; rerunning resumes): run.json,
 rouge.jsonl (one row per system and input length, F1 in [0, 1] with bootstrap 95% CIs, and for models
 the reference summary's NLL in nats/token under teacher forcing with its CI and its paired gain over
@@ -217,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         check_source(args.data)  # before the slow imports below
         device = _device(args.device)
         cluster.check(args, device)
+        if args.executor == "local" and args.jobs is not None:
+            raise UsageError("--jobs applies to --executor slurm or submitit-local: locally the ROUGE suite "
+                             "runs its systems one after another in this process")
     except (UsageError, SuiteError) as exc:
         return fail(exc)
     import torch

@@ -304,6 +304,9 @@ def test_the_rouge_suite_through_submitit_local_gives_the_local_rows_one_task_pe
     capsys.readouterr()
     assert rouge(["--slurm-mem", "3G"]) == 2  # the sweeps' checks of the executor options
     assert capsys.readouterr().err == "error: --slurm-mem applies to --executor slurm only\n"
+    assert rouge(["--jobs", "2", "--allow-contention"]) == 2
+    assert capsys.readouterr().err == ("error: --jobs applies to --executor slurm or submitit-local: locally "
+                                       "the ROUGE suite runs its systems one after another in this process\n")
 
 
 def test_a_recycled_pid_is_not_taken_for_a_tasks_controller_and_each_executor_has_its_own_folder(tmp_path):
