@@ -16,6 +16,7 @@ the scheduler's state in its message. See README "Running on a cluster".
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import queue
@@ -192,17 +193,17 @@ class SlurmOptions:
     setup: tuple[str, ...] = ()  #: shell lines run before the task, e.g. "module load cuda"
 
 
-def measure_on_slurm(cell: Cell, settings: Settings, log_path: str | None) -> Outcome:
-    """``measure`` as a Slurm task. Slurm signals every process of the task, the worker included:
-    submitit's pre-timeout USR2 is ignored here and in the worker (an ignored signal stays ignored across
-    exec), so the cell keeps the whole ``--time`` asked for; Slurm's SIGTERM (time limit, scancel,
-    requeue, preemption) ends the task at once, without a result, so that the parent records the state
-    Slurm gives (TIMEOUT, CANCELLED, ...) and a requeued task hands back only its last run's result.
-    A worker that the task's memory cgroup (``--mem``) killed is an ``oom`` naming OUT_OF_MEMORY."""
+def on_slurm(body: Callable[..., Outcome], *args) -> Outcome:
+    """``body(*args)`` (an ``Outcome``) as a Slurm task. Slurm signals every process of the task, the
+    worker included: submitit's pre-timeout USR2 is ignored here and in the worker (an ignored signal stays
+    ignored across exec), so the task keeps the whole ``--time`` asked for; Slurm's SIGTERM (time limit,
+    scancel, requeue, preemption) ends the task at once, without a result, so that the parent records the
+    state Slurm gives (TIMEOUT, CANCELLED, ...) and a requeued task hands back only its last run's result.
+    A body whose process the task's memory cgroup (``--mem``) killed is an ``oom`` naming OUT_OF_MEMORY."""
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # submitit's handler would let the task hand back a result
     kills = cgroup_oom_kills()
-    outcome = measure(cell, settings, log_path)
+    outcome = body(*args)
     if kills is not None and (cgroup_oom_kills() or 0) > kills and outcome.fields.get("status") != "ok":
         message = outcome.fields.get("message", "")
         outcome.fields.update(status="oom", message=f"OUT_OF_MEMORY: the Slurm task's memory cgroup (--mem) "
@@ -399,7 +400,7 @@ class Submitit:
 
     def parameters(self, device: str = "cuda", threads: int | None = None) -> dict:
         """The executor's parameters (submitit's names). On Slurm the task ignores submitit's USR2
-        (``measure_on_slurm``): a cell runs the whole ``--time`` asked for and Slurm ends it there."""
+        (``on_slurm``): a cell runs the whole ``--time`` asked for and Slurm ends it there."""
         setup = [f"export PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}}",
                  *self.options.setup]
         if self.name == "submitit-local":
@@ -419,12 +420,18 @@ class Submitit:
     def submit(self, cells: list[Cell], settings: Settings, logs: Path) -> list[Task]:
         # each task is a new process already: a fork server there would only add its own start
         settings = replace(settings, worker_start="exec")
+        calls = [(cell, settings, str(logs / f"{cell.cell_id}.log")) for cell in cells]
+        return self.submit_calls(measure, calls, cells)
+
+    def submit_calls(self, body: Callable[..., Outcome], calls: list[tuple], items: list) -> list[Task]:
+        """``body(*call)`` for each of ``calls``, one task each (Slurm: one job array, asking for what
+        ``items[0]`` needs, ``request``); ``items[i]`` stands for call i in its ``Task``: a ``Cell``, or
+        any object with a cell's ``device`` and ``threads``. ``body`` returns an ``Outcome``."""
         if self.name == "slurm":
-            self.request(cells[0])
-            jobs = self.executor.map_array(measure_on_slurm, cells, [settings] * len(cells),
-                                           [str(logs / f"{c.cell_id}.log") for c in cells])
-            return [_SubmititTask(cell, job, self.name) for cell, job in zip(cells, jobs, strict=True)]
-        return [self._submit_local(cell, settings, logs) for cell in cells]
+            self.request(items[0])
+            jobs = self.executor.map_array(functools.partial(on_slurm, body), *zip(*calls, strict=True))
+            return [_SubmititTask(item, job, self.name) for item, job in zip(items, jobs, strict=True)]
+        return [self._submit_local(item, body, call) for item, call in zip(items, calls, strict=True)]
 
     def request(self, cell: Cell) -> None:
         """Ask Slurm for what ``cell`` needs: its threads as CPUs, one GPU on CUDA (unless overridden),
@@ -438,17 +445,17 @@ class Submitit:
         self.executor.update_parameters(cpus_per_task=o.cpus_per_task or cell.threads, gpus_per_node=gpus,
                                         additional_parameters=extra)
 
-    def _submit_local(self, cell: Cell, settings: Settings, logs: Path) -> Task:
+    def _submit_local(self, item, body: Callable[..., Outcome], call: tuple) -> Task:
         gpu = self._gpus.take()
         self.executor.update_parameters(gpus_per_node=int(gpu is not None),
                                         visible_gpus=() if gpu is None else (gpu,))
         # the controller starts with SIGINT ignored: Ctrl-C of this parent leaves it running, as on a cluster
         interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            job = self.executor.submit(measure, cell, settings, str(logs / f"{cell.cell_id}.log"))
+            job = self.executor.submit(body, *call)
         finally:
             signal.signal(signal.SIGINT, interrupt)
-        return _SubmititTask(cell, job, self.name, on_done=lambda: self._gpus.give(gpu),
+        return _SubmititTask(item, job, self.name, on_done=lambda: self._gpus.give(gpu),
                              controller_start=process_start(int(job.job_id)))
 
     def reattach(self, saved: dict, cell: Cell) -> Task | None:
@@ -479,11 +486,14 @@ class Submitit:
 def dispatch(executor, cells: list[Cell], settings: Settings, logs: Path, failures: Failures, *,
              skip_longer: bool = True, reattached: list[Task] = (),
              on_change: Callable[[list[Task], list[Task]], None] = lambda running, finished: None,
-             poll_s: float = 0.2) -> Iterator[tuple[Cell, Outcome]]:
+             poll_s: float = 0.2, submit: Callable[[list], list[Task]] | None = None,
+             ) -> Iterator[tuple[Cell, Outcome]]:
     """Run ``cells`` (shortest input first) on ``executor``, at most ``executor.slots`` at once, and
     yield each cell's outcome as its task finishes; a cell that a shorter failure of its series
     rules out (``failures``, updated by the caller between yields) is yielded as ``skipped`` without
-    running. ``on_change(running, finished)`` is told whenever tasks start or end."""
+    running. ``on_change(running, finished)`` is told whenever tasks start or end. ``submit(batch)``
+    starts a batch's tasks (default: ``executor.submit(batch, settings, logs)``; another suite's items
+    through ``Submitit.submit_calls``)."""
     pending, running = list(cells), list(reattached)
     try:
         while pending or running:
@@ -496,7 +506,7 @@ def dispatch(executor, cells: list[Cell], settings: Settings, logs: Path, failur
                 else:
                     batch.append(cell)
             if batch:
-                running += executor.submit(batch, settings, logs)
+                running += submit(batch) if submit else executor.submit(batch, settings, logs)
                 on_change(running, [])
             finished = [task for task in running if task.done()]
             if not finished:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 from cli.args import Parser, UsageError, positive
@@ -89,6 +90,22 @@ def check(args: argparse.Namespace, device: str) -> None:
                          "a node, and each record is marked as measured beside N-1 others")
     if args.executor == "slurm" and shutil.which("sbatch") is None:
         raise UsageError("--executor slurm needs sbatch: run it on a Slurm login node")
+    if args.executor == "slurm" and args.slurm_partition is not None:
+        check_partition(args.slurm_partition)
+
+
+def check_partition(name: str) -> None:
+    """Refuse (``UsageError``, sbatch's reason) a partition that Slurm would not take a job into, asking
+    ``sbatch --test-only``: it validates the request without submitting anything."""
+    try:
+        done = subprocess.run(["sbatch", "--test-only", f"--partition={name}", "--wrap=true"],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UsageError(f"--slurm-partition {name}: sbatch --test-only did not answer: {exc}") from None
+    if done.returncode:
+        lines = [line.removeprefix("sbatch: error: ").strip() for line in done.stderr.splitlines()]
+        reason = "; ".join(line for line in lines if line) or f"exit status {done.returncode}"
+        raise UsageError(f"--slurm-partition {name}: sbatch refuses it: {reason}")
 
 
 def executor(args: argparse.Namespace, device: str, run_dir: Path, timeout_s: float):

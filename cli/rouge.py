@@ -19,6 +19,11 @@ gradient checkpointing), for arXiv from the hub (a network is needed; unset HF_D
         --train-len 4096 --target-len 256 --lr 5e-4 --warmup-steps 200 --schedule cosine \\
         --eval-lens 1k,2k,4k,8k,16k --eval-docs 500 --max-new-tokens 256 --eval-batch-size 8
 
+--executor slurm (or submitit-local) runs each model system, its training or --checkpoint loading and its
+generation, as one task of a Slurm job array (--slurm-* as for the sweeps; a task asks for --threads CPUs,
+a whole node on CPU, and 70 minutes unless --slurm-time); the tasks write into the same run directory and
+this process scores them, so that rouge.jsonl and the report are those of a local run.
+
 Outputs go to reports/out/<run-id>/ (default run-id rouge-<device>; rerunning resumes): run.json,
 rouge.jsonl (one row per system and input length, F1 in [0, 1] with bootstrap 95% CIs, and for models
 the reference summary's NLL in nats/token under teacher forcing with its CI and its paired gain over
@@ -35,6 +40,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cli import cluster
 from cli.args import (
     Parser,
     UsageError,
@@ -131,8 +137,6 @@ def _run_options(r) -> None:
     r.add_argument("--force", action="store_true", help="retrain and regenerate everything")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--no-report", action="store_true", help="do not build report.html at the end")
-    r.add_argument("--executor", choices=("local", "slurm", "submitit-local"), default="local",
-                   help="only local: the ROUGE suite trains and scores in this process (no executors yet)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -143,6 +147,7 @@ def parser() -> argparse.ArgumentParser:
     _model_options(p.add_argument_group("models and budget (the same for every model)"))
     _evaluation_options(p.add_argument_group("evaluation"))
     _run_options(p.add_argument_group("run"))
+    cluster.add_arguments(p)
     return p
 
 
@@ -183,6 +188,21 @@ def _option(name: str, text: str, parse):
         raise UsageError(f"argument {name}: {exc}") from None
 
 
+#: the time a system's task may run under --executor slurm / submitit-local, s (Slurm --time: this + 10
+#: minutes); --slurm-time sets it
+TASK_S = 3600
+
+
+def _device(name: str) -> str:
+    """``--device`` resolved (``bench.env.resolve_device``: auto -> cuda or cpu), or a ``UsageError``."""
+    from bench.env import resolve_device
+
+    try:
+        return resolve_device(name)
+    except ValueError as exc:
+        raise UsageError(f"argument --device: {exc}") from None
+
+
 def _quiet_transformers() -> None:
     from transformers.utils import logging as transformers_logging
 
@@ -198,25 +218,32 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = parser().parse_args(argv)
-        if args.executor != "local":
-            raise UsageError(f"--executor {args.executor} is not supported by the ROUGE suite yet; "
-                             "it runs in this process (--executor local)")
         check_output(args.out, args.out / args.run_id if args.run_id else None)
         check_source(args.data)  # before the slow imports below
+        device = _device(args.device)
+        cluster.check(args, device)
+        if args.executor == "local" and args.jobs is not None:
+            raise UsageError("--jobs applies to --executor slurm or submitit-local: locally the ROUGE suite "
+                             "runs its systems one after another in this process")
     except (UsageError, SuiteError) as exc:
         return fail(exc)
     import torch
 
-    from suites.rouge.pipeline import run
+    from suites.rouge.pipeline import failed_systems, run
 
     _quiet_transformers()
     torch.set_num_threads(args.threads or default_threads(fallback=1))
 
     def work() -> int:
-        run_dir = run(config_from_args(args))
+        run_dir = args.out / (args.run_id or f"rouge-{device.split(':')[0]}")
+        executor = None if args.executor == "local" else cluster.executor(args, device, run_dir, TASK_S)
+        run_dir = run(config_from_args(args), executor)
         if not args.no_report:
             build_report(run_dir)
-        return 0
+        failed = failed_systems(run_dir)
+        for system in failed:
+            print(f"error: {system['failed']}", file=sys.stderr)
+        return 1 if failed else 0
 
     return guard(work, lambda: kept(args), errors=(SuiteError, ModelError, RunDirectoryLocked))
 

@@ -281,12 +281,34 @@ def test_jobs_on_cpu_with_allow_contention_is_accepted(capsys, tmp_path):
     assert main("memory", argv) == 0
 
 
-def test_the_rouge_suite_says_it_runs_only_locally(capsys):
+def test_the_rouge_suite_through_submitit_local_gives_the_local_rows_one_task_per_system(tmp_path, capsys):
     from cli.rouge import main as rouge
+    from tests.test_rouge_pipeline import rouge_inputs
 
-    assert rouge(["--executor", "slurm"]) == 2
-    assert capsys.readouterr().err == ("error: --executor slurm is not supported by the ROUGE suite yet; "
-                                       "it runs in this process (--executor local)\n")
+    data, checkpoints = rouge_inputs(tmp_path)
+    argv = ["--data", str(data), "--eval-split", "test", "--device", "cpu", "--out", str(tmp_path),
+            "--cache-dir", str(tmp_path / "cache"), "--max-new-tokens", "6", "--eval-lens", "32,full",
+            "--no-extractive", "--no-progress", "--no-report", "--models", "locost", "--steps", "1",
+            "--train-len", "64", "--target-len", "16", "--warmup-steps", "0"]  # one system trained
+    for checkpoint in checkpoints:
+        argv += ["--checkpoint", str(checkpoint)]
+    assert rouge([*argv, "--run-id", "here"]) == 0
+    assert rouge([*argv, "--run-id", "tasks", "--executor", "submitit-local"]) == 0
+    rows = {run_id: (tmp_path / run_id / "rouge.jsonl").read_text() for run_id in ("here", "tasks")}
+    assert rows["tasks"] == rows["here"] and len(rows["here"].splitlines()) == 6  # greedy: same scores
+    systems = ["locost-ckpt", "locost-tiny", "longt5-tglobal-ckpt"]
+    run = json.loads((tmp_path / "tasks" / "run.json").read_text())
+    assert sorted(run["tasks"]) == systems
+    assert {task["executor"] for task in run["tasks"].values()} == {"submitit-local"}
+    assert (tmp_path / "tasks" / "checkpoints" / "locost-tiny" / "harness.json").is_file()  # trained there
+    state = json.loads((tmp_path / "tasks" / "state.json").read_text())  # the tasks' parts, merged
+    assert sorted(state["systems"]) == systems and len(state["predictions"]) == len(state["nll"]) == 6
+    capsys.readouterr()
+    assert rouge(["--slurm-mem", "3G"]) == 2  # the sweeps' checks of the executor options
+    assert capsys.readouterr().err == "error: --slurm-mem applies to --executor slurm only\n"
+    assert rouge(["--jobs", "2", "--allow-contention"]) == 2
+    assert capsys.readouterr().err == ("error: --jobs applies to --executor slurm or submitit-local: locally "
+                                       "the ROUGE suite runs its systems one after another in this process\n")
 
 
 def test_a_recycled_pid_is_not_taken_for_a_tasks_controller_and_each_executor_has_its_own_folder(tmp_path):

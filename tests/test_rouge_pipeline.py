@@ -355,3 +355,28 @@ def test_the_suite_evaluates_a_released_layout_checkpoint_directly(tmp_path, tok
     assert [(r["system"], r["input_len"]) for r in rows] == [("locost-released", 37)]
     systems = json.loads((tmp_path / "released" / "run.json").read_text())["systems"]
     assert [s["family"] for s in systems if s["kind"] == "model"] == ["locost"]
+
+
+def rouge_inputs(root: Path) -> tuple[Path, list[Path]]:
+    """A data directory (train.jsonl, test.jsonl: three short papers each) and two tiny random-init
+    checkpoints, LOCOST and LongT5-TGlobal, with the tokenizer trained on the papers' sentences beside
+    their weights (as the suite saves them)."""
+    import torch
+
+    from models import build
+    from suites.rouge.tokenizer import train_tokenizer
+
+    data = root / "papers"
+    data.mkdir()
+    for split, first in (("train", 10), ("test", 0)):
+        papers = [{"id": str(i), "document": " ".join(SENTENCES[i:i + 8]), "summary": SENTENCES[i]}
+                  for i in range(first, first + 3)]
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(paper) + "\n" for paper in papers))
+    tokenizer = train_tokenizer(SENTENCES, vocab_size=200, cache_dir=root / "cache")
+    checkpoints = []
+    for family in ("locost", "longt5-tglobal"):
+        handle = build(family, "tiny", seed=0, device=torch.device("cpu"), **tokenizer.model_overrides())
+        checkpoints.append(root / f"{family}-ckpt")
+        handle.model.save_pretrained(str(checkpoints[-1]))
+        tokenizer.save(checkpoints[-1] / "tokenizer.json")
+    return data, checkpoints

@@ -22,6 +22,7 @@ from bench.executors import SlurmOptions, Submitit
 from bench.results import read_records
 from bench.runner import Settings, run_sweep
 from tests.slurm_cluster import Cluster, unavailable
+from tests.test_rouge_pipeline import rouge_inputs
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
 
@@ -207,3 +208,60 @@ def test_a_task_that_ends_without_a_result_where_sacct_fails_is_found_through_sq
     assert record["status"] == "error"
     assert record["message"].startswith(f"slurm task {job_id} ended ")
     assert "sacct gives no state" in record["message"] and "squeue no longer lists" in record["message"]
+
+
+def _broken_checkpoint(good: Path, directory: Path) -> Path:
+    """A copy of checkpoint ``good`` whose weights file is cut to its first 100 bytes."""
+    directory.mkdir()
+    for path in good.iterdir():
+        content = path.read_bytes()
+        (directory / path.name).write_bytes(content[:100] if path.suffix == ".safetensors" else content)
+    return directory
+
+
+def test_a_rouge_evaluation_through_slurm_gives_the_local_rows_one_task_per_system(cluster, tmp_path):
+    data, checkpoints = rouge_inputs(tmp_path)
+    broken = _broken_checkpoint(checkpoints[0], tmp_path / "broken")
+    argv = [sys.executable, "-m", "bench.rouge", "--data", str(data), "--eval-split", "test",
+            "--device", "cpu", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
+            "--max-new-tokens", "6", "--eval-lens", "32,full", "--no-extractive", "--no-progress",
+            "--no-report"]
+    for checkpoint in checkpoints:
+        argv += ["--checkpoint", str(checkpoint)]
+    env = dict(cluster.env, PYTHONPATH=str(REPO))
+    slurm = ["--executor", "slurm", "--slurm-partition", "debug", "--slurm-mem", "3G",
+             "--checkpoint", str(broken)]
+    runs = {run_id: subprocess.run([*argv, "--run-id", run_id, *extra], cwd=REPO, env=env,
+                                   capture_output=True, text=True, timeout=600)
+            for run_id, extra in (("local", []), ("slurm", slurm))}
+    assert runs["local"].returncode == 0, runs["local"].stderr[-2000:]
+    assert runs["slurm"].returncode == 1, runs["slurm"].stderr[-2000:]
+    # the system whose task failed: one line, and run.json says so; the others are scored
+    assert runs["slurm"].stderr.startswith("error: broken: SafetensorError: ")
+    assert runs["slurm"].stderr.count("\n") == 1
+    rows = {run_id: (tmp_path / run_id / "rouge.jsonl").read_text() for run_id in runs}
+    assert rows["slurm"] == rows["local"]  # greedy decoding: the same summaries, the same scores
+    assert len(rows["local"].splitlines()) == 4  # two systems at two lengths
+    run = json.loads((tmp_path / "slurm" / "run.json").read_text())
+    [failed] = [s for s in run["systems"] if s.get("failed")]
+    assert failed["system"] == "broken" and failed["status"] == "error"
+    job_ids = sorted(task["job_id"] for task in run["tasks"].values())
+    array = job_ids[0].split("_")[0]
+    assert job_ids == [f"{array}_{i}" for i in range(3)]  # one sbatch: one array, one task per system
+    states = cluster.run("sacct", "-n", "-X", "-P", "-j", array, "-o", "JobID,State").split()
+    assert sorted(states) == [f"{job}|COMPLETED" for job in job_ids]  # the broken one ended in its own error
+
+
+def test_a_partition_slurm_does_not_know_is_one_error_line_before_anything_runs(cluster, tmp_path):
+    env = dict(cluster.env, PYTHONPATH=str(REPO))
+    common = ["--device", "cpu", "--out", str(tmp_path / "out"), "--no-report", "--executor", "slurm",
+              "--slurm-partition", "nope"]
+    for program in (["bench.memory", "--models", "locost", "--sizes", "tiny", "--lengths", "512"],
+                    ["bench.rouge", "--models", "locost", "--steps", "1"]):
+        done = subprocess.run([sys.executable, "-m", *program, *common], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert done.stderr.startswith("error: --slurm-partition nope: sbatch refuses it: ")
+        assert "invalid partition" in done.stderr.lower() and done.stderr.count("\n") == 1
+        assert not (tmp_path / "out").exists()
+    assert cluster.run("squeue", "-h", "-o", "%i") == ""

@@ -13,6 +13,7 @@ model, data, lengths and generation settings, are reused (``force=True`` redoes 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,6 +31,7 @@ from suites.rouge.generation import truncate
 from suites.rouge.sentences import DESCRIPTION as SENTENCE_SPLITTER
 from suites.rouge.systems import ModelRunner, State, extractive_systems
 from suites.rouge.tables import nll_table, relative_table, rouge_table
+from suites.rouge.tasks import run_systems
 from suites.rouge.tokenizer import SharedTokenizer, load_tokenizer, train_tokenizer
 
 
@@ -184,18 +186,22 @@ def encode_eval_set(cfg: RougeConfig, data: SummarizationData, tokenizer: Shared
 
 
 def predict(cfg: RougeConfig, where: Setup, runner: ModelRunner, eval_set: EvalSet,
-            started: float) -> tuple[list[dict], dict]:
-    """Every system's predictions at every length: (system entries, timings in seconds)."""
-    inputs = eval_set.inputs
-    systems = [{"system": spec.name, "kind": "model",
-                **runner.run(spec, inputs, eval_set.references, eval_set.ids, eval_set.labels)}
-               for spec in where.specs]
+            started: float, executor=None) -> tuple[list[dict], dict, dict | None]:
+    """Every system's predictions at every length: (system entries, timings in seconds, the tasks by
+    system or None). Models run here, or each as one task of ``executor`` (``suites.rouge.tasks``)."""
+    inputs = (eval_set.inputs, eval_set.references, eval_set.ids, eval_set.labels)
+    tasks = None
+    if executor is None:
+        systems = [{"system": spec.name, "kind": "model", **runner.run(spec, *inputs)}
+                   for spec in where.specs]
+    else:
+        systems, tasks = run_systems(executor, runner, where.specs, inputs)
     timings = {"models_s": round(time.perf_counter() - started, 1)}
     if cfg.extractive:
         extract_started = time.perf_counter()
         systems += extractive_systems(cfg, where.run_dir, eval_set)
         timings["extractive_s"] = round(time.perf_counter() - extract_started, 1)
-    return systems, timings
+    return systems, timings, tasks
 
 
 def print_tables(rows: list[dict], relative: list[dict], cfg: RougeConfig, run_dir: Path) -> None:
@@ -211,15 +217,23 @@ def print_tables(rows: list[dict], relative: list[dict], cfg: RougeConfig, run_d
           f"regex-split sentences); 95% bootstrap CIs in {run_dir / 'rouge.jsonl'}")
 
 
-def run(cfg: RougeConfig) -> Path:
+def run(cfg: RougeConfig, executor=None) -> Path:
     """Run the suite; returns the run directory. Holds the run directory's lock throughout
-    (``records.locked_run_dir``: raises ``RunDirectoryLocked`` when another runner holds it)."""
+    (``records.locked_run_dir``: raises ``RunDirectoryLocked`` when another runner holds it).
+    ``executor`` (a ``bench.executors.Submitit``): each model system as one task of it; None: here."""
     where = setup(cfg)
     with locked_run_dir(where.run_dir):
-        return _run(cfg, where)
+        return _run(cfg, where, executor)
 
 
-def _run(cfg: RougeConfig, where: Setup) -> Path:
+def failed_systems(run_dir: Path) -> list[dict]:
+    """The systems of the run in ``run_dir`` whose task ended without a result (run.json's entries
+    with ``failed``, the one-line reason)."""
+    systems = json.loads((run_dir / "run.json").read_text()).get("systems") or []
+    return [system for system in systems if system.get("failed")]
+
+
+def _run(cfg: RougeConfig, where: Setup, executor=None) -> Path:
     started_at, started = _now(), time.perf_counter()
     data = load(cfg, where.cache_dir)
     tokenizer = resolve_tokenizer(cfg, data, where.cache_dir)
@@ -230,14 +244,17 @@ def _run(cfg: RougeConfig, where: Setup) -> Path:
     eval_set = encode_eval_set(cfg, data, tokenizer)
     runner = ModelRunner(cfg, run_dir, State(run_dir / "state.json", reset=cfg.force), tokenizer, data,
                          where.device)
-    systems, timings = predict(cfg, where, runner, eval_set, started)
+    systems, timings, tasks = predict(cfg, where, runner, eval_set, started, executor)
+    scored = [system for system in systems if not system.get("failed")]
     dataset = f"{data.name}:{data.eval.name}"
-    rows, scores = score_systems(systems, cfg.eval_lens, run_dir, eval_set.ids, dataset, cfg.rouge_tokenizer)
+    rows, scores = score_systems(scored, cfg.eval_lens, run_dir, eval_set.ids, dataset, cfg.rouge_tokenizer)
     rows = [row.to_json() for row in rows]
     write_jsonl(run_dir / "rouge.jsonl", rows)
     write_jsonl(run_dir / ROUGE_DOCS, document_rows(scores, eval_set.ids, dataset))
-    relative = relative_quality(systems, scores, cfg.eval_lens)
+    relative = relative_quality(scored, scores, cfg.eval_lens)
     write_jsonl(run_dir / "relative.jsonl", relative)
+    if tasks is not None:
+        info.update(executor=executor.describe(), tasks=tasks)
     info.update(systems=systems, timings={**timings, "total_s": round(time.perf_counter() - started, 1)},
                 finished_at=_now(), outputs=["rouge.jsonl", ROUGE_DOCS, "relative.jsonl", "predictions/",
                                              "nll/", "curves/", "checkpoints/"])

@@ -66,6 +66,20 @@ class State:
     def save(self) -> None:
         write_json(self.path, {"systems": self.systems, "predictions": self.predictions, "nll": self.nll})
 
+    def part(self, system: str, lengths: list) -> dict:
+        """What this state holds of ``system`` at ``lengths`` (its entry, prediction and NLL records),
+        in ``save``'s layout, for ``merge`` into another state."""
+        predictions = [prediction_path(system, x) for x in lengths]
+        scored = [nll_path(system, x) for x in lengths]
+        return {"systems": {system: self.systems[system]},
+                "predictions": {p: self.predictions[p] for p in predictions if p in self.predictions},
+                "nll": {p: self.nll[p] for p in scored if p in self.nll}}
+
+    def merge(self, part: dict) -> None:
+        """Take ``part`` (``State.part`` of another state) over this state's records of the same names."""
+        for name in ("systems", "predictions", "nll"):
+            getattr(self, name).update(part[name])
+
 
 # --- building, loading, training -------------------------------------------------------------------
 
