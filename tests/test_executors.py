@@ -282,8 +282,9 @@ def test_jobs_on_cpu_with_allow_contention_is_accepted(capsys, tmp_path):
 
 
 def test_the_rouge_suite_through_submitit_local_gives_the_local_rows_one_task_per_system(tmp_path, capsys):
+    from test_rouge_pipeline import rouge_inputs
+
     from cli.rouge import main as rouge
-    from tests.test_rouge_pipeline import rouge_inputs
 
     data, checkpoints = rouge_inputs(tmp_path)
     argv = ["--data", str(data), "--eval-split", "test", "--device", "cpu", "--out", str(tmp_path),

@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
+from slurm_cluster import Cluster, unavailable
+from test_rouge_pipeline import rouge_inputs
 
 from bench.cells import Cell
 from bench.executors import SlurmOptions, Submitit
 from bench.results import read_records
 from bench.runner import Settings, run_sweep
-from tests.slurm_cluster import Cluster, unavailable
-from tests.test_rouge_pipeline import rouge_inputs
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
 
