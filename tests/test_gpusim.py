@@ -195,3 +195,16 @@ def test_capacity_cli_reports_the_bracket_its_simulations_give():
 
     assert total(longest) <= usable < total(failure)
     assert failure - longest <= 1024 and row[-1] == "oom"
+    assert out.startswith("longest input (tokens) of the tiny presets on 1126mib ")
+    assert f"{total(longest) / 2**30:.2f}" == row[4]
+
+
+def test_capacity_refuses_a_model_config_field_the_model_lacks():
+    """``--model-config`` of ``bench.capacity`` is checked as the sweeps check it: a field no config has is
+    one ``error:`` line and exit 2 before any simulation (it used to be dropped silently)."""
+    out = subprocess.run([sys.executable, "-m", "bench.capacity", "--gpu", "h100-80gb", "--size", "tiny",
+                          "--models", "locost", "--max-len", "1k", "--model-config", "foo=1"],
+                         capture_output=True, text=True, timeout=600)
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr == ("error: locost has no config field 'foo' (--model-config; give --models only the "
+                          "families that have it)\n")
