@@ -105,6 +105,11 @@ def test_allocator_blocks_and_gpu_table():
     assert parse_gpu("H100-80GB") is GPUS["h100-80gb"]
     assert parse_gpu("80GiB").memory_bytes == 80 * 2**30
     assert parse_gpu("85899345920").memory_bytes == 85899345920
+    # one size, one name: records of --simulate 80GB and --simulate 80GiB pair in a report and resume
+    same = ("80GB", "80GiB", "80 gib", "81920MiB", "85899345920")
+    assert {parse_gpu(text).name for text in same} == {"80gib"}
+    odd = str(1126 * 2**20 + 2**19)
+    assert [parse_gpu(text).name for text in ("1126MiB", "1126.5MiB")] == ["1126mib", odd]
     with pytest.raises(ValueError, match="unknown GPU 'v100'; use one of h100-80gb"):
         parse_gpu("v100")
 
@@ -146,7 +151,7 @@ def test_simulated_cells_through_the_cli_record_the_simulation_and_an_over_the_g
     records = {r["mode"]: r for r in read_jsonl(tmp_path / "sim" / "results.jsonl")[0]}
     encode, train = records["encode"], records["train"]
     assert (encode["status"], encode["produced_by"], encode["simulated_gpu"], encode["device"]) == \
-        ("ok", "simulation", gpu, "cuda")
+        ("ok", "simulation", "1064mib", "cuda")
     assert encode["simulated_gpu_bytes"] == int(gpu) and encode["dtype"] == "bf16"
     assert encode["time_median_s"] is None and encode["tokens_per_s"] is None
     here = simulated("longt5-local", "encode", "bf16")
@@ -155,7 +160,7 @@ def test_simulated_cells_through_the_cli_record_the_simulation_and_an_over_the_g
     assert train["status"] == "oom" and train["mem_peak_bytes"] > 40 * 2**20
     peak = train["mem_peak_bytes"] / 2**30
     assert train["message"].startswith(f"SimulatedOutOfMemory: simulated peak {peak:.2f} GiB")
-    assert f"> 0.04 GiB usable on {gpu} (1.04 GiB less 1 GiB CUDA context)" in train["message"]
+    assert "> 0.04 GiB usable on 1064mib (1.04 GiB less 1 GiB CUDA context)" in train["message"]
 
 
 def test_capacity_bisection_brackets_the_exact_longest_length():
