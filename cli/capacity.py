@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         print(table(rows, gpu, args.size))
         return 0
 
-    return guard(work, lambda: "nothing is kept (capacity runs keep no records)")
+    return guard(work, lambda: "nothing is kept (capacity runs keep no records; a rerun starts again)",
+                 resumes=False)
 
 
 if __name__ == "__main__":
