@@ -230,3 +230,14 @@ def test_capacity_interrupted_says_nothing_is_kept_and_does_not_promise_a_resume
     assert (child.returncode, out) == (130, "")
     assert err.splitlines()[-1] == ("interrupted: nothing is kept (capacity runs keep no records; a rerun "
                                     "starts again)")
+
+
+def test_throughput_refuses_to_simulate_since_a_simulation_has_no_times(tmp_path):
+    """``bench.throughput --simulate`` used to run cells whose records hold no time: a throughput run
+    without a throughput. It is one ``error:`` line and exit 2 before any cell."""
+    out = subprocess.run([sys.executable, "-m", "bench.throughput", "--simulate", "h100-80gb", "--models",
+                          "locost", "--sizes", "tiny", "--lengths", "512", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert (out.returncode, out.stdout, list(tmp_path.iterdir())) == (2, "", [])
+    assert out.stderr == ("error: --simulate gives peak memory only, no times: use it with bench.memory or "
+                          "bench.scaling\n")
