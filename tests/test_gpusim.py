@@ -241,3 +241,14 @@ def test_throughput_refuses_to_simulate_since_a_simulation_has_no_times(tmp_path
     assert (out.returncode, out.stdout, list(tmp_path.iterdir())) == (2, "", [])
     assert out.stderr == ("error: --simulate gives peak memory only, no times: use it with bench.memory or "
                           "bench.scaling\n")
+
+
+def test_the_sweep_table_of_simulated_cells_says_simulated_and_on_which_gpu():
+    """The table a simulated sweep prints names the GPU beside dtype and batch, as the report does."""
+    from cli.table import summary_table
+
+    record = {"model": "locost-tiny", "mode": "train", "input_len": 512, "dtype": "bf16", "batch": 1,
+              "status": "ok", "mem_peak_above_base_bytes": 254 * 2**20, "simulated_gpu": "h100-80gb"}
+    measured = dict(record, model="led-tiny", simulated_gpu=None)
+    rows = [" ".join(line.split()) for line in summary_table([record, measured]).splitlines()[3:]]
+    assert rows == ["locost-tiny train bf16 b1, simulated h100-80gb 254", "led-tiny train bf16 b1 254"]
