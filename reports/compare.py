@@ -69,7 +69,8 @@ MATCH_COLUMNS = ["model", "mode", "input_len", "dtype", "batch", "target_len", "
                  "inputs", "settings"]
 #: environment differences shown on a compared row: (name, record column)
 ENV_DIFFERENCES = [("torch", "env_torch"), ("transformers", "env_transformers"), ("device", "device"),
-                   ("device name", "env_device_name"), ("CPU", "env_cpu_model"), ("commit", "env_git_commit")]
+                   ("device name", "env_device_name"), ("CPU", "env_cpu_model"), ("commit", "env_git_commit"),
+                   ("simulated GPU", "simulated_gpu")]
 
 
 @dataclass(frozen=True)
@@ -161,8 +162,12 @@ def env_differences(a, b) -> str:
         if text.is_missing(before) and text.is_missing(after) or before == after:
             continue
         shown = text.commit if column == "env_git_commit" else str
-        parts.append(f"{name} {shown(before)} → {shown(after)}")
+        parts.append(f"{name} {_env_value(before, shown)} → {_env_value(after, shown)}")
     return "; ".join(parts)
+
+
+def _env_value(value, shown) -> str:
+    return "none (measured)" if text.is_missing(value) else shown(value)
 
 
 COLUMNS = [*MATCH_COLUMNS[:-1], "settings", "status_a", "status_b", "n_a", "n_b", "clock", "time_a_s",
