@@ -8,7 +8,6 @@ it on fake tensors. Equal peaks mean the fake run allocated and freed what the r
 from __future__ import annotations
 
 import contextlib
-import signal
 import subprocess
 import sys
 
@@ -214,22 +213,6 @@ def test_capacity_refuses_a_model_config_field_the_model_lacks():
     assert (out.returncode, out.stdout) == (2, "")
     assert out.stderr == ("error: locost has no config field 'foo' (--model-config; give --models only the "
                           "families that have it)\n")
-
-
-def test_capacity_interrupted_says_nothing_is_kept_and_does_not_promise_a_resume():
-    """Ctrl-C during the bisection (after its first probe): one line, exit 130, and no "rerun the same
-    command to resume", which capacity cannot do (it keeps no records)."""
-    child = subprocess.Popen([sys.executable, "-m", "bench.capacity", "--gpu", "h100-80gb", "--size", "tiny",
-                              "--models", "locost", "--modes", "train"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
-    first = child.stderr.readline()
-    assert first.startswith("  locost train 1,024: ")
-    child.send_signal(signal.SIGINT)
-    out, err = child.communicate(timeout=300)
-    assert (child.returncode, out) == (130, "")
-    assert err.splitlines()[-1] == ("interrupted: nothing is kept (capacity runs keep no records; a rerun "
-                                    "starts again)")
 
 
 def test_throughput_refuses_to_simulate_since_a_simulation_has_no_times(tmp_path):
