@@ -89,7 +89,16 @@ def parse_gpu(text: str) -> Gpu:
     if size != int(size) or size <= CUDA_CONTEXT_BYTES:
         raise ValueError(f"a GPU memory size must be a whole number of bytes above the "
                          f"{CUDA_CONTEXT_BYTES / GiB:g} GiB CUDA context: {text!r}")
-    return Gpu(key, f"a GPU with {int(size):,} bytes", int(size))
+    return Gpu(size_name(int(size)), f"a GPU with {int(size):,} bytes", int(size))
+
+
+def size_name(nbytes: int) -> str:
+    """One name per memory size, however it was written: ``80gib`` for ``80GB``, ``80GiB``, ``81920mib``
+    and ``85899345920``; else ``1126mib``, else the bytes (so that records of one size pair and resume)."""
+    for unit, suffix in ((GiB, "gib"), (MiB, "mib")):
+        if nbytes % unit == 0:
+            return f"{nbytes // unit}{suffix}"
+    return str(nbytes)
 
 
 def block_bytes(nbytes: int) -> int:

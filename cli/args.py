@@ -41,12 +41,13 @@ def _terminate(signum, frame):
 
 
 def guard(work: Callable[[], int], kept: Callable[[], str], *,
-          errors: tuple[type[BaseException], ...] = ()) -> int:
+          errors: tuple[type[BaseException], ...] = (), resumes: bool = True) -> int:
     """Run ``work()`` and return its exit status; what goes wrong ends in one line on stderr:
 
     - ``UsageError`` or one of ``errors`` (a locked run directory, a drifted environment): ``error:``, 2;
     - ``OSError`` (permissions, a full disk): ``error: <what>; <kept()>``, 2;
-    - Ctrl-C (SIGINT) / SIGTERM: ``interrupted: <kept()>; rerun the same command to resume``, 130 / 143.
+    - Ctrl-C (SIGINT) / SIGTERM: ``interrupted: <kept()>; rerun the same command to resume``, 130 / 143
+      (without the advice to resume where ``resumes`` is false: a rerun starts again).
 
     ``kept()`` says what the run directory holds (``"3 records kept in reports/out/x/results.jsonl"``).
     """
@@ -61,7 +62,8 @@ def guard(work: Callable[[], int], kept: Callable[[], str], *,
         where = f"{exc.filename}: " if exc.filename else ""
         return fail(f"{where}{exc.strerror or exc}; {kept()}")
     except KeyboardInterrupt as exc:
-        print(f"interrupted: {kept()}; rerun the same command to resume", file=sys.stderr)
+        print(f"interrupted: {kept()}" + ("; rerun the same command to resume" if resumes else ""),
+              file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import sys
 
-from cli.args import Parser, UsageError, check_choices, fail, guard, names, parse_length, parse_model_config
+from cli.args import (
+    Parser,
+    UsageError,
+    check_choices,
+    check_model_config,
+    fail,
+    guard,
+    names,
+    parse_length,
+    parse_model_config,
+)
 
 GPU_DEFAULTS = {"target_len": 512, "new_tokens": 64, "dtype": "bf16"}
 
@@ -50,10 +60,13 @@ def peak_at(family: str, size: str, mode: str, config: tuple):
     return peak
 
 
-def table(rows: dict, gpu) -> str:
-    """The capacity table, then LOCOST's longest over each baseline's per mode."""
-    lines = [f"longest input on {gpu.name} ({gpu.usable_bytes / 2**30:.1f} GiB usable), bisection on "
-             "simulated peaks (bf16 autocast, batch 1, 512 target / 64 new tokens)",
+def table(rows: dict, gpu, size: str) -> str:
+    """The capacity table (lengths in input tokens; GiB: the built model, batch and simulated peak at the
+    longest length that fits), then LOCOST's longest over each baseline's per mode."""
+    usable = gpu.usable_bytes / 2**30
+    lines = [f"longest input (tokens) of the {size} presets on {gpu.name} ({usable:.1f} GiB usable), "
+             "bisection on simulated peaks (bf16 autocast, batch 1, 512 target / 64 new tokens); "
+             "peak GiB: model + batch + step peak at the longest length that fits",
              f"{'model':<16} {'mode':<9} {'longest ok':>11} {'first failure':>14}  peak GiB  why"]
     for (family, mode), cap in rows.items():
         longest = f"{cap.longest_ok:,}" if cap.longest_ok else "none"
@@ -80,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         check_choices("model", args.models, list(FAMILIES))
         check_choices("size", [args.size], SIZES)
         check_choices("mode", args.modes, ("train", "encode", "generate"))
+        check_model_config(args.models or list(FAMILIES), args.size, args.model_config)
     except UsageError as exc:
         return fail(exc)
 
@@ -89,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
             for mode in args.modes:
                 rows[family, mode] = longest_fitting(peak_at(family, args.size, mode, args.model_config),
                                                      gpu.usable_bytes, high=args.max_len)
-        print(table(rows, gpu))
+        print(table(rows, gpu, args.size))
         return 0
 
-    return guard(work, lambda: "nothing is kept (capacity runs keep no records)")
+    return guard(work, lambda: "nothing is kept (capacity runs keep no records; a rerun starts again)",
+                 resumes=False)
 
 
 if __name__ == "__main__":

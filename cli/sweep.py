@@ -146,6 +146,9 @@ def plan_args(suite_name: str, args: argparse.Namespace) -> Plan:
     check_choices("model", args.models, list(FAMILIES))
     check_choices("size", args.sizes, SIZES)
     check_choices("mode", args.modes, MODES)
+    if args.simulate and suite_name == "throughput":
+        raise UsageError("--simulate gives peak memory only, no times: use it with bench.memory or "
+                         "bench.scaling")
     if args.simulate and args.device not in (None, "cuda"):
         raise UsageError(f"--simulate stands every cell on a GPU: --device {args.device} does not apply")
     on = "cuda" if args.simulate else device(args.device)

@@ -35,13 +35,16 @@ def summary_table(records: list[dict], value: str = "memory") -> str:
     """``value``: ``memory`` (peak MiB above base), ``throughput`` (input tokens/s) or ``first_call``
     (seconds of each cell's first step). In the throughput table a model with SSM kernels (LOCOST:
     ``reuse_kernel`` recorded) gets two rows per mode: its first call (tokens/s of ``first_call_s``, the
-    kernel built), and its timed steps, labelled steady (kernel reused) or kernel built per call."""
+    kernel built), and its timed steps, labelled steady (kernel reused) or kernel built per call. A
+    simulated cell's conditions name the GPU (``bf16 b1, simulated h100-80gb``): its figures are no
+    measurement."""
     if not records:
         return "(no records)"
     lengths = sorted({r["input_len"] for r in records})
     rows: dict[tuple, dict[int, str]] = {}
     for r in records:
-        conditions = f"{r['dtype']} b{r['batch']}"
+        simulated = f", simulated {r['simulated_gpu']}" if r.get("simulated_gpu") else ""
+        conditions = f"{r['dtype']} b{r['batch']}{simulated}"
         rows.setdefault((r["model"], _mode_label(r, value), conditions), {})[r["input_len"]] = \
             _cell_text(r, value)
         if value == "throughput" and r.get("reuse_kernel") is not None:  # a model with SSM kernels: LOCOST

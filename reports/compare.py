@@ -69,7 +69,8 @@ MATCH_COLUMNS = ["model", "mode", "input_len", "dtype", "batch", "target_len", "
                  "inputs", "settings"]
 #: environment differences shown on a compared row: (name, record column)
 ENV_DIFFERENCES = [("torch", "env_torch"), ("transformers", "env_transformers"), ("device", "device"),
-                   ("device name", "env_device_name"), ("CPU", "env_cpu_model"), ("commit", "env_git_commit")]
+                   ("device name", "env_device_name"), ("CPU", "env_cpu_model"), ("commit", "env_git_commit"),
+                   ("simulated GPU", "simulated_gpu")]
 
 
 @dataclass(frozen=True)
@@ -161,8 +162,12 @@ def env_differences(a, b) -> str:
         if text.is_missing(before) and text.is_missing(after) or before == after:
             continue
         shown = text.commit if column == "env_git_commit" else str
-        parts.append(f"{name} {shown(before)} → {shown(after)}")
+        parts.append(f"{name} {_env_value(before, shown)} → {_env_value(after, shown)}")
     return "; ".join(parts)
+
+
+def _env_value(value, shown) -> str:
+    return "none (measured)" if text.is_missing(value) else shown(value)
 
 
 COLUMNS = [*MATCH_COLUMNS[:-1], "settings", "status_a", "status_b", "n_a", "n_b", "clock", "time_a_s",
@@ -177,10 +182,33 @@ def compare_runs(a: Run, b: Run) -> pd.DataFrame:
     cells_a, cells_b = _cells(a), _cells(b)
     pairs = cells_a.merge(cells_b, on="match", how="outer", suffixes=("_a", "_b"), indicator=True)
     rows = [_row(pair, a.path.name, b.path.name) for pair in pairs.to_dict("records")]
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame = _unmatched_reasons(pd.DataFrame(rows, columns=COLUMNS))
     order = frame["verdict"].isin([ONLY_A, ONLY_B]).astype(int)
     frame = frame.assign(_only=order).sort_values(["_only", "model", "mode", "input_len"], kind="stable")
     return frame.drop(columns="_only").reset_index(drop=True)
+
+
+def _unmatched_reasons(frame: pd.DataFrame) -> pd.DataFrame:
+    """An unmatched cell whose model, mode, length, dtype and batch the other run has too gets as its
+    reason the settings that kept them apart (``threads: A 1, B 2``: runs of two suites, say)."""
+    label = ["model", "mode", "input_len", "dtype", "batch"]
+    others = {ONLY_A: frame[frame["verdict"].eq(ONLY_B)], ONLY_B: frame[frame["verdict"].eq(ONLY_A)]}
+    reasons = frame["reason"].copy()
+    for index, row in frame[frame["verdict"].isin([ONLY_A, ONLY_B])].iterrows():
+        other = others[row["verdict"]]
+        same = other[other[label].eq(row[label]).all(axis=1)]
+        if not same.empty:
+            a, b = (row, same.iloc[0]) if row["verdict"] == ONLY_A else (same.iloc[0], row)
+            settings = [(name, _setting(a[name]), _setting(b[name])) for name in MATCH_COLUMNS[len(label):]]
+            reasons[index] = "; ".join(f"{name}: A {in_a}, B {in_b}" for name, in_a, in_b in settings
+                                       if in_a != in_b)
+    return frame.assign(reason=reasons)
+
+
+def _setting(value) -> str:
+    if text.is_missing(value) or value == "":
+        return "none"
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _side(pair: dict, suffix: str) -> dict:

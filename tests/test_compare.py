@@ -132,6 +132,36 @@ def test_compare_pairs_cells_and_lists_the_unmatched_and_what_differs(two_runs, 
     assert "run against run" in html and "asv" in html and "http" not in html.replace("http-equiv", "")
 
 
+def test_cells_kept_apart_by_their_settings_say_which_setting_differs(tmp_path, capsys):
+    """A memory run (2 threads) against a throughput run (1 thread) of the same cells: each is listed
+    once per side, and the row says why they did not pair, instead of the same label twice unexplained."""
+    steps = [1.0] * 8
+    a = _run(tmp_path / "a", [_record("a", 512, steps, "c", 10.0),
+                              _record("a", 1024, steps, "c", 10.0)])
+    b = _run(tmp_path / "b", [_record("b", 512, steps, "c", 10.0, threads=2, target_len=16)])
+    assert main(["compare", a, b, "--csv", str(tmp_path / "c.csv")]) == 0
+    frame = pd.read_csv(tmp_path / "c.csv", keep_default_na=False)
+    rows = sorted(zip(frame["input_len"], frame["verdict"], frame["reason"], strict=True))
+    assert rows == [(512, "only in A", "target_len: A none, B 16; threads: A 1, B 2"),
+                    (512, "only in B", "target_len: A none, B 16; threads: A 1, B 2"),
+                    (1024, "only in A", "")]
+    assert "only in B (target_len: A none, B 16; threads: A 1, B 2)" in capsys.readouterr().out
+
+
+def test_a_pair_of_cells_simulated_on_two_gpus_or_measured_and_simulated_says_so(tmp_path, capsys):
+    """Simulated records (``bench.gpusim``) pair on their settings; what GPU each stood on, or that one
+    was measured, is on the row as an environment difference."""
+    steps = [1.0] * 8
+    a = _run(tmp_path / "a", [_record("a", 512, steps, "c", 254.0, simulated_gpu="h100-80gb"),
+                              _record("a", 1024, steps, "c", 283.0)])
+    b = _run(tmp_path / "b", [_record("b", 512, steps, "c", 254.0, simulated_gpu="a100-40gb"),
+                              _record("b", 1024, steps, "c", 283.0, simulated_gpu="h100-80gb")])
+    assert main(["compare", a, b, "--csv", str(tmp_path / "c.csv")]) == 0
+    frame = pd.read_csv(tmp_path / "c.csv").set_index("input_len")
+    assert frame.loc[512, "env_differs"] == "simulated GPU h100-80gb → a100-40gb"
+    assert frame.loc[1024, "env_differs"] == "simulated GPU none (measured) → h100-80gb"
+
+
 def test_one_thread_cpu_cells_are_compared_on_process_cpu_time_not_on_wall_time(tmp_path, capsys):
     steps = list(np.linspace(1.0, 1.04, 8))
     loaded = [2 * t for t in steps]  # B's wall time doubled by other jobs on the cores, its CPU time not

@@ -105,6 +105,11 @@ def test_allocator_blocks_and_gpu_table():
     assert parse_gpu("H100-80GB") is GPUS["h100-80gb"]
     assert parse_gpu("80GiB").memory_bytes == 80 * 2**30
     assert parse_gpu("85899345920").memory_bytes == 85899345920
+    # one size, one name: records of --simulate 80GB and --simulate 80GiB pair in a report and resume
+    same = ("80GB", "80GiB", "80 gib", "81920MiB", "85899345920")
+    assert {parse_gpu(text).name for text in same} == {"80gib"}
+    odd = str(1126 * 2**20 + 2**19)
+    assert [parse_gpu(text).name for text in ("1126MiB", "1126.5MiB")] == ["1126mib", odd]
     with pytest.raises(ValueError, match="unknown GPU 'v100'; use one of h100-80gb"):
         parse_gpu("v100")
 
@@ -147,7 +152,7 @@ def test_simulated_cells_through_the_cli_record_the_simulation_and_an_over_the_g
     records = {r["mode"]: r for r in read_jsonl(tmp_path / "sim" / "results.jsonl")[0]}
     encode, train = records["encode"], records["train"]
     assert (encode["status"], encode["produced_by"], encode["simulated_gpu"], encode["device"]) == \
-        ("ok", "simulation", gpu, "cuda")
+        ("ok", "simulation", "1064mib", "cuda")
     assert encode["simulated_gpu_bytes"] == int(gpu) and encode["dtype"] == "bf16"
     assert encode["time_median_s"] is None and encode["tokens_per_s"] is None
     here = simulated("longt5-local", "encode", "bf16")
@@ -156,7 +161,7 @@ def test_simulated_cells_through_the_cli_record_the_simulation_and_an_over_the_g
     assert train["status"] == "oom" and train["mem_peak_bytes"] > 40 * 2**20
     peak = train["mem_peak_bytes"] / 2**30
     assert train["message"].startswith(f"SimulatedOutOfMemory: simulated peak {peak:.2f} GiB")
-    assert f"> 0.04 GiB usable on {gpu} (1.04 GiB less 1 GiB CUDA context)" in train["message"]
+    assert "> 0.04 GiB usable on 1064mib (1.04 GiB less 1 GiB CUDA context)" in train["message"]
 
 
 def test_capacity_bisection_brackets_the_exact_longest_length():
@@ -196,3 +201,38 @@ def test_capacity_cli_reports_the_bracket_its_simulations_give():
 
     assert total(longest) <= usable < total(failure)
     assert failure - longest <= 1024 and row[-1] == "oom"
+    assert out.startswith("longest input (tokens) of the tiny presets on 1126mib ")
+    assert f"{total(longest) / 2**30:.2f}" == row[4]
+
+
+def test_capacity_refuses_a_model_config_field_the_model_lacks():
+    """``--model-config`` of ``bench.capacity`` is checked as the sweeps check it: a field no config has is
+    one ``error:`` line and exit 2 before any simulation (it used to be dropped silently)."""
+    out = subprocess.run([sys.executable, "-m", "bench.capacity", "--gpu", "h100-80gb", "--size", "tiny",
+                          "--models", "locost", "--max-len", "1k", "--model-config", "foo=1"],
+                         capture_output=True, text=True, timeout=600)
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr == ("error: locost has no config field 'foo' (--model-config; give --models only the "
+                          "families that have it)\n")
+
+
+def test_throughput_refuses_to_simulate_since_a_simulation_has_no_times(tmp_path):
+    """``bench.throughput --simulate`` used to run cells whose records hold no time: a throughput run
+    without a throughput. It is one ``error:`` line and exit 2 before any cell."""
+    out = subprocess.run([sys.executable, "-m", "bench.throughput", "--simulate", "h100-80gb", "--models",
+                          "locost", "--sizes", "tiny", "--lengths", "512", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert (out.returncode, out.stdout, list(tmp_path.iterdir())) == (2, "", [])
+    assert out.stderr == ("error: --simulate gives peak memory only, no times: use it with bench.memory or "
+                          "bench.scaling\n")
+
+
+def test_the_sweep_table_of_simulated_cells_says_simulated_and_on_which_gpu():
+    """The table a simulated sweep prints names the GPU beside dtype and batch, as the report does."""
+    from cli.table import summary_table
+
+    record = {"model": "locost-tiny", "mode": "train", "input_len": 512, "dtype": "bf16", "batch": 1,
+              "status": "ok", "mem_peak_above_base_bytes": 254 * 2**20, "simulated_gpu": "h100-80gb"}
+    measured = dict(record, model="led-tiny", simulated_gpu=None)
+    rows = [" ".join(line.split()) for line in summary_table([record, measured]).splitlines()[3:]]
+    assert rows == ["locost-tiny train bf16 b1, simulated h100-80gb 254", "led-tiny train bf16 b1 254"]
