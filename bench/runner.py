@@ -217,13 +217,13 @@ def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None, *, en
         except (OSError, EOFError) as exc:  # a fork server that died: the next cell starts a new one
             return {"status": "error", "message": f"the worker did not start: {type(exc).__name__}: {exc}",
                     "harness_failure": True,
-                    "env": environment(cell.device, query_device=False, threads=cell.threads)}
+                    "env": environment(cell.host_device, query_device=False, threads=cell.threads)}
         verdict, peak_seen = _watch(proc, settings, time.monotonic(), stop)
         result = WorkerResult.read(result_path) or WorkerResult(stage="none")
     pressure = memory_pressure(settings.budget_bytes, peak_seen, oom_kills)
     fields = _judge(result, verdict, peak_seen, _exit_verdict(proc.returncode, pressure, log_path))
     if not fields.get("env"):
-        fields["env"] = environment(cell.device, query_device=False, threads=cell.threads)
+        fields["env"] = environment(cell.host_device, query_device=False, threads=cell.threads)
     return fields
 
 
