@@ -203,19 +203,24 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a zombie left by a killed parent is not alive
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    fields = _stat_fields(pid)
+    return not fields or fields[0] != "Z"  # a zombie left by a killed parent is not alive
 
 
 def process_start(pid: int) -> int | None:
     """When process ``pid`` started: field 22 of ``/proc/PID/stat`` (clock ticks since boot), the part of
     a process's identity that a recycled PID does not share (proc(5)); None where it cannot be read."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name (field 3, the state, first; proc(5)), or []
+    where it cannot be read."""
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
 
 
 def same_process(pid: int, start: int | None) -> bool:
