@@ -6,7 +6,7 @@
 - ``Submitit("slurm")``: the pending cells as one Slurm job array (one cell and one GPU per task);
   ``Submitit("submitit-local")``: the same path through submitit's ``LocalExecutor`` on this machine.
 
-Every task runs ``measure``, which calls ``bench.runner.run_cell``: a cell is measured exactly as it is
+Every task runs ``run_task``, which calls ``bench.runner.run_cell``: a cell is measured exactly as it is
 locally (own worker process, budget, timeout, trackers). Tasks hand their ``Outcome`` back to the parent,
 which alone appends records (``dispatch`` yields them as tasks finish). A submitit task outlives its
 parent; ``Submitit.reattach`` finds it again by job id on a rerun. A task that its scheduler ends (time
@@ -33,7 +33,8 @@ from pathlib import Path
 
 from bench.cells import Cell
 from bench.env import REPO, environment
-from bench.runner import Failures, Settings, now_iso, run_cell
+from bench.runner import Failures, now_iso, run_cell
+from bench.settings import Settings
 from records import process_start, same_process
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -51,13 +52,18 @@ class Outcome:
     wall_s: float
 
 
-def measure(cell: Cell, settings: Settings, log_path: str | None, env: dict | None = None,
-            stop: threading.Event | None = None) -> Outcome:
-    """The body of every task: ``run_cell`` with the settings resolved where the task runs (a budget
-    left to ``budget_fraction`` takes the MemAvailable of the node the task landed on)."""
+def run_task(cell: Cell, settings: Settings, log_path: str | None, env: dict | None = None,
+             stop: threading.Event | None = None) -> Outcome:
+    """The body of every task: ``run_cell`` under ``settings``, resolved already (``Executor.resolve``)."""
     started_at, started = now_iso(), time.monotonic()
-    fields = run_cell(cell, settings.resolved(), Path(log_path) if log_path else None, env=env, stop=stop)
+    fields = run_cell(cell, settings, Path(log_path) if log_path else None, env=env, stop=stop)
     return Outcome(fields, started_at, time.monotonic() - started)
+
+
+def run_task_on_node(cell: Cell, settings: Settings, log_path: str | None) -> Outcome:
+    """``run_task`` as a Slurm task: the settings resolved on the node it landed on (a budget left to
+    ``budget_fraction`` takes that node's MemAvailable)."""
+    return run_task(cell, settings.resolved(), log_path)
 
 
 class GpuPool:
@@ -151,6 +157,10 @@ class Local:
     def describe(self) -> dict:
         return {"name": self.name, "jobs": self.jobs, "gpus": self.gpus, "contention": self.contention}
 
+    def resolve(self, settings: Settings) -> Settings:
+        """The settings the tasks run under, resolved once, here, as the sweep starts."""
+        return settings.resolved()
+
     def submit(self, cells: list[Cell], settings: Settings, logs: Path) -> list[Task]:
         return [self._start(cell, settings, str(logs / f"{cell.cell_id}.log")) for cell in cells]
 
@@ -158,7 +168,7 @@ class Local:
         if self._pool is None:
             gpu = self._gpus.take()
             try:
-                return _Finished(cell, measure(cell, settings, log, _env(gpu)))
+                return _Finished(cell, run_task(cell, settings, log, _env(gpu)))
             finally:
                 self._gpus.give(gpu)
         return _Threaded(cell, self._pool.submit(self._pinned, cell, settings, log))
@@ -166,7 +176,7 @@ class Local:
     def _pinned(self, cell: Cell, settings: Settings, log: str) -> Outcome:
         gpu = self._gpus.take()
         try:
-            return measure(cell, settings, log, _env(gpu), self._stop)
+            return run_task(cell, settings, log, _env(gpu), self._stop)
         finally:
             self._gpus.give(gpu)
 
@@ -419,9 +429,14 @@ class Submitit:
 
     def submit(self, cells: list[Cell], settings: Settings, logs: Path) -> list[Task]:
         # each task is a new process already: a fork server there would only add its own start
-        settings = replace(settings, worker_start="exec")
+        settings = settings.replace(worker_start="exec")
         calls = [(cell, settings, str(logs / f"{cell.cell_id}.log")) for cell in cells]
-        return self.submit_calls(measure, calls, cells)
+        return self.submit_calls(run_task_on_node if self.name == "slurm" else run_task, calls, cells)
+
+    def resolve(self, settings: Settings) -> Settings:
+        """The settings the tasks run under, resolved once: here as the sweep starts (submitit-local), or
+        by each Slurm task on its node (``run_task_on_node``)."""
+        return settings if self.name == "slurm" else settings.resolved()
 
     def submit_calls(self, body: Callable[..., Outcome], calls: list[tuple], items: list) -> list[Task]:
         """``body(*call)`` for each of ``calls``, one task each (Slurm: one job array, asking for what

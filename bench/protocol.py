@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from bench.cells import Cell
+from bench.settings import Measurement
 from records import Record, write_json
 
 #: the fields a worker may report: everything of a record but the cell's identity and the run's
@@ -22,27 +23,10 @@ MEASURED_FIELDS = frozenset(Record.__dataclass_fields__) - {
 
 
 @dataclass(frozen=True)
-class Measure:
-    """How a worker measures a cell (not part of the cell's identity)."""
-    warmup: int = 1  #: untimed steps before the timed ones
-    warmup_max_len: int | None = None  #: warm up only inputs up to this many tokens (None: always)
-    repeats: int = 3  #: timed steps (at least)
-    min_time_s: float = 0.0  #: keep repeating until the timed steps add up to this many seconds
-    flops: bool = False  #: count FLOPs of train/encode cells ...
-    flops_max_len: int = 2048  #: ... of at most this many input tokens
-    #: the run directory's FLOP counts (``bench.flops.FlopCache``), reused by every cell and resume;
-    #: None: count each cell's anew
-    flops_cache: str | None = None
-
-    def warmup_for(self, input_len: int) -> int:
-        return self.warmup if self.warmup_max_len is None or input_len <= self.warmup_max_len else 0
-
-
-@dataclass(frozen=True)
 class WorkerSpec:
     """What ``python -m bench.worker SPEC.json`` measures and where it writes its result."""
     cell: Cell
-    measure: Measure
+    measurement: Measurement  #: how to measure it (``bench.settings``)
     result: str  #: path of the WorkerResult file
     parent: int | None = None  #: the runner's pid: the worker dies with it
     address_space_bytes: int | None = None  #: RLIMIT_AS of the worker; None: unlimited
@@ -53,7 +37,8 @@ class WorkerSpec:
     @classmethod
     def read(cls, path: str | Path) -> WorkerSpec:
         data = json.loads(Path(path).read_text())
-        return cls(**{**data, "cell": Cell.from_json(data["cell"]), "measure": Measure(**data["measure"])})
+        return cls(**{**data, "cell": Cell.from_json(data["cell"]),
+                      "measurement": Measurement(**data["measurement"])})
 
 
 @dataclass

@@ -33,13 +33,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.cells import Cell
-from bench.env import REPO, environment, mem_available_bytes, oom_kill_count
-from bench.protocol import Measure, WorkerResult, WorkerSpec
+from bench.env import REPO, environment, oom_kill_count
+from bench.protocol import WorkerResult, WorkerSpec
 from bench.results import (
     CSV,
     FLOPS,
@@ -50,6 +50,7 @@ from bench.results import (
     read_records,
     write_csv,
 )
+from bench.settings import WORKER_STARTS, Settings, Supervision
 from bench.trackers import status_bytes
 from records import (
     FAILURES_THAT_SKIP_LONGER,
@@ -61,39 +62,6 @@ from records import (
 )
 
 GiB = 2**30
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How cells are measured (not part of a cell's identity)."""
-    warmup: int = 1
-    #: warm-up runs only for inputs up to this length (None: always)
-    warmup_max_len: int | None = None
-    repeats: int = 3
-    min_time_s: float = 0.0
-    timeout_s: float = 600.0
-    #: host-memory budget per cell; None: ``budget_fraction`` of MemAvailable when the sweep starts
-    budget_bytes: int | None = None
-    budget_fraction: float = 0.8
-    flops: bool = False
-    flops_max_len: int = 2048
-    #: FLOP counts shared by cells and resumes (``bench.flops.FlopCache``); ``run_sweep`` sets the run's
-    flops_cache: str | None = None
-    poll_s: float = 0.05
-    #: how a cell's worker starts: "forkserver" (forked from a preloaded server), "exec" (a new
-    #: interpreter) or "auto": forkserver on CPU, exec on CUDA (forking after CUDA is untested here)
-    worker_start: str = "auto"
-
-    def resolved(self) -> Settings:
-        if self.budget_bytes is not None:
-            return self
-        available = mem_available_bytes()
-        budget = int(self.budget_fraction * available) if available else None
-        return Settings(**{**asdict(self), "budget_bytes": budget})
-
-    def measure(self) -> Measure:
-        """The part of the settings the worker needs."""
-        return Measure(**{f.name: getattr(self, f.name) for f in fields(Measure)})
 
 
 def now_iso() -> str:
@@ -135,7 +103,7 @@ def _last_line(path: Path | None) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def _watch(proc, settings: Settings, started: float,
+def _watch(proc, settings: Supervision, started: float,
            stop=None) -> tuple[tuple | None, int | None]:
     """Wait for the worker, polling its RSS; kill its group past the budget or the time limit, or
     when ``stop`` (a ``threading.Event``) is set. Returns ((status, what was passed) when killed, else None;
@@ -163,9 +131,6 @@ def _watch(proc, settings: Settings, started: float,
         _kill_group(proc)
         raise
     return verdict, peak_seen
-
-
-WORKER_STARTS = ("auto", "forkserver", "exec")
 
 
 def worker_start(start: str, device: str) -> str:
@@ -208,19 +173,20 @@ def run_cell(cell: Cell, settings: Settings, log_path: Path | None = None, *, en
     with tempfile.TemporaryDirectory(prefix=CELL_DIR_PREFIX, dir=work_dir) as tmp:
         # absolute: a forked worker changes to the repository before it reads them
         spec_path, result_path = Path(tmp).absolute() / "spec.json", Path(tmp).absolute() / "result.json"
-        WorkerSpec(cell, settings.measure(), str(result_path), parent=os.getpid(),
-                   address_space_bytes=address_space_limit(settings.budget_bytes, cell.host_device)
+        supervision = settings.supervision
+        WorkerSpec(cell, settings.measurement, str(result_path), parent=os.getpid(),
+                   address_space_bytes=address_space_limit(supervision.budget_bytes, cell.host_device)
                    ).write(spec_path)
         oom_kills = oom_kill_count()
         try:  # (a fork server that has to start first blocks here: not the cell's time)
-            proc = _start_worker(spec_path, cell, log_path, settings.worker_start, env)
+            proc = _start_worker(spec_path, cell, log_path, supervision.worker_start, env)
         except (OSError, EOFError) as exc:  # a fork server that died: the next cell starts a new one
             return {"status": "error", "message": f"the worker did not start: {type(exc).__name__}: {exc}",
                     "harness_failure": True,
                     "env": environment(cell.host_device, query_device=False, threads=cell.threads)}
-        verdict, peak_seen = _watch(proc, settings, time.monotonic(), stop)
+        verdict, peak_seen = _watch(proc, supervision, time.monotonic(), stop)
         result = WorkerResult.read(result_path) or WorkerResult(stage="none")
-    pressure = memory_pressure(settings.budget_bytes, peak_seen, oom_kills)
+    pressure = memory_pressure(supervision.budget_bytes, peak_seen, oom_kills)
     fields = _judge(result, verdict, peak_seen, _exit_verdict(proc.returncode, pressure, log_path))
     if not fields.get("env"):
         fields["env"] = environment(cell.host_device, query_device=False, threads=cell.threads)
@@ -496,22 +462,21 @@ def _sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, 
     from bench.executors import Local, dispatch
 
     executor = executor or Local()
-    if executor.name != "slurm":  # a Slurm task resolves the budget on its node
-        settings = settings.resolved()
-    if settings.flops and settings.flops_cache is None:
-        settings = replace(settings, flops_cache=str(run_dir / FLOPS))
+    settings = executor.resolve(settings)  # a Slurm task resolves the budget on its node
+    if settings.measurement.flops and settings.measurement.flops_cache is None:
+        settings = settings.replace(flops_cache=str(run_dir / FLOPS))
     env = environment(cells[0].device if cells else "cpu", query_device=False)
     cells, todo, failures = _pending(cells, run_dir, force, env, allow_mixed_env)
     saved = {} if force else _saved_tasks(run_dir / RUN)  # --force measures anew, old tasks or not
     reattached = [task for cell in todo if cell.cell_id in saved
                   for task in [executor.reattach(saved[cell.cell_id], cell)] if task is not None]
-    info = {"suite": suite, "run_id": run_id, **(run_info or {}), "settings": asdict(settings),
+    info = {"suite": suite, "run_id": run_id, **(run_info or {}), "settings": settings.to_json(),
             "cells": len(cells), "already_recorded": len(cells) - len(todo),
             "env": env, "executor": executor.describe(),
             "tasks": {task.cell.cell_id: saved[task.cell.cell_id] for task in reattached},
             "started_at": now_iso(), "finished_at": None,
             "earlier_invocations": _earlier_invocations(run_dir / RUN)}
-    forking = todo and worker_start(settings.worker_start, todo[0].host_device) == "forkserver"
+    forking = todo and worker_start(settings.supervision.worker_start, todo[0].host_device) == "forkserver"
     if forking and executor.name == "local":
         from bench import forkserver
         info["fork_server_start_s"] = round(forkserver.warm(), 3)  # once, before the first cell's wall_s

@@ -22,7 +22,8 @@ import time
 import traceback
 
 from bench.cells import Cell
-from bench.protocol import Measure, WorkerResult, WorkerSpec
+from bench.protocol import WorkerResult, WorkerSpec
+from bench.settings import Measurement
 from records import process_alive
 
 
@@ -79,7 +80,7 @@ def _threads(cell: Cell) -> int:
     return torch.get_num_threads() if torch is not None else cell.threads
 
 
-def measure(cell: Cell, settings: Measure, report) -> dict:
+def measure_cell(cell: Cell, settings: Measurement, report) -> dict:
     """Prepare, measure, and return the measured fields of the record; ``report(fields, stage)`` is
     called with what is known so far (parameters, memory base, peak) before and after the step."""
     from bench.env import environment
@@ -106,7 +107,7 @@ def measure(cell: Cell, settings: Measure, report) -> dict:
     return record
 
 
-def _flops(cell: Cell, prepared, settings: Measure) -> dict:
+def _flops(cell: Cell, prepared, settings: Measurement) -> dict:
     """The FLOP fields of the cell's step, counted or taken from the run's cache; {} when counting
     fails (FLOPs are optional: the measurement stands without them)."""
     from bench.flops import FlopCache
@@ -121,7 +122,7 @@ def _flops(cell: Cell, prepared, settings: Measure) -> dict:
     return {"flops": count.total, "flops_analytic": count.analytic, "flops_source": count.source}
 
 
-def _timed_steps(cell: Cell, prepared, settings: Measure, record: dict, report):
+def _timed_steps(cell: Cell, prepared, settings: Measurement, record: dict, report):
     """Run the warm-up and timed steps (``trackers.Runs``) between the memory tracker's start and stop;
     the memory fields and the kernel builds of the timed steps go into ``record`` (and are reported)
     even when a step fails."""
@@ -224,7 +225,7 @@ def run(spec: WorkerSpec) -> int:
 
     try:
         report({}, "building")  # until the memory base is taken: a kill now means the model did not fit
-        record = measure(cell, spec.measure, report)
+        record = measure_cell(cell, spec.measurement, report)
         record.update(status="ok", message="")
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a record
         if isinstance(exc, KeyboardInterrupt):

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from bench.env import default_threads
 from bench.results import DamagedRecordError, check_resumable, read_records
-from bench.runner import WORKER_STARTS, GiB, MixedEnvironmentError, Settings, check_writable, run_sweep
+from bench.runner import GiB, MixedEnvironmentError, check_writable, run_sweep
+from bench.settings import WORKER_STARTS, Settings, setting_fields, setting_help
 from bench.workloads import length_problem
 from cli import cluster
 from cli.args import (
@@ -65,19 +66,16 @@ def build_parser(suite: str) -> Parser:
              "the GPU defaults apply, the step runs on fake tensors and its CUDA peak is counted from tensor "
              "sizes (bench.gpusim); no time figures")
     add("--threads", type=positive(int), help="CPU threads per cell (default: OMP_NUM_THREADS or all)")
-    add("--budget-gb", type=positive(float, at_most=MAX_BUDGET_GB),
-        help="host-memory budget per cell in GiB (default: 0.8 x MemAvailable at start)")
-    add("--timeout", type=positive(float), help="seconds per cell, build included")
-    add("--repeats", type=positive(int), help="timed runs per cell")
-    add("--warmup", type=non_negative_int, help="untimed runs before them")
-    add("--min-time", type=positive(float), help="keep repeating until the timed runs add up to this")
-    add("--flops", action=argparse.BooleanOptionalAction, default=None,
-        help="count FLOPs (fvcore + analytic) of train/encode cells up to --flops-max-len")
-    add("--flops-max-len", type=parse_length, help="longest input whose FLOPs are counted")
-    add("--worker-start", choices=WORKER_STARTS, default="auto",
-        help="how each cell's process starts: forkserver (forked from a server with torch, transformers and "
-             "the models imported) or exec (a new interpreter that imports them); auto: forkserver on CPU, "
-             "exec on CUDA")
+    setting = add_setting_flag(add)
+    setting("--budget-gb", "budget_bytes", type=budget_gb, metavar="GIB",
+            help="host-memory budget per cell in GiB (default: 0.8 x MemAvailable at start)")
+    setting("--timeout", "timeout_s", type=positive(float))
+    setting("--repeats", "repeats", type=positive(int))
+    setting("--warmup", "warmup", type=non_negative_int)
+    setting("--min-time", "min_time_s", type=positive(float))
+    setting("--flops", "flops", action=argparse.BooleanOptionalAction)
+    setting("--flops-max-len", "flops_max_len", type=parse_length)
+    setting("--worker-start", "worker_start", choices=WORKER_STARTS)
     add("--run-id", type=path_name, help="run directory name (default: <suite>-<device>)")
     add("--out", default="reports/out", type=Path, help="parent directory of run directories")
     add("--force", action="store_true", help="rerun cells already recorded")
@@ -103,19 +101,33 @@ def gpu_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def add_setting_flag(add):
+    """``setting(flag, name, **options)``: the flag of the setting ``name`` (``bench.settings``), whose
+    value lands in ``args.<name>`` (None when not given: the suite's) and whose help is the declaration's
+    unless ``options`` give one."""
+    def setting(flag: str, name: str, **options) -> None:
+        add(flag, dest=name, default=None, **{"help": setting_help(name), **options})
+    return setting
+
+
+def given_settings(args: argparse.Namespace) -> dict:
+    """The settings given as flags (``add_setting_flag``), by name."""
+    return {name: getattr(args, name) for name in setting_fields() if getattr(args, name, None) is not None}
+
+
 #: the largest --budget-gb taken (1 PiB): beyond it the worker's address-space limit overflows
 MAX_BUDGET_GB = 2.0**20
 #: the smallest budget that means something: a Python process alone is larger
 MIN_BUDGET_BYTES = 2**20
 
 
-def budget_bytes(budget_gb: float | None) -> int | None:
-    """``--budget-gb`` in the engine's unit (bytes); raises ``UsageError`` below ``MIN_BUDGET_BYTES``."""
-    if budget_gb is None:
-        return None
-    value = int(budget_gb * GiB)
+def budget_gb(text: str) -> int:
+    """An argparse type: ``--budget-gb`` (GiB, at most ``MAX_BUDGET_GB``) in the engine's unit, bytes;
+    refuses a budget below ``MIN_BUDGET_BYTES``."""
+    gib = positive(float, at_most=MAX_BUDGET_GB)(text)
+    value = int(gib * GiB)
     if value < MIN_BUDGET_BYTES:
-        raise UsageError(f"argument --budget-gb: {budget_gb:g} GiB is {value:,} bytes, below 1 MiB")
+        raise argparse.ArgumentTypeError(f"{gib:g} GiB is {value:,} bytes, below 1 MiB")
     return value
 
 
@@ -156,17 +168,11 @@ def plan_args(suite_name: str, args: argparse.Namespace) -> Plan:
     sweep = suite.sweep(on).with_options(
         models=args.models, sizes=args.sizes, lengths=args.lengths, modes=args.modes,
         target_len=args.target_len, new_tokens=args.new_tokens, batch=args.batch, dtype=args.dtype,
-        warmup=args.warmup, repeats=args.repeats, min_time_s=args.min_time, timeout_s=args.timeout,
-        flops=args.flops, flops_max_len=args.flops_max_len, model_config=args.model_config,
-        simulate=args.simulate)
+        model_config=args.model_config, simulate=args.simulate)
     if sweep.model_config:
         check_model_config(sweep.models, sweep.sizes[0], sweep.model_config)
-    settings = Settings(warmup=sweep.warmup, warmup_max_len=sweep.warmup_max_len, repeats=sweep.repeats,
-                        min_time_s=sweep.min_time_s, timeout_s=sweep.timeout_s, flops=sweep.flops,
-                        flops_max_len=sweep.flops_max_len,
-                        budget_bytes=budget_bytes(args.budget_gb),
-                        budget_fraction=Settings.budget_fraction / cluster.local_jobs(args),
-                        worker_start=args.worker_start)
+    fraction = sweep.settings.supervision.budget_fraction / cluster.local_jobs(args)
+    settings = sweep.settings.replace(budget_fraction=fraction, **given_settings(args))
     where = f"{args.simulate}-sim" if args.simulate else on.split(':')[0]
     run_dir = args.out / (args.run_id or f"{suite.name}-{where}")
     check_output(args.out, run_dir)
@@ -263,7 +269,7 @@ def execute(planned: Plan, argv: list[str] | None) -> list[dict] | None:
         fail("the sweep has no cells")
         return None
     run_info = {"argv": list(sys.argv[1:] if argv is None else argv),
-                "sweep": {k: v for k, v in asdict(planned.sweep).items() if k != "drop"},
+                "sweep": {k: v for k, v in asdict(planned.sweep).items() if k not in ("drop", "settings")},
                 "left_out": [f"{cell.label}: {drop.reason}" for cell, drop in dropped],
                 "device": planned.device, "threads": threads, **model_states(planned.sweep)}
     with locked_run_dir(planned.run_dir):  # a second runner stops here, before it says anything,
@@ -281,7 +287,7 @@ def run_suite(planned: Plan, cells: list, run_info: dict) -> list[dict]:
     directory) -> the summary table -> the report."""
     args = planned.args
     host = "cpu" if args.simulate else planned.device  # where the workers compute
-    executor = cluster.executor(args, host, planned.run_dir, planned.settings.timeout_s)
+    executor = cluster.executor(args, host, planned.run_dir, planned.settings.supervision.timeout_s)
     records = run_sweep(cells, planned.run_dir, suite=planned.suite.name, settings=planned.settings,
                         force=args.force, skip_longer=not args.no_skip_longer, progress=not args.no_progress,
                         run_info=run_info, executor=executor, allow_mixed_env=args.allow_mixed_env)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from itertools import product
 
 from bench.cells import Cell
+from bench.settings import Settings
 from models import FAMILIES
 
 #: every registered family, in the registry's order
@@ -47,16 +48,8 @@ class Sweep:
     dtype: str | tuple[str, ...] = "fp32"
     #: token-id tensor file of a real text (see ``suites.texts``); None: random ids
     inputs: str | None = None
-    # how each cell is measured
-    warmup: int = 1
-    #: warm-up runs only for inputs up to this length (None: always)
-    warmup_max_len: int | None = None
-    repeats: int = 1  #: timed steps per cell
-    min_time_s: float = 0.0  #: keep repeating until the timed steps add up to this many seconds
-    timeout_s: float = 300.0  #: seconds per cell, process start and build included
-    #: count FLOPs (fvcore + analytic) of train/encode cells up to this input length
-    flops: bool = False
-    flops_max_len: int = 2048
+    #: how each cell is measured and supervised (``bench.settings``: warm-up, repeats, FLOPs, timeout, ...)
+    settings: Settings = Settings()
     drop: tuple[Drop, ...] = field(default=())
     #: config fields given to every model built, e.g. (("cross_attention", "absorbed"),); cells with
     #: any run the model workload with them as ``workload_args``, which every record then carries

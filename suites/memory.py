@@ -13,6 +13,7 @@ LOCOST-S4 trains at 16K too since its S4 kernel is a sqrt(L) factorisation of ba
 GPU default: ``base`` presets, bf16 autocast, 512 target tokens, 64 new tokens, 1K-64K, encode too.
 """
 
+from bench.settings import Settings
 from suites import K, Suite, Sweep
 
 MEMORY = Suite(
@@ -21,12 +22,13 @@ MEMORY = Suite(
     cpu=Sweep(
         sizes=("small",), modes=("train", "generate"), lengths=(1 * K, 4 * K, 16 * K),
         target_len=128, new_tokens=16, batch=1, dtype="fp32",
-        warmup=1, warmup_max_len=4 * K, repeats=1, timeout_s=600.0, flops=True, flops_max_len=1 * K,
+        settings=Settings.of(warmup=1, warmup_max_len=4 * K, repeats=1, timeout_s=600.0, flops=True,
+                             flops_max_len=1 * K),
     ),
     cuda=Sweep(
         sizes=("base",), modes=("train", "generate", "encode"),
         lengths=(1 * K, 2 * K, 4 * K, 8 * K, 16 * K, 32 * K, 64 * K),
         target_len=512, new_tokens=64, batch=1, dtype="bf16",
-        warmup=1, repeats=2, timeout_s=600.0, flops=True, flops_max_len=4 * K,
+        settings=Settings.of(warmup=1, repeats=2, timeout_s=600.0, flops=True, flops_max_len=4 * K),
     ),
 )

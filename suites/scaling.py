@@ -8,6 +8,7 @@ default: ``base`` presets, bf16 autocast, same lengths. Each model stops at its 
 (oom, timeout, unsupported): that failure is part of the result.
 """
 
+from bench.settings import Settings
 from suites import Drop, K, Suite, Sweep
 
 
@@ -41,12 +42,12 @@ SCALING = Suite(
     cpu=Sweep(
         sizes=("small",), modes=("encode", "generate"), lengths=doubling_lengths(MIN_LEN, MAX_LEN),
         target_len=128, new_tokens=64, batch=1, dtype="fp32",
-        warmup=1, warmup_max_len=16 * K, repeats=1, timeout_s=1800.0, flops=False,
+        settings=Settings.of(warmup=1, warmup_max_len=16 * K, repeats=1, timeout_s=1800.0, flops=False),
         drop=CPU_DROPS,
     ),
     cuda=Sweep(
         sizes=("base",), modes=("encode", "generate"), lengths=doubling_lengths(MIN_LEN, MAX_LEN),
         target_len=512, new_tokens=64, batch=1, dtype="bf16",
-        warmup=1, warmup_max_len=64 * K, repeats=1, timeout_s=900.0, flops=False,
+        settings=Settings.of(warmup=1, warmup_max_len=64 * K, repeats=1, timeout_s=900.0, flops=False),
     ),
 )

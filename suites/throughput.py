@@ -12,6 +12,7 @@ LOCOST with ``reuse_kernel`` still builds its kernels and caches are cold) from 
 timed steps; the command prints both tables and the CSVs carry both columns.
 """
 
+from bench.settings import Settings
 from suites import Drop, K, Suite, Sweep
 
 THROUGHPUT = Suite(
@@ -20,7 +21,7 @@ THROUGHPUT = Suite(
     cpu=Sweep(
         sizes=("small",), modes=("train", "encode", "generate"), lengths=(1 * K, 2 * K, 4 * K),
         target_len=128, new_tokens=16, batch=1, dtype=("fp32", "bf16"),
-        warmup=1, repeats=3, min_time_s=0.0, timeout_s=300.0, flops=False,
+        settings=Settings.of(warmup=1, repeats=3, min_time_s=0.0, timeout_s=300.0, flops=False),
         drop=(Drop("locost-s4", "train", 2 * K,
                    "an S4 training step takes minutes from 2K on 2 cores: 4 runs pass the 300 s timeout"),),
     ),
@@ -28,6 +29,6 @@ THROUGHPUT = Suite(
         sizes=("base",), modes=("train", "encode", "generate"),
         lengths=(1 * K, 2 * K, 4 * K, 8 * K, 16 * K, 32 * K, 64 * K),
         target_len=512, new_tokens=64, batch=1, dtype="bf16",
-        warmup=2, repeats=5, min_time_s=1.0, timeout_s=600.0, flops=False,
+        settings=Settings.of(warmup=2, repeats=5, min_time_s=1.0, timeout_s=600.0, flops=False),
     ),
 )

@@ -8,6 +8,7 @@ import pytest
 from bench.workloads import prepare
 from cli import scaling
 from cli.sweep import main, plan
+from suites import get_suite
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -129,3 +130,25 @@ def test_the_default_cpu_throughput_suite_measures_fp32_and_bf16(capsys):
     assert {f"{label} bf16" for label in fp32} == set(labels) - fp32
     assert main("throughput", ["--dry-run", "--device", "cpu", "--dtype", "bf16"]) == 0
     assert " bf16\n" in capsys.readouterr().out
+
+
+def test_setting_flags_override_the_suites_settings_as_one_object():
+    """The memory suite's CPU settings reach the plan, and each flag replaces only its own field."""
+    planned = plan("memory", ["--models", "locost", "--device", "cpu", "--warmup", "0", "--min-time", "2.5",
+                              "--budget-gb", "2", "--no-flops", "--worker-start", "exec", "--dry-run"])
+    m, s = planned.settings.measurement, planned.settings.supervision
+    assert (m.warmup, m.min_time_s, m.flops) == (0, 2.5, False)  # given
+    assert (m.repeats, m.warmup_max_len, m.flops_max_len) == (1, 4096, 1024)  # the suite's
+    assert (s.timeout_s, s.budget_bytes, s.budget_fraction, s.worker_start) == (600.0, 2 * 2**30, 0.8, "exec")
+    assert plan("memory", ["--models", "locost", "--device", "cpu", "--dry-run"]).settings == \
+        get_suite("memory").cpu.settings  # no flag: the suite's settings unchanged
+
+
+def test_settings_replace_routes_each_name_to_its_part_and_refuses_unknown_names():
+    from bench.settings import Measurement, Settings, Supervision
+
+    settings = Settings.of(repeats=2, timeout_s=30.0, warmup_max_len=None)
+    assert settings == Settings(Measurement(repeats=2), Supervision(timeout_s=30.0))
+    assert Settings.of(**settings.to_json()) == settings  # run.json's flat form round-trips
+    with pytest.raises(TypeError, match="no setting named timeout"):
+        settings.replace(timeout=3)

@@ -8,7 +8,8 @@ import pytest
 
 from bench.cells import Cell
 from bench.flops import FlopCache, count_flops, count_flops_ref
-from bench.runner import Settings, run_sweep
+from bench.runner import run_sweep
+from bench.settings import Settings
 from models import FAMILIES, build
 from models.locost.flops import fft_conv_flops, s4d_kernel_matmul_flops
 
@@ -92,7 +93,7 @@ def test_a_run_traces_each_part_once_across_modes_and_resumes_and_anew_for_anoth
     cells = [Cell("locost", "tiny", "train", 64, target_len=8), Cell("locost", "tiny", "encode", 64),
              Cell("locost", "tiny", "encode", 64, dtype="bf16"),
              Cell("locost", "tiny", "encode", 64, **reuse), Cell("locost", "tiny", "encode", 128)]
-    settings = Settings(warmup=0, repeats=1, flops=True, budget_bytes=3 * 2**30)
+    settings = Settings.of(warmup=0, repeats=1, flops=True, budget_bytes=3 * 2**30)
     records = run_sweep(cells, tmp_path, suite="test", settings=settings, progress=False)
     assert [r["status"] for r in records] == ["ok"] * 5
     lines = [json.loads(line) for line in (tmp_path / "flops.jsonl").read_text().splitlines()]

@@ -8,11 +8,12 @@ import pytest
 
 from bench.cells import Cell
 from bench.results import read_records
-from bench.runner import Settings, run_sweep
+from bench.runner import run_sweep
+from bench.settings import Settings
 from cli.sweep import main
 from models import MODE_STATES, build, config
 
-SETTINGS = Settings(warmup=1, repeats=1, timeout_s=300, budget_bytes=3 * 2**30)
+SETTINGS = Settings.of(warmup=1, repeats=1, timeout_s=300, budget_bytes=3 * 2**30)
 
 
 def test_a_tiny_sweep_of_train_and_generate_gives_complete_records(tmp_path):
@@ -43,7 +44,7 @@ def test_records_say_whether_locosts_kernel_was_reused_and_built_during_the_time
     cells = [Cell("locost", "tiny", "encode", 128, **reuse), Cell("locost", "tiny", "encode", 128),
              Cell("longt5-local", "tiny", "encode", 128)]
     reused, built, other = run_sweep(cells, tmp_path, suite="memory", progress=False,
-                                     settings=Settings(warmup=1, repeats=2, budget_bytes=3 * 2**30))
+                                     settings=Settings.of(warmup=1, repeats=2, budget_bytes=3 * 2**30))
     layers = build("locost", "tiny").model.config.num_layers  # one kernel per layer and call at 128 tokens
     assert (reused["reuse_kernel"], reused["kernel_builds"]) == (True, 0)  # built in the warm-up
     assert (built["reuse_kernel"], built["kernel_builds"]) == (False, 2 * layers)
@@ -58,7 +59,7 @@ def test_records_say_whether_locosts_kernel_was_reused_and_built_during_the_time
     # the attention each family ran: LOCOST's decoder through SDPA, transformers' LongT5 eager
     assert (reused["attn_implementation"], other["attn_implementation"]) == ("sdpa", "eager")
     [cold] = run_sweep([Cell("locost", "tiny", "encode", 256, **reuse)], tmp_path / "cold", suite="memory",
-                       progress=False, settings=Settings(warmup=0, repeats=2, budget_bytes=3 * 2**30))
+                       progress=False, settings=Settings.of(warmup=0, repeats=2, budget_bytes=3 * 2**30))
     assert cold["kernel_builds"] == layers  # the first timed step built them, the second reused them
     assert cold["first_call_s"] == cold["time_min_s"] or cold["first_call_s"] == cold["time_max_s"]
 

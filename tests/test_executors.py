@@ -20,12 +20,13 @@ import pytest
 from bench.cells import Cell
 from bench.executors import Local, SlurmOptions, Submitit, judge_task
 from bench.results import read_records
-from bench.runner import Settings, run_sweep
+from bench.runner import run_sweep
+from bench.settings import Settings
 from cli.sweep import main
 
 GiB = 2**30
 REPO = Path(__file__).resolve().parents[1]
-SETTINGS = Settings(warmup=0, repeats=1, budget_bytes=GiB)
+SETTINGS = Settings.of(warmup=0, repeats=1, budget_bytes=GiB)
 
 
 def sleeping(n: int, seconds: float) -> Cell:
@@ -66,13 +67,14 @@ SWEEP_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from bench.cells import Cell
     from bench.executors import Submitit
-    from bench.runner import Settings, run_sweep
+    from bench.runner import run_sweep
+    from bench.settings import Settings
     def cells():
         return [Cell("synthetic", "sleep", "train", n, target_len=1, workload="bench.workloads:sleep",
                      workload_args=(("seconds", 4.0),)) for n in (1, 2, 3)]
     def sweep(run_dir):
         return run_sweep(cells(), run_dir, suite="test", progress=False,
-                         settings=Settings(warmup=0, repeats=1, budget_bytes=2**30),
+                         settings=Settings.of(warmup=0, repeats=1, budget_bytes=2**30),
                          executor=Submitit("submitit-local", Path(run_dir) / "jobs", jobs=2, contention=True))
     if __name__ == "__main__":
         sweep(sys.argv[1])

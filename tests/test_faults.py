@@ -155,11 +155,12 @@ def cell_forked_after(preload: str, tmp_path: Path) -> list:
         import json
         from bench import forkserver
         from bench.cells import Cell
-        from bench.runner import Settings, run_cell
+        from bench.runner import run_cell
+        from bench.settings import Settings
         forkserver.PRELOAD.insert(0, "parallel_import")
         cell = Cell("synthetic", "parallel", "train", 1, target_len=1, threads=2,
                     workload="tests.fault_workloads:parallel_op")
-        fields = run_cell(cell, Settings(warmup=0, repeats=1, budget_bytes=2**30, timeout_s=60))
+        fields = run_cell(cell, Settings.of(warmup=0, repeats=1, budget_bytes=2**30, timeout_s=60))
         print(json.dumps([fields["status"], fields.get("message"), fields["env"]["threads"]]))
         """, tmp_path, {"parallel_import": preload})
     out, err = proc.communicate(timeout=300)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from bench.cells import Cell
-from bench.runner import Settings, run_cell, run_sweep
+from bench.runner import run_cell, run_sweep
+from bench.settings import Settings
 
 MiB, GiB = 2**20, 2**30
 REPO = Path(__file__).resolve().parents[1]
@@ -65,11 +66,12 @@ def test_a_forked_cells_peak_excludes_what_the_server_holds_and_once_held(tmp_pa
         import json
         from bench import forkserver
         from bench.cells import Cell
-        from bench.runner import Settings, run_cell
+        from bench.runner import run_cell
+        from bench.settings import Settings
         forkserver.PRELOAD[:] = ["ballast"]  # the ballast alone: no torch to import, a fast server
         cell = Cell("synthetic", "allocate", "train", 1, target_len=1, workload="bench.workloads:allocate",
                     workload_args=(("mib", 150),))
-        fields = run_cell(cell, Settings(warmup=1, repeats=2, budget_bytes=4 * 2**30))
+        fields = run_cell(cell, Settings.of(warmup=1, repeats=2, budget_bytes=4 * 2**30))
         print(json.dumps(fields))
     """, tmp_path)
     fields = json.loads(out.splitlines()[-1])
@@ -80,7 +82,7 @@ def test_a_forked_cells_peak_excludes_what_the_server_holds_and_once_held(tmp_pa
 
 
 def test_forked_and_exec_workers_measure_the_same_allocation_with_the_cells_threads():
-    forked, spawned = (run_cell(allocation(300), Settings(warmup=1, repeats=1, budget_bytes=4 * GiB,
+    forked, spawned = (run_cell(allocation(300), Settings.of(warmup=1, repeats=1, budget_bytes=4 * GiB,
                                                           worker_start=start))
                        for start in ("forkserver", "exec"))
     for fields in (forked, spawned):
@@ -94,7 +96,8 @@ def test_a_forked_model_cell_has_the_peak_above_base_of_an_exec_one():
     """Without mapping the server's library pages first, the forked peak was 3.2 MiB higher here: code
     faulted in during the steps, which a new interpreter's imports put in its base."""
     cell = Cell("locost", "tiny", "encode", 1024)
-    forked, spawned = (run_cell(cell, Settings(warmup=1, repeats=1, budget_bytes=4 * GiB, worker_start=start))
+    forked, spawned = (run_cell(cell, Settings.of(warmup=1, repeats=1, budget_bytes=4 * GiB,
+                                                  worker_start=start))
                        for start in ("forkserver", "exec"))
     assert forked["status"] == spawned["status"] == "ok"
     above = [fields["mem_peak_above_base_bytes"] / MiB for fields in (forked, spawned)]
@@ -104,7 +107,7 @@ def test_a_forked_model_cell_has_the_peak_above_base_of_an_exec_one():
 
 def test_an_unknown_worker_start_is_refused():
     with pytest.raises(ValueError, match="unknown worker start 'spawn'"):
-        run_cell(allocation(1), Settings(budget_bytes=GiB, worker_start="spawn"))
+        run_cell(allocation(1), Settings.of(budget_bytes=GiB, worker_start="spawn"))
 
 
 @pytest.mark.parametrize("start", ["forkserver", "exec"])
@@ -112,7 +115,7 @@ def test_overhead_is_the_wall_time_besides_the_steps(tmp_path, start):
     cell = Cell("synthetic", "sleep", "train", 1, target_len=1, workload="bench.workloads:sleep",
                 workload_args=(("seconds", 0.2),))
     [record] = run_sweep([cell], tmp_path, suite="test", progress=False,
-                         settings=Settings(warmup=2, repeats=3, budget_bytes=GiB, worker_start=start))
+                         settings=Settings.of(warmup=2, repeats=3, budget_bytes=GiB, worker_start=start))
     assert record["warmup_s"] == pytest.approx(0.4, abs=0.1) and record["time_total_s"] >= 0.6
     assert record["first_call_s"] >= 0.2 and record["first_call_s"] <= record["warmup_s"]
     assert record["overhead_s"] == round(record["wall_s"] - record["warmup_s"] - record["time_total_s"], 3)
@@ -127,7 +130,8 @@ def test_a_dead_fork_server_ends_only_the_cell_it_ran_and_the_next_cell_starts_a
         from pathlib import Path
         from bench import forkserver
         from bench.cells import Cell
-        from bench.runner import Settings, run_sweep
+        from bench.runner import run_sweep
+        from bench.settings import Settings
         forkserver.PRELOAD[:] = []  # a server that starts at once
 
         def sleeping(n, seconds):
@@ -149,7 +153,7 @@ def test_a_dead_fork_server_ends_only_the_cell_it_ran_and_the_next_cell_starts_a
 
         threading.Thread(target=kill_the_server).start()
         records = run_sweep([sleeping(1, 60), sleeping(2, 0.1)], {str(tmp_path)!r}, suite="test",
-                            progress=False, settings=Settings(warmup=0, repeats=1, budget_bytes=2**30,
+                            progress=False, settings=Settings.of(warmup=0, repeats=1, budget_bytes=2**30,
                                                               timeout_s=50))
         print(json.dumps([r["status"] for r in records]))
     """, tmp_path, timeout=120)

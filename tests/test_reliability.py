@@ -16,7 +16,8 @@ from processes import alive, descendants, processes_mentioning
 
 from bench.cells import Cell
 from bench.results import read_records
-from bench.runner import MixedEnvironmentError, Settings, run_sweep
+from bench.runner import MixedEnvironmentError, run_sweep
+from bench.settings import Settings
 from cli.args import guard
 from cli.sweep import ENGINE_ERRORS, kept
 from cli.sweep import main as sweep_main
@@ -40,7 +41,7 @@ def sleeping(*lengths, seconds=0.01) -> list[Cell]:
 
 def sweep(run_dir, cells, **options):
     return run_sweep(cells, run_dir, suite="test", progress=False,
-                     settings=Settings(warmup=0, repeats=1, budget_bytes=GiB), **options)
+                     settings=Settings.of(warmup=0, repeats=1, budget_bytes=GiB), **options)
 
 
 def environ(tmp_path: Path) -> dict:

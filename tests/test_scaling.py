@@ -5,7 +5,8 @@ import json
 import pytest
 
 from bench.cells import Cell
-from bench.runner import Settings, run_sweep
+from bench.runner import run_sweep
+from bench.settings import Settings
 from cli import scaling
 from suites.scaling import doubling_lengths
 
@@ -76,7 +77,7 @@ def test_fitted_exponents_of_a_synthetic_linear_workload_are_one(tmp_path):
     cells = [Cell("synthetic", "none", "encode", length, workload="bench.workloads:linear",
                   workload_args=(("bytes_per_token", 2_000), ("seconds_per_token", 1e-4)))
              for length in (2_000, 4_000, 8_000, 16_000)]
-    records = run_sweep(cells, tmp_path, suite="scaling", settings=Settings(warmup=0, repeats=1),
+    records = run_sweep(cells, tmp_path, suite="scaling", settings=Settings.of(warmup=0, repeats=1),
                         progress=False)
     assert [r["status"] for r in records] == ["ok"] * 4
     row = scaling.summary(records).splitlines()[1].split()

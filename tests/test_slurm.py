@@ -22,13 +22,14 @@ from test_rouge_pipeline import rouge_inputs
 from bench.cells import Cell
 from bench.executors import SlurmOptions, Submitit
 from bench.results import read_records
-from bench.runner import Settings, run_sweep
+from bench.runner import run_sweep
+from bench.settings import Settings
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
 
 REPO = Path(__file__).resolve().parents[1]
 GiB = 2**30
-SETTINGS = Settings(warmup=0, repeats=1, budget_bytes=8 * GiB)  # above --mem: Slurm's limit acts first
+SETTINGS = Settings.of(warmup=0, repeats=1, budget_bytes=8 * GiB)  # above --mem: Slurm's limit acts first
 
 
 @pytest.fixture(scope="module")
@@ -148,14 +149,15 @@ SWEEP_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from bench.cells import Cell
     from bench.executors import SlurmOptions, Submitit
-    from bench.runner import Settings, run_sweep
+    from bench.runner import run_sweep
+    from bench.settings import Settings
     def sweep(run_dir):
         cells = [Cell("synthetic", "sleep", "train", n, target_len=1, workload="bench.workloads:sleep",
                       workload_args=(("seconds", 8.0),)) for n in (1, 2, 3)]
         executor = Submitit("slurm", Path(run_dir) / "jobs", contention=True, jobs=3,
                             slurm=SlurmOptions(mem="2G", cpus_per_task=1, time_min=5))
         return run_sweep(cells, run_dir, suite="test", progress=False, executor=executor,
-                         settings=Settings(warmup=0, repeats=1, budget_bytes=2**31))
+                         settings=Settings.of(warmup=0, repeats=1, budget_bytes=2**31))
     if __name__ == "__main__":
         sweep(sys.argv[1])
 """)
