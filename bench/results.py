@@ -1,5 +1,5 @@
-"""The run directory's files: ``results.jsonl`` (appended atomically), ``results.csv``, ``run.json``,
-``flops.jsonl``.
+"""A sweep's records in its run directory (``records.run`` names the files): ``results.jsonl``, appended
+atomically, and ``results.csv``.
 
 Appending goes through ``records.append_jsonl`` (one locked, fsynced line per record); reading
 through ``records.read_jsonl``, which skips a torn last line with a warning. Where a cell was
@@ -13,7 +13,6 @@ from pathlib import Path
 
 from records import (
     RESULTS,
-    RESULTS_CSV,
     append_jsonl,
     flatten_env,
     latest_records,
@@ -22,11 +21,6 @@ from records import (
     record_problem,
     write_results_csv,
 )
-
-CSV = RESULTS_CSV
-RUN = "run.json"
-#: FLOP counts of model parts, reused by the run's cells and resumes (``bench.flops.FlopCache``)
-FLOPS = "flops.jsonl"
 
 
 def append_record(run_dir: Path, record: dict) -> None:

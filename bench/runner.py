@@ -25,7 +25,6 @@ here by default, N at once, or submitit/Slurm tasks that call ``run_cell``), app
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import signal
@@ -41,10 +40,6 @@ from bench.cells import Cell
 from bench.env import REPO, environment, oom_kill_count
 from bench.protocol import WorkerResult, WorkerSpec
 from bench.results import (
-    CSV,
-    FLOPS,
-    RESULTS,
-    RUN,
     append_record,
     check_resumable,
     read_records,
@@ -54,11 +49,18 @@ from bench.settings import WORKER_STARTS, Settings, Supervision
 from bench.trackers import status_bytes
 from records import (
     FAILURES_THAT_SKIP_LONGER,
+    FLOPS,
+    LOGS,
+    RESULTS,
+    RESULTS_CSV,
+    RUN_JSON,
     Record,
+    RunInfo,
     locked_run_dir,
+    read_run_info,
     remove_stale_temporaries,
     settled,
-    write_json,
+    write_run_info,
 )
 
 GiB = 2**30
@@ -328,26 +330,20 @@ class Failures:
         return None
 
 
-def _earlier_invocations(path: Path) -> list[dict]:
-    """What run.json said of the invocations before this one (resumed or partly forced), oldest first."""
+def _previous_run(run_dir: Path) -> RunInfo | None:
+    """What run.json says of the invocations before this one (resumed or partly forced): their
+    submitit tasks, which a killed parent may have left queued or running; None when it says nothing."""
     try:
-        previous = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []
-    if not isinstance(previous, dict):
-        return []
-    earlier = previous.pop("earlier_invocations", None)
-    return [*(earlier if isinstance(earlier, list) else []), previous]
+        return read_run_info(run_dir)
+    except (OSError, ValueError):  # unreadable: this invocation writes it anew
+        return None
 
 
-def _saved_tasks(path: Path) -> dict[str, dict]:
-    """The tasks run.json lists (cell_id -> executor, job_id, state): submitit jobs a killed parent
-    may have left queued or running."""
-    try:
-        tasks = json.loads(path.read_text()).get("tasks")
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return tasks if isinstance(tasks, dict) else {}
+def _earlier_invocations(previous: RunInfo | None) -> list[RunInfo]:
+    """The invocations before this one, oldest first."""
+    if previous is None:
+        return []
+    return [*previous.earlier_invocations, replace(previous, earlier_invocations=[])]
 
 
 def _pending(cells: list[Cell], run_dir: Path, force: bool, env: dict,
@@ -376,15 +372,14 @@ def _pending(cells: list[Cell], run_dir: Path, force: bool, env: dict,
     return cells, [cell for cell in cells if cell.cell_id not in done], failures
 
 
-def _task_states(info: dict, executor, run_dir: Path):
+def _task_states(info: RunInfo, executor, run_dir: Path):
     """``dispatch``'s ``on_change``: run.json lists each submitit task's job id and state."""
     def on_change(running: list, finished: list) -> None:
         for task in [*running, *finished]:
             if task.job_id is not None:
-                info["tasks"][task.cell.cell_id] = {"label": task.cell.label, "executor": executor.name,
-                                                    "job_id": task.job_id, "state": task.state(),
-                                                    **task.saved()}
-        write_json(run_dir / RUN, info)
+                info.tasks[task.cell.cell_id] = {"label": task.cell.label, "executor": executor.name,
+                                                 "job_id": task.job_id, "state": task.state(), **task.saved()}
+        write_run_info(run_dir, info)
     return on_change
 
 
@@ -415,7 +410,7 @@ def env_differences(records: list[dict], env: dict) -> list[str]:
 
 def run_sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, run_id: str | None = None,
               force: bool = False, skip_longer: bool = True, progress: bool = True,
-              run_info: dict | None = None, executor=None, allow_mixed_env: bool = False) -> list[dict]:
+              run_info: RunInfo | None = None, executor=None, allow_mixed_env: bool = False) -> list[dict]:
     """Measure every cell not yet recorded in ``run_dir`` on ``executor`` (``bench.executors``;
     default: one local worker at a time); returns the records of ``cells``. This process alone
     appends to results.jsonl, as each task finishes; cells whose submitit tasks an earlier run left
@@ -442,20 +437,20 @@ def run_sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Setting
 def check_writable(run_dir: Path) -> None:
     """Raise ``OSError`` unless the run directory takes new files and ``results.jsonl`` appends
     (checked before anything is measured, so that no measurement is lost to a read-only file)."""
-    (run_dir / "logs").mkdir(exist_ok=True)
+    (run_dir / LOGS).mkdir(exist_ok=True)
     with tempfile.TemporaryFile(dir=run_dir) as probe:  # a new file, one byte: refused when full
         probe.write(b"\n")
         probe.flush()
         os.fsync(probe.fileno())
     with open(run_dir / RESULTS, "ab"):
         pass
-    for name in (CSV, RUN):
+    for name in (RESULTS_CSV, RUN_JSON):
         if (run_dir / name).is_dir():
             raise IsADirectoryError(errno.EISDIR, "a directory where a file belongs", str(run_dir / name))
 
 
 def _sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, run_id: str, force: bool,
-           skip_longer: bool, progress: bool, run_info: dict | None, executor,
+           skip_longer: bool, progress: bool, run_info: RunInfo | None, executor,
            allow_mixed_env: bool) -> list[dict]:
     from tqdm import tqdm
 
@@ -467,28 +462,29 @@ def _sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, 
         settings = settings.replace(flops_cache=str(run_dir / FLOPS))
     env = environment(cells[0].device if cells else "cpu", query_device=False)
     cells, todo, failures = _pending(cells, run_dir, force, env, allow_mixed_env)
-    saved = {} if force else _saved_tasks(run_dir / RUN)  # --force measures anew, old tasks or not
+    previous = _previous_run(run_dir)
+    saved = {} if force or previous is None else previous.tasks  # --force measures anew, old tasks or not
     reattached = [task for cell in todo if cell.cell_id in saved
                   for task in [executor.reattach(saved[cell.cell_id], cell)] if task is not None]
-    info = {"suite": suite, "run_id": run_id, **(run_info or {}), "settings": settings.to_json(),
-            "cells": len(cells), "already_recorded": len(cells) - len(todo),
-            "env": env, "executor": executor.describe(),
-            "tasks": {task.cell.cell_id: saved[task.cell.cell_id] for task in reattached},
-            "started_at": now_iso(), "finished_at": None,
-            "earlier_invocations": _earlier_invocations(run_dir / RUN)}
+    info = replace(run_info or RunInfo(suite, run_id), suite=suite, run_id=run_id,
+                   settings=settings.to_json(), env=env, executor=executor.describe(),
+                   tasks={task.cell.cell_id: saved[task.cell.cell_id] for task in reattached},
+                   started_at=now_iso(), finished_at=None, earlier_invocations=_earlier_invocations(previous))
+    info.details = {**info.details, "cells": len(cells), "already_recorded": len(cells) - len(todo)}
     forking = todo and worker_start(settings.supervision.worker_start, todo[0].host_device) == "forkserver"
     if forking and executor.name == "local":
         from bench import forkserver
-        info["fork_server_start_s"] = round(forkserver.warm(), 3)  # once, before the first cell's wall_s
-    write_json(run_dir / RUN, info)
+        # once, before the first cell's wall_s
+        info.details["fork_server_start_s"] = round(forkserver.warm(), 3)
+    write_run_info(run_dir, info)
     if not reattached:  # no task of an earlier run is still at work: what is left there is stale
-        for stale in (run_dir / "logs").glob(f"{CELL_DIR_PREFIX}*"):
+        for stale in (run_dir / LOGS).glob(f"{CELL_DIR_PREFIX}*"):
             shutil.rmtree(stale, ignore_errors=True)
     collected = {task.cell for task in reattached}
     todo_here = [cell for cell in todo if cell not in collected]
     bar = tqdm(total=len(todo), file=sys.stderr, disable=not progress, unit="cell", dynamic_ncols=True)
     try:
-        for cell, outcome in dispatch(executor, todo_here, settings, run_dir / "logs", failures,
+        for cell, outcome in dispatch(executor, todo_here, settings, run_dir / LOGS, failures,
                                       skip_longer=skip_longer, reattached=reattached,
                                       on_change=_task_states(info, executor, run_dir)):
             record = _record(cell, outcome, executor, run_id=run_id, suite=suite)
@@ -500,8 +496,8 @@ def _sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, 
             bar.update()
     finally:
         bar.close()
-    info["finished_at"] = now_iso()
-    write_json(run_dir / RUN, info)
+    info.finished_at = now_iso()
+    write_run_info(run_dir, info)
     wanted = {cell.cell_id for cell in cells}
     return [record for record in read_records(run_dir) if record["cell_id"] in wanted]
 

@@ -39,7 +39,7 @@ from cli.args import (
     positive,
 )
 from cli.table import summary_table
-from records import DTYPES, MODES, RunDirectoryLocked, locked_run_dir, settled
+from records import DTYPES, MODES, RESULTS, RESULTS_CSV, RunDirectoryLocked, RunInfo, locked_run_dir, settled
 from suites import Suite, Sweep, get_suite
 
 
@@ -214,7 +214,7 @@ def kept(run_dir: Path) -> str:
         count = len(read_records(run_dir)) if run_dir.is_dir() else 0
     except OSError:
         count = 0
-    return f"{count} record{'s' * (count != 1)} kept in {run_dir / 'results.jsonl'}"
+    return f"{count} record{'s' * (count != 1)} kept in {run_dir / RESULTS}"
 
 
 def recorded_ids(run_dir: Path) -> set[str]:
@@ -244,8 +244,8 @@ def _resumed(cells: list, run_dir: Path, force: bool) -> str:
 
 
 def model_states(sweep: Sweep) -> dict:
-    """What run.json says of the models' state while measured: each mode's (train / eval, dropout
-    on / off; ``models.MODE_STATES``) and each model's dropout probabilities."""
+    """What run.json says of the models' state while measured (``RunInfo.modes``, ``.dropout``): each
+    mode's (train / eval, dropout on / off; ``models.MODE_STATES``) and each model's dropout probabilities."""
     from models import MODE_STATES, dropout_rates
 
     return {"modes": {mode: MODE_STATES[mode] for mode in sweep.modes},
@@ -268,10 +268,12 @@ def execute(planned: Plan, argv: list[str] | None) -> list[dict] | None:
     if not cells:
         fail("the sweep has no cells")
         return None
-    run_info = {"argv": list(sys.argv[1:] if argv is None else argv),
-                "sweep": {k: v for k, v in asdict(planned.sweep).items() if k not in ("drop", "settings")},
-                "left_out": [f"{cell.label}: {drop.reason}" for cell, drop in dropped],
-                "device": planned.device, "threads": threads, **model_states(planned.sweep)}
+    run_info = RunInfo(planned.suite.name, planned.run_dir.name,
+                       command=list(sys.argv[1:] if argv is None else argv), **model_states(planned.sweep),
+                       details={"sweep": {k: v for k, v in asdict(planned.sweep).items()
+                                          if k not in ("drop", "settings")},
+                                "left_out": [f"{cell.label}: {drop.reason}" for cell, drop in dropped],
+                                "device": planned.device, "threads": threads})
     with locked_run_dir(planned.run_dir):  # a second runner stops here, before it says anything,
         check_writable(planned.run_dir)  # and so does a read-only run directory
         check_resumable(planned.run_dir)  # and a damaged record
@@ -282,7 +284,7 @@ def execute(planned: Plan, argv: list[str] | None) -> list[dict] | None:
         return run_suite(planned, cells, run_info)
 
 
-def run_suite(planned: Plan, cells: list, run_info: dict) -> list[dict]:
+def run_suite(planned: Plan, cells: list, run_info: RunInfo) -> list[dict]:
     """The orchestration: the suite's cells -> ``bench.runner.run_sweep`` (records in the run
     directory) -> the summary table -> the report."""
     args = planned.args
@@ -293,7 +295,7 @@ def run_suite(planned: Plan, cells: list, run_info: dict) -> list[dict]:
                         run_info=run_info, executor=executor, allow_mixed_env=args.allow_mixed_env)
     for value in (("throughput", "first_call") if planned.suite.name == "throughput" else ("memory",)):
         print(summary_table(records, value=value))
-    print(f"results: {planned.run_dir / 'results.jsonl'} and {planned.run_dir / 'results.csv'}")
+    print(f"results: {planned.run_dir / RESULTS} and {planned.run_dir / RESULTS_CSV}")
     if not args.no_report:
         build_report(planned.run_dir)
     return records

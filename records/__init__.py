@@ -2,15 +2,14 @@
 
 ``records.schema`` defines what a measurement is (``Record``: one cell, ``RougeRow``: one ROUGE
 system at one input length), the modes, dtypes, statuses and environment keys; ``records.io`` the
-one atomic write, JSONL append and read, and the environment flattener. The engine (``bench``)
+one atomic write, JSONL append and read, and the environment flattener; ``records.run`` the run
+directory's file names and run.json (``RunInfo``). The engine (``bench``)
 writes records with it, the report (``reports``) reads them with it, and neither knows the other.
 This package imports nothing of the harness (``bench``, ``suites``, ``reports``, ``cli``, ``models``).
 """
 
 from records.io import (
     NOT_AN_OBJECT,
-    RESULTS,
-    RESULTS_CSV,
     append_jsonl,
     atomic_path,
     flatten_env,
@@ -25,9 +24,23 @@ from records.io import (
     write_csv,
     write_json,
     write_jsonl,
-    write_results_csv,
 )
 from records.lock import RunDirectoryLocked, locked_run_dir
+from records.run import (
+    CURVES,
+    FLOPS,
+    LOGS,
+    RELATIVE,
+    RESULTS,
+    RESULTS_CSV,
+    ROUGE,
+    ROUGE_DOCS,
+    RUN_JSON,
+    RunInfo,
+    read_run_info,
+    write_results_csv,
+    write_run_info,
+)
 from records.schema import (
     CLAIM_SIZES,
     DTYPES,
@@ -36,7 +49,6 @@ from records.schema import (
     MODES,
     PRODUCERS,
     RECORD_FIELDS,
-    ROUGE_DOCS,
     ROUGE_FIELDS,
     ROUGE_METRICS,
     SIZE_ROLES,
@@ -55,5 +67,6 @@ __all__ = [
     "RESULTS_CSV", "latest_records", "read_jsonl_numbered", "write_results_csv", "record_problem",
     "SIZE_ROLES", "CLAIM_SIZES", "PRODUCERS", "ROUGE_DOCS", "RougeDocRow",
     "write_csv", "NOT_AN_OBJECT", "torn_warnings", "settled", "remove_stale_temporaries",
-    "process_alive", "process_start", "same_process",
+    "process_alive", "process_start", "same_process", "RUN_JSON", "FLOPS", "LOGS", "ROUGE", "RELATIVE",
+    "CURVES", "RunInfo", "read_run_info", "write_run_info",
 ]

@@ -8,8 +8,6 @@
   not parse, with a warning.
 - ``flatten_env(row)``: a record with its ``env`` dict spread into ``env_<key>`` columns.
 - ``remove_stale_temporaries(directory)``: the ``<name>.tmp<pid>`` files of writers killed mid-write.
-- ``write_results_csv(run_dir)``: ``results.csv`` regenerated from ``results.jsonl``, the one source
-  of truth (by the runner after each record and at the end, and by the report builder).
 - ``write_csv(frame, path)``: the one CSV writer (results.csv and every table of the report): the
   schema's integer columns are written as integers (``128``, never ``128.0``).
 """
@@ -86,10 +84,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-RESULTS = "results.jsonl"
-RESULTS_CSV = "results.csv"
-
-
 #: why a line of a JSONL file is skipped when it does not parse as a JSON object
 NOT_AN_OBJECT = "not a JSON object (a torn write?)"
 
@@ -132,17 +126,6 @@ def latest_records(rows: list[dict]) -> list[dict]:
     """One record per ``cell_id`` (its last: a ``--force`` rerun appends), in file order of first
     appearance; rows without a ``cell_id`` are not records."""
     return list({row["cell_id"]: row for row in rows if "cell_id" in row}.values())
-
-
-def write_results_csv(run_dir: Path | str) -> Path:
-    """Regenerate ``<run_dir>/results.csv`` from ``results.jsonl`` (latest record per cell, ``env``
-    flattened), atomically; returns its path."""
-    import pandas as pd
-
-    rows, _ = read_jsonl(Path(run_dir) / RESULTS)
-    path = Path(run_dir) / RESULTS_CSV
-    write_csv(pd.DataFrame([flatten_env(row) for row in latest_records(rows)]), path)
-    return path
 
 
 #: columns holding whole numbers (counts, token lengths, bytes): the schemas' ``int`` and ``bytes``

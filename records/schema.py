@@ -200,7 +200,7 @@ ROUGE_FIELDS = tuple(f.name for f in fields(RougeRow))
 
 @dataclass
 class RougeDocRow:
-    """One system's ROUGE F1 on one evaluation document at one input length (``ROUGE_DOCS``): what
+    """One system's ROUGE F1 on one evaluation document at one input length (``records.run.ROUGE_DOCS``): what
     paired comparisons (a model against Lead-k on the same documents) resample."""
     system: str = _f("system name, as in RougeRow")
     dataset: str = _f("<dataset>:<evaluation split>, as in RougeRow")
@@ -213,9 +213,6 @@ class RougeDocRow:
 
     def to_json(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-ROUGE_DOCS = "rouge_docs.jsonl"  #: per-document scores of a ROUGE run, beside rouge.jsonl
 
 
 def settled(row: dict) -> bool:

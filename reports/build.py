@@ -16,6 +16,7 @@ from records import (
     RESULTS,
     RESULTS_CSV,
     ROUGE_METRICS,
+    RunInfo,
     process_alive,
     remove_stale_temporaries,
     write_csv,
@@ -125,13 +126,12 @@ def _claims_section(claims: pd.DataFrame, records: pd.DataFrame) -> Section:
     return Section("claims", "Claims", blocks=[table])
 
 
-def _command(meta: dict) -> str:
-    args = meta.get("args", meta.get("arguments", meta.get("argv")))
-    if isinstance(args, dict):
-        return " ".join(f"{key}={value}" for key, value in args.items() if value not in (None, False, [], ""))
-    if isinstance(args, (list, tuple)):
-        return " ".join(map(str, args))
-    return "" if args is None else str(args)
+def _command(info: RunInfo) -> str:
+    """The run's command line in one string (ROUGE's options as ``key=value``)."""
+    if isinstance(info.command, dict):
+        return " ".join(f"{key}={value}" for key, value in info.command.items()
+                        if value not in (None, False, [], ""))
+    return " ".join(map(str, info.command or []))
 
 
 RUN_FIELDS = [  # (label, record column, run.json env key, formatter)
@@ -158,7 +158,7 @@ def run_budgets_mib(runs: list[Run]) -> dict[str, tuple[float, ...]]:
     budgets = {}
     for run in runs:
         values = {s["budget_bytes"] / MIB for s in invocation_settings(run) if s.get("budget_bytes")}
-        for run_id in {run.meta.get("run_id") or run.path.name, *text.distinct(run.records, "run_id")}:
+        for run_id in {run.info.run_id or run.path.name, *text.distinct(run.records, "run_id")}:
             budgets[run_id] = tuple(sorted(values))
     return budgets
 
@@ -169,7 +169,8 @@ def _setting(run: Run, key: str, fmt) -> str:
 
 
 def _budget(run: Run) -> str:
-    given = any(str(arg).startswith("--budget-gb") for arg in run.meta.get("argv") or [])
+    given = isinstance(run.info.command, list) and any(str(arg).startswith("--budget-gb")
+                                                       for arg in run.info.command)
     fraction = next((s.get("budget_fraction") for s in invocation_settings(run)), None)
     how = "" if given or fraction is None else f" ({fraction:g} × available memory at start)"
     values = _setting(run, "budget_bytes", lambda b: f"{b / 2**30:.1f} GiB")
@@ -196,8 +197,8 @@ def _steps(run: Run) -> str:
 
 
 def _dropout(run: Run) -> str:
-    rates = run.meta.get("dropout")
-    if not isinstance(rates, dict) or not rates:
+    rates = run.info.dropout
+    if not rates:
         return "not recorded in run.json"
     worded = {model: ", ".join(f"{k} {v:g}" for k, v in values.items() if v) or "none"
               for model, values in rates.items() if isinstance(values, dict)}
@@ -207,8 +208,8 @@ def _dropout(run: Run) -> str:
 
 
 def _modes(run: Run) -> str:
-    states = run.meta.get("modes")
-    if not isinstance(states, dict) or not states:
+    states = run.info.modes
+    if not states:
         return "not recorded in run.json"
     return "; ".join(f"{mode}: {state}" for mode, state in states.items())
 
@@ -228,7 +229,7 @@ def _conditions_section(runs: list[Run]) -> Section:
 
     def values(run, column, env_key, fmt):
         found = text.distinct(run.records, column)
-        env = run.meta.get("env") or {}
+        env = run.info.env
         if not found and env_key and env.get(env_key) is not None:
             found = [env[env_key]]
         return " / ".join(dict.fromkeys(fmt(v) for v in found)) or text.DASH
@@ -237,29 +238,28 @@ def _conditions_section(runs: list[Run]) -> Section:
         ok = int(run.records["status"].eq("ok").sum()) if not run.records.empty else 0
         return f"{ok} / {len(run.records)}" + (" + ROUGE" if run.rouge is not None else "")
 
-    def first_started(meta: dict) -> str | None:
-        earlier = meta.get("earlier_invocations") or []
-        return (earlier[0] if earlier and isinstance(earlier[0], dict) else meta).get("started_at")
+    def first_started(info: RunInfo) -> str | None:
+        return (info.earlier_invocations or [info])[0].started_at
 
-    rows = [["suite", *(run.meta.get("suite") or values(run, "suite", None, str) for run in runs)]]
+    rows = [["suite", *(run.info.suite or values(run, "suite", None, str) for run in runs)]]
     rows += [
         [label, *(values(run, column, env_key, fmt) for run in runs)]
         for label, column, env_key, fmt in RUN_FIELDS
     ]
     rows += [[label, *(describe(run) for run in runs)] for label, describe in MEASUREMENT_ROWS]
     rows += [
-        ["started", *(first_started(run.meta) or text.DASH for run in runs)],
-        ["finished", *(run.meta.get("finished_at") or text.DASH for run in runs)],
-        ["invocations", *(str(1 + len(run.meta.get("earlier_invocations") or [])) for run in runs)],
+        ["started", *(first_started(run.info) or text.DASH for run in runs)],
+        ["finished", *(run.info.finished_at or text.DASH for run in runs)],
+        ["invocations", *(str(1 + len(run.info.earlier_invocations)) for run in runs)],
         ["cells ok / all", *(cells_done(run) for run in runs)],
-        ["arguments", *(html_cell(_command(run.meta) or text.DASH, "small") for run in runs)],
+        ["arguments", *(html_cell(_command(run.info) or text.DASH, "small") for run in runs)],
         ["directory", *(html_cell(str(run.path), "small") for run in runs)],
     ]
     table = Table(
         "Runs",
         "One column per run directory; values from the records' cell and env fields "
         "(run.json where the records hold none).",
-        ["", *(run.meta.get("run_id") or run.path.name for run in runs)],
+        ["", *(run.info.run_id or run.path.name for run in runs)],
         rows,
     )
     return Section("conditions", "Run conditions", blocks=[table])

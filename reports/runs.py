@@ -9,25 +9,31 @@ with its paired bootstrap CIs, as the suite wrote them) and one row per learning
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
 
 from records import (
+    CURVES,
     ENV_KEYS,
     NOT_AN_OBJECT,
     RECORD_FIELDS,
+    RELATIVE,
+    RESULTS,
+    ROUGE,
     ROUGE_DOCS,
     ROUGE_FIELDS,
     ROUGE_METRICS,
+    RUN_JSON,
     Record,
     RougeDocRow,
     RougeRow,
+    RunInfo,
     flatten_env,
     read_jsonl,
     read_jsonl_numbered,
+    read_run_info,
     record_problem,
     torn_warnings,
 )
@@ -69,7 +75,7 @@ class ReportError(Exception):
 @dataclass
 class Run:
     path: Path
-    meta: dict
+    info: RunInfo  #: its run.json (``records.RunInfo``; empty where it has none)
     records: pd.DataFrame  # may be empty (a ROUGE-only run)
     rouge: pd.DataFrame | None  # None when the run has no rouge.jsonl
     warnings: list[str] = field(default_factory=list)
@@ -86,8 +92,7 @@ class Run:
 def invocation_settings(run: Run) -> list[dict]:
     """The runner's settings (run.json ``settings``: budget_bytes, timeout_s, warmup, repeats, ...) of
     each invocation of a run, oldest first (a resumed run lists the earlier ones)."""
-    metas = [*(run.meta.get("earlier_invocations") or []), run.meta]
-    return [m["settings"] for m in metas if isinstance(m, dict) and isinstance(m.get("settings"), dict)]
+    return [info.settings for info in [*run.info.earlier_invocations, run.info] if info.settings is not None]
 
 
 def key_of(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -174,7 +179,7 @@ def curves_frame(path: Path, run_id: str, warnings: list[str]) -> pd.DataFrame |
     """Every point of ``path``/curves/*.jsonl (system, phase, step, val_nll in nats/token, val_docs,
     train_loss), with the run's id."""
     rows = []
-    for file in sorted((path / "curves").glob("*.jsonl")):
+    for file in sorted((path / CURVES).glob("*.jsonl")):
         found, torn = read_jsonl(file)
         rows += found
         warnings += torn
@@ -185,21 +190,11 @@ def load_run(path: Path | str) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise ReportError(f"{path}: {'not a directory' if path.exists() else 'no such run directory'}")
-    results, rouge = path / "results.jsonl", path / "rouge.jsonl"
+    results, rouge = path / RESULTS, path / ROUGE
     if not results.is_file() and not rouge.is_file():
-        raise ReportError(f"{path}: no results.jsonl or rouge.jsonl here (not a run directory?)")
+        raise ReportError(f"{path}: no {RESULTS} or {ROUGE} here (not a run directory?)")
     warnings: list[str] = []
-    meta: dict = {}
-    if (path / "run.json").is_file():
-        try:
-            meta = json.loads((path / "run.json").read_text(encoding="utf-8"))
-        except UnicodeDecodeError as exc:  # not a file of this harness, which writes UTF-8 JSON
-            raise ReportError(f"{path / 'run.json'}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
-                              f"offset {exc.start:,}); repair or remove it") from None
-        except json.JSONDecodeError:
-            warnings.append(f"{path / 'run.json'}: not valid JSON, ignored")
-        if not isinstance(meta, dict):
-            meta = {}
+    info = run_info(path, warnings)
     rows, skipped, unparsed = valid_records(results, warnings)
     rouge_rows: list[dict] = []
     if rouge.is_file():
@@ -211,24 +206,38 @@ def load_run(path: Path | str) -> Run:
         raise nothing_readable(path, results, skipped, unparsed)
     records = records_frame(rows)
     if not records.empty:
-        records["run_id"] = records["run_id"].fillna(meta.get("run_id") or path.name)
-        records["suite"] = records["suite"].fillna(meta.get("suite") or "")
+        records["run_id"] = records["run_id"].fillna(info.run_id or path.name)
+        records["suite"] = records["suite"].fillna(info.suite)
     rouge_table = rouge_frame(rouge_rows) if rouge_rows else None
     relative_rows: list[dict] = []
-    if (path / "relative.jsonl").is_file():
-        relative_rows, torn = read_jsonl(path / "relative.jsonl")
+    if (path / RELATIVE).is_file():
+        relative_rows, torn = read_jsonl(path / RELATIVE)
         warnings += torn
     return Run(
         path=path,
-        meta=meta,
+        info=info,
         records=records,
         rouge=rouge_table,
         warnings=warnings,
         skipped=skipped,
         rouge_docs=rouge_docs_frame(doc_rows) if doc_rows else None,
-        relative=relative_frame(relative_rows, rouge_table, meta.get("run_id") or path.name),
-        curves=curves_frame(path, meta.get("run_id") or path.name, warnings),
+        relative=relative_frame(relative_rows, rouge_table, info.run_id or path.name),
+        curves=curves_frame(path, info.run_id or path.name, warnings),
     )
+
+
+def run_info(path: Path, warnings: list[str]) -> RunInfo:
+    """The run.json of the run directory ``path`` (``records.read_run_info``); an empty one where it
+    has none, or (with a warning) one that is not JSON. Raises ``ReportError`` for one not UTF-8."""
+    try:
+        info = read_run_info(path)
+    except UnicodeDecodeError as exc:  # not a file of this harness, which writes UTF-8 JSON
+        raise ReportError(f"{path / RUN_JSON}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                          f"offset {exc.start:,}); repair or remove it") from None
+    except ValueError:
+        warnings.append(f"{path / RUN_JSON}: not valid JSON, ignored")
+        info = None
+    return info or RunInfo("", "")
 
 
 def nothing_readable(path: Path, results: Path, skipped: list[dict], unparsed: list[int]) -> ReportError:

@@ -1315,3 +1315,34 @@ def test_the_length_claim_needs_as_many_documents_as_the_rouge_claim(n_docs):
             INCONCLUSIVE, f"{n_docs} evaluation documents (the rule needs ≥ 10)")
         assert "judged only from ≥ 10 evaluation documents" in row["rule"]
     assert _length_claim(10)["verdict"] == REPRODUCED and _length_claim(10, -0.2)["verdict"] == NOT_REPRODUCED
+
+
+def test_run_json_in_its_old_forms_still_builds_the_runs_table(tmp_path):
+    """Sweeps stored the command as ``argv`` (a list), ROUGE as ``args`` (a dict), before ``command``;
+    an earlier invocation kept in the old form counts too, and a rewrite stores ``command`` only."""
+    from records import RunInfo, read_run_info, write_run_info
+    from reports.build import _conditions_section
+    from reports.runs import load_run
+
+    sweep = write_run(tmp_path / "sweep", [record("locost", "train", 1024, mib=100.0)])
+    old = {"suite": "memory", "run_id": "sweep", "argv": ["--budget-gb", "2", "--models", "locost"],
+           "settings": {**SETTINGS, "timeout_s": 300.0}, "started_at": "2026-01-02T00:00:00Z",
+           "earlier_invocations": [{"argv": ["--models", "locost"], "settings": SETTINGS,
+                                    "started_at": "2026-01-01T00:00:00Z", "cells": 4}], "cells": 4}
+    (sweep / "run.json").write_text(json.dumps(old))
+    rouge = write_run(tmp_path / "rouge", [], suite="rouge", rouge=[rouge_row("locost-tiny", 128, 0.2)])
+    (rouge / "run.json").write_text(json.dumps({"suite": "rouge", "run_id": "rouge",
+                                                "args": {"models": "locost", "steps": 2, "force": False}}))
+    runs = [load_run(sweep), load_run(rouge)]
+    rows = {row[0]: [cell["text"] if isinstance(cell, dict) else cell for cell in row[1:]]
+            for row in _conditions_section(runs).blocks[0].rows}
+    assert rows["arguments"] == ["--budget-gb 2 --models locost", "models=locost steps=2"]
+    assert rows["invocations"] == ["2", "1"] and rows["started"][0] == "2026-01-01T00:00:00Z"
+    assert rows["timeout per cell"][0] == "600 s, build included / 300 s, build included"
+    assert rows["host-memory budget per cell"][0] == "40.0 GiB of total RSS"  # given: no fraction said
+    info = read_run_info(sweep)
+    assert info.details == {"cells": 4} and info.earlier_invocations[0].command == ["--models", "locost"]
+    write_run_info(sweep, info)
+    rewritten = json.loads((sweep / "run.json").read_text())
+    assert "argv" not in rewritten and rewritten["command"] == old["argv"] and rewritten["cells"] == 4
+    assert RunInfo.from_json(rewritten) == info

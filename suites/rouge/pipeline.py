@@ -13,7 +13,6 @@ model, data, lengths and generation settings, are reused (``force=True`` redoes 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,7 +20,18 @@ from pathlib import Path
 
 import torch
 
-from records import ROUGE_DOCS, bootstrap, locked_run_dir, write_json, write_jsonl
+from records import (
+    CURVES,
+    RELATIVE,
+    ROUGE,
+    ROUGE_DOCS,
+    RunInfo,
+    bootstrap,
+    locked_run_dir,
+    read_run_info,
+    write_jsonl,
+    write_run_info,
+)
 from suites.rouge import scoring
 from suites.rouge.config import ModelSpec, RougeConfig, budget_draws, check, length_label, model_specs
 from suites.rouge.data import SummarizationData, default_cache_dir, load_data
@@ -135,11 +145,16 @@ def resolve_tokenizer(cfg: RougeConfig, data: SummarizationData, cache_dir: Path
 
 
 def run_info(cfg: RougeConfig, run_dir: Path, device: torch.device, data: SummarizationData,
-             tokenizer: SharedTokenizer, started_at: str) -> dict:
+             tokenizer: SharedTokenizer, started_at: str) -> RunInfo:
     """What ``run.json`` says of the run before it starts (systems and timings come at the end)."""
+    return RunInfo("rouge", run_dir.name, command=cfg.args, env=environment(device), started_at=started_at,
+                   details=_details(cfg, data, tokenizer))
+
+
+def _details(cfg: RougeConfig, data: SummarizationData, tokenizer: SharedTokenizer) -> dict:
+    """The ROUGE suite's own keys of run.json (``RunInfo.details``)."""
     return {
-        "suite": "rouge", "run_id": run_dir.name, "args": cfg.args, "env": environment(device),
-        "started_at": started_at, "finished_at": None, "dataset": data.describe(),
+        "dataset": data.describe(),
         "tokenizer": tokenizer.describe(), "budget": cfg.budget.describe(),
         "generation": cfg.generation.describe(),
         "eval_lens": [length_label(x) for x in cfg.eval_lens],
@@ -214,7 +229,7 @@ def print_tables(rows: list[dict], relative: list[dict], cfg: RougeConfig, run_d
         print()
         print(relative_table(relative))
     print(f"\nROUGE F1 x 100 (rouge-score, {cfg.rouge_tokenizer} tokenizer, Porter stemming; rougeLsum over "
-          f"regex-split sentences); 95% bootstrap CIs in {run_dir / 'rouge.jsonl'}")
+          f"regex-split sentences); 95% bootstrap CIs in {run_dir / ROUGE}")
 
 
 def run(cfg: RougeConfig, executor=None) -> Path:
@@ -229,7 +244,8 @@ def run(cfg: RougeConfig, executor=None) -> Path:
 def failed_systems(run_dir: Path) -> list[dict]:
     """The systems of the run in ``run_dir`` whose task ended without a result (run.json's entries
     with ``failed``, the one-line reason)."""
-    systems = json.loads((run_dir / "run.json").read_text()).get("systems") or []
+    info = read_run_info(run_dir)
+    systems = (info.details.get("systems") if info else None) or []
     return [system for system in systems if system.get("failed")]
 
 
@@ -240,7 +256,7 @@ def _run(cfg: RougeConfig, where: Setup, executor=None) -> Path:
     run_dir = where.run_dir
     (run_dir / "predictions").mkdir(parents=True, exist_ok=True)
     info = run_info(cfg, run_dir, where.device, data, tokenizer, started_at)
-    write_json(run_dir / "run.json", info)
+    write_run_info(run_dir, info)
     eval_set = encode_eval_set(cfg, data, tokenizer)
     runner = ModelRunner(cfg, run_dir, State(run_dir / "state.json", reset=cfg.force), tokenizer, data,
                          where.device)
@@ -249,15 +265,16 @@ def _run(cfg: RougeConfig, where: Setup, executor=None) -> Path:
     dataset = f"{data.name}:{data.eval.name}"
     rows, scores = score_systems(scored, cfg.eval_lens, run_dir, eval_set.ids, dataset, cfg.rouge_tokenizer)
     rows = [row.to_json() for row in rows]
-    write_jsonl(run_dir / "rouge.jsonl", rows)
+    write_jsonl(run_dir / ROUGE, rows)
     write_jsonl(run_dir / ROUGE_DOCS, document_rows(scores, eval_set.ids, dataset))
     relative = relative_quality(scored, scores, cfg.eval_lens)
-    write_jsonl(run_dir / "relative.jsonl", relative)
+    write_jsonl(run_dir / RELATIVE, relative)
     if tasks is not None:
-        info.update(executor=executor.describe(), tasks=tasks)
-    info.update(systems=systems, timings={**timings, "total_s": round(time.perf_counter() - started, 1)},
-                finished_at=_now(), outputs=["rouge.jsonl", ROUGE_DOCS, "relative.jsonl", "predictions/",
-                                             "nll/", "curves/", "checkpoints/"])
-    write_json(run_dir / "run.json", info)
+        info.executor, info.tasks = executor.describe(), tasks
+    info.finished_at = _now()
+    timings["total_s"] = round(time.perf_counter() - started, 1)
+    info.details.update(systems=systems, timings=timings, outputs=[
+        ROUGE, ROUGE_DOCS, RELATIVE, "predictions/", "nll/", f"{CURVES}/", "checkpoints/"])
+    write_run_info(run_dir, info)
     print_tables(rows, relative, cfg, run_dir)
     return run_dir
