@@ -6,8 +6,9 @@ ends as one ``records.Record`` in ``<run-dir>/results.jsonl``. The engine import
 """
 
 from bench.cells import DTYPES, MODES, STATUSES, Cell
-from bench.runner import run_cell, run_sweep
+from bench.runner import run_cell
 from bench.settings import Measurement, Settings, Supervision
+from bench.sweep import run_sweep
 
 __all__ = ["DTYPES", "MODES", "STATUSES", "Cell", "Measurement", "Settings", "Supervision", "run_cell",
            "run_sweep"]

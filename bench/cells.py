@@ -103,3 +103,27 @@ class Cell:
 
     def with_length(self, input_len: int) -> Cell:
         return replace(self, input_len=input_len)
+
+
+class Failures:
+    """The shortest failing length of each series (a model, mode and conditions). A generate step
+    runs the encoder first, so an encode failure at a length also skips generate from that length on."""
+
+    def __init__(self):
+        self.first: dict[tuple, tuple[int, str, str]] = {}
+
+    def note(self, cell: Cell, status: str) -> None:
+        if status in FAILURES_THAT_SKIP_LONGER:
+            known = self.first.get(cell.series)
+            if known is None or cell.input_len < known[0]:
+                self.first[cell.series] = (cell.input_len, status, cell.mode)
+
+    def reason_to_skip(self, cell: Cell) -> str | None:
+        candidates = [(self.first.get(cell.series), False)]
+        if cell.mode == "generate":
+            candidates.append((self.first.get(replace(cell, mode="encode").series), True))
+        for known, contained in candidates:
+            if known is not None and (cell.input_len > known[0] or contained and cell.input_len == known[0]):
+                length, status, mode = known
+                return f"skipped: {cell.model} {mode} was {status} at {length:,} tokens"
+        return None

@@ -31,9 +31,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench.cells import Cell
+from bench.cells import Cell, Failures
 from bench.env import REPO, environment
-from bench.runner import Failures, now_iso, run_cell
+from bench.runner import now_iso, run_cell
 from bench.settings import Settings
 from records import process_start, same_process
 

@@ -30,6 +30,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from records import append_jsonl, read_jsonl
+
 TRAIN_FACTOR = 3  # forward + backward ~ 2 x forward
 #: the forward's parts a mode's step runs
 PARTS = {"encode": ("encoder",), "train": ("encoder", "decoder")}
@@ -175,15 +177,11 @@ class FlopCache:
         self.path = Path(path)
 
     def get(self, key: dict) -> dict | None:
-        from records import read_jsonl
-
         rows, _ = read_jsonl(self.path)
         key = _canonical(key)
         return next((row for row in reversed(rows) if _canonical(row.get("key")) == key), None)
 
     def put(self, key: dict, counts: dict) -> None:
-        from records import append_jsonl
-
         append_jsonl(self.path, {"key": key, **counts})
 
 

@@ -6,6 +6,11 @@ workload, measures memory and time, and writes what it knows to the spec's ``res
 stage (atomically), so that the runner can still tell the parameter counts and memory base of a
 cell it had to kill. A handled failure (unsupported length, out of memory, any exception) ends the
 worker normally with that status in the result.
+
+Torch and the models (``bench.workloads``, ``bench.gpusim``, ``bench.flops``) are imported inside
+``measure_cell``: after the worker has armed its death with the runner and reported its ``building``
+stage, so that a worker killed while importing them (seconds; ``python -X importtime``) is judged as
+still building, and so that a synthetic cell's worker never imports torch.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import threading
 import time
 import traceback
 
+from bench import trackers
 from bench.cells import Cell
+from bench.env import environment
 from bench.protocol import WorkerResult, WorkerSpec
 from bench.settings import Measurement
 from records import process_alive
@@ -83,8 +90,7 @@ def _threads(cell: Cell) -> int:
 def measure_cell(cell: Cell, settings: Measurement, report) -> dict:
     """Prepare, measure, and return the measured fields of the record; ``report(fields, stage)`` is
     called with what is known so far (parameters, memory base, peak) before and after the step."""
-    from bench.env import environment
-    from bench.workloads import prepare
+    from bench.workloads import prepare  # torch, after the worker reported "building" (module docstring)
 
     if cell.simulate is not None:
         from bench.gpusim import simulate_cell
@@ -126,8 +132,6 @@ def _timed_steps(cell: Cell, prepared, settings: Measurement, record: dict, repo
     """Run the warm-up and timed steps (``trackers.Runs``) between the memory tracker's start and stop;
     the memory fields and the kernel builds of the timed steps go into ``record`` (and are reported)
     even when a step fails."""
-    from bench import trackers
-
     memory = trackers.memory_tracker(cell.device)
     memory.start()
     if getattr(memory, "hwm_reset", True) is False:
@@ -156,8 +160,6 @@ def _timed_steps(cell: Cell, prepared, settings: Measurement, record: dict, repo
 
 def _rates(cell: Cell, times: list[float]) -> dict:
     """Time statistics and token rates of the timed steps."""
-    from bench import trackers
-
     summary = trackers.summarize(times)
     rates = {"time_median_s": summary.median_s, "time_min_s": summary.min_s, "time_max_s": summary.max_s,
              "time_iqr_s": summary.iqr_s, "repeats": summary.repeats, "times_s": list(times),
@@ -237,7 +239,6 @@ def run(spec: WorkerSpec) -> int:
         if machine_failure(exc):
             record["harness_failure"] = True
         if "env" not in record:
-            from bench.env import environment
             record["env"] = environment(cell.host_device, threads=_threads(cell))
     report(record, "done")
     return 0

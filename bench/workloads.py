@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.cells import Cell
+from bench.env import git_commit
 
 
 @dataclass
@@ -52,8 +53,7 @@ def model(cell: Cell, **config) -> Prepared:
     }
 
     def count_flops(cache=None):
-        from bench.env import git_commit
-        from bench.flops import count_flops, model_key
+        from bench.flops import count_flops, model_key  # torch: a synthetic cell's worker never imports it
 
         key = model_key(handle, family=cell.family, dtype=cell.dtype, code=git_commit())
         return count_flops(handle, batch, cell.mode, cache, key)

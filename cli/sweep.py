@@ -14,9 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.env import default_threads
+from bench.gpusim import parse_gpu
 from bench.results import DamagedRecordError, check_resumable, read_records
-from bench.runner import GiB, MixedEnvironmentError, check_writable, run_sweep
+from bench.runner import GiB
 from bench.settings import WORKER_STARTS, Settings, setting_fields, setting_help
+from bench.sweep import MixedEnvironmentError, check_writable, run_sweep
 from bench.workloads import length_problem
 from cli import cluster
 from cli.args import (
@@ -39,6 +41,7 @@ from cli.args import (
     positive,
 )
 from cli.table import summary_table
+from models import FAMILIES, MODE_STATES, SIZES, dropout_rates
 from records import DTYPES, MODES, RESULTS, RESULTS_CSV, RunDirectoryLocked, RunInfo, locked_run_dir, settled
 from suites import Suite, Sweep, get_suite
 
@@ -93,8 +96,6 @@ def build_parser(suite: str) -> Parser:
 
 def gpu_name(text: str) -> str:
     """An argparse type: ``bench.gpusim.parse_gpu``'s name of a GPU to simulate."""
-    from bench.gpusim import parse_gpu
-
     try:
         return parse_gpu(text).name
     except ValueError as exc:
@@ -149,8 +150,6 @@ def plan(suite_name: str, argv: list[str] | None) -> Plan:
 
 def plan_args(suite_name: str, args: argparse.Namespace) -> Plan:
     """Check parsed options against the suite, the models and the machine."""
-    from models import FAMILIES, SIZES
-
     try:
         suite = get_suite(suite_name)
     except ValueError as exc:
@@ -246,8 +245,6 @@ def _resumed(cells: list, run_dir: Path, force: bool) -> str:
 def model_states(sweep: Sweep) -> dict:
     """What run.json says of the models' state while measured (``RunInfo.modes``, ``.dropout``): each
     mode's (train / eval, dropout on / off; ``models.MODE_STATES``) and each model's dropout probabilities."""
-    from models import MODE_STATES, dropout_rates
-
     return {"modes": {mode: MODE_STATES[mode] for mode in sweep.modes},
             "dropout": {f"{family}-{size}": dropout_rates(family, size, **dict(sweep.model_config))
                         for family in sweep.models for size in sweep.sizes}}
@@ -285,7 +282,7 @@ def execute(planned: Plan, argv: list[str] | None) -> list[dict] | None:
 
 
 def run_suite(planned: Plan, cells: list, run_info: RunInfo) -> list[dict]:
-    """The orchestration: the suite's cells -> ``bench.runner.run_sweep`` (records in the run
+    """The orchestration: the suite's cells -> ``bench.sweep.run_sweep`` (records in the run
     directory) -> the summary table -> the report."""
     args = planned.args
     host = "cpu" if args.simulate else planned.device  # where the workers compute

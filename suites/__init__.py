@@ -9,95 +9,16 @@ explicitly measures them anyway.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from itertools import product
+from suites.definition import FAMILY_NAMES, Drop, K, Suite, Sweep
+from suites.memory import MEMORY
+from suites.scaling import SCALING
+from suites.throughput import THROUGHPUT
 
-from bench.cells import Cell
-from bench.settings import Settings
-from models import FAMILIES
-
-#: every registered family, in the registry's order
-FAMILY_NAMES = tuple(FAMILIES)
-K = 1024
-
-
-@dataclass(frozen=True)
-class Drop:
-    """Cells of ``family`` in ``mode`` from ``min_len`` tokens on are left out of a default sweep."""
-    family: str
-    mode: str
-    min_len: int
-    reason: str
-
-    def matches(self, cell: Cell) -> bool:
-        return cell.family == self.family and cell.mode == self.mode and cell.input_len >= self.min_len
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """A suite's default measurement on one device kind: the cells are the product models x sizes x
-    modes x lengths (minus ``drop``); lengths are input tokens, times are seconds."""
-    models: tuple[str, ...] = FAMILY_NAMES  #: families (models.FAMILIES)
-    sizes: tuple[str, ...] = ("small",)  #: presets: tiny, small, base
-    modes: tuple[str, ...] = ("train", "generate")  #: of train, encode, generate
-    lengths: tuple[int, ...] = (1 * K, 2 * K, 4 * K, 8 * K, 16 * K)  #: input tokens per sequence
-    target_len: int = 128  #: label tokens of a train step
-    new_tokens: int = 16  #: tokens a generate step produces (greedy, exact)
-    batch: int = 1  #: sequences per step
-    #: fp32, or bf16/fp16 autocast over fp32 weights; several: every cell in each (``--dtype`` picks one)
-    dtype: str | tuple[str, ...] = "fp32"
-    #: token-id tensor file of a real text (see ``suites.texts``); None: random ids
-    inputs: str | None = None
-    #: how each cell is measured and supervised (``bench.settings``: warm-up, repeats, FLOPs, timeout, ...)
-    settings: Settings = Settings()
-    drop: tuple[Drop, ...] = field(default=())
-    #: config fields given to every model built, e.g. (("cross_attention", "absorbed"),); cells with
-    #: any run the model workload with them as ``workload_args``, which every record then carries
-    model_config: tuple[tuple[str, object], ...] = ()
-    #: the GPU every cell is simulated on (``bench.gpusim``: fake tensors, no GPU needed); None: measured
-    simulate: str | None = None
-
-    def with_options(self, **options) -> Sweep:
-        """This sweep with the given fields replaced (None values ignored); choosing the models
-        or lengths explicitly measures the cells ``drop`` would leave out."""
-        options = {k: v for k, v in options.items() if v is not None}
-        if "models" in options or "lengths" in options:
-            options["drop"] = ()
-        return replace(self, **options)
-
-    def cells(self, device: str, threads: int) -> list[Cell]:
-        dtypes = (self.dtype,) if isinstance(self.dtype, str) else self.dtype
-        cells = [Cell(family, size, mode, length, target_len=self.target_len, new_tokens=self.new_tokens,
-                      batch=self.batch, dtype=dtype, device=device, threads=threads,
-                      inputs=self.inputs, simulate=self.simulate, **self._workload())
-                 for family, size, mode, dtype, length in product(
-                     self.models, self.sizes, self.modes, dtypes, self.lengths)]
-        return [cell for cell in cells if not self.dropped(cell)]
-
-    def _workload(self) -> dict:
-        if not self.model_config:
-            return {}
-        return {"workload": "bench.workloads:model", "workload_args": self.model_config}
-
-    def dropped(self, cell: Cell) -> Drop | None:
-        return next((drop for drop in self.drop if drop.matches(cell)), None)
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    description: str
-    cpu: Sweep
-    cuda: Sweep
-
-    def sweep(self, device: str) -> Sweep:
-        return self.cuda if device.startswith("cuda") else self.cpu
+__all__ = ["FAMILY_NAMES", "K", "Drop", "Suite", "Sweep", "suites", "get_suite"]
 
 
 def suites() -> dict[str, Suite]:
-    from suites.memory import MEMORY
-    from suites.scaling import SCALING
-    from suites.throughput import THROUGHPUT
+    """Every suite of the sweeps, by name."""
     return {suite.name: suite for suite in (MEMORY, THROUGHPUT, SCALING)}
 
 

@@ -14,7 +14,7 @@ GPU default: ``base`` presets, bf16 autocast, 512 target tokens, 64 new tokens, 
 """
 
 from bench.settings import Settings
-from suites import K, Suite, Sweep
+from suites.definition import K, Suite, Sweep
 
 MEMORY = Suite(
     name="memory",

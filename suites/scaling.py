@@ -9,7 +9,7 @@ default: ``base`` presets, bf16 autocast, same lengths. Each model stops at its 
 """
 
 from bench.settings import Settings
-from suites import Drop, K, Suite, Sweep
+from suites.definition import Drop, K, Suite, Sweep
 
 
 def doubling_lengths(min_len: int, max_len: int) -> tuple[int, ...]:

@@ -13,7 +13,7 @@ timed steps; the command prints both tables and the CSVs carry both columns.
 """
 
 from bench.settings import Settings
-from suites import Drop, K, Suite, Sweep
+from suites.definition import Drop, K, Suite, Sweep
 
 THROUGHPUT = Suite(
     name="throughput",

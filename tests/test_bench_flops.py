@@ -8,8 +8,8 @@ import pytest
 
 from bench.cells import Cell
 from bench.flops import FlopCache, count_flops, count_flops_ref
-from bench.runner import run_sweep
 from bench.settings import Settings
+from bench.sweep import run_sweep
 from models import FAMILIES, build
 from models.locost.flops import fft_conv_flops, s4d_kernel_matmul_flops
 

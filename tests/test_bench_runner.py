@@ -15,8 +15,9 @@ from processes import alive, descendants
 
 from bench.cells import Cell
 from bench.results import read_records
-from bench.runner import run_cell, run_sweep
+from bench.runner import run_cell
 from bench.settings import Settings
+from bench.sweep import run_sweep
 
 MiB, GiB = 2**20, 2**30
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +82,7 @@ def test_a_bad_workload_name_is_an_error_record():
 SWEEP_SCRIPT = textwrap.dedent("""
     import sys
     from bench.cells import Cell
-    from bench.runner import run_sweep
+    from bench.sweep import run_sweep
     from bench.settings import Settings
     def cells(seconds=1.5):
         return [Cell("synthetic", "sleep", "train", n, target_len=1, workload="bench.workloads:sleep",

@@ -8,9 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from bench.cells import Cell
+from bench.cells import Cell, Failures
 from bench.results import append_record, read_records, to_frame
-from bench.runner import Failures, GiB, cell_of, exceeds, make_record
+from bench.runner import GiB, exceeds
+from bench.sweep import cell_of, make_record
 from bench.trackers import (
     HostMemory,
     NvmlSampler,

@@ -8,8 +8,8 @@ import pytest
 
 from bench.cells import Cell
 from bench.results import read_records
-from bench.runner import run_sweep
 from bench.settings import Settings
+from bench.sweep import run_sweep
 from cli.sweep import main
 from models import MODE_STATES, build, config
 

@@ -20,8 +20,8 @@ import pytest
 from bench.cells import Cell
 from bench.executors import Local, SlurmOptions, Submitit, judge_task
 from bench.results import read_records
-from bench.runner import run_sweep
 from bench.settings import Settings
+from bench.sweep import run_sweep
 from cli.sweep import main
 
 GiB = 2**30
@@ -67,7 +67,7 @@ SWEEP_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from bench.cells import Cell
     from bench.executors import Submitit
-    from bench.runner import run_sweep
+    from bench.sweep import run_sweep
     from bench.settings import Settings
     def cells():
         return [Cell("synthetic", "sleep", "train", n, target_len=1, workload="bench.workloads:sleep",

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from bench.cells import Cell
-from bench.runner import run_cell, run_sweep
+from bench.runner import run_cell
 from bench.settings import Settings
+from bench.sweep import run_sweep
 
 MiB, GiB = 2**20, 2**30
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +131,7 @@ def test_a_dead_fork_server_ends_only_the_cell_it_ran_and_the_next_cell_starts_a
         from pathlib import Path
         from bench import forkserver
         from bench.cells import Cell
-        from bench.runner import run_sweep
+        from bench.sweep import run_sweep
         from bench.settings import Settings
         forkserver.PRELOAD[:] = []  # a server that starts at once
 

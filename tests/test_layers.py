@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.protocol import MEASURED_FIELDS
-from bench.runner import make_record
+from bench.sweep import make_record
 from records import ENV_KEYS, RECORD_FIELDS, ROUGE_FIELDS, Record, RougeRow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,3 +141,116 @@ def test_the_timed_steps_are_a_list_of_numbers_in_a_record():
     assert record_problem({**row, "times_s": 0.5}) == "times_s 0.5 is not a list of numbers"
     assert record_problem({**row, "times_s": [0.5, "x"]}) == "times_s [0.5, 'x'] is not a list of numbers"
     assert record_problem({**row, "times_s": [float("nan")]}) == "times_s [nan] is not a list of numbers"
+
+
+# --- one home per idea in the engine ------------------------------------------------------------
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the harness modules it imports, at any depth (``from bench import forkserver``: the
+    module bench.forkserver; ``from bench.cells import Cell``: bench.cells)."""
+    modules = {_module_name(path) for package in HARNESS for path in _modules(package)}
+
+    def resolve(name: str) -> str:
+        while name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph = {}
+    for package in HARNESS:
+        for path in _modules(package):
+            edges = set()
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    edges |= {resolve(a.name) for a in node.names if a.name.split(".")[0] in HARNESS}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                        and node.module.split(".")[0] in HARNESS:
+                    edges |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules
+                              else resolve(node.module) for a in node.names}
+            graph[_module_name(path)] = edges - {_module_name(path)}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index, low, stack, found = {}, {}, [], []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = stack[stack.index(node):]
+            del stack[stack.index(node):]
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_module_of_the_harness_imports_itself_back():
+    """No import cycle, counting imports inside functions (the sweep once imported its executors from
+    inside a function because they imported the runner it lived in)."""
+    assert _cycles(_import_graph()) == []
+
+
+def test_the_cycle_finder_sees_a_cycle_through_a_function_level_import():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+#: classes that may hold a field named like a setting: they hold what a cell's steps were, not how to run
+#: them (the record's warm-up and repeat counts, the timer's summaries)
+READINGS = {("records/schema.py", "Record"), ("bench/trackers.py", "TimeSummary"),
+            ("bench/trackers.py", "Runs")}
+
+
+def test_every_measurement_setting_is_declared_once_in_bench_settings():
+    from bench.settings import setting_fields
+
+    names = set(setting_fields())
+    assert {"warmup", "warmup_max_len", "repeats", "min_time_s", "flops", "flops_max_len", "timeout_s",
+            "budget_bytes"} <= names
+    again = []
+    for package in sorted(HARNESS):
+        for path in _modules(package):
+            relative = path.relative_to(ROOT).as_posix()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ClassDef) and relative != "bench/settings.py" \
+                        and (relative, node.name) not in READINGS:
+                    again += [f"{relative} {node.name}.{field.target.id}" for field in node.body
+                              if isinstance(field, ast.AnnAssign)
+                              and getattr(field.target, "id", None) in names]
+    assert not again, f"settings declared outside bench/settings.py: {again}"
+
+
+def test_every_setting_has_a_unit_and_help():
+    from bench.settings import setting_fields
+
+    for name, field in setting_fields().items():
+        assert field.metadata["help"] and "unit" in field.metadata, name
+
+
+def test_run_json_is_named_and_written_only_through_records_run():
+    """No module outside ``records`` spells the file's name: they write ``records.write_run_info`` and
+    read ``records.read_run_info`` (``records.RunInfo``)."""
+    spelled = []
+    for package in sorted(HARNESS - {"records"}):
+        for path in _modules(package):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                        and node.value.strip("'\"/") == "run.json":
+                    spelled.append(f"{path.relative_to(ROOT).as_posix()}:{node.lineno}")
+    assert not spelled, f"run.json spelled out (use records.RUN_JSON, write/read_run_info): {spelled}"

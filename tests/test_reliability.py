@@ -16,8 +16,8 @@ from processes import alive, descendants, processes_mentioning
 
 from bench.cells import Cell
 from bench.results import read_records
-from bench.runner import MixedEnvironmentError, run_sweep
 from bench.settings import Settings
+from bench.sweep import MixedEnvironmentError, run_sweep
 from cli.args import guard
 from cli.sweep import ENGINE_ERRORS, kept
 from cli.sweep import main as sweep_main

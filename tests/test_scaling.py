@@ -5,8 +5,8 @@ import json
 import pytest
 
 from bench.cells import Cell
-from bench.runner import run_sweep
 from bench.settings import Settings
+from bench.sweep import run_sweep
 from cli import scaling
 from suites.scaling import doubling_lengths
 

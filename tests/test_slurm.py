@@ -22,8 +22,8 @@ from test_rouge_pipeline import rouge_inputs
 from bench.cells import Cell
 from bench.executors import SlurmOptions, Submitit
 from bench.results import read_records
-from bench.runner import run_sweep
 from bench.settings import Settings
+from bench.sweep import run_sweep
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
 
@@ -149,7 +149,7 @@ SWEEP_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from bench.cells import Cell
     from bench.executors import SlurmOptions, Submitit
-    from bench.runner import run_sweep
+    from bench.sweep import run_sweep
     from bench.settings import Settings
     def sweep(run_dir):
         cells = [Cell("synthetic", "sleep", "train", n, target_len=1, workload="bench.workloads:sleep",

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from suites.rouge.examples import TrainingExample
 from suites.rouge.scoring import DEFAULT_ROUGE_TOKENIZER, ngram_f1, ngrams, rouge_tokens
 from suites.rouge.sentences import split_sentences
 from suites.rouge.tokenizer import SharedTokenizer
-from suites.rouge.training import TrainingExample
 
 
 def rank_sentences(sentences: Sequence[str], rouge_tokenizer: str = DEFAULT_ROUGE_TOKENIZER) -> list[int]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from suites.rouge.training import TrainingExample, collate
+from suites.rouge.examples import TrainingExample, collate
 
 
 @dataclass(frozen=True)

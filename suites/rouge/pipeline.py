@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from bench.env import environment as bench_environment
+from bench.env import package_version, resolve_device
 from records import (
     CURVES,
     RELATIVE,
@@ -76,9 +78,6 @@ class EvalSet:
 
 def environment(device: torch.device) -> dict:
     """bench's environment record, plus the device kind and the versions this suite depends on."""
-    from bench.env import environment as bench_environment
-    from bench.env import package_version
-
     env = bench_environment(str(device), threads=torch.get_num_threads())
     env["device"] = device.type
     env.update({name: package_version(dist) for name, dist in
@@ -88,8 +87,6 @@ def environment(device: torch.device) -> dict:
 
 def setup(cfg: RougeConfig) -> Setup:
     """Check the configuration and resolve the device, systems and directories."""
-    from bench.env import resolve_device
-
     try:
         device = torch.device(resolve_device(cfg.device))
     except ValueError as exc:

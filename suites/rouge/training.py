@@ -21,8 +21,12 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from suites.rouge.errors import SuiteError
+from suites.rouge.examples import TrainingExample, collate
+from suites.rouge.likelihood import examples_nll, mean_nll
 
 SCHEDULES = ("linear", "cosine")
+__all__ = ["Budget", "SCHEDULES", "TrainLog", "TrainingExample", "Validation", "collate", "lr_factor",
+           "parameter_groups", "summarization_example", "train"]
 
 
 @dataclass(frozen=True)
@@ -63,12 +67,6 @@ class Budget:
         return {**asdict(self), "optimizer": "AdamW(betas=(0.9, 0.999), eps=1e-8)",
                 "sequences_per_step": self.sequences_per_step,
                 "max_input_tokens_per_step": self.sequences_per_step * self.train_len}
-
-
-@dataclass(frozen=True)
-class TrainingExample:
-    input_ids: list[int]
-    labels: list[int]
 
 
 @dataclass(frozen=True)
@@ -125,21 +123,6 @@ def example_order(n_examples: int, n_draws: int, seed: int) -> list[int]:
     return order[:n_draws]
 
 
-def collate(examples: list[TrainingExample], pad_id: int, handle) -> dict[str, torch.Tensor]:
-    """Right-padded tensors on the model's device (``ModelHandle.prepare_inputs``); padded label
-    positions are -100 (ignored by the loss)."""
-    width = max(len(e.input_ids) for e in examples)
-    label_width = max(len(e.labels) for e in examples)
-    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), label_width), -100, dtype=torch.long)
-    for row, example in enumerate(examples):
-        input_ids[row, :len(example.input_ids)] = torch.tensor(example.input_ids)
-        labels[row, :len(example.labels)] = torch.tensor(example.labels)
-    lengths = torch.tensor([len(e.input_ids) for e in examples])
-    attention_mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-    return handle.prepare_inputs(input_ids, attention_mask, labels)
-
-
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for _, param in model.named_parameters():
@@ -163,8 +146,6 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> 
 
 def _validate(handle, validation: Validation, pad_id: int, log: TrainLog, step: int) -> None:
     """Append the learning curve's point after ``step`` optimizer steps to ``log.curve``."""
-    from suites.rouge.likelihood import examples_nll, mean_nll
-
     started = time.perf_counter()
     documents = examples_nll(handle, validation.examples, pad_id)
     since = log.losses[log.curve[-1]["step"]:] if log.curve else []
