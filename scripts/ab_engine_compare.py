@@ -7,7 +7,8 @@ Every field is compared exactly except: times, timestamps, wall/overhead seconds
 clocked), the git commit, host and paths (they name the checkout), and the measured memory (RSS of a
 process: it moves by a few MiB between two runs of the same code) and reference NLL (see ``MEASURED``),
 whose largest relative difference is printed instead; in the report's CSVs a text cell that differs
-only in its numbers (a claim's best saving, worded) counts as measured too. Exit status 0 when nothing else differs, 1 otherwise.
+only in its numbers (a claim's best saving, worded) counts as measured too. Exit status 0 when nothing
+else differs, 1 otherwise.
 """
 
 from __future__ import annotations
