@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from bench.executors import Local, SlurmOptions, Submitit
 from cli.args import Parser, UsageError, positive
 
 SLURM_FLAGS = ("slurm_partition", "slurm_time", "slurm_mem", "slurm_account", "slurm_cpus", "slurm_gpus",
@@ -110,8 +111,6 @@ def check_partition(name: str) -> None:
 
 def executor(args: argparse.Namespace, device: str, run_dir: Path, timeout_s: float):
     """The ``bench.executors`` executor the options ask for (``check`` them first)."""
-    from bench.executors import Local, SlurmOptions, Submitit
-
     jobs, gpus = args.jobs or 1, _gpus(args, device)
     # on Slurm, CPU tasks get whole nodes (--exclusive) unless shared nodes are accepted
     shared = args.allow_contention if args.executor == "slurm" else local_jobs(args) > 1
