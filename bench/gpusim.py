@@ -319,7 +319,7 @@ class SimulatedOutOfMemory(MemoryError):
 
 
 def simulate_cell(cell, report) -> dict:
-    """The measured fields of a simulated cell's record (``bench.worker.measure`` for ``cell.simulate``):
+    """The measured fields of a simulated cell's record (``bench.worker.measure_cell`` for ``cell.simulate``):
     memory base and peak in CUDA allocator bytes, no time figures. ``report(fields)`` gets them before
     an over-the-GPU peak raises ``SimulatedOutOfMemory``."""
     from bench.env import environment

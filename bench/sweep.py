@@ -6,6 +6,7 @@ here by default, N at once, or submitit/Slurm tasks that call ``run_cell``), app
 ``force``), keeps FLOP counts in ``flops.jsonl`` for every later cell and resume to reuse
 (``bench.flops.FlopCache``), and records longer inputs of a model and mode that already failed as
 ``skipped`` (and generate from the length where encode failed: generation runs the encoder first).
+
 The layers: ``bench.sweep`` (pending cells, dispatch, resume, records, run.json) -> ``bench.executors``
 (where each cell's task runs) -> ``bench.runner`` (one cell in its own worker process).
 """

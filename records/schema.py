@@ -1,7 +1,7 @@
 """What a measurement is: the fields of a cell's record and of a ROUGE row, with their units.
 
-A ``Record`` is one cell measured in its own process (``bench.worker``), completed by the runner
-(``bench.runner``) and appended to ``results.jsonl``; a ``RougeRow`` is one system at one input
+A ``Record`` is one cell measured in its own process (``bench.worker``), completed by the sweep
+(``bench.sweep.make_record``) and appended to ``results.jsonl``; a ``RougeRow`` is one system at one input
 length of the ROUGE suite, written to ``rouge.jsonl``. Units are in the field names (``_bytes``,
 ``_s``, ``_per_s``) and in each field's ``help``. Writers build these dataclasses; readers take
 their column lists and kinds (``RECORD_FIELDS``, ``Record.kind``) from here, never from a copy.
