@@ -141,3 +141,51 @@ def test_the_timed_steps_are_a_list_of_numbers_in_a_record():
     assert record_problem({**row, "times_s": 0.5}) == "times_s 0.5 is not a list of numbers"
     assert record_problem({**row, "times_s": [0.5, "x"]}) == "times_s [0.5, 'x'] is not a list of numbers"
     assert record_problem({**row, "times_s": [float("nan")]}) == "times_s [nan] is not a list of numbers"
+
+
+# --- models: the families share the SSM pieces through models.ssm ------------------------------
+
+#: families whose code may not import another family's; shared pieces live in ``models.ssm``
+FAMILY_PACKAGES = ("models.locost", "models.spade")
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Dotted names of every module ``path`` imports (relative imports resolved against its package)."""
+    package = path.relative_to(ROOT).with_suffix("").parts[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else ()
+            module = ".".join((*base, *([node.module] if node.module else [])))
+            found.update({module} if node.module else {f"{module}.{alias.name}" for alias in node.names})
+    return found
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_the_module_walk_resolves_relative_imports():
+    path = ROOT / "models" / "spade" / "modeling_spade.py"
+    assert {"models.ssm.fftconv", "models.ssm.s4", "models.precision"} <= _imported_modules(path)
+    assert "models.spade.configuration_spade" in _imported_modules(path)
+    assert _imported_modules(ROOT / "models" / "ssm" / "flops.py") >= {"models.ssm.s4d", "torch"}
+
+
+def test_no_family_imports_another_and_the_shared_ssm_package_imports_none():
+    wrong = []
+    for package in (*FAMILY_PACKAGES, "models.ssm"):
+        others = [p for p in FAMILY_PACKAGES if p != package]
+        for path in _modules(package.replace(".", "/")):
+            wrong += [f"{path.relative_to(ROOT)}: {module}" for module in sorted(_imported_modules(path))
+                      if any(_within(module, other) for other in others)]
+    assert not wrong, wrong
+
+
+def test_locost_and_spade_take_the_kernels_and_the_convolution_from_models_ssm():
+    locost = _imported_modules(ROOT / "models" / "locost" / "modeling_locost.py")
+    spade = _imported_modules(ROOT / "models" / "spade" / "modeling_spade.py")
+    assert {"models.ssm.fftconv", "models.ssm.s4d", "models.ssm.s4"} <= locost
+    assert {"models.ssm.fftconv", "models.ssm.s4", "models.ssm.flops"} <= spade
