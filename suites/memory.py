@@ -13,10 +13,11 @@ LOCOST-S4 trains at 16K too since its S4 kernel is a sqrt(L) factorisation of ba
 GPU default: ``base`` presets, bf16 autocast, 512 target tokens, 64 new tokens, 1K-64K, encode too.
 """
 
+from records.suites import MEMORY as MEMORY_REPORT
 from suites import K, Suite, Sweep
 
 MEMORY = Suite(
-    name="memory",
+    report=MEMORY_REPORT,
     description="peak memory above the built model, per model, mode and input length",
     cpu=Sweep(
         sizes=("small",), modes=("train", "generate"), lengths=(1 * K, 4 * K, 16 * K),

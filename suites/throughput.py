@@ -12,10 +12,11 @@ LOCOST with ``reuse_kernel`` still builds its kernels and caches are cold) from 
 timed steps; the command prints both tables and the CSVs carry both columns.
 """
 
+from records.suites import THROUGHPUT as THROUGHPUT_REPORT
 from suites import Drop, K, Suite, Sweep
 
 THROUGHPUT = Suite(
-    name="throughput",
+    report=THROUGHPUT_REPORT,
     description="tokens per second per model, mode and input length",
     cpu=Sweep(
         sizes=("small",), modes=("train", "encode", "generate"), lengths=(1 * K, 2 * K, 4 * K),

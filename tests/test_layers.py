@@ -189,3 +189,50 @@ def test_locost_and_spade_take_the_kernels_and_the_convolution_from_models_ssm()
     spade = _imported_modules(ROOT / "models" / "spade" / "modeling_spade.py")
     assert {"models.ssm.fftconv", "models.ssm.s4d", "models.ssm.s4"} <= locost
     assert {"models.ssm.fftconv", "models.ssm.s4", "models.ssm.flops"} <= spade
+
+
+# --- reports: a suite's report behaviour is its declaration (records.suites), never its name ---------
+
+def _suite_name_matches(path: Path, names: set[str]) -> list[str]:
+    """Where ``path`` picks records by a suite's name: a collection literal of two or more declared suite
+    names, or a comparison, subscript or call (``eq``, ``startswith``, ``isin``) that mentions a suite or a
+    section and holds a suite's name as a string literal."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        literals = {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and n.value in names}
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            direct = {e.value for e in node.elts if isinstance(e, ast.Constant) and e.value in names}
+            if len(direct) >= 2:
+                found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+        elif isinstance(node, (ast.Compare, ast.Subscript, ast.Call)) and literals:
+            source = ast.unparse(node)
+            if ("suite" in source or "section" in source) and (not isinstance(node, ast.Call) or any(
+                    isinstance(a, ast.Constant) and a.value in names for a in node.args)):
+                found.append(f"{path.name}:{node.lineno} {source}")
+    return found
+
+
+def test_the_suite_name_walk_finds_name_matching(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text('SUITES = ("memory", "scaling")\nx = by_section["memory"]\n'
+                      'y = records["suite"].eq("throughput")\nz = metric == "memory"\n'
+                      'w = f(suite, "other")\n')
+    assert [line.split(" ")[0] for line in _suite_name_matches(module, {"memory", "scaling", "throughput"})] \
+        == ["m.py:1", "m.py:2", "m.py:3"]
+
+
+def test_no_report_module_matches_a_suite_by_name():
+    from records.suites import SUITE_REPORTS
+
+    names = {report.suite for report in SUITE_REPORTS}
+    found = [hit for path in _modules("reports") for hit in _suite_name_matches(path, names)]
+    assert not found, found
+
+
+def test_every_suite_carries_its_report_declaration():
+    from records.suites import SUITE_REPORTS
+    from suites import suites
+
+    assert {suite.report for suite in suites().values()} == set(SUITE_REPORTS)
+    assert all(name == suite.report.suite for name, suite in suites().items())
+
