@@ -6,6 +6,7 @@ functions too, of every module of a package is checked against what its layer ma
 
 import ast
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,19 @@ def test_every_suite_carries_its_report_declaration():
     assert {suite.report for suite in suites().values()} == set(SUITE_REPORTS)
     assert all(name == suite.report.suite for name, suite in suites().items())
 
+
+# --- bench: a reader who opens it finds a map, the engine first -----------------------------------
+
+def test_the_bench_map_names_every_module_the_engine_before_the_entry_points():
+    doc = ast.get_docstring(ast.parse((ROOT / "bench" / "__init__.py").read_text()))
+    engine, entry_points = doc.split("\nEntry points")
+    modules = {path.stem for path in (ROOT / "bench").glob("*.py")} - {"__init__"}
+    shims = {Path(relative).stem for relative in SHIMS if relative.startswith("bench/")}
+    assert _listed(engine) == modules - shims
+    assert _listed(entry_points) == shims
+
+
+def _listed(text: str) -> set[str]:
+    """Modules a map's lines start with: "- ``a``:", "- ``a``, ``b``:" or "- ``a`` with ``b``:"."""
+    found = re.findall(r"^- ``(\w+)``(?:, ``(\w+)``| with ``(\w+)``)?:", text, re.M)
+    return {name for names in found for name in names if name}
