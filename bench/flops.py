@@ -7,8 +7,8 @@ Conventions (every figure is in real floating-point operations, a multiply-add c
   it. Elementwise ops, softmax and activations are not counted, for any model. fvcore cannot trace
   ``scaled_dot_product_attention``; we count its two products (Q K^T and P V) like a matmul.
 - A family's analytic hooks add what fvcore misses (LOCOST: its FFT convolution and the elementwise
-  part of its S4D kernel; the formulas are in ``models.locost.flops``; S4 kernels, in LOCOST-S4 and
-  SPADE: ``models.ssm.flops``, with the FFT terms analytic and the kernel's products traced).
+  part of its S4D kernel; S4 kernels, in LOCOST-S4 and SPADE: the FFT terms analytic and the kernel's
+  products traced; the formulas of all of them are in ``models.ssm.flops``).
 - Encode: encoder forward. Train: forward with labels x 3 (backward taken as 2 x forward, labelled
   in ``source``); the model is traced under ``no_grad`` in eval mode (same products as training).
 - The forward is counted in two parts, each traced once per model config, shapes, dtype and code

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 import pandas as pd
 
 from records import ROUGE_METRICS
 from records.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_ci
-from reports.runs import CONDITION_COLUMNS, LOCOST, SUITES, key_of, section_of
+from records.suites import SuiteReport, report_of
+from reports.runs import CONDITION_COLUMNS, LOCOST, key_of
 
 _T975_FEW_DOF = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764}
 _Z975 = 1.959963984540054
@@ -77,14 +80,21 @@ def fit_power_law(lengths, values) -> Fit:
     return Fit(slope, intercept, slope - half_width, slope + half_width, n)
 
 
-def comparable_cells(records: pd.DataFrame, suites: tuple[str, ...] = SUITES) -> pd.DataFrame:
+#: the rank of a suite's figures (``records.suites``) where several suites measured the same cell: 0 first
+Trust = Callable[[SuiteReport], int]
+MEMORY_TRUST: Trust = attrgetter("memory_rank")
+TIME_TRUST: Trust = attrgetter("time_rank")
+
+
+def comparable_cells(records: pd.DataFrame, trust: Trust = MEMORY_TRUST) -> pd.DataFrame:
     """One record per (model, mode, length, conditions) over all runs: an ok one if any, then one from
-    the suite first in ``suites`` (by default memory before scaling before throughput), then the latest."""
+    the suite ranked first by ``trust`` (by default for memory figures: memory before scaling before
+    throughput, ``records.suites``), then the latest."""
     if records.empty:
         return records
     ranked = records.assign(
         _ok=records["status"].eq("ok"),
-        _suite=-records["suite"].map(lambda suite: suites.index(section_of(suite))),
+        _suite=-records["suite"].map(lambda suite: trust(report_of(suite))),
     )
     ranked = ranked.sort_values(["_ok", "_suite", "started_at"], kind="stable", na_position="first")
     cell = ["model", "mode", "input_len", "condition_key"]
@@ -196,10 +206,10 @@ def memory_comparisons(records: pd.DataFrame) -> pd.DataFrame:
 # --- crossover lengths: from which input length LOCOST needs less than a baseline -----------------
 
 BELOW_SHORTEST, NOT_IN_RANGE = "below the shortest", "not within the measured range"
-#: metric -> (record column, the suites whose records it is taken from first: times from the
-#: throughput suite, which repeats its steps; memory from the memory suite)
-CROSSOVER_METRICS = {"time": ("time_median_s", ("throughput", "scaling", "memory")),
-                     "memory": ("mem_peak_above_base_mib", SUITES)}
+#: metric -> (record column, the rank of the suites whose records it is taken from first: times from
+#: the throughput suite, which repeats its steps; memory from the memory suite; ``records.suites``)
+CROSSOVER_METRICS = {"time": ("time_median_s", TIME_TRUST),
+                     "memory": ("mem_peak_above_base_mib", MEMORY_TRUST)}
 CROSSOVER_RULE = (
     "the input length from which LOCOST needs less than the baseline: the last measured length where "
     "LOCOST needs as much or more and the next (the bracket), interpolated linearly on log-log (log "
@@ -273,8 +283,8 @@ def crossovers(records: pd.DataFrame) -> pd.DataFrame:
     tokens, rounded; None where it does not cross), its bracket, ``where`` in words and the lengths
     compared, from the cells where LOCOST and the baseline both ran ok (``CROSSOVER_RULE``)."""
     frames = []
-    for metric, (column, suites) in CROSSOVER_METRICS.items():
-        cells = comparable_cells(records, suites)
+    for metric, (column, trust) in CROSSOVER_METRICS.items():
+        cells = comparable_cells(records, trust)
         if cells.empty:
             continue
         cells = cells[cells["status"].eq("ok") & cells[column].gt(0).fillna(False)]

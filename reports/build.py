@@ -22,6 +22,7 @@ from records import (
     write_csv,
     write_results_csv,
 )
+from records.suites import SCALING_LAYOUT, SUITE_REPORTS, SuiteReport, report_of
 from reports import claims as claims_module
 from reports import plots, summary, text
 from reports.analysis import (
@@ -35,13 +36,11 @@ from reports.analysis import (
 from reports.runs import (
     MIB,
     MODES,
-    SUITES,
     ReportError,
     Run,
     invocation_settings,
     load_run,
     records_frame,
-    section_of,
 )
 
 OUT_ROOT = Path("reports") / "out"  # relative to the working directory, like the bench's run directories
@@ -395,13 +394,17 @@ def _crossover_section(crossing: pd.DataFrame) -> Section:
     return Section("crossovers", "Crossover lengths", blocks=[table])
 
 
-def _scaling_section(records: pd.DataFrame, fits: pd.DataFrame, budgets: dict) -> Section:
+def _scaling_section(report: SuiteReport, records: pd.DataFrame, out: Path, budgets: dict) -> Section:
+    """A scaling layout: its figures, the fitted exponents (also ``<suite>_fits.csv``) and reach."""
+    fits = scaling_fits(records)
+    if not fits.empty:
+        _write_csv(fits, out / f"{report.suite}_fits.csv")
     blocks = list(plots.scaling_figures(records, fits, budgets))
     if not fits.empty:
         blocks.append(_fits_table(records, fits))
     blocks.append(_reach_table(records))
     return Section(
-        "scaling", "Scaling", "Memory and time against input length, with fitted power laws.", blocks
+        report.suite, report.title, "Memory and time against input length, with fitted power laws.", blocks
     )
 
 
@@ -710,14 +713,20 @@ def _combined_rouge_extras(runs: list[Run]) -> tuple[pd.DataFrame | None, ...]:
     return joined("relative"), joined("curves"), joined("rouge_docs")
 
 
-def _memory_section(records: pd.DataFrame, budgets: dict) -> Section:
-    times = records[records["time_median_s"].notna()]
-    time_figures = () if times.empty else tuple(plots.length_figures(
-        records, "memory-time", "time_median_s", "time per step (s)", "Time per step vs input length",
-        caption_extra=plots.timing_note(records)))
+def _time_figures(report: SuiteReport, records: pd.DataFrame) -> tuple:
+    """The time per step against length of a section's cells, where it declares them and they have one."""
+    if not report.time_figures or records["time_median_s"].isna().all():
+        return ()
+    return tuple(plots.length_figures(
+        records, f"{report.suite}-time", "time_median_s", "time per step (s)",
+        "Time per step vs input length", caption_extra=plots.timing_note(records)))
+
+
+def _peak_memory_section(report: SuiteReport, records: pd.DataFrame, budgets: dict) -> Section:
+    """A length layout of the peak memory above the weights (with the host-memory budget lines)."""
     return _length_section(
-        "memory",
-        "Peak memory vs input length",
+        report.suite,
+        report.title,
         records,
         "mem_peak_above_base_mib",
         "peak memory above weights (MiB)",
@@ -730,7 +739,7 @@ def _memory_section(records: pd.DataFrame, budgets: dict) -> Section:
         "included). The time per step of the same cells follows (the memory suite's times: see the "
         "warm-up and timed steps under Run conditions).",
         budgets,
-        time_figures,
+        _time_figures(report, records),
     )
 
 
@@ -746,10 +755,11 @@ def _step_note(r) -> str:
     return note
 
 
-def _throughput_section(records: pd.DataFrame) -> Section:
+def _tokens_per_s_section(report: SuiteReport, records: pd.DataFrame, budgets: dict) -> Section:
+    """A length layout of input tokens per second (``budgets`` unused: no memory figure)."""
     return _length_section(
-        "throughput",
-        "Throughput vs input length",
+        report.suite,
+        report.title,
         records,
         "tokens_per_s",
         "input tokens / s",
@@ -760,13 +770,24 @@ def _throughput_section(records: pd.DataFrame) -> Section:
     )
 
 
-def _measured_sections(records: pd.DataFrame, out: Path, budgets: dict) -> list[Section]:
-    """Memory, savings, throughput and scaling, each with its CSV, in that order, where measured."""
-    by_section = {name: records[records["suite"].map(section_of).eq(name)] for name in SUITES}
+#: the section a suite of the length layout gets for the metric column it declares (``SuiteReport.metric``)
+LENGTH_SECTIONS = {"mem_peak_above_base_mib": _peak_memory_section, "tokens_per_s": _tokens_per_s_section}
+
+
+def _suite_section(report: SuiteReport, records: pd.DataFrame, out: Path, budgets: dict) -> Section:
+    """The section a suite declares (``records.suites``) of its ``records``, its CSV ``<suite>.csv``
+    written beside it. Raises ReportError for a metric no length layout shows."""
+    _write_csv(records, out / f"{report.suite}.csv")
+    if report.layout == SCALING_LAYOUT:
+        return _scaling_section(report, records, out, budgets)
+    if report.metric not in LENGTH_SECTIONS:
+        raise ReportError(f"suite {report.suite}: no report section shows {report.metric} against length")
+    return LENGTH_SECTIONS[report.metric](report, records, budgets)
+
+
+def _comparison_sections(records: pd.DataFrame, out: Path) -> list[Section]:
+    """LOCOST against the baselines over every suite's cells: savings and crossovers, where any."""
     sections = []
-    if not by_section["memory"].empty:
-        _write_csv(by_section["memory"], out / "memory.csv")
-        sections.append(_memory_section(by_section["memory"], budgets))
     comparisons = memory_comparisons(records)
     if not comparisons.empty:
         _write_csv(comparisons, out / "savings.csv")
@@ -775,15 +796,20 @@ def _measured_sections(records: pd.DataFrame, out: Path, budgets: dict) -> list[
     if not crossing.empty:
         _write_csv(crossing, out / "crossovers.csv")
         sections.append(_crossover_section(crossing))
-    if not by_section["throughput"].empty:
-        _write_csv(by_section["throughput"], out / "throughput.csv")
-        sections.append(_throughput_section(by_section["throughput"]))
-    if not by_section["scaling"].empty:
-        _write_csv(by_section["scaling"], out / "scaling.csv")
-        fits = scaling_fits(by_section["scaling"])
-        if not fits.empty:
-            _write_csv(fits, out / "scaling_fits.csv")
-        sections.append(_scaling_section(by_section["scaling"], fits, budgets))
+    return sections
+
+
+def _measured_sections(records: pd.DataFrame, out: Path, budgets: dict) -> list[Section]:
+    """Each declared suite's section where it has records, in ``SUITE_REPORTS`` order, with the comparison
+    sections after the suite that declares ``comparisons_follow``."""
+    suite_of = records["suite"].map(lambda suite: report_of(suite).suite)
+    sections = []
+    for report in SUITE_REPORTS:
+        own = records[suite_of.eq(report.suite)]
+        if not own.empty:
+            sections.append(_suite_section(report, own, out, budgets))
+        if report.comparisons_follow:
+            sections += _comparison_sections(records, out)
     return sections
 
 

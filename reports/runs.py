@@ -48,7 +48,6 @@ INTEGER_COLUMNS = Record.of_kind("int")
 FLOAT_COLUMNS = Record.of_kind("float")
 ROUGE_COLUMNS = list(ROUGE_FIELDS)
 
-SUITES = ("memory", "scaling", "throughput")  # report sections, in the order their memory figures are trusted
 MODES = list(RECORD_MODES)
 INFERENCE_MODES = ["encode", "generate"]
 LOCOST = "locost"
@@ -61,11 +60,6 @@ PAPER_BASELINES = ("longt5-tglobal", "longt5-local", "led", "pegasus-x")
 CONDITION_COLUMNS = ["device", "env_device_name", "produced_by", "simulated_gpu", "dtype", "batch",
                      "target_len", "new_tokens", "size", "inputs", "env_torch", "env_transformers",
                      "env_git_commit"]
-
-
-def section_of(suite) -> str:
-    """The report section of a suite: memory, scaling or throughput (by name; anything else: memory)."""
-    return next((name for name in SUITES if str(suite).startswith(name)), "memory")
 
 
 class ReportError(Exception):

@@ -9,6 +9,7 @@ from itertools import product
 from bench.cells import Cell
 from bench.settings import Settings
 from models import FAMILIES
+from records.suites import SuiteReport
 
 #: every registered family, in the registry's order
 FAMILY_NAMES = tuple(FAMILIES)
@@ -79,10 +80,16 @@ class Sweep:
 
 @dataclass(frozen=True)
 class Suite:
-    name: str
+    """A measured suite: its default sweep per device kind and, in ``report``, its name and what the
+    report makes of its records (``records.suites``, where the report reads it too)."""
+    report: SuiteReport
     description: str
     cpu: Sweep
     cuda: Sweep
+
+    @property
+    def name(self) -> str:
+        return self.report.suite
 
     def sweep(self, device: str) -> Sweep:
         return self.cuda if device.startswith("cuda") else self.cpu

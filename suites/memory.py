@@ -14,10 +14,11 @@ GPU default: ``base`` presets, bf16 autocast, 512 target tokens, 64 new tokens, 
 """
 
 from bench.settings import Settings
+from records.suites import MEMORY as MEMORY_REPORT
 from suites.definition import K, Suite, Sweep
 
 MEMORY = Suite(
-    name="memory",
+    report=MEMORY_REPORT,
     description="peak memory above the built model, per model, mode and input length",
     cpu=Sweep(
         sizes=("small",), modes=("train", "generate"), lengths=(1 * K, 4 * K, 16 * K),

@@ -9,6 +9,7 @@ default: ``base`` presets, bf16 autocast, same lengths. Each model stops at its 
 """
 
 from bench.settings import Settings
+from records.suites import SCALING as SCALING_REPORT
 from suites.definition import Drop, K, Suite, Sweep
 
 
@@ -37,7 +38,7 @@ CPU_DROPS = (
 )
 
 SCALING = Suite(
-    name="scaling",
+    report=SCALING_REPORT,
     description="doubling input lengths until each model fails; growth exponents of time and memory",
     cpu=Sweep(
         sizes=("small",), modes=("encode", "generate"), lengths=doubling_lengths(MIN_LEN, MAX_LEN),

@@ -13,10 +13,11 @@ timed steps; the command prints both tables and the CSVs carry both columns.
 """
 
 from bench.settings import Settings
+from records.suites import THROUGHPUT as THROUGHPUT_REPORT
 from suites.definition import Drop, K, Suite, Sweep
 
 THROUGHPUT = Suite(
-    name="throughput",
+    report=THROUGHPUT_REPORT,
     description="tokens per second per model, mode and input length",
     cpu=Sweep(
         sizes=("small",), modes=("train", "encode", "generate"), lengths=(1 * K, 2 * K, 4 * K),

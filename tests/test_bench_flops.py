@@ -11,7 +11,7 @@ from bench.flops import FlopCache, count_flops, count_flops_ref
 from bench.settings import Settings
 from bench.sweep import run_sweep
 from models import FAMILIES, build
-from models.locost.flops import fft_conv_flops, s4d_kernel_matmul_flops
+from models.ssm.flops import fft_conv_flops, s4d_kernel_matmul_flops
 
 
 def test_fft_convolution_flops_follow_the_formula():
@@ -36,7 +36,7 @@ def test_locost_adds_analytic_fft_flops_to_fvcore():
     handle = build("locost", "tiny")
     config = handle.model.config
     count = count_flops(handle, handle.make_batch(512, 8), "encode")  # fvcore traces the model
-    from models.locost.ssm import fast_fft_size
+    from models.ssm.fftconv import fast_fft_size
     expected_fft = config.num_layers * fft_conv_flops(1, 512, config.d_model, fast_fft_size(1024))
     assert count.source == "fvcore+analytic"
     assert type(count.total) is float and type(count.analytic) is float  # plain numbers, JSON-serialisable
@@ -48,7 +48,7 @@ def test_locost_adds_analytic_fft_flops_to_fvcore():
 def test_s4_models_add_analytic_fft_and_kernel_flops(name, layers):
     """LOCOST-S4 (every encoder layer) and SPADE (encoder layer 0 only): FFT convolution + the S4 kernel's
     elementwise term; the kernel's batched products are fvcore's."""
-    from models.locost.ssm import fast_fft_size
+    from models.ssm.fftconv import fast_fft_size
     from models.ssm.flops import s4_kernel_analytic_flops
     handle = build(name, "tiny")
     config = handle.model.config

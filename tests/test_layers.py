@@ -6,6 +6,7 @@ functions too, of every module of a package is checked against what its layer ma
 
 import ast
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,112 @@ def test_run_json_is_named_and_written_only_through_records_run():
                         and node.value.strip("'\"/") == "run.json":
                     spelled.append(f"{path.relative_to(ROOT).as_posix()}:{node.lineno}")
     assert not spelled, f"run.json spelled out (use records.RUN_JSON, write/read_run_info): {spelled}"
+# --- models: the families share the SSM pieces through models.ssm ------------------------------
+
+#: families whose code may not import another family's; shared pieces live in ``models.ssm``
+FAMILY_PACKAGES = ("models.locost", "models.spade")
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Dotted names of every module ``path`` imports (relative imports resolved against its package)."""
+    package = path.relative_to(ROOT).with_suffix("").parts[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else ()
+            module = ".".join((*base, *([node.module] if node.module else [])))
+            found.update({module} if node.module else {f"{module}.{alias.name}" for alias in node.names})
+    return found
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_the_module_walk_resolves_relative_imports():
+    path = ROOT / "models" / "spade" / "modeling_spade.py"
+    assert {"models.ssm.fftconv", "models.ssm.s4", "models.precision"} <= _imported_modules(path)
+    assert "models.spade.configuration_spade" in _imported_modules(path)
+    assert _imported_modules(ROOT / "models" / "ssm" / "flops.py") >= {"models.ssm.s4d", "torch"}
+
+
+def test_no_family_imports_another_and_the_shared_ssm_package_imports_none():
+    wrong = []
+    for package in (*FAMILY_PACKAGES, "models.ssm"):
+        others = [p for p in FAMILY_PACKAGES if p != package]
+        for path in _modules(package.replace(".", "/")):
+            wrong += [f"{path.relative_to(ROOT)}: {module}" for module in sorted(_imported_modules(path))
+                      if any(_within(module, other) for other in others)]
+    assert not wrong, wrong
+
+
+def test_locost_and_spade_take_the_kernels_and_the_convolution_from_models_ssm():
+    locost = _imported_modules(ROOT / "models" / "locost" / "modeling_locost.py")
+    spade = _imported_modules(ROOT / "models" / "spade" / "modeling_spade.py")
+    assert {"models.ssm.fftconv", "models.ssm.s4d", "models.ssm.s4"} <= locost
+    assert {"models.ssm.fftconv", "models.ssm.s4", "models.ssm.flops"} <= spade
+
+
+# --- reports: a suite's report behaviour is its declaration (records.suites), never its name ---------
+
+def _suite_name_matches(path: Path, names: set[str]) -> list[str]:
+    """Where ``path`` picks records by a suite's name: a collection literal of two or more declared suite
+    names, or a comparison, subscript or call (``eq``, ``startswith``, ``isin``) that mentions a suite or a
+    section and holds a suite's name as a string literal."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        literals = {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and n.value in names}
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            direct = {e.value for e in node.elts if isinstance(e, ast.Constant) and e.value in names}
+            if len(direct) >= 2:
+                found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+        elif isinstance(node, (ast.Compare, ast.Subscript, ast.Call)) and literals:
+            source = ast.unparse(node)
+            if ("suite" in source or "section" in source) and (not isinstance(node, ast.Call) or any(
+                    isinstance(a, ast.Constant) and a.value in names for a in node.args)):
+                found.append(f"{path.name}:{node.lineno} {source}")
+    return found
+
+
+def test_the_suite_name_walk_finds_name_matching(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text('SUITES = ("memory", "scaling")\nx = by_section["memory"]\n'
+                      'y = records["suite"].eq("throughput")\nz = metric == "memory"\n'
+                      'w = f(suite, "other")\n')
+    assert [line.split(" ")[0] for line in _suite_name_matches(module, {"memory", "scaling", "throughput"})] \
+        == ["m.py:1", "m.py:2", "m.py:3"]
+
+
+def test_no_report_module_matches_a_suite_by_name():
+    from records.suites import SUITE_REPORTS
+
+    names = {report.suite for report in SUITE_REPORTS}
+    found = [hit for path in _modules("reports") for hit in _suite_name_matches(path, names)]
+    assert not found, found
+
+
+def test_every_suite_carries_its_report_declaration():
+    from records.suites import SUITE_REPORTS
+    from suites import suites
+
+    assert {suite.report for suite in suites().values()} == set(SUITE_REPORTS)
+    assert all(name == suite.report.suite for name, suite in suites().items())
+
+
+# --- bench: a reader who opens it finds a map, the engine first -----------------------------------
+
+def test_the_bench_map_names_every_module_the_engine_before_the_entry_points():
+    doc = ast.get_docstring(ast.parse((ROOT / "bench" / "__init__.py").read_text()))
+    engine, entry_points = doc.split("\nEntry points")
+    modules = {path.stem for path in (ROOT / "bench").glob("*.py")} - {"__init__"}
+    shims = {Path(relative).stem for relative in SHIMS if relative.startswith("bench/")}
+    assert _listed(engine) == modules - shims
+    assert _listed(entry_points) == shims
+
+
+def _listed(text: str) -> set[str]:
+    """Modules a map's lines start with: "- ``a``:", "- ``a``, ``b``:" or "- ``a`` with ``b``:"."""
+    found = re.findall(r"^- ``(\w+)``(?:, ``(\w+)``| with ``(\w+)``)?:", text, re.M)
+    return {name for names in found for name in names if name}

@@ -19,7 +19,8 @@ from models.locost import (
     load_released_state_dict,
     to_released_state_dict,
 )
-from models.locost.ssm import bidirectional_conv_ref, fast_fft_size, s4d_discretize, ssm_kernel_ref
+from models.ssm.fftconv import bidirectional_conv_ref, fast_fft_size
+from models.ssm.s4d import s4d_discretize, ssm_kernel_ref
 
 torch.set_num_threads(1)
 F64 = torch.float64

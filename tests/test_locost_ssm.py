@@ -5,16 +5,20 @@ import math
 import pytest
 import torch
 
-import models.locost.ssm as ssm
+import models.ssm.s4d as s4d
 from models.locost.configuration_locost import LocostConfig
 from models.locost.modeling_locost import LocostSSM
-from models.locost.ssm import (
+from models.ssm.fftconv import (
     FFTConv,
-    S4DKernel,
     bidirectional_conv_ref,
-    exp_grid,
     fast_fft_size,
     fft_conv,
+    released_fast_conv,
+    released_fast_fft_size,
+)
+from models.ssm.s4d import (
+    S4DKernel,
+    exp_grid,
     flush_threshold,
     s4d_discretize,
     s4d_kernel,
@@ -67,7 +71,7 @@ def test_fast_kernel_matches_vandermonde(c, L):
 @pytest.mark.parametrize("c", [1, 2])
 def test_kernel_channel_chunks_match_vandermonde(monkeypatch, c):
     """One channel per chunk (forward and the analytic backward) against the float64 references."""
-    monkeypatch.setattr(ssm, "KERNEL_CHUNK_BYTES", 1)
+    monkeypatch.setattr(s4d, "KERNEL_CHUNK_BYTES", 1)
     dtA, C_tilde = s4d_discretize(*random_system(H=5, c=c), dtype=F64)
     assert rel_err(ssm_kernel(dtA, C_tilde, 300), ssm_kernel_ref(dtA, C_tilde, 300)) < 1e-10
     dtA, C_tilde = dtA.requires_grad_(), C_tilde.requires_grad_()
@@ -292,13 +296,13 @@ def _conv_case(L, c=2, seed=0):
 def test_released_fast_conv_matches_the_published_formulas(L):
     for c in (1, 2):
         u, K = _conv_case(L, c)
-        assert rel_err(ssm.released_fast_conv(u, K), released_fast_conv_ref(u, K)) < 1e-12
+        assert rel_err(released_fast_conv(u, K), released_fast_conv_ref(u, K)) < 1e-12
 
 
 @pytest.mark.parametrize("L", [16, 64, 256, 1024])
 def test_released_fast_conv_is_the_exact_convolution_at_powers_of_two(L):
     u, K = _conv_case(L)
-    assert rel_err(ssm.released_fast_conv(u, K), bidirectional_conv_ref(u, K)) < 1e-12
+    assert rel_err(released_fast_conv(u, K), bidirectional_conv_ref(u, K)) < 1e-12
 
 
 @pytest.mark.parametrize("L", [38, 300, 600, 1300])
@@ -307,7 +311,7 @@ def test_released_fast_conv_loses_the_backward_kernel_between_powers_of_two(L):
     u, K = _conv_case(L)
     causal = K.clone()
     causal[1, :, 1:] = 0
-    fast = ssm.released_fast_conv(u, K)
+    fast = released_fast_conv(u, K)
     assert rel_err(fast, bidirectional_conv_ref(u, causal)) < 1e-12
     assert rel_err(fast, bidirectional_conv_ref(u, K)) > 0.1
 
@@ -316,12 +320,12 @@ def test_released_fast_conv_loses_the_backward_kernel_between_powers_of_two(L):
 def test_released_fast_conv_shifts_the_backward_kernel(L):
     """n - 2L < L - 1: lag -j reads u[l + j + n - 2L], neither the exact nor the causal convolution."""
     u, K = _conv_case(L)
-    s = ssm.released_fast_fft_size(L) - 2 * L
+    s = released_fast_fft_size(L) - 2 * L
     shifted = torch.zeros(2, 3, L, dtype=F64)
     shifted[0] = K[0]
     shifted[1, :, 0] = K[1, :, 0]
     shifted[1, :, 1 + s:] = K[1, :, 1 : L - s]  # lag -(j + s) carries K_bwd[j]
-    fast = ssm.released_fast_conv(u, K)
+    fast = released_fast_conv(u, K)
     assert rel_err(fast, bidirectional_conv_ref(u, shifted)) < 1e-12
     assert rel_err(fast, bidirectional_conv_ref(u, K)) > 0.1
 

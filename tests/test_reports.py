@@ -1346,3 +1346,56 @@ def test_run_json_in_its_old_forms_still_builds_the_runs_table(tmp_path):
     rewritten = json.loads((sweep / "run.json").read_text())
     assert "argv" not in rewritten and rewritten["command"] == old["argv"] and rewritten["cells"] == 4
     assert RunInfo.from_json(rewritten) == info
+
+
+# --- each suite's report behaviour is its declaration (records.suites), not its name ----------------
+
+def _three_suites(names: tuple[str, str, str]) -> list[dict]:
+    """Memory, throughput and scaling records (in that order of ``names``) of overlapping LOCOST and LED
+    cells, each suite with other figures for the same cell, so that which suite is trusted shows."""
+    memory, throughput, scaling = names
+    rows = []
+    for family, mib, seconds in (("locost", 100, 2e-4), ("led", 150, 1e-4)):
+        for k, n in enumerate((1024, 2048, 4096)):
+            grow = 2 ** k if family == "locost" else 4 ** k
+            cell = (family, "encode", n)
+            rows += [record(*cell, mib * grow, seconds=seconds * grow * n, suite=memory, run_id="m"),
+                     record(*cell, 3 * mib * grow, seconds=seconds * grow, suite=throughput, run_id="t"),
+                     record(*cell, 2 * mib * grow, seconds=seconds * n, suite=scaling, run_id="s")]
+    return rows
+
+
+def _built(out: Path, names: tuple[str, str, str]) -> tuple[dict[str, pd.DataFrame], str]:
+    run = write_run(out.with_name(out.name + "-run"), _three_suites(names))
+    build([run], out)
+    return {p.stem: pd.read_csv(p) for p in sorted(out.glob("*.csv"))}, (out / "report.html").read_text()
+
+
+def test_renamed_suites_get_the_same_report_under_their_new_names(tmp_path, monkeypatch):
+    import dataclasses
+
+    import records.suites as declared
+
+    building = importlib.import_module("reports.build")  # the module, not the function reports.build
+    before, before_html = _built(tmp_path / "before", ("memory", "throughput", "scaling"))
+    new_names = ("peak", "rate", "growth")
+    renamed = tuple(dataclasses.replace(r, suite=n) for r, n in zip(declared.SUITE_REPORTS, new_names,
+                                                                   strict=True))
+    for module in (declared, building):
+        monkeypatch.setattr(module, "SUITE_REPORTS", renamed)
+    monkeypatch.setattr(declared, "MEMORY", renamed[0])
+    after, after_html = _built(tmp_path / "after", new_names)
+
+    rename = dict(zip(("memory", "throughput", "scaling"), new_names, strict=True))
+    files = {**rename, "scaling_fits": "growth_fits"}
+    assert {"savings", "crossovers", "claims", *files} <= set(before)
+    assert set(after) == {files.get(name, name) for name in before}
+    for name, frame in before.items():
+        expected = frame.assign(suite=frame["suite"].replace(rename)) if "suite" in frame else frame
+        pd.testing.assert_frame_equal(after[files.get(name, name)], expected, check_dtype=False)
+    for section in new_names:
+        assert f'<section id="{section}">' in after_html
+    # the sections keep their order: the memory-like suite, then the comparisons, then throughput, scaling
+    ids = ["peak", "savings", "crossovers", "rate", "growth"]
+    assert sorted(ids, key=lambda i: after_html.index(f'<section id="{i}">')) == ids
+    assert before_html.count("<section") == after_html.count("<section")

@@ -8,7 +8,7 @@ import torch
 
 from models.locost import LocostConfig, LocostForConditionalGeneration
 from models.locost.modeling_locost import LocostSSM
-from models.locost.ssm import bidirectional_conv_ref, fft_conv
+from models.ssm.fftconv import bidirectional_conv_ref, fft_conv
 from models.ssm.s4 import (
     S4Kernel,
     hippo_legs_nplr,

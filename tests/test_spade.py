@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from models import build, load
 from models.compat import set_activation_checkpointing
-from models.locost.ssm import bidirectional_conv_ref
 from models.spade import PRESETS, SpadeConfig, SpadeForConditionalGeneration
+from models.ssm.fftconv import bidirectional_conv_ref
 from models.ssm.s4 import s4_kernel_ref, s4_parameters
 
 torch.set_num_threads(1)

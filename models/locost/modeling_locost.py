@@ -6,10 +6,11 @@ with the gated bidirectional S4D layer of `LocostSSM` and FFN(x) = wo(gelu_tanh(
 Decoder: T5 blocks (causal self-attention with relative position bias, cross-attention, gated-GELU FFN),
 all attention through `scaled_dot_product_attention` (T5 scores are not scaled: scale=1.0).
 
-Memory: the S4D kernel is built with the sqrt(L) factorisation of `ssm.ssm_kernel`; in training
-`ssm.S4DKernel` saves only the kernel's parameters and computes its gradient analytically, and the FFT
-convolution saves only real inputs. Under `torch.no_grad()` the SSM runs in channel chunks, the FFN,
-the RMSNorms and the SSM's output projection in sequence chunks; in eval the encoder also updates its
+Memory: the S4D kernel is built with the sqrt(L) factorisation of `models.ssm.s4d.ssm_kernel`; in
+training `models.ssm.s4d.S4DKernel` saves only the kernel's parameters and computes its gradient
+analytically, and the FFT convolution (`models.ssm.fftconv`) saves only real inputs. Under
+`torch.no_grad()` the SSM runs in channel chunks, the FFN, the RMSNorms and the SSM's output
+projection in sequence chunks; in eval the encoder also updates its
 residual stream in place, so it holds at most two (B, L, d_model) tensors at once (h and RMSNorm(h)).
 `config.cross_attention="absorbed"` computes the decoder's cross-attention from the encoder output
 itself and caches no cross-attention K/V (see `LocostAttention`).
@@ -35,9 +36,10 @@ from transformers.models.t5.modeling_t5 import T5Attention
 
 from ..compat import cache_field, output_cache, pick_cache
 from ..precision import KeepsFloat32
+from ..ssm.fftconv import compute_dtype, fast_fft_size, fft_conv, no_autocast, released_fast_conv
 from ..ssm.s4 import S4Kernel
+from ..ssm.s4d import s4d_kernel
 from .configuration_locost import LocostConfig
-from .ssm import compute_dtype, fast_fft_size, fft_conv, no_autocast, released_fast_conv, s4d_kernel
 
 __all__ = ["LocostForConditionalGeneration", "LocostPreTrainedModel", "LocostEncoder", "LocostDecoder"]
 

@@ -20,8 +20,9 @@ from transformers import initialization as init
 from transformers.models.longt5.modeling_longt5 import LongT5LayerLocalSelfAttention, LongT5LayerNorm
 
 from ..compat import CACHE_NAME, pick_cache
-from ..locost.ssm import compute_dtype, fast_fft_size, fft_conv
 from ..precision import KeepsFloat32
+from ..ssm.fftconv import compute_dtype, fast_fft_size, fft_conv
+from ..ssm.flops import fft_conv_flops, kernel_flops, ssm_fft_size
 from ..ssm.s4 import S4Kernel
 from .configuration_spade import SpadeConfig
 
@@ -106,8 +107,7 @@ class SpadeLayerLocalAndS4(LongT5LayerLocalSelfAttention):
 
 def analytic_flop_hooks(model: nn.Module, add) -> list:
     """Forward hooks on every ``SpadeS4`` of ``model`` calling ``add(flops)`` with what fvcore cannot see
-    (its FFT convolution, ``models.locost.flops``, and the S4 kernel's terms, ``models.ssm.flops``)."""
-    from ..locost.flops import fft_conv_flops, kernel_flops, ssm_fft_size
+    (its FFT convolution and the S4 kernel's terms, ``models.ssm.flops``)."""
 
     def on_s4(module, args, output):
         B, L, H = (int(s) for s in args[0].shape)  # 0-d tensors under the jit trace

@@ -10,13 +10,8 @@ H = 512 channels, N = 256 (M = 128 complex modes), bidirectional (c = 2), batch 
 import pytest
 import torch
 
-ssm = pytest.importorskip("models.locost.ssm", reason="models.locost.ssm (LOCOST) is not importable yet")
-
-from models.locost.flops import (  # noqa: E402
-    fft_conv_flops,
-    s4d_kernel_elementwise_flops,
-    s4d_kernel_matmul_flops,
-)
+from models.ssm import fftconv, s4d
+from models.ssm.flops import fft_conv_flops, s4d_kernel_elementwise_flops, s4d_kernel_matmul_flops
 
 pytestmark = pytest.mark.benchmark(min_rounds=3, max_time=0.5, warmup=False)
 
@@ -30,7 +25,7 @@ def _kernel_parameters(generator: torch.Generator):
     A_im = torch.pi * torch.arange(M, dtype=torch.float32).expand(H, M)
     B = torch.tensor([1.0, 0.0]).expand(H, M, 2)
     Cs = torch.randn(C, H, M, 2, generator=generator) * 0.7
-    return ssm.s4d_discretize(log_dt, A_re_log, A_im, B, Cs)
+    return s4d.s4d_discretize(log_dt, A_re_log, A_im, B, Cs)
 
 
 def _info(benchmark, L: int, flops: float) -> None:
@@ -43,7 +38,7 @@ def test_s4d_kernel(benchmark, L):
     benchmark.group = "s4d kernel (sqrt-L factorised)"
     dtA, C_tilde = _kernel_parameters(torch.Generator().manual_seed(0))
     _info(benchmark, L, s4d_kernel_matmul_flops(H, M, C, L) + s4d_kernel_elementwise_flops(H, M, C, L))
-    K = benchmark(ssm.ssm_kernel, dtA, C_tilde, L)
+    K = benchmark(s4d.ssm_kernel, dtA, C_tilde, L)
     assert K.shape == (C, H, L) and torch.isfinite(K).all()
 
 
@@ -52,9 +47,9 @@ def test_fft_conv_forward(benchmark, L):
     benchmark.group = "fft conv forward"
     generator = torch.Generator().manual_seed(0)
     u, K = torch.randn(1, L, H, generator=generator), torch.randn(C, H, L, generator=generator) / L
-    _info(benchmark, L, fft_conv_flops(1, L, H, ssm.fast_fft_size(2 * L)))
+    _info(benchmark, L, fft_conv_flops(1, L, H, fftconv.fast_fft_size(2 * L)))
     with torch.no_grad():
-        y = benchmark(ssm.fft_conv, u, K)
+        y = benchmark(fftconv.fft_conv, u, K)
     assert y.shape == u.shape and torch.isfinite(y).all()
 
 
@@ -66,8 +61,8 @@ def test_fft_conv_forward_backward(benchmark, L):
     K = (torch.randn(C, H, L, generator=generator) / L).requires_grad_()
 
     def step():
-        ssm.fft_conv(u, K).square().mean().backward()
+        fftconv.fft_conv(u, K).square().mean().backward()
         u.grad = K.grad = None
 
-    _info(benchmark, L, 3 * fft_conv_flops(1, L, H, ssm.fast_fft_size(2 * L)))
+    _info(benchmark, L, 3 * fft_conv_flops(1, L, H, fftconv.fast_fft_size(2 * L)))
     benchmark(step)

@@ -30,7 +30,7 @@ import torch
 from models import build
 from models.locost.configuration_locost import LocostConfig
 from models.locost.modeling_locost import LocostS4DKernel
-from models.locost.ssm import fft_conv
+from models.ssm.fftconv import fft_conv
 from models.ssm.s4 import S4Kernel
 
 pytestmark = pytest.mark.benchmark(min_rounds=3, max_time=0.5, warmup=False)
