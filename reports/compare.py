@@ -389,7 +389,7 @@ def write_compare_html(frame: pd.DataFrame, runs_a: Sequence[Run], runs_b: Seque
         rows.append([*cells[:5], verdict, *cells[6:]])
     sides = f"A: {_paths([run.path for run in runs_a])} · B: {_paths([run.path for run in runs_b])}"
     table = Table("B against A, per cell", f"{sides}. {TIME_RULE}. {MEMORY_RULE}.", DISPLAY_COLUMNS, rows)
-    runs = [*runs_a, *(run for run in runs_b if run not in runs_a)]
+    runs = list({run.path: run for run in (*runs_a, *runs_b)}.values())  # a run on both sides: once
     section = Section("compare", "Comparison", intro=f"Verdicts: {verdict_counts(frame)}.", blocks=[table])
     generated = f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M UTC}"
     return render_page(Path(path), title="LOCOST harness: run against run", sections=[section], runs=runs,

@@ -254,10 +254,12 @@ def test_fail_on_slower_is_the_only_non_zero_exit_of_a_comparison(two_runs):
 
 def test_a_run_against_itself_is_never_faster_or_slower(two_runs, tmp_path):
     """One process per side cannot show that a change is within ±5% either: the between-process spread
-    alone is wider."""
+    alone is wider. The page of a run on both sides is written too (the run taken once)."""
     a, _ = two_runs
-    assert main(["compare", a, a, "--csv", str(tmp_path / "same.csv")]) == 0
+    outputs = ["--csv", str(tmp_path / "same.csv"), "--html", str(tmp_path / "same.html")]
+    assert main(["compare", a, a, *outputs]) == 0
     assert set(pd.read_csv(tmp_path / "same.csv")["verdict"]) == {INCONCLUSIVE}
+    assert '<td class="verdict unsure">inconclusive' in (tmp_path / "same.html").read_text()
 
 
 def _processes(tmp_path, side: str, medians: list[float], status: str = "ok") -> list[str]:
