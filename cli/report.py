@@ -54,7 +54,9 @@ def _compare_parser(commands) -> None:
                         help="run directory of the reference (before), then the one compared with it (after)")
     parser.add_argument("--a", nargs="+", metavar="RUN_A", dest="runs_a",
                         help="several run directories of the reference, one process per cell each (with --b, "
-                        "instead of RUN_A RUN_B): the verdicts then rest on the spread between processes")
+                        "instead of RUN_A RUN_B): the more processes per side, the more the verdicts rest on "
+                        "their own spread instead of the between-process spread measured on this project's "
+                        "CPU machine")
     parser.add_argument("--b", nargs="+", metavar="RUN_B", dest="runs_b",
                         help="several run directories compared with them")
     parser.add_argument("--html", metavar="OUT", help="also write a self-contained HTML page to OUT")
