@@ -274,16 +274,27 @@ def _models_section(records: pd.DataFrame) -> Section:
             text.integer(m.params_total),
             text.integer(m.params_embedding),
             text.integer(m.params_non_embedding),
+            _attention(records, m.model),
         ]
         for m in models.itertuples()
     ]
     table = Table(
         "Models",
-        "Parameter counts as recorded by the cells; comparisons are at the same size.",
-        ["family", "size", "model", "params total", "embedding", "non-embedding"],
+        "Parameter counts as recorded by the cells; comparisons are at the same size. Attention: the "
+        "implementation each model's cells ran (the records' attn_implementation, its config's "
+        "_attn_implementation: eager, sdpa, flash_attention_2, ...; LOCOST's is its decoder's, the encoder "
+        "has none); several where the cells differ, – where the records predate the field.",
+        ["family", "size", "model", "params total", "embedding", "non-embedding", "attention"],
         rows,
     )
     return Section("models", "Models", blocks=[table])
+
+
+def _attention(records: pd.DataFrame, model: str) -> str:
+    """The attention implementations that ``model``'s records name, sorted and joined; – when none."""
+    column = records.get("attn_implementation", pd.Series(None, index=records.index))
+    names = sorted({str(name) for name in column[records["model"].eq(model)] if not text.is_missing(name)})
+    return ", ".join(names) or text.DASH
 
 
 def _value_table(title: str, records: pd.DataFrame, column: str, fmt, note) -> Table:

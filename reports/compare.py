@@ -1,25 +1,34 @@
-"""Run against run: did B get faster, slower or leaner than A? (``python -m reports compare RUN_A RUN_B``)
+"""Run against run: did B get faster, slower or leaner than A? (``python -m reports compare RUN_A RUN_B``,
+or several runs per side: ``python -m reports compare --a A1 A2 A3 --b B1 B2 B3``)
 
-Cells of the two runs are matched on model, mode, input length, dtype, batch and settings
-(``MATCH_COLUMNS``: target tokens, new tokens, threads, inputs, model-config overrides). For each
-matched pair the time ratio B/A (median over median of the timed steps, ``Record.times_s``) gets a 99%
-bootstrap interval and a verdict from one rule (``TIME_RULE``), and the peak memory above the weights
-a ratio and a verdict against its own noise band (``MEMORY_RULE``). Cells found in one run only are
-listed as such; a pair whose environments differ (torch, transformers, CPU/GPU, commit) is compared,
-with what differs on its row.
+Cells of the runs are matched on model, mode, input length, dtype, batch and settings (``MATCH_COLUMNS``:
+target tokens, new tokens, threads, inputs, model-config overrides). Each run is one process per cell
+(a cell is measured in its own worker), and the process, not the step, is the sample: the timed steps of
+one process share whatever that process drew (memory layout, the core it shared), so they are not
+independent samples of the code's speed. Two runs of one commit at ``tiny`` (steps of 9-170 ms) came out
+4 faster, 2 slower and 2 inconclusive of 8 cells when a test took the steps of one process per side as
+the samples (README, Measured here).
 
-The time rule is asv's (``asv.statistics``, airspeed velocity): a two-sided Mann-Whitney U test
-(``scipy.stats.mannwhitneyu``) at p < 0.002 where the sample sizes allow such a p at all (the smallest
-two-sided exact p of nA and nB steps is 2 / C(nA + nB, nA): 7 and 7 steps allow it, 6 and 6 do not),
-plus a size threshold: a change counts only beyond a ±5% band. The interval is a percentile bootstrap
-of the ratio of medians (``scipy.stats.bootstrap``, the two runs resampled independently).
+The time rule (``TIME_RULE``) is a two-sample t-test on the logarithms of the per-process median steps
+whose variance is moderated towards a between-process spread measured on this project's CPU machine
+(``PROCESS_SD`` with ``PROCESS_SD_DF`` degrees of freedom): the moderated t-statistic of Smyth (2004,
+"Linear models and empirical Bayes methods for assessing differential expression in microarray
+experiments", Stat. Appl. Genet. Mol. Biol. 3(1), eq. 4-5), with the prior fixed by that measurement
+instead of estimated across cells. One process per side thus still gets a verdict when the change is
+large against the between-process spread, and many processes per side let their own spread count. The
+significance level (p < 0.002) and the ±5% band are asv's (``asv.statistics``, airspeed velocity).
+Why not asv's own ways: a Mann-Whitney U test of per-process medians can reach p < 0.002 only from
+7 + 7 processes, and pooling the steps of several processes per side (asv's ``processes``) still takes
+the steps as independent: on synthetic steps with a per-process offset of the measured size it named a
+change in 6 of 20 trials of identical code with 2 + 2 and with 4 + 4 processes, and in 15 of 20 with
+one process per side (``tests/test_compare.py``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,19 +37,27 @@ import pandas as pd
 from scipy import stats
 
 from records import write_csv
-from records.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from reports import text
 from reports.runs import ReportError, Run, key_of
 
 FASTER, SLOWER, NO_CHANGE, INCONCLUSIVE = "faster", "slower", "no change", "inconclusive"
 ONLY_A, ONLY_B = "only in A", "only in B"
 LEANER, HEAVIER = "leaner", "heavier"
-#: significance level of the Mann-Whitney U test (asv's)
+#: significance level of the test (asv's)
 ALPHA = 0.002
-#: the confidence of the ratio's bootstrap interval
+#: the confidence of the ratio's interval
 CONFIDENCE = 0.99
 #: a time change smaller than this (relative) is no change: B/A within [1/1.05, 1.05]
 NOISE_BAND = 0.05
+#: the prior between-process spread: standard deviation of ln(median step) between processes of one
+#: cell, and the degrees of freedom it was measured with. Measured 2026-12-06 on this project's CPU
+#: machine kind (2-core AMD EPYC, load 4-9 from other jobs): 8 runs of one commit, one after the other,
+#: of ``bench.throughput --models locost,longt5-local --sizes tiny --modes encode --lengths 512,1k
+#: --repeats 8 --warmup 1 --threads 1`` (8 cells, fp32 and bf16, steps 11-173 ms of process CPU time):
+#: pooled over the cells, 0.116 on 8 x 7 = 56 degrees of freedom (per cell 0.06-0.18; 2-4 times what
+#: the steps' own spread would give a median of 8 independent steps). README, Measured here.
+PROCESS_SD = 0.116
+PROCESS_SD_DF = 56
 #: memory's noise band: a peak differs beyond max(50 MiB, 10% of A's). Estimated from the README's
 #: rerun of the memory suite's 1K and 4K cells (2026-11-23, 2-core CPU, small presets): 12 of 14 peaks
 #: within 6%, the other two (generate peaks under 400 MiB) 25 and 47 MiB apart; one peak per cell, so a
@@ -49,20 +66,23 @@ MEM_NOISE_MIB = 50.0
 MEM_NOISE_REL = 0.10
 
 TIME_RULE = (
-    "time: the samples are the timed steps' process CPU times where both cells ran on CPU with one "
-    "thread and recorded them (other jobs sharing the cores do not lengthen them), else their wall "
-    f"times; B/A = median of B's timed steps / median of A's; {CONFIDENCE:.0%} CI: percentile bootstrap "
-    f"of that ratio ({BOOTSTRAP_RESAMPLES} resamples, the runs resampled independently). Verdict: "
-    f"faster / slower when a two-sided Mann-Whitney U test of the two runs' steps gives p < {ALPHA} and "
-    f"B/A is outside the ±{NOISE_BAND:.0%} band [1/{1 + NOISE_BAND:g}, {1 + NOISE_BAND:g}]; no change when "
-    f"p < {ALPHA} inside the band, or when the CI lies wholly inside it; inconclusive otherwise, and when "
-    f"the repeats cannot reach p < {ALPHA} (smallest exact p 2 / C(nA + nB, nA): at least 7 and 7 "
-    f"timed steps) (asv's rule)"
+    "time: one sample per process (each run measures a cell in its own process): the median of its timed "
+    "steps, in process CPU time where every process of the cell ran on CPU with one thread and recorded it "
+    "(other jobs sharing the cores do not lengthen it), else in wall time; B/A = exp(mean ln B - mean ln A) "
+    "over the processes of each side. Test: a two-sample t-test of the ln medians with the moderated "
+    f"variance s² = ({PROCESS_SD_DF}·{PROCESS_SD:g}² + SS) / ({PROCESS_SD_DF} + nA + nB - 2), SS the sum "
+    f"of squared deviations from each side's mean, {PROCESS_SD:g} the between-process spread measured "
+    f"on {PROCESS_SD_DF} degrees of freedom (Smyth 2004's moderated t; README, Measured here); "
+    f"t = ln(B/A) / (s·√(1/nA + 1/nB)) on {PROCESS_SD_DF} + nA + nB - 2 degrees of freedom, and "
+    f"{CONFIDENCE:.0%} CI exp(ln(B/A) ± t-quantile·s·√(1/nA + 1/nB)). Verdict: faster / slower when "
+    f"p < {ALPHA} and B/A is outside the ±{NOISE_BAND:.0%} band [1/{1 + NOISE_BAND:g}, {1 + NOISE_BAND:g}]; "
+    f"no change when p < {ALPHA} inside the band, or when the CI lies wholly inside it; inconclusive "
+    "otherwise (asv's level and band)"
 )
 MEMORY_RULE = (
-    f"memory: B/A of the peak above the weights; leaner / heavier when B differs from A by more than "
-    f"max({MEM_NOISE_MIB:g} MiB, {MEM_NOISE_REL:.0%} of A), no change otherwise (the band: a rerun of "
-    f"the memory suite's cells came within 6% or 47 MiB, README 2026-11-23)"
+    f"memory: B/A of the peak above the weights (the median over a side's processes); leaner / heavier "
+    f"when B differs from A by more than max({MEM_NOISE_MIB:g} MiB, {MEM_NOISE_REL:.0%} of A), no change "
+    f"otherwise (the band: a rerun of the memory suite's cells came within 6% or 47 MiB, README 2026-11-23)"
 )
 #: what two cells must share to be compared (settings included: a model-config override is a setting)
 MATCH_COLUMNS = ["model", "mode", "input_len", "dtype", "batch", "target_len", "new_tokens", "threads",
@@ -75,8 +95,9 @@ ENV_DIFFERENCES = [("torch", "env_torch"), ("transformers", "env_transformers"),
 
 @dataclass(frozen=True)
 class TimeChange:
-    """B against A on one cell: ``ratio`` = median(B) / median(A) with its CI, the test's p (NaN when
-    not run), the verdict (``FASTER``, ``SLOWER``, ``NO_CHANGE``, ``INCONCLUSIVE``) and why."""
+    """B against A on one cell: ``ratio`` = B/A (ratio of the geometric means of the per-process median
+    steps) with its CI, the test's two-sided p (NaN when not run), the verdict (``FASTER``, ``SLOWER``,
+    ``NO_CHANGE``, ``INCONCLUSIVE``) and why."""
 
     ratio: float
     low: float
@@ -86,49 +107,42 @@ class TimeChange:
     reason: str
 
 
-def smallest_p(n_a: int, n_b: int) -> float:
-    """The smallest two-sided p an exact Mann-Whitney U test of n_a and n_b samples can give."""
-    return min(1.0, 2 / math.comb(n_a + n_b, n_a))
-
-
-def ratio_ci(a: np.ndarray, b: np.ndarray, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """Percentile bootstrap ``CONFIDENCE`` interval of median(b) / median(a), a and b resampled apart."""
-    def ratio(a_sample, b_sample, axis=-1):
-        return np.median(b_sample, axis=axis) / np.median(a_sample, axis=axis)
-
-    with warnings.catch_warnings():  # identical resamples: a degenerate interval is still an interval
-        warnings.simplefilter("ignore")
-        result = stats.bootstrap((a, b), ratio, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=CONFIDENCE,
-                                 method="percentile", vectorized=True, rng=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
-def time_change(a, b, seed: int = BOOTSTRAP_SEED) -> TimeChange:
-    """The verdict of ``TIME_RULE`` on the timed steps ``a`` (run A) and ``b`` (run B), in seconds."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.size < 2 or b.size < 2:
-        return TimeChange(_ratio(a, b), math.nan, math.nan, math.nan, INCONCLUSIVE,
-                          f"too few repeats ({a.size} and {b.size} timed steps)")
-    ratio, (low, high) = _ratio(a, b), ratio_ci(a, b, seed)
-    floor = smallest_p(a.size, b.size)
-    if floor >= ALPHA:
-        return TimeChange(ratio, low, high, math.nan, INCONCLUSIVE,
-                          f"too few repeats: {a.size} and {b.size} timed steps cannot give p < {ALPHA} "
-                          f"(smallest p {floor:.2g}; 7 and 7 can)")
-    p = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
-    inside = 1 / (1 + NOISE_BAND) < ratio < 1 + NOISE_BAND
-    if p < ALPHA and not inside:
-        return TimeChange(ratio, low, high, p, FASTER if ratio < 1 else SLOWER, f"p = {p:.2g} < {ALPHA}")
+def time_change(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> TimeChange:
+    """The verdict of ``TIME_RULE`` on the timed steps of run A's processes ``a`` and run B's ``b``:
+    one sequence of step times (seconds, positive) per process. A process without steps is left out;
+    a side without any is ``INCONCLUSIVE``."""
+    log_a = np.log([np.median(steps) for steps in a if len(steps)])
+    log_b = np.log([np.median(steps) for steps in b if len(steps)])
+    if not log_a.size or not log_b.size:
+        return TimeChange(math.nan, math.nan, math.nan, math.nan, INCONCLUSIVE,
+                          f"no timed steps ({log_a.size} and {log_b.size} processes with steps)")
+    difference, se, df = moderated_difference(log_a, log_b)
+    p = float(2 * stats.t.sf(abs(difference) / se, df))
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * se
+    ratio, low, high = math.exp(difference), math.exp(difference - half), math.exp(difference + half)
+    processes = f"{log_a.size} + {log_b.size} processes"
+    if p < ALPHA and not 1 / (1 + NOISE_BAND) < ratio < 1 + NOISE_BAND:
+        verdict = FASTER if ratio < 1 else SLOWER
+        return TimeChange(ratio, low, high, p, verdict, f"p = {p:.2g} < {ALPHA}, {processes}")
+    band = f"±{NOISE_BAND:.0%}"
     if p < ALPHA:
-        return TimeChange(ratio, low, high, p, NO_CHANGE, f"p = {p:.2g}, but within ±{NOISE_BAND:.0%}")
+        return TimeChange(ratio, low, high, p, NO_CHANGE, f"p = {p:.2g}, but within {band}, {processes}")
     if 1 / (1 + NOISE_BAND) < low and high < 1 + NOISE_BAND:
-        return TimeChange(ratio, low, high, p, NO_CHANGE, f"p = {p:.2g}; CI within ±{NOISE_BAND:.0%}")
+        return TimeChange(ratio, low, high, p, NO_CHANGE, f"p = {p:.2g}; CI within {band}, {processes}")
     return TimeChange(ratio, low, high, p, INCONCLUSIVE,
-                      f"p = {p:.2g} ≥ {ALPHA} and the CI reaches beyond ±{NOISE_BAND:.0%}")
+                      f"p = {p:.2g} ≥ {ALPHA} and the CI reaches beyond {band}, {processes}")
 
 
-def _ratio(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.median(b) / np.median(a)) if a.size and b.size else math.nan
+def moderated_difference(log_a: np.ndarray, log_b: np.ndarray) -> tuple[float, float, float]:
+    """(mean log_b - mean log_a, its standard error, degrees of freedom) for the moderated t-test of
+    ``TIME_RULE``: the pooled within-side variance of the nA and nB per-process ln medians, shrunk
+    towards ``PROCESS_SD``² with ``PROCESS_SD_DF`` prior degrees of freedom (Smyth 2004, eq. 4-5:
+    s̃² = (d0·s0² + d·s²) / (d0 + d), d = nA + nB - 2). With one process per side (d = 0) the spread is
+    the prior's alone."""
+    squares = float(((log_a - log_a.mean()) ** 2).sum() + ((log_b - log_b.mean()) ** 2).sum())
+    df = PROCESS_SD_DF + log_a.size + log_b.size - 2
+    variance = (PROCESS_SD_DF * PROCESS_SD**2 + squares) / df
+    return float(log_b.mean() - log_a.mean()), math.sqrt(variance * (1 / log_a.size + 1 / log_b.size)), df
 
 
 def memory_change(a_mib, b_mib) -> tuple[float, str]:
@@ -154,34 +168,50 @@ def _cells(run: Run) -> pd.DataFrame:
     return records.drop_duplicates("match", keep="last")
 
 
-def env_differences(a, b) -> str:
-    """What differs between the environments of records ``a`` and ``b``: 'commit 7ab4a21 → 194e216'."""
+def _side_cells(runs: Sequence[Run]) -> dict[str, list[dict]]:
+    """The records of one side's runs grouped by match key: one record per run (process) that has the
+    cell, in the runs' order."""
+    cells: dict[str, list[dict]] = {}
+    for run in runs:
+        for record in _cells(run).to_dict("records"):
+            cells.setdefault(record["match"], []).append(record)
+    return cells
+
+
+def env_differences(a: Sequence[dict], b: Sequence[dict]) -> str:
+    """What differs between the environments of side A's records ``a`` and side B's ``b``: 'commit
+    7ab4a21 → 194e216' (several values of one side joined by commas)."""
     parts = []
     for name, column in ENV_DIFFERENCES:
-        before, after = a.get(column), b.get(column)
-        if text.is_missing(before) and text.is_missing(after) or before == after:
-            continue
         shown = text.commit if column == "env_git_commit" else str
-        parts.append(f"{name} {_env_value(before, shown)} → {_env_value(after, shown)}")
+        before, after = _env_values(a, column, shown), _env_values(b, column, shown)
+        if before != after:
+            parts.append(f"{name} {before} → {after}")
     return "; ".join(parts)
 
 
-def _env_value(value, shown) -> str:
-    return "none (measured)" if text.is_missing(value) else shown(value)
+def _env_values(records: Sequence[dict], column: str, shown) -> str:
+    values = sorted({"none (measured)" if text.is_missing(r.get(column)) else shown(r.get(column))
+                     for r in records})
+    return ",".join(values)
 
 
-COLUMNS = [*MATCH_COLUMNS[:-1], "settings", "status_a", "status_b", "n_a", "n_b", "clock", "time_a_s",
-           "time_b_s", "time_ratio", "time_ratio_lo", "time_ratio_hi", "p_value", "verdict", "reason",
-           "mem_a_mib", "mem_b_mib", "mem_ratio", "mem_verdict", "env_differs", "run_a", "run_b"]
+COLUMNS = [*MATCH_COLUMNS[:-1], "settings", "status_a", "status_b", "processes_a", "processes_b", "n_a",
+           "n_b", "clock", "time_a_s", "time_b_s", "time_ratio", "time_ratio_lo", "time_ratio_hi", "p_value",
+           "verdict", "reason", "mem_a_mib", "mem_b_mib", "mem_ratio", "mem_verdict", "env_differs", "run_a",
+           "run_b"]
 
 
-def compare_runs(a: Run, b: Run) -> pd.DataFrame:
-    """One row per cell of either run (``COLUMNS``): pairs with their time and memory verdicts, then
-    the cells found in one run only (verdict ``ONLY_A`` / ``ONLY_B``). Raises ReportError when a run
-    has no cell records."""
-    cells_a, cells_b = _cells(a), _cells(b)
-    pairs = cells_a.merge(cells_b, on="match", how="outer", suffixes=("_a", "_b"), indicator=True)
-    rows = [_row(pair, a.path.name, b.path.name) for pair in pairs.to_dict("records")]
+def compare_runs(a: Run | Sequence[Run], b: Run | Sequence[Run]) -> pd.DataFrame:
+    """One row per cell of either side (``COLUMNS``): pairs with their time and memory verdicts, then
+    the cells found on one side only (verdict ``ONLY_A`` / ``ONLY_B``). ``a`` and ``b`` are one run or
+    several runs (one process per cell each) per side. Raises ReportError when a run has no cell
+    records."""
+    runs_a, runs_b = ([a] if isinstance(a, Run) else list(a)), ([b] if isinstance(b, Run) else list(b))
+    cells_a, cells_b = _side_cells(runs_a), _side_cells(runs_b)
+    names = (",".join(run.path.name for run in runs_a), ",".join(run.path.name for run in runs_b))
+    keys = list(cells_a) + [key for key in cells_b if key not in cells_a]
+    rows = [_row(cells_a.get(key, []), cells_b.get(key, []), *names) for key in keys]
     frame = _unmatched_reasons(pd.DataFrame(rows, columns=COLUMNS))
     order = frame["verdict"].isin([ONLY_A, ONLY_B]).astype(int)
     frame = frame.assign(_only=order).sort_values(["_only", "model", "mode", "input_len"], kind="stable")
@@ -211,34 +241,51 @@ def _setting(value) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
-def _side(pair: dict, suffix: str) -> dict:
-    """The columns of one side of a merged pair, without their suffix."""
-    return {key[: -len(suffix)]: value for key, value in pair.items() if key.endswith(suffix)}
+def _statuses(records: Sequence[dict]) -> str | None:
+    """The status of a side's processes of one cell: 'ok', or counts where they differ ('ok 3, oom 1')."""
+    counts = pd.Series([r["status"] for r in records], dtype=object).value_counts(sort=False)
+    if counts.empty:
+        return None
+    return str(counts.index[0]) if len(counts) == 1 else ", ".join(f"{s} {n}" for s, n in counts.items())
 
 
-def _row(pair: dict, run_a: str, run_b: str) -> dict:
-    a, b = _side(pair, "_a"), _side(pair, "_b")
-    present = {"both": (a, b), "left_only": (a, None), "right_only": (None, b)}[pair["_merge"]]
-    one = present[0] if present[0] is not None else present[1]
-    row = {column: one.get(column) for column in MATCH_COLUMNS}
-    row.update(run_a=run_a, run_b=run_b, status_a=a.get("status") if present[0] else None,
-               status_b=b.get("status") if present[1] else None)
-    if present[1] is None or present[0] is None:
-        return dict(row, verdict=ONLY_A if present[1] is None else ONLY_B, reason="", env_differs="")
-    clock = CPU_CLOCK if _cpu_times(a) and _cpu_times(b) else WALL_CLOCK
-    times_a, times_b = _times(a, clock), _times(b, clock)
-    row.update(n_a=len(times_a), n_b=len(times_b), clock=clock, env_differs=env_differences(a, b),
-               time_a_s=float(np.median(times_a)) if times_a else a.get("time_median_s"),
-               time_b_s=float(np.median(times_b)) if times_b else b.get("time_median_s"))
-    if a["status"] != "ok" or b["status"] != "ok":
-        row.update(verdict=INCONCLUSIVE, reason=f"A {a['status']}, B {b['status']}")
-    else:
-        change = time_change(times_a, times_b)
-        row.update(time_ratio=change.ratio, time_ratio_lo=change.low, time_ratio_hi=change.high,
-                   p_value=change.p_value, verdict=change.verdict, reason=change.reason)
-    mem_a, mem_b = a.get("mem_peak_above_base_mib"), b.get("mem_peak_above_base_mib")
+def _row(a: list[dict], b: list[dict], run_a: str, run_b: str) -> dict:
+    """The comparison row of one cell from its records on side A (one per process) and side B."""
+    row = {column: (a or b)[0].get(column) for column in MATCH_COLUMNS}
+    row.update(run_a=run_a, run_b=run_b, status_a=_statuses(a), status_b=_statuses(b))
+    if not a or not b:
+        return dict(row, verdict=ONLY_A if not b else ONLY_B, reason="", env_differs="")
+    clock = CPU_CLOCK if all(_cpu_times(record) for record in a + b) else WALL_CLOCK
+    steps_a, steps_b = _process_steps(a, clock), _process_steps(b, clock)
+    change = time_change(steps_a, steps_b)
+    row.update(processes_a=len(steps_a), processes_b=len(steps_b), n_a=sum(map(len, steps_a)),
+               n_b=sum(map(len, steps_b)), clock=clock, env_differs=env_differences(a, b),
+               time_a_s=_typical(steps_a, a), time_b_s=_typical(steps_b, b), time_ratio=change.ratio,
+               time_ratio_lo=change.low, time_ratio_hi=change.high, p_value=change.p_value,
+               verdict=change.verdict, reason=change.reason)
+    if not steps_a or not steps_b:
+        row.update(verdict=INCONCLUSIVE, reason=f"A {row['status_a']}, B {row['status_b']}")
+    mem_a, mem_b = _median(a, "mem_peak_above_base_mib"), _median(b, "mem_peak_above_base_mib")
     ratio, verdict = memory_change(mem_a, mem_b)
     return dict(row, mem_a_mib=mem_a, mem_b_mib=mem_b, mem_ratio=ratio, mem_verdict=verdict)
+
+
+def _process_steps(records: list[dict], clock: str) -> list[list[float]]:
+    """The timed steps of each process that ended ``ok`` and recorded them, in seconds of ``clock``."""
+    return [steps for record in records if record["status"] == "ok" and (steps := _times(record, clock))]
+
+
+def _typical(steps: list[list[float]], records: list[dict]) -> float:
+    """A side's time of a cell: the geometric mean of its processes' median steps (the figure B/A is a
+    ratio of); the records' ``time_median_s`` for records written before steps were kept."""
+    if steps:
+        return float(np.exp(np.mean(np.log([np.median(s) for s in steps]))))
+    return _median(records, "time_median_s")
+
+
+def _median(records: list[dict], column: str) -> float:
+    values = [r.get(column) for r in records if not text.is_missing(r.get(column))]
+    return float(np.median(values)) if values else math.nan
 
 
 CPU_CLOCK, WALL_CLOCK = "process CPU", "wall"
@@ -284,33 +331,41 @@ def _cell_text(row) -> str:
 
 
 def display_rows(frame: pd.DataFrame) -> list[list[str]]:
-    """The comparison as text cells: cell, A s, B s, B/A [CI], verdict (reason), memory, what differs."""
+    """The comparison as text cells: cell, A s, B s, B/A [CI], processes (steps) and clock, verdict
+    (reason), memory, what differs."""
     rows = []
     for row in frame.to_dict("records"):
-        steps = "" if text.is_missing(row["n_a"]) else f"{row['n_a']:.0f}+{row['n_b']:.0f} {row['clock']}"
+        steps = "" if text.is_missing(row["n_a"]) else (
+            f"{row['processes_a']:.0f}+{row['processes_b']:.0f} ({row['n_a']:.0f}+{row['n_b']:.0f} steps), "
+            f"{row['clock']}")
         verdict = f"{row['verdict']} ({row['reason']})" if row["reason"] else row["verdict"]
         rows.append([_cell_text(row), _seconds(row["time_a_s"]), _seconds(row["time_b_s"]), _ratio_text(row),
                      steps, verdict, _memory_text(row), row["env_differs"] or ""])
     return rows
 
 
-DISPLAY_COLUMNS = ["cell", "A s", "B s", "time B/A [99% CI]", "steps, clock", "verdict", "memory A → B",
-                   "environment differs"]
+DISPLAY_COLUMNS = ["cell", "A s", "B s", "time B/A [99% CI]", "processes (steps), clock", "verdict",
+                   "memory A → B", "environment differs"]
 
 
 def _seconds(value) -> str:
     return text.DASH if text.is_missing(value) else f"{value:.4g}"
 
 
-def compare_text(frame: pd.DataFrame, run_a: Path, run_b: Path) -> str:
-    """The comparison for a terminal: runs, one line per cell, the verdict counts and both rules."""
+def compare_text(frame: pd.DataFrame, runs_a: Sequence[Path], runs_b: Sequence[Path]) -> str:
+    """The comparison for a terminal: each side's runs, one line per cell, the verdict counts and both
+    rules."""
     rows = [DISPLAY_COLUMNS, *display_rows(frame)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(DISPLAY_COLUMNS))]
-    lines = [f"A: {run_a}", f"B: {run_b}", ""]
+    lines = [f"A: {_paths(runs_a)}", f"B: {_paths(runs_b)}", ""]
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
               for row in rows]
     lines += ["", "verdicts: " + verdict_counts(frame), "rule, " + TIME_RULE, "rule, " + MEMORY_RULE]
     return "\n".join(lines)
+
+
+def _paths(paths: Sequence[Path]) -> str:
+    return " ".join(str(path) for path in paths)
 
 
 def verdict_counts(frame: pd.DataFrame) -> str:
@@ -322,7 +377,8 @@ def verdict_counts(frame: pd.DataFrame) -> str:
 VERDICT_CLASSES = {FASTER: "good", SLOWER: "bad", NO_CHANGE: "none", INCONCLUSIVE: "unsure"}
 
 
-def write_compare_html(frame: pd.DataFrame, runs: list[Run], path: Path | str) -> Path:
+def write_compare_html(frame: pd.DataFrame, runs_a: Sequence[Run], runs_b: Sequence[Run],
+                       path: Path | str) -> Path:
     """A self-contained page (the report's template) with the comparison table and both rules."""
     from reports.build import Section, Table, html_cell, render_page
 
@@ -331,8 +387,9 @@ def write_compare_html(frame: pd.DataFrame, runs: list[Run], path: Path | str) -
         verdict = html_cell(row["verdict"], "verdict " + VERDICT_CLASSES.get(row["verdict"], "none"),
                             row["reason"])
         rows.append([*cells[:5], verdict, *cells[6:]])
-    table = Table("B against A, per cell", f"A: {runs[0].path} · B: {runs[1].path}. {TIME_RULE}. "
-                  f"{MEMORY_RULE}.", DISPLAY_COLUMNS, rows)
+    sides = f"A: {_paths([run.path for run in runs_a])} · B: {_paths([run.path for run in runs_b])}"
+    table = Table("B against A, per cell", f"{sides}. {TIME_RULE}. {MEMORY_RULE}.", DISPLAY_COLUMNS, rows)
+    runs = list({run.path: run for run in (*runs_a, *runs_b)}.values())  # a run on both sides: once
     section = Section("compare", "Comparison", intro=f"Verdicts: {verdict_counts(frame)}.", blocks=[table])
     generated = f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M UTC}"
     return render_page(Path(path), title="LOCOST harness: run against run", sections=[section], runs=runs,

@@ -1399,3 +1399,22 @@ def test_renamed_suites_get_the_same_report_under_their_new_names(tmp_path, monk
     ids = ["peak", "savings", "crossovers", "rate", "growth"]
     assert sorted(ids, key=lambda i: after_html.index(f'<section id="{i}">')) == ids
     assert before_html.count("<section") == after_html.count("<section")
+
+
+def test_the_models_section_shows_the_attention_implementation_each_model_ran(tmp_path):
+    """The records' ``attn_implementation`` per model: one name, several where its cells differ, – where
+    the records predate the field."""
+    run = write_run(tmp_path / "run", [
+        record("locost", "encode", 1024, 50, attn_implementation="sdpa"),
+        record("led", "encode", 1024, 80, attn_implementation="eager"),
+        record("led", "encode", 2048, 90, attn_implementation="sdpa"),
+        record("longt5-local", "encode", 1024, 60),
+    ])
+    html = build([run]).read_text(encoding="utf-8")
+    models = html[html.index("<h2>Models</h2>"):]
+    models = models[: models.index("</table>")]
+    assert "<th>non-embedding</th><th>attention</th></tr>" in models
+    shown = [("led-small", "eager, sdpa"), ("locost-small", "sdpa"), ("longt5-local-small", "–")]
+    for model, attention in shown:
+        row = models[models.index(f"<td>{model}</td>"):]
+        assert row[: row.index("</tr>")].endswith(f"<td>{attention}</td>"), row[: row.index("</tr>")]
