@@ -5,7 +5,15 @@
 # Runs from the repository root with the project's environment; run directories under reports/out/gpu-check-*.
 # Not yet run on a GPU (no GPU was lent to the session that wrote it).
 set -euo pipefail
+usage="usage: scripts/gpu_check.sh [GPU]  (GPU to simulate beside the real one: a bench.memory --simulate name, default h100-80gb)"
+case "${1:-}" in
+    -h|--help) echo "$usage"; exit 0 ;;
+    -*) echo "$usage" >&2; echo "error: unknown option: $1" >&2; exit 2 ;;
+esac
+if [ $# -gt 1 ]; then echo "$usage" >&2; echo "error: one GPU name at most, got $#: $*" >&2; exit 2; fi
 gpu="${1:-h100-80gb}"
+# a bad GPU name is one error line from bench.memory's own check, before any cell runs
+python -m bench.memory --simulate "$gpu" --models locost --sizes base --lengths 4k --dry-run >/dev/null
 common=(--sizes base --lengths 4k,16k --modes train,generate --no-progress --no-report --out reports/out)
 for models in "locost,locost-s4,longt5-tglobal,longt5-local,spade dropout_rate=0" "led,pegasus-x dropout=0"; do
     set -- $models
