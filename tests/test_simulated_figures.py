@@ -132,10 +132,14 @@ def as_if_measured_on_a_gpu(cpu_run: Path, to: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def side_by_side(main_job, tmp_path_factory) -> Path:
+def measured_on_gpu(main_job, tmp_path_factory) -> Path:
+    return as_if_measured_on_a_gpu(main_job / CPU_RUN, tmp_path_factory.mktemp("gpu") / "memory-cuda")
+
+
+@pytest.fixture(scope="module")
+def side_by_side(main_job, measured_on_gpu, tmp_path_factory) -> Path:
     """report.html of the simulated run beside the 'measured on a GPU' one."""
-    measured = as_if_measured_on_a_gpu(main_job / CPU_RUN, tmp_path_factory.mktemp("gpu") / "memory-cuda")
-    return build([main_job / SIM_RUN, measured], tmp_path_factory.mktemp("report"))
+    return build([main_job / SIM_RUN, measured_on_gpu], tmp_path_factory.mktemp("report"))
 
 
 @no_gpu
@@ -154,6 +158,21 @@ def test_simulated_and_measured_gpu_peaks_of_the_same_cell_stand_side_by_side(ma
     assert "Simulated and measured peaks of the same cells" in html
     first = paired.iloc[0]
     assert f"{first.relative_error_pct:+.1f}%" in html
+
+
+@no_gpu
+def test_gpu_checks_side_by_side_script_prints_the_reports_pairs(main_job, measured_on_gpu, side_by_side):
+    """``scripts/side_by_side.py`` (what gpu_check.sh prints) pairs as the report does: the same cells, peaks
+    in GiB and errors as in sim_vs_measured.csv."""
+    argv = [sys.executable, "scripts/side_by_side.py", str(measured_on_gpu), str(main_job / SIM_RUN)]
+    done = subprocess.run(argv,
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=True,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))  # as gpu_check.sh runs it
+    paired = pd.read_csv(side_by_side.parent / "sim_vs_measured.csv")
+    expected = [[p.model, p.mode, f"{p.input_len:,}", f"{p.measured_mib / 1024:.2f}",
+                 f"{p.simulated_mib / 1024:.2f}", f"{p.relative_error_pct:+.1f}%"]
+                for p in paired.itertuples()]
+    assert [line.split() for line in done.stdout.splitlines()[1:]] == expected
 
 
 @no_gpu
