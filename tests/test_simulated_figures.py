@@ -22,11 +22,13 @@ import pandas as pd
 import pytest
 import torch
 from matplotlib.figure import Figure as MplFigure
+from test_reports import _chromium, record
 
 from cli.sweep import main
 from records import read_jsonl
 from reports import build, plots
-from reports.runs import load_run
+from reports.claims import NOT_REPRODUCED, REPRODUCED, evaluate, verdict_words
+from reports.runs import load_run, records_frame
 from suites import Sweep
 from suites.memory import MEMORY
 
@@ -120,6 +122,25 @@ def test_the_default_dry_run_lists_the_simulated_gpu_cells_and_options_that_leav
     assert capsys.readouterr().err == "error: --no-simulate and --simulate contradict each other\n"
 
 
+def test_a_claim_is_judged_apart_on_measured_and_on_simulated_peaks_and_the_verdict_names_the_gpu():
+    """Measured CPU cells with a 30% saving and H100-simulated base cells with a 60% one: two headline rows,
+    not reproduced (measured) and reproduced (simulated h100-80gb); one maximum over both would have
+    called the measured claim reproduced."""
+    sim = dict(size="base", device="cuda", dtype="bf16", produced_by="simulation", simulated_gpu=GPU,
+               run_id=SIM_RUN)
+    records = records_frame([record("locost", "train", 8192, 700), record("led", "train", 8192, 1000),
+                             record("locost", "train", 8192, 400, **sim),
+                             record("led", "train", 8192, 1000, **sim)])
+    claims = evaluate(records)
+    rows = claims[claims["claim"].eq("up to 50% less memory in training") & claims["scope"].eq("all")]
+    assert list(zip(rows["judged_on"], rows["verdict"], rows["best_value"], strict=True)) == [
+        ("measured", NOT_REPRODUCED, pytest.approx(30.0)),
+        (f"simulated {GPU}", REPRODUCED, pytest.approx(60.0))]
+    assert [verdict_words(row) for row in rows.to_dict("records")] == [
+        "not reproduced", f"reproduced, simulated {GPU}"]
+    assert rows["reason"].iloc[1].startswith(f"simulated {GPU} (bench.gpusim): best saving 60.0%")
+
+
 def as_if_measured_on_a_gpu(cpu_run: Path, to: Path) -> Path:
     """A copy of ``cpu_run`` whose records say a real H100 measured them (device, device name): the figures
     stay the CPU's. Stands for the real GPU records this machine cannot produce."""
@@ -195,11 +216,10 @@ def test_simulated_series_have_hollow_markers_a_legend_entry_and_figures_of_thei
 
 def _chromium_report(path: Path, script: str, tmp_path: Path):
     """``script``'s value on ``path`` loaded in headless Chromium (skips without it)."""
-    test_reports = pytest.importorskip("test_reports")
-    if test_reports._chromium() is None:
+    if _chromium() is None:
         pytest.skip("Chromium and chromedriver not found (Debian: apt-get install chromium chromium-driver)")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed")
-    browser, driver_path = test_reports._chromium()
+    browser, driver_path = _chromium()
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
