@@ -293,3 +293,16 @@ def test_gpu_check_takes_help_as_help_and_refuses_bad_input_before_any_cell(argv
     assert done.stdout.startswith(out) and (out or done.stdout == "")
     last = done.stderr.splitlines()[-1] if done.stderr else ""
     assert last.startswith(err) if err else done.stderr == ""
+
+
+def test_the_headline_ratios_name_the_simulated_gpu_not_the_host_that_computed_it():
+    """A simulated cell's device name is the host's CPU: the headline says "simulated h100-80gb" instead."""
+    from reports.analysis import memory_comparisons
+    from reports.summary import headlines
+
+    sim = dict(device="cuda", produced_by="simulation", simulated_gpu=GPU, env={"device_name": "AMD EPYC"})
+    records = records_frame([record("locost", "train", 8192, 700), record("led", "train", 8192, 1000),
+                             record("locost", "train", 8192, 400, **sim),
+                             record("led", "train", 8192, 1000, **sim)])
+    assert headlines(memory_comparisons(records)) == [
+        "device cpu, train: 0.70× led-small at 8K", f"simulated {GPU}, train: 0.40× led-small at 8K"]
