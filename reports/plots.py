@@ -299,8 +299,9 @@ def figure_groups(records: pd.DataFrame):
         (
             (
                 rows["device"].iloc[0],
-                rows["env_device_name"].iloc[0],
-                *(f"simulated {gpu}" for gpu in simulated_gpus(rows)),
+                # a simulated cell's device name is the host's CPU (it computed it): the GPU is named
+                *((f"simulated {gpu}" for gpu in simulated_gpus(rows)) if is_simulated(rows).all()
+                  else (rows["env_device_name"].iloc[0],)),
                 rows["dtype"].iloc[0],
                 f"batch{text.integer(rows['batch'].iloc[0])}",
             ),
