@@ -303,12 +303,13 @@ def device(requested: str | None) -> str:
         raise UsageError(str(exc)) from None
 
 
-def build_report(run_dir) -> None:
-    """Build the run's report.html; a failure is a warning, never a lost measurement."""
+def build_report(run_dir, *more_run_dirs) -> None:
+    """Build one report.html of the run (and of ``more_run_dirs`` beside it) in ``run_dir``; a failure is a
+    warning, never a lost measurement."""
     from reports import build
 
     try:
-        path = build([run_dir])
+        path = build([run_dir, *more_run_dirs], out_dir=run_dir)
     except Exception as exc:  # a failing report must not lose the measurements
         print(f"warning: the report could not be built: {type(exc).__name__}: {exc}", file=sys.stderr)
     else:

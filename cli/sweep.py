@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from bench.env import default_threads
@@ -68,6 +68,10 @@ def build_parser(suite: str) -> Parser:
              "h100-80gb, a100-80gb, a100-40gb, l4-24gb, rtx4090-24gb or a memory size (bytes, or 80GiB); "
              "the GPU defaults apply, the step runs on fake tensors and its CUDA peak is counted from tensor "
              "sizes (bench.gpusim); no time figures")
+    add("--no-simulate", action="store_true",
+        help="on a machine without a GPU, leave out the GPU default cells that the memory suite's CPU "
+             "default simulates beside its own (on h100-80gb, into run <run-id>-h100-80gb-sim and the same "
+             "report)")
     add("--threads", type=positive(int), help="CPU threads per cell (default: OMP_NUM_THREADS or all)")
     setting = add_setting_flag(add)
     setting("--budget-gb", "budget_bytes", type=budget_gb, metavar="GIB",
@@ -178,13 +182,59 @@ def plan_args(suite_name: str, args: argparse.Namespace) -> Plan:
     return Plan(args, suite, sweep, on, settings, run_dir)
 
 
+#: options that choose CPU cells: given any, the CPU run is no default and no GPU sweep is simulated beside it
+CELL_OPTIONS = ("sizes", "lengths", "modes", "target_len", "new_tokens", "batch", "dtype")
+#: simulated cells at once beside the CPU default: they time nothing, so they may share the cores
+SIMULATION_JOBS = 2
+
+
+def simulated_beside(planned: Plan) -> Plan | None:
+    """The plan of the suite's GPU default simulated beside its CPU default (``Suite.simulated_beside_cpu``):
+    only where no GPU was found (no ``--device``, CUDA absent), nothing is simulated already, no option
+    chose CPU cells (``CELL_OPTIONS``) and ``--no-simulate`` is not given. ``--models``, ``--model-config``
+    and the measurement options apply to it too; its run directory is ``<run-id>-<gpu>-sim`` (that of
+    ``--simulate <gpu>``, so the two resume each other); locally, ``SIMULATION_JOBS`` cells run at once.
+    Raises ``UsageError`` as ``plan_args`` does."""
+    args, gpu = planned.args, planned.suite.simulated_beside_cpu
+    if args.simulate and args.no_simulate:
+        raise UsageError("--no-simulate and --simulate contradict each other")
+    chosen = any(getattr(args, name) is not None for name in CELL_OPTIONS)
+    if gpu is None or args.simulate or args.no_simulate or args.device is not None or chosen \
+            or planned.device != "cpu":
+        return None
+    options = {"simulate": gpu, "run_id": f"{args.run_id}-{gpu}-sim" if args.run_id else None}
+    if args.executor == "local" and args.jobs is None:
+        options.update(jobs=SIMULATION_JOBS, allow_contention=True)
+    return plan_args(planned.suite.name, argparse.Namespace(**{**vars(args), **options}))
+
+
 def main(suite_name: str, argv: list[str] | None = None) -> int:
     try:
         planned = plan(suite_name, argv)
+        beside = simulated_beside(planned)
     except UsageError as exc:
         return fail(exc)
-    return guard(lambda: exit_status(execute(planned, argv)), lambda: kept(planned.run_dir),
+    plans = [planned] + ([beside] if beside else [])
+    return guard(lambda: exit_status(execute_all(plans, argv)), lambda: kept(planned.run_dir),
                  errors=ENGINE_ERRORS)
+
+
+def execute_all(plans: list[Plan], argv: list[str] | None) -> list[dict] | None:
+    """``execute`` each plan (the CPU default, then the GPU default simulated beside it) and build one report
+    of their runs in the first run's directory; the records of all, or None when one had nothing to run."""
+    if len(plans) == 1:
+        return execute(plans[0], argv)
+    records: list[dict] = []
+    for planned in plans:
+        quiet = argparse.Namespace(**{**vars(planned.args), "no_report": True})
+        done = execute(replace(planned, args=quiet), argv)
+        if done is None:
+            return None
+        records += done
+    first = plans[0].args
+    if not first.dry_run and not first.no_report:
+        build_report(*(planned.run_dir for planned in plans))
+    return records
 
 
 def exit_status(records: list[dict] | None) -> int:

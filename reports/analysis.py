@@ -7,6 +7,7 @@ a LOCOST figure is never divided by a baseline figure taken under other conditio
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
@@ -202,6 +203,58 @@ def memory_comparisons(records: pd.DataFrame) -> pd.DataFrame:
     out = out.assign(_mode=mode_order).sort_values(["condition_key", "_mode", "input_len", "baseline_model"])
     return out[COMPARISON_COLUMNS].reset_index(drop=True)
 
+
+
+# --- simulated against measured GPU peaks -----------------------------------------------------------
+
+#: what makes a simulated cell and a measured one the same cell: the model, its config fields
+#: (``--model-config``), the step and its sizes; the GPU, versions and host may differ and are shown beside
+SAME_CELL = ["model", "mode", "input_len", "target_len", "new_tokens", "batch", "dtype", "inputs", "settings"]
+SIM_VS_MEASURED_COLUMNS = [
+    *SAME_CELL, "simulated_gpu", "measured_device", "simulated_status", "measured_status", "simulated_mib",
+    "measured_mib", "relative_error_pct", "simulated_versions", "measured_versions", "simulated_run_id",
+    "measured_run_id",
+]
+
+
+def is_simulated(records: pd.DataFrame) -> pd.Series:
+    """Whether each record's figures come from ``bench.gpusim`` (``produced_by`` simulation)."""
+    return records["produced_by"].eq("simulation").fillna(False).astype(bool)
+
+
+def _same_cell_frame(cells: pd.DataFrame, side: str) -> pd.DataFrame:
+    """``cells`` with a ``settings`` column (the workload's config fields as sorted JSON, '' for none)
+    and the columns the pairing shows, renamed ``<side>_...``."""
+    settings = cells["workload_args"] if "workload_args" in cells else pd.Series(None, index=cells.index)
+    versions = ("torch " + cells["env_torch"].astype(str) + ", transformers "
+                + cells["env_transformers"].astype(str))
+    return cells.assign(
+        settings=[json.dumps(v, sort_keys=True) if isinstance(v, dict) else "" for v in settings],
+        **{f"{side}_status": cells["status"], f"{side}_mib": cells["mem_peak_above_base_mib"],
+           f"{side}_versions": versions, f"{side}_run_id": cells["run_id"]})
+
+
+def simulated_vs_measured(records: pd.DataFrame) -> pd.DataFrame:
+    """Each simulated cell beside the record of the same cell (``SAME_CELL``) measured on a real GPU
+    (``device`` cuda, a recorded device name, not simulated), one row per pair in
+    ``SIM_VS_MEASURED_COLUMNS``: peaks above the base in MiB and ``relative_error_pct`` =
+    100 · (simulated − measured) / measured where both are ok (else NaN). Empty when no pair exists."""
+    cells = comparable_cells(records)
+    if cells.empty:
+        return pd.DataFrame(columns=SIM_VS_MEASURED_COLUMNS)
+    simulated = cells[is_simulated(cells)]
+    on_gpu = (cells["device"].astype(str).str.startswith("cuda") & cells["env_device_name"].notna()
+              & ~is_simulated(cells))
+    measured = _same_cell_frame(cells[on_gpu], "measured")
+    measured = measured.assign(measured_device=measured["env_device_name"])
+    shown = ["measured_device", "measured_status", "measured_mib", "measured_versions", "measured_run_id"]
+    pairs = _same_cell_frame(simulated, "simulated").merge(measured[[*SAME_CELL, *shown]], on=SAME_CELL)
+    if pairs.empty:
+        return pd.DataFrame(columns=SIM_VS_MEASURED_COLUMNS)
+    both_ok = pairs["simulated_status"].eq("ok") & pairs["measured_status"].eq("ok")
+    error = 100 * (pairs["simulated_mib"] / pairs["measured_mib"] - 1)
+    pairs["relative_error_pct"] = error.where(both_ok & pairs["measured_mib"].gt(0))
+    return pairs.sort_values(["model", "mode", "input_len"])[SIM_VS_MEASURED_COLUMNS].reset_index(drop=True)
 
 # --- crossover lengths: from which input length LOCOST needs less than a baseline -----------------
 

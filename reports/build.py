@@ -32,6 +32,7 @@ from reports.analysis import (
     reach,
     rouge_relative,
     scaling_fits,
+    simulated_vs_measured,
 )
 from reports.runs import (
     MIB,
@@ -61,6 +62,7 @@ class Table:
     rows: list[list]  # cells: plain values, or {"text", "cls", "note"} dicts
     kind: str = "table"
     cls: str = ""  # CSS class of the <table>
+    badge: str = ""  # a badge beside the title: "simulated h100-80gb" for a table of simulated figures
 
 
 @dataclass
@@ -71,10 +73,16 @@ class Section:
     blocks: list = field(default_factory=list)  # Tables and plots.Figures, in order
 
 
-def html_cell(value, cls: str = "", note: str = "", details: str = "") -> dict:
+def html_cell(value, cls: str = "", note: str = "", details: str = "", badge: str = "") -> dict:
     """A table cell with a CSS class, a note shown beneath it and ``details`` folded beneath that (an
-    HTML <details>, open on a click: the claims' decision rules) (the template's dict form)."""
-    return {"text": value, "cls": cls, "note": note, "details": details}
+    HTML <details>, open on a click: the claims' decision rules), ``badge`` beside the value (a
+    simulated figure's "simulated") (the template's dict form)."""
+    return {"text": value, "cls": cls, "note": note, "details": details, "badge": badge}
+
+
+def simulated_badge(rows: pd.DataFrame) -> str:
+    """'simulated h100-80gb' (each GPU once) where ``rows`` hold simulated figures (bench.gpusim), else ''."""
+    return ", ".join(f"simulated {gpu}" for gpu in plots.simulated_gpus(rows))
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -105,7 +113,8 @@ def _claims_section(claims: pd.DataFrame, records: pd.DataFrame) -> Section:
                 claim.best_measured,
                 claim.typical_measured,
                 claim.conditions,
-                html_cell(claim.verdict, "verdict " + VERDICT_CLASSES[claim.verdict],
+                html_cell(claims_module.verdict_words(claim._asdict()),
+                          "verdict " + VERDICT_CLASSES[claim.verdict],
                           " ".join(note for note in (claim.reason, time_note) if note))
                 if headline
                 else "",
@@ -117,7 +126,9 @@ def _claims_section(claims: pd.DataFrame, records: pd.DataFrame) -> Section:
         "(click), the reason for its verdict under the verdict. Inconclusive: there are data, "
         "but they cannot decide. Rows per baseline or series give measured figures without a verdict "
         "(the paper's figures are maxima over baselines). Comparisons pair only cells with identical "
-        "device, device name, dtype, batch, target length, new tokens and model size.",
+        "device, device name, dtype, batch, target length, new tokens and model size. A claim is judged "
+        "once from measured figures and once per simulated GPU (bench.gpusim), never from both: its "
+        "verdict then names the GPU (\"reproduced, simulated h100-80gb\").",
         ["claim", "scope", "paper", "best measured", "typical (median)", "conditions of the best", "verdict"],
         rows,
         cls="claims",
@@ -223,6 +234,15 @@ MEASUREMENT_ROWS = [  # (label, what a run says): how each cell was measured
 ]
 
 
+def _produced_by(run: Run) -> dict | str:
+    """A run's figures in the conditions table: measured, or a badge naming the GPU they were simulated on."""
+    badge = simulated_badge(run.records) if not run.records.empty else ""
+    if not badge:
+        return "measured"
+    return html_cell("simulated: fake tensors on this host's CPU, CUDA allocator bytes (bench.gpusim); "
+                     "no times", badge=badge)
+
+
 def _conditions_section(runs: list[Run]) -> Section:
     """One column per run, one row per condition: values from the records, else from run.json's env."""
 
@@ -240,7 +260,8 @@ def _conditions_section(runs: list[Run]) -> Section:
     def first_started(info: RunInfo) -> str | None:
         return (info.earlier_invocations or [info])[0].started_at
 
-    rows = [["suite", *(run.info.suite or values(run, "suite", None, str) for run in runs)]]
+    rows = [["suite", *(run.info.suite or values(run, "suite", None, str) for run in runs)],
+            ["figures", *(_produced_by(run) for run in runs)]]
     rows += [
         [label, *(values(run, column, env_key, fmt) for run in runs)]
         for label, column, env_key, fmt in RUN_FIELDS
@@ -302,10 +323,11 @@ def _value_table(title: str, records: pd.DataFrame, column: str, fmt, note) -> T
     models = sorted(records["model"].dropna().unique(), key=lambda m: (not str(m).startswith("locost"), m))
     keyed = {}
     for record in records.itertuples(index=False):
+        badge = "simulated" if record.produced_by == "simulation" else ""
         value = (
-            html_cell(fmt(getattr(record, column)), note=note(record))
+            html_cell(fmt(getattr(record, column)), note=note(record), badge=badge)
             if record.status == "ok"
-            else html_cell(record.status, "fail", record.message)
+            else html_cell(record.status, "fail", record.message, badge=badge)
         )
         keyed.setdefault((record.mode, record.input_len), {})[record.model] = value
     order = {mode: index for index, mode in enumerate(MODES)}
@@ -315,7 +337,8 @@ def _value_table(title: str, records: pd.DataFrame, column: str, fmt, note) -> T
             keyed.items(), key=lambda item: (order.get(item[0][0], 9), item[0][1])
         )
     ]
-    return Table(title, "Conditions: " + text.conditions(records), ["mode", "input length", *models], rows)
+    return Table(title, "Conditions: " + text.conditions(records), ["mode", "input length", *models], rows,
+                 badge=simulated_badge(records))
 
 
 def _length_section(
@@ -382,6 +405,7 @@ def _savings_section(comparisons: pd.DataFrame) -> Section:
                 + " / ".join(sorted(set(group["locost_run_id"]) | set(group["baseline_run_id"]))),
                 ["mode", "input length", f"{first['locost_model']} (above weights)", *baselines],
                 rows,
+                badge=simulated_badge(group),
             )
         )
     intro = (
@@ -392,6 +416,31 @@ def _savings_section(comparisons: pd.DataFrame) -> Section:
         "LOCOST ran."
     )
     return Section("savings", "Memory savings of LOCOST", intro, blocks)
+
+
+def _sim_vs_measured_section(paired: pd.DataFrame) -> Section:
+    """``analysis.simulated_vs_measured``'s pairs: each simulated peak beside the real one, and the error."""
+    def peak(status, mib, badge=""):
+        ok = status == "ok"
+        return html_cell(text.number(mib) if ok else status, "" if ok else "fail", badge=badge)
+
+    rows = [[p.model, p.mode, text.length(p.input_len),
+             f"{p.dtype}, batch {text.integer(p.batch)}" + (f", {p.settings}" if p.settings else ""),
+             peak(p.simulated_status, p.simulated_mib, f"simulated {p.simulated_gpu}"),
+             peak(p.measured_status, p.measured_mib), p.measured_device,
+             text.DASH if text.is_missing(p.relative_error_pct) else f"{p.relative_error_pct:+.1f}%",
+             html_cell(p.simulated_versions, "small"), html_cell(p.measured_versions, "small")]
+            for p in paired.itertuples(index=False)]
+    table = Table("Simulated and measured peaks of the same cells",
+                  "Peak memory above the weights, MiB: simulated (bench.gpusim) and measured on a real GPU "
+                  "(max_memory_allocated minus the memory before the step); cells pair by model, mode, "
+                  "input length, target / new tokens, batch, dtype, inputs and config fields (GPU, versions "
+                  "and host may differ). Error = (simulated − measured) / measured. Written to "
+                  "sim_vs_measured.csv.",
+                  ["model", "mode", "input length", "conditions", "simulated", "measured", "measured on",
+                   "error", "simulated with", "measured with"], rows, badge=simulated_badge(
+                      paired.assign(produced_by="simulation")))
+    return Section("sim-vs-measured", "Simulated against measured GPU peaks", blocks=[table])
 
 
 def _crossover_section(crossing: pd.DataFrame) -> Section:
@@ -803,6 +852,10 @@ def _comparison_sections(records: pd.DataFrame, out: Path) -> list[Section]:
     if not comparisons.empty:
         _write_csv(comparisons, out / "savings.csv")
         sections.append(_savings_section(comparisons))
+    paired = simulated_vs_measured(records)
+    if not paired.empty:
+        _write_csv(paired, out / "sim_vs_measured.csv")
+        sections.append(_sim_vs_measured_section(paired))
     crossing = crossovers(records)
     if not crossing.empty:
         _write_csv(crossing, out / "crossovers.csv")
@@ -854,7 +907,8 @@ def _render(sections: list[Section], runs: list[Run], claims: pd.DataFrame, out:
         runs=runs,
         generated_at=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
         warnings=[w for run in runs for w in run.warnings],
-        verdicts=[dict(row, note=note, figure=summary.verdict_figure(row))
+        verdicts=[dict(row, note=note, figure=summary.verdict_figure(row),
+                       words=claims_module.verdict_words(row))
                   for row, note in zip(claims.to_dict("records"), notes, strict=True)
                   if row["scope"] == "all"],
         summary=top,

@@ -23,6 +23,7 @@ from reports.analysis import (
     BOOTSTRAP_SEED,
     CROSSOVER_RULE,
     crossovers,
+    is_simulated,
     lead_margins,
     memory_comparisons,
     rouge_relative,
@@ -65,9 +66,12 @@ COLUMNS = [
     "n_compared",
     "conditions",
     "verdict",
+    "judged_on",
     "reason",
     "rule",
 ]
+#: ``judged_on`` of a claim judged from measured figures (the others: ``simulated <gpu>``, bench.gpusim)
+MEASURED = "measured"
 
 
 def _row(
@@ -83,6 +87,7 @@ def _row(
     conditions="",
     verdict=NOT_MEASURED,
     reason="",
+    judged_on=MEASURED,
 ) -> dict:
     headline = scope == "all"
     return {
@@ -96,6 +101,7 @@ def _row(
         "n_compared": n,
         "conditions": conditions,
         "verdict": verdict if headline else NO_VERDICT,
+        "judged_on": judged_on,
         "reason": reason if headline else "",
         "rule": rule,
     }
@@ -524,27 +530,58 @@ def crossover_rows(records: pd.DataFrame) -> pd.DataFrame:
     rows = [_row(CROSSOVER_CLAIMS[r["metric"]], text.DASH, CROSSOVER_RULE,
                  scope=f"vs {r['baseline_model']}, {r['mode']}", best=r["where"],
                  best_value=None if text.is_missing(r["crossover_len"]) else int(r["crossover_len"]),
-                 n=r["lengths"], conditions=text.condition_label(r))
+                 n=r["lengths"], conditions=text.condition_label(r), judged_on=basis_of(r))
             for r in crossovers(records).to_dict("records")]
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame["best_value"] = pd.Series([row["best_value"] for row in rows], index=frame.index, dtype=object)
     return frame
 
 
+def basis_of(row) -> str:
+    """What a record's (or a comparison's) figures are: ``measured``, or ``simulated <gpu>``."""
+    gpu = row.get("simulated_gpu")
+    return MEASURED if text.is_missing(gpu) else f"simulated {gpu}"
+
+
+def bases(records: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(basis, its records): the measured records, then those simulated on each GPU (``bench.gpusim``),
+    so that no claim mixes measured and simulated figures; ``[("measured", records)]`` when nothing was
+    simulated (no records at all included: the claims then say what was not measured)."""
+    if records.empty:
+        return [(MEASURED, records)]
+    simulated = is_simulated(records)
+    groups = [] if simulated.all() else [(MEASURED, records[~simulated])]
+    by_gpu = records[simulated].groupby("simulated_gpu", sort=True)
+    return groups + [(f"simulated {gpu}", rows) for gpu, rows in by_gpu]
+
+
+def verdict_words(claim: dict) -> str:
+    """The verdict as shown: ``reproduced``, or ``reproduced, simulated h100-80gb`` where it was judged on
+    simulated peaks; '' for a row without a verdict."""
+    verdict, basis = claim.get("verdict") or "", claim.get("judged_on")
+    return verdict if not verdict or text.is_missing(basis) or basis == MEASURED else f"{verdict}, {basis}"
+
+
+def _record_claims(records: pd.DataFrame) -> list[list[dict]]:
+    """The rows of each claim judged from cell records (memory in training, in inference, long inputs,
+    time), from ``records`` of one basis."""
+    comparisons = memory_comparisons(records)
+    training = _saving_rows("up to 50% less memory in training", TRAIN_SAVING, ["train"], comparisons)
+    inference = _saving_rows("up to 87% less memory in inference", INFERENCE_SAVING, INFERENCE_MODES,
+                             comparisons)
+    return [training, inference, _long_input_rows(records), _time_rows(records)]
+
+
 def evaluate(records: pd.DataFrame, rouge: pd.DataFrame | None = None, relative: pd.DataFrame | None = None,
              rouge_docs: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per claim (and per baseline / series), computed from the records, ROUGE results,
     relative.jsonl's pairs (``runs.relative_frame``) and per-document ROUGE (records.RougeDocRow, for
-    the paired comparison with Lead-k)."""
-    comparisons = memory_comparisons(records)
-    rows = [
-        *_saving_rows("up to 50% less memory in training", TRAIN_SAVING, ["train"], comparisons),
-        *_saving_rows("up to 87% less memory in inference", INFERENCE_SAVING, INFERENCE_MODES, comparisons),
-        *_long_input_rows(records),
-        *_time_rows(records),
-        *_rouge_rows(relative, rouge, rouge_docs),
-        *_length_rows(rouge, rouge_docs),
-    ]
+    the paired comparison with Lead-k). A claim judged from records gets its rows once per basis
+    (``bases``: measured, then each simulated GPU), its ``judged_on`` column naming it."""
+    per_basis = [(basis, _record_claims(group)) for basis, group in bases(records)]
+    rows = [dict(row, judged_on=basis) for index in range(len(per_basis[0][1]))
+            for basis, claims in per_basis for row in claims[index]]
+    rows += [*_rouge_rows(relative, rouge, rouge_docs), *_length_rows(rouge, rouge_docs)]
     frame = pd.DataFrame(rows, columns=COLUMNS)
     # the value columns hold token lengths (int) beside percentages and exponents (float): a float
     # column would turn a length of 1,024 into 1024.0 in claims.csv, so each value keeps its own type

@@ -5,7 +5,8 @@ model, on log axes labelled at 1, 2 and 5 of each decade (every power of two of 
 did not run ok are markers in a shaded strip above the panel, at the length where they happened and one
 row per series, so that a curve that stops says why and no failure reads as a value; the host-memory
 budget of the runs is a dashed line. ``ratio_figures`` draws LOCOST's peak memory as a fraction of each
-baseline's with the paper's 0.5 and 0.13.
+baseline's with the paper's 0.5 and 0.13. Simulated cells (``bench.gpusim``) get figures of their own,
+hollow markers and a legend entry "simulated <gpu>".
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 
 from records import ROUGE_METRICS
 from reports import text
-from reports.analysis import SERIES_KEY, crossovers
+from reports.analysis import SERIES_KEY, crossovers, is_simulated
 from reports.runs import CONDITION_COLUMNS, MODES, key_of
 
 FAMILY_COLORS = {
@@ -39,7 +40,9 @@ OTHER_COLORS = ["#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 SIZE_STYLES = {"tiny": (0, (6, 1.5)), "small": "-", "base": (0, (3, 2)), "large": (0, (1, 1.5))}
 FULL_DOCUMENT_STYLES = [(0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (3, 3))]
 STATUS_MARKERS = {"oom": "X", "timeout": "v", "unsupported": "s", "skipped": "o", "error": "*"}
-FIGURE_KEY = ["device", "env_device_name", "dtype", "batch"]
+FIGURE_KEY = ["device", "env_device_name", "simulated_gpu", "dtype", "batch"]
+#: the marker face of a simulated series (bench.gpusim): hollow, beside the filled measured ones
+SIMULATED_FACE = "none"
 DPI = 130
 
 
@@ -162,7 +165,7 @@ def _draw_panel(ax, frame: pd.DataFrame, column: str, fits: pd.DataFrame | None 
         if not ok.empty:
             ax.plot(ok["input_len"].astype(float), ok[column], color=color,
                     linestyle=style_of(rows["size"].iloc[0]), marker="o", markersize=4, linewidth=1.6,
-                    label=label)
+                    label=label, markerfacecolor=marker_face(rows, color))
         if series in fits_by_series:
             exponents.append(_draw_fit(ax, fits_by_series[series], color))
         failed = rows[~rows["status"].eq("ok")]
@@ -243,15 +246,30 @@ def _spread_labels(ax, labels: list[tuple], gap_pt: float = 12.0) -> None:
                     arrowprops={"arrowstyle": "-", "color": color, "linewidth": 0.5, "alpha": 0.6})
 
 
-def _legend(fig, axes, records: pd.DataFrame | None = None, title: str = "model") -> None:
+def marker_face(rows: pd.DataFrame, color: str) -> str:
+    """The face colour of a series' markers: ``SIMULATED_FACE`` (hollow) for simulated cells, else filled."""
+    return SIMULATED_FACE if is_simulated(rows).any() else color
+
+
+def simulated_gpus(rows: pd.DataFrame) -> list[str]:
+    """The GPUs the simulated rows among ``rows`` stand for, each once."""
+    return text.distinct(rows[is_simulated(rows)], "simulated_gpu")
+
+
+def _legend(fig, axes, records: pd.DataFrame | None = None, title: str = "model",
+            simulated: list[str] = ()) -> None:
     """One legend for the whole figure, right of the panels: the series, then the markers of the
-    statuses that occur in ``records``."""
+    statuses that occur in ``records``, then a hollow marker per GPU simulated (``simulated``; default:
+    those of ``records``)."""
     handles = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
     handles = dict(sorted(handles.items(), key=lambda item: not item[0].startswith("locost")))  # LOCOST first
     statuses = [] if records is None else [s for s in STATUS_MARKERS if records["status"].eq(s).any()]
+    for gpu in simulated or ([] if records is None else simulated_gpus(records)):
+        handles[f"simulated {gpu}"] = Line2D([], [], linestyle="none", marker="o", color="#444",
+                                             markerfacecolor=SIMULATED_FACE)
     for status in statuses:
         handles[status] = Line2D(
             [],
@@ -281,7 +299,9 @@ def figure_groups(records: pd.DataFrame):
         (
             (
                 rows["device"].iloc[0],
-                rows["env_device_name"].iloc[0],
+                # a simulated cell's device name is the host's CPU (it computed it): the GPU is named
+                *((f"simulated {gpu}" for gpu in simulated_gpus(rows)) if is_simulated(rows).all()
+                  else (rows["env_device_name"].iloc[0],)),
                 rows["dtype"].iloc[0],
                 f"batch{text.integer(rows['batch'].iloc[0])}",
             ),
@@ -389,10 +409,12 @@ def crossover_caption(marks: pd.DataFrame) -> str:
 
 
 def _budgets(rows: pd.DataFrame, budgets: dict | None) -> tuple:
-    """The distinct host-memory budgets (MiB) of the runs whose records are in ``rows``."""
+    """The distinct host-memory budgets (MiB) of the runs whose records are in ``rows``; none for
+    simulated cells (their peaks are GPU bytes, which no host budget bounds)."""
     if not budgets:
         return ()
-    return tuple(sorted({b for run in rows["run_id"].dropna().unique() for b in budgets.get(run, ())}))
+    measured = rows[~is_simulated(rows)]
+    return tuple(sorted({b for run in measured["run_id"].dropna().unique() for b in budgets.get(run, ())}))
 
 
 def scaling_figures(records: pd.DataFrame, fits: pd.DataFrame, budgets: dict | None = None) -> list[Figure]:
@@ -462,7 +484,7 @@ def ratio_figures(comparisons: pd.DataFrame) -> list[Figure]:
             _draw_ratios(ax, pairs)
             ax.set_title(mode + _mode_detail(pairs.iloc[0]), fontsize=10)
             ax.set_ylabel("LOCOST / baseline peak memory")
-        _legend(fig, axes, title="baseline")
+        _legend(fig, axes, title="baseline", simulated=simulated_gpus(group))
         first = group.iloc[0]
         label = text.condition_label(first.drop(["target_len", "new_tokens"]))
         figures.append(Figure(
@@ -492,7 +514,7 @@ def _draw_ratios(ax, pairs: pd.DataFrame) -> None:
         color = color_of(rows["baseline_family"].iloc[0])
         ok = rows[rows["ratio"].notna()]
         ax.plot(ok["input_len"].astype(float), ok["ratio"], color=color, marker="o", markersize=4,
-                linewidth=1.6, label=baseline)
+                linewidth=1.6, label=baseline, markerfacecolor=marker_face(rows, color))
         bound = rows[rows["ratio_bound"].notna()]
         if not bound.empty:
             ax.scatter(bound["input_len"].astype(float), bound["ratio_bound"], marker="v", s=40,

@@ -77,8 +77,12 @@ def headlines(comparisons: pd.DataFrame) -> list[str]:
             if figures:
                 parts.append(f"{mode}: {', '.join(figures)}")
         first = group.iloc[0]
-        values = {c: text.commit(first[c]) if c == "env_git_commit" else first[c] for c in differing}
-        prefix = "".join(f"{CONDITION_NAMES.get(c, c)} {value}, " for c, value in values.items())
+        simulated = not text.is_missing(first["simulated_gpu"])  # no device ran it: name the GPU simulated
+        hidden = {"produced_by", "simulated_gpu"} | ({"device", "env_device_name"} if simulated else set())
+        values = {c: text.commit(first[c]) if c == "env_git_commit" else first[c]
+                  for c in differing if c not in hidden}
+        prefix = (f"simulated {first['simulated_gpu']}, " if simulated else "") + "".join(
+            f"{CONDITION_NAMES.get(c, c)} {value}, " for c, value in values.items())
         sentences += [prefix + part for part in parts]
     return sentences
 

@@ -70,7 +70,12 @@ def _joined(values, fmt=str) -> str:
 def device_names(frame: pd.DataFrame) -> str:
     """'cuda (NVIDIA H100 80GB HBM3)' or 'cpu (AMD EPYC 7B13, 2 cores)', one per distinct device."""
     names = []
-    for row in frame.drop_duplicates(["device", "env_device_name", "env_cpu_model"]).itertuples():
+    simulated = frame["simulated_gpu"] if "simulated_gpu" in frame else pd.Series(None, index=frame.index)
+    for row in frame.assign(simulated_gpu=simulated).drop_duplicates(
+            ["device", "env_device_name", "env_cpu_model", "simulated_gpu"]).itertuples():
+        if not is_missing(row.simulated_gpu):  # no device ran it: the host's CPU computed a GPU's bytes
+            names.append(f"{row.device} (simulated {row.simulated_gpu}, bench.gpusim)")
+            continue
         detail = row.env_device_name if not is_missing(row.env_device_name) else row.env_cpu_model
         if row.device == "cpu" and not is_missing(row.env_cpu_model):
             detail = row.env_cpu_model + (

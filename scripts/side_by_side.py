@@ -1,40 +1,35 @@
 """Print measured and simulated peaks (GiB above the built model) of the same cells side by side.
 
-``python scripts/side_by_side.py REAL_RUN_DIR SIMULATED_RUN_DIR``: cells pair by model, mode, input length,
-target / new tokens, batch and dtype; the error is (simulated - measured) / measured.
+``python scripts/side_by_side.py RUN_DIR [RUN_DIR ...]``: the records of a GPU run and a simulated run (any
+order) paired as the report pairs them (``reports.analysis.simulated_vs_measured``: model, mode, input
+length, target / new tokens, batch, dtype, inputs and config fields); the error is
+(simulated - measured) / measured. Run from the repository root.
 """
 
-import json
 import sys
-from pathlib import Path
 
-KEY = ("model", "mode", "input_len", "target_len", "new_tokens", "batch", "dtype")
+import pandas as pd
 
-
-def records(run_dir: str) -> dict:
-    lines = Path(run_dir, "results.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in lines if line.strip()]
-    return {tuple(row[k] for k in KEY): row for row in rows}
+from reports.analysis import simulated_vs_measured
+from reports.runs import load_run
 
 
-def peak(row: dict | None) -> str:
-    if row is None:
-        return "-"
-    if row["status"] != "ok" or row["mem_peak_above_base_bytes"] is None:
-        return row["status"]
-    return f"{row['mem_peak_above_base_bytes'] / 2**30:.2f}"
+def peak(status: str, mib: float) -> str:
+    return f"{mib / 1024:.2f}" if status == "ok" else status
 
 
-def main(real_dir: str, sim_dir: str) -> None:
-    real, sim = records(real_dir), records(sim_dir)
+def main(run_dirs: list[str]) -> int:
+    paired = simulated_vs_measured(pd.concat([load_run(d).records for d in run_dirs], ignore_index=True))
     print(f"{'model':<22} {'mode':<9} {'length':>7} {'measured GiB':>13} {'simulated GiB':>14} {'error':>7}")
-    for key in sorted(set(real) | set(sim), key=lambda k: (k[0], k[1], k[2])):
-        a, b = real.get(key), sim.get(key)
-        error = ""
-        if a and b and a["status"] == b["status"] == "ok":
-            error = f"{(b['mem_peak_above_base_bytes'] / a['mem_peak_above_base_bytes'] - 1) * 100:+.1f}%"
-        print(f"{key[0]:<22} {key[1]:<9} {key[2]:>7,} {peak(a):>13} {peak(b):>14} {error:>7}")
+    for p in paired.itertuples(index=False):
+        error = "" if pd.isna(p.relative_error_pct) else f"{p.relative_error_pct:+.1f}%"
+        print(f"{p.model:<22} {p.mode:<9} {p.input_len:>7,} {peak(p.measured_status, p.measured_mib):>13} "
+              f"{peak(p.simulated_status, p.simulated_mib):>14} {error:>7}")
+    if paired.empty:
+        print("error: no simulated cell has a measured GPU record of the same cell", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    sys.exit(main(sys.argv[1:]))

@@ -86,6 +86,9 @@ class Suite:
     description: str
     cpu: Sweep
     cuda: Sweep
+    #: the GPU (``bench.gpusim.GPUS`` name) on which a machine without one simulates the ``cuda`` sweep
+    #: beside the ``cpu`` default, into one report (``cli.sweep.simulated_beside``); None: it does not
+    simulated_beside_cpu: str | None = None
 
     @property
     def name(self) -> str:
