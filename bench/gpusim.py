@@ -178,13 +178,17 @@ class Simulator(LiveBytes):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         from torch._subclasses.fake_tensor import (
+            _DISPATCH_META_HANDLERS,
             DataDependentOutputException,
             DynamicOutputShapeException,
             FakeTensor,
         )
 
         kwargs = kwargs or {}
-        if func.namespace == "prim":  # metadata (prim.device): no storage, no values
+        handler = _DISPATCH_META_HANDLERS.get(func)
+        if handler is not None:  # metadata (prim.device, half of all calls): answered as the fake mode does
+            return handler(args)
+        if func.namespace == "prim":  # other metadata: no storage, no values
             return func(*args, **kwargs)
         tensors = [x for x in pytree.tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)]
         for x in tensors if func not in _LIFTS else ():
