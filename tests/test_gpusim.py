@@ -236,3 +236,24 @@ def test_the_sweep_table_of_simulated_cells_says_simulated_and_on_which_gpu():
     measured = dict(record, model="led-tiny", simulated_gpu=None)
     rows = [" ".join(line.split()) for line in summary_table([record, measured]).splitlines()[3:]]
     assert rows == ["locost-tiny train bf16 b1, simulated h100-80gb 254", "led-tiny train bf16 b1 254"]
+
+
+def test_jobs_with_simulate_runs_cells_side_by_side_unmarked(tmp_path):
+    """``--jobs 2 --simulate`` was refused with the CPU-contention message, which is about measured times
+    and RSS; a simulated peak is computed from tensor sizes and cannot be spoiled by a neighbour. Under
+    ``--jobs 2`` the records equal a one-at-a-time run's, with no contention mark."""
+    from records import read_jsonl
+
+    def run(run_id: str, *extra: str) -> dict:
+        done = subprocess.run([sys.executable, "-m", "bench.memory", "--simulate", "h100-80gb", "--models",
+                               "longt5-local,locost", "--sizes", "tiny", "--lengths", "512", "--modes",
+                               "encode", "--out", str(tmp_path), "--run-id", run_id, "--no-progress",
+                               "--no-report", *extra], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return {r["model"]: r for r in read_jsonl(tmp_path / run_id / "results.jsonl")[0]}
+
+    side_by_side, one_at_a_time = run("jobs2", "--jobs", "2"), run("jobs1")
+    assert sorted(side_by_side) == ["locost-tiny", "longt5-local-tiny"]
+    for model, record in side_by_side.items():
+        assert (record["status"], record["contention"]) == ("ok", None)
+        assert record["mem_peak_bytes"] == one_at_a_time[model]["mem_peak_bytes"] > 0
