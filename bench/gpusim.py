@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
+import threading
 import weakref
 from dataclasses import dataclass
 
@@ -114,6 +116,46 @@ class ValueNeeded(RuntimeError):
     """An op needs a value a fake tensor does not have (nothing known computed it)."""
 
 
+class DeferredSignals:
+    """While open (main thread only), SIGINT and SIGTERM are noted instead of handled, and ``deliver()``
+    runs the handler that was in place (Ctrl-C's ``KeyboardInterrupt``, ``cli.args``'s ``Terminated``)
+    where it is called: at the next op of a simulated step, or on leaving.
+
+    Why: a Python signal handler runs at whatever bytecode comes next, and during a simulated step that is
+    often a weakref callback of ``LiveBytes`` (one per freed storage); an exception raised in a weakref
+    callback is printed and dropped by Python, so a Ctrl-C there was lost and the step ran on to its end.
+    Signals whose handler is not a Python function (ignored, default) are left alone."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.pending: list[int] = []
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                if callable(signal.getsignal(signum)):
+                    self._previous[signum] = signal.signal(signum, self._note)
+        return self
+
+    def _note(self, signum, frame) -> None:
+        self.pending.append(signum)
+
+    def deliver(self) -> None:
+        """Run the original handler of the first signal noted (it raises), once."""
+        if self.pending:
+            signum = self.pending[0]
+            self.pending.clear()
+            self._previous[signum](signum, None)
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self.deliver()  # a Ctrl-C noted during a failing step still ends the program
+        self._previous.clear()
+
+
 class LiveBytes(TorchDispatchMode):
     """Counts the storages ops create while active: ``live`` bytes (each rounded by ``block_bytes``),
     ``peak`` the highest ``live`` seen. A storage stops counting when it is freed (a weakref)."""
@@ -136,6 +178,10 @@ class LiveBytes(TorchDispatchMode):
     def _free(self, key: int, size: int) -> None:
         self._refs.pop(key, None)
         self.live -= size
+
+    def close(self) -> None:
+        """Stop counting: the weakrefs go, so storages that die later run no callback."""
+        self._refs.clear()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -169,6 +215,7 @@ class Simulator(LiveBytes):
 
         self.fake_mode = fake_mode
         self.known = WeakIdKeyDictionary()
+        self.signals = DeferredSignals()  # opened by simulate_step around the step
 
     def fake(self, real: torch.Tensor) -> torch.Tensor:
         """A fake tensor standing for ``real`` (not counted: it exists before the step), values kept."""
@@ -185,6 +232,8 @@ class Simulator(LiveBytes):
         )
 
         kwargs = kwargs or {}
+        if self.signals.pending:  # a Ctrl-C noted since the last op: raised here, not in a weakref callback
+            self.signals.deliver()
         handler = _DISPATCH_META_HANDLERS.get(func)
         if handler is not None:  # metadata (prim.device, half of all calls): answered as the fake mode does
             return handler(args)
@@ -307,7 +356,8 @@ def simulate_step(handle, make_batch, mode: str, *, new_tokens: int = 1, dtype: 
     step = {"train": lambda: handle.train_loss(fake_batch), "encode": lambda: handle.encode(fake_batch),
             "generate": lambda: handle.greedy_decode(fake_batch, new_tokens)}[mode]
     lower = autocast_dtype(dtype)
-    with contextlib.ExitStack() as stack:
+    with simulator.signals, contextlib.ExitStack() as stack:
+        stack.callback(simulator.close)  # the step's tensors die after it: no callbacks then
         if lower is not None:
             stack.enter_context(cuda_autocast_rules())
             stack.enter_context(torch.autocast("cpu", dtype=lower))

@@ -8,6 +8,8 @@ it on fake tensors. Equal peaks mean the fake run allocated and freed what the r
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 
@@ -214,6 +216,43 @@ def test_capacity_refuses_a_model_config_field_the_model_lacks():
     assert (out.returncode, out.stdout) == (2, "")
     assert out.stderr == ("error: locost has no config field 'foo' (--model-config; give --models only the "
                           "families that have it)\n")
+
+
+def test_a_ctrl_c_handled_inside_a_freed_storages_callback_still_interrupts_the_step(monkeypatch):
+    """Python runs a signal's handler at the next bytecode, during a simulated step often inside a
+    ``LiveBytes`` weakref callback (one per freed storage), and drops what a weakref callback raises: that
+    Ctrl-C was lost and the step ran to its end. Here a real SIGINT is raised inside the first such
+    callback; the step must still end in ``KeyboardInterrupt``, and the handler be the default again."""
+    raised = []
+    free = LiveBytes._free
+
+    def free_and_interrupt(self, key, size):
+        if not raised:
+            raised.append(key)
+            signal.raise_signal(signal.SIGINT)
+        free(self, key, size)
+
+    monkeypatch.setattr(LiveBytes, "_free", free_and_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        simulated("locost", "train", "fp32")
+    assert raised and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_capacity_interrupted_says_nothing_is_kept_and_does_not_promise_a_resume():
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) during the bisection, after its first
+    probe: one line, exit 130, and no "rerun the same command to resume", which capacity cannot do (it
+    keeps no records). It used to be lost now and then (the test above), and capacity ran to its end."""
+    child = subprocess.Popen([sys.executable, "-m", "bench.capacity", "--gpu", "h100-80gb", "--size", "tiny",
+                              "--models", "locost", "--modes", "train"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    first = child.stderr.readline()
+    assert first.startswith("  locost train 1,024: ")
+    os.killpg(child.pid, signal.SIGINT)
+    out, err = child.communicate(timeout=300)
+    assert (child.returncode, out) == (130, "")
+    assert err.splitlines()[-1] == ("interrupted: nothing is kept (capacity runs keep no records; a rerun "
+                                    "starts again)")
 
 
 def test_throughput_refuses_to_simulate_since_a_simulation_has_no_times(tmp_path):
