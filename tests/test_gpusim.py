@@ -34,9 +34,13 @@ LENGTH, TARGET, NEW = 512, 16, 3
 def real_peak(family: str, mode: str, dtype: str) -> tuple[int, int]:
     """(base, peak above base) of the step on real CPU tensors, counted by a dispatch mode."""
     handle = build(family, "tiny")
-    batch = handle.make_batch(LENGTH, target_len=TARGET)
+    return live_peak(handle, handle.make_batch(LENGTH, target_len=TARGET), mode, dtype, NEW)
+
+
+def live_peak(handle, batch: dict, mode: str, dtype: str, new_tokens: int) -> tuple[int, int]:
+    """(base, peak above base) of ``handle``'s ``mode`` step on ``batch`` (real tensors), by ``LiveBytes``."""
     step = {"train": lambda: handle.train_loss(batch), "encode": lambda: handle.encode(batch),
-            "generate": lambda: handle.greedy_decode(batch, NEW)}[mode]
+            "generate": lambda: handle.greedy_decode(batch, new_tokens)}[mode]
     counter = LiveBytes()
     with contextlib.ExitStack() as stack:
         if dtype == "bf16":
@@ -253,6 +257,60 @@ def test_capacity_interrupted_says_nothing_is_kept_and_does_not_promise_a_resume
     assert (child.returncode, out) == (130, "")
     assert err.splitlines()[-1] == ("interrupted: nothing is kept (capacity runs keep no records; a rerun "
                                     "starts again)")
+
+
+def test_the_rouge_recipe_is_the_command_bench_rouge_help_prints():
+    """``bench.capacity --rouge-recipe`` checks the configuration ``bench.rouge --help`` prints: the values
+    read back from the help text of a real ``bench.rouge`` process."""
+    import re
+
+    from cli.args import parse_length
+    from cli.capacity import rouge_recipe
+
+    text = subprocess.run([sys.executable, "-m", "bench.rouge", "--help"], check=True, capture_output=True,
+                          text=True, timeout=300).stdout
+    command = text[text.index("GPU configuration"):].split("\n\n")[1]
+
+    def value(option: str) -> str:
+        return re.search(rf"--{option} (\S+)", command).group(1)
+
+    cfg = rouge_recipe()
+    assert (cfg.size, cfg.budget.batch_size, cfg.budget.train_len, cfg.budget.target_len) == \
+        (value("size"), int(value("batch-size")), parse_length(value("train-len")), int(value("target-len")))
+    assert cfg.eval_lens == [parse_length(text) for text in value("eval-lens").split(",")]
+    assert (cfg.generation.batch_size, cfg.generation.max_new_tokens) == \
+        (int(value("eval-batch-size")), int(value("max-new-tokens")))
+    assert cfg.models is None and "--models" not in command  # the suite's default models
+
+
+def test_rouge_recipe_peaks_equal_the_real_steps_bytes_with_checkpointing_and_the_adamw_state():
+    """The recipe's check, on a shrunk recipe (tiny, batch 2, 256 / 16 tokens, 3 new tokens): the train
+    figure is the real step's base and peak (gradient checkpointing on, counted by ``LiveBytes`` over
+    real tensors) plus the bytes of the state a real ``torch.optim.AdamW`` step creates (its ``step``
+    counters are 0-dim CPU tensors, off the GPU); the generate figure the real greedy generation's."""
+    import dataclasses
+
+    from cli.capacity import recipe_peaks, rouge_recipe
+
+    cfg = rouge_recipe()
+    cfg = dataclasses.replace(cfg, size="tiny", eval_lens=[128, 256, None],
+                              budget=dataclasses.replace(cfg.budget, batch_size=2, train_len=256,
+                                                         target_len=16),
+                              generation=dataclasses.replace(cfg.generation, batch_size=2, max_new_tokens=3))
+    peaks = recipe_peaks(cfg, "locost")
+    handle = build("locost", "tiny", vocab_size=cfg.vocab_size)
+    handle.gradient_checkpointing(True)
+    batch = handle.make_batch(256, target_len=16, batch_size=2)
+    base, peak = live_peak(handle, batch, "train", "bf16", 1)
+    optimizer = torch.optim.AdamW(handle.model.parameters())
+    handle.model(**batch, use_cache=False).loss.backward()
+    optimizer.step()
+    state = held_bytes([t for s in optimizer.state.values() for t in s.values() if t.dim() > 0])
+    real = base + state + peak
+    assert abs(peaks["train"] - real) <= 0.01 * real, (peaks, base, state, peak)
+    handle = build("locost", "tiny", vocab_size=cfg.vocab_size)
+    base, peak = live_peak(handle, handle.make_batch(256, target_len=1, batch_size=2), "generate", "bf16", 3)
+    assert abs(peaks["generate"] - (base + peak)) <= 0.01 * (base + peak), (peaks, base, peak)
 
 
 def test_throughput_refuses_to_simulate_since_a_simulation_has_no_times(tmp_path):
