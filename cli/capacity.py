@@ -9,6 +9,8 @@ baseline's. Each probe runs in this process (seconds to minutes each, by the mod
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sys
 
 from cli.args import (
@@ -61,30 +63,33 @@ def recipe_peaks(cfg, family: str) -> dict:
     model, its batch, the AdamW state (2 float32 tensors per trainable parameter, ``torch.optim.AdamW``)
     and the step's peak (forward + backward with gradient checkpointing, as ``suites.rouge.training``
     trains on CUDA, bf16 autocast); ``generate`` = model, batch and peak of greedy generation of
-    ``max_new_tokens`` at the longest evaluation length, ``eval_batch_size`` documents (None when every
+    ``max_new_tokens`` at the longest evaluation length, ``eval_batch_size`` documents (absent when every
     length is 'full', a document's own length). The vocabulary is the recipe's trained tokenizer's
-    ``vocab_size``. Not modelled: the optimizer step's own temporaries, the no-repeat-n-gram filter."""
-    from bench.gpusim import held_bytes, simulate_step
+    ``vocab_size``. A step the simulation cannot run (``ValueNeeded``: values of a tensor over
+    ``VALUE_NUMEL`` elements) gives the reason instead of bytes. Not modelled: the optimizer step's own
+    temporaries, the no-repeat-n-gram filter."""
+    from bench.gpusim import ValueNeeded, held_bytes, simulate_step
     from models import build
 
     budget, lengths = cfg.budget, [length for length in cfg.eval_lens if length is not None]
-    peaks = {}
-    handle = build(family, cfg.size, device="meta", vocab_size=cfg.vocab_size)
-    try:
-        handle.gradient_checkpointing(True)
-    except ValueError:  # as suites.rouge.training: a class without checkpointing trains without it
-        pass
-    state = 2 * held_bytes([p for p in handle.model.parameters() if p.requires_grad])
-    sim = simulate_step(handle, lambda: handle.make_batch(budget.train_len, target_len=budget.target_len,
-                                                          batch_size=budget.batch_size),
-                        "train", dtype="bf16")
-    peaks["train"] = sim.base_bytes + state + sim.peak_bytes
+    steps = {"train": (budget.train_len, budget.target_len, budget.batch_size)}
     if lengths:
+        steps["generate"] = (max(lengths), 1, cfg.generation.batch_size)
+    peaks = {}
+    for step, (length, target, batch) in steps.items():
         handle = build(family, cfg.size, device="meta", vocab_size=cfg.vocab_size)
-        sim = simulate_step(handle, lambda: handle.make_batch(max(lengths), target_len=1,
-                                                              batch_size=cfg.generation.batch_size),
-                            "generate", new_tokens=cfg.generation.max_new_tokens, dtype="bf16")
-        peaks["generate"] = sim.base_bytes + sim.peak_bytes
+        state = 0
+        if step == "train":
+            with contextlib.suppress(ValueError):  # as suites.rouge.training: no checkpointing support
+                handle.gradient_checkpointing(True)
+            state = 2 * held_bytes([p for p in handle.model.parameters() if p.requires_grad])
+        try:
+            make = functools.partial(handle.make_batch, length, target_len=target, batch_size=batch)
+            sim = simulate_step(handle, make, step, new_tokens=cfg.generation.max_new_tokens, dtype="bf16")
+            peaks[step] = sim.base_bytes + state + sim.peak_bytes
+        except ValueNeeded as exc:
+            peaks[step] = f"not simulated: {exc}"
+        print(f"  {family} {step}: {peaks[step]}", file=sys.stderr, flush=True)
     return peaks
 
 
@@ -101,8 +106,11 @@ def recipe_table(cfg, gpu) -> str:
              "new tokens", f"{'model':<16} {'step':<9} {'GiB':>8}  fits"]
     for family in cfg.models or DEFAULT_MODELS:
         for step, peak in recipe_peaks(cfg, family).items():
-            fits = "yes" if peak <= usable else "no (oom)"
-            lines.append(f"{family:<16} {step:<9} {peak / 2**30:8.2f}  {fits}")
+            if isinstance(peak, str):
+                lines.append(f"{family:<16} {step:<9} {'-':>8}  {peak}")
+            else:
+                fits = "yes" if peak <= usable else "no (oom)"
+                lines.append(f"{family:<16} {step:<9} {peak / 2**30:8.2f}  {fits}")
     return "\n".join(lines)
 
 

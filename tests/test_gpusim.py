@@ -313,6 +313,27 @@ def test_rouge_recipe_peaks_equal_the_real_steps_bytes_with_checkpointing_and_th
     assert abs(peaks["generate"] - (base + peak)) <= 0.01 * (base + peak), (peaks, base, peak)
 
 
+def test_a_recipe_step_the_simulation_cannot_run_says_why_instead_of_failing(monkeypatch):
+    """LED reads ``.item()`` of a mask it expands to (batch, 1, L, L): at the recipe's 8 x 16K generation
+    that is over ``VALUE_NUMEL`` elements, too many to compute for real, and the whole check died with
+    ``ValueNeeded``. Here ``VALUE_NUMEL`` is shrunk so that a tiny LED step meets the same limit."""
+    import dataclasses
+
+    import bench.gpusim
+    from cli.capacity import recipe_peaks, rouge_recipe
+
+    cfg = rouge_recipe()
+    cfg = dataclasses.replace(cfg, size="tiny", eval_lens=[256],
+                              budget=dataclasses.replace(cfg.budget, batch_size=1, train_len=256,
+                                                         target_len=16),
+                              generation=dataclasses.replace(cfg.generation, batch_size=2, max_new_tokens=2))
+    monkeypatch.setattr(bench.gpusim, "VALUE_NUMEL", 2 * 256 * 256 - 1)
+    peaks = recipe_peaks(cfg, "led")
+    assert isinstance(peaks["train"], int)  # (1, 1, 256, 256): within the limit
+    assert peaks["generate"] == ("not simulated: aten._local_scalar_dense.default needs values of a tensor "
+                                 "the simulation does not know")
+
+
 def test_throughput_refuses_to_simulate_since_a_simulation_has_no_times(tmp_path):
     """``bench.throughput --simulate`` used to run cells whose records hold no time: a throughput run
     without a throughput. It is one ``error:`` line and exit 2 before any cell."""
