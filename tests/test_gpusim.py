@@ -237,9 +237,20 @@ def test_a_ctrl_c_handled_inside_a_freed_storages_callback_still_interrupts_the_
         free(self, key, size)
 
     monkeypatch.setattr(LiveBytes, "_free", free_and_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        simulated("locost", "train", "fp32")
-    assert raised and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Ctrl-C handled as in a terminal, also where pytest inherited SIGINT ignored (a script's background job)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            simulated("locost", "train", "fp32")
+        assert raised and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _sigint_as_in_a_terminal() -> None:
+    """In a child before exec: SIGINT handled (a background job of a script inherits it ignored, and
+    Python keeps an ignored SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_capacity_interrupted_says_nothing_is_kept_and_does_not_promise_a_resume():
@@ -249,7 +260,7 @@ def test_capacity_interrupted_says_nothing_is_kept_and_does_not_promise_a_resume
     child = subprocess.Popen([sys.executable, "-m", "bench.capacity", "--gpu", "h100-80gb", "--size", "tiny",
                               "--models", "locost", "--modes", "train"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+                             start_new_session=True, preexec_fn=_sigint_as_in_a_terminal)
     first = child.stderr.readline()
     assert first.startswith("  locost train 1,024: ")
     os.killpg(child.pid, signal.SIGINT)
