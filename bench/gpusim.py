@@ -33,10 +33,19 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
+import threading
 import weakref
 from dataclasses import dataclass
 
 import torch
+from torch._subclasses.fake_tensor import (
+    _DISPATCH_META_HANDLERS,
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    FakeTensor,
+    unset_fake_temporarily,
+)
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -114,6 +123,46 @@ class ValueNeeded(RuntimeError):
     """An op needs a value a fake tensor does not have (nothing known computed it)."""
 
 
+class DeferredSignals:
+    """While open (main thread only), SIGINT and SIGTERM are noted instead of handled, and ``deliver()``
+    runs the handler that was in place (Ctrl-C's ``KeyboardInterrupt``, ``cli.args``'s ``Terminated``)
+    where it is called: at the next op of a simulated step, or on leaving.
+
+    Why: a Python signal handler runs at whatever bytecode comes next, and during a simulated step that is
+    often a weakref callback of ``LiveBytes`` (one per freed storage); an exception raised in a weakref
+    callback is printed and dropped by Python, so a Ctrl-C there was lost and the step ran on to its end.
+    Signals whose handler is not a Python function (ignored, default) are left alone."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.pending: list[int] = []
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                if callable(signal.getsignal(signum)):
+                    self._previous[signum] = signal.signal(signum, self._note)
+        return self
+
+    def _note(self, signum, frame) -> None:
+        self.pending.append(signum)
+
+    def deliver(self) -> None:
+        """Run the original handler of the first signal noted (it raises), once."""
+        if self.pending:
+            signum = self.pending[0]
+            self.pending.clear()
+            self._previous[signum](signum, None)
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self.deliver()  # a Ctrl-C noted during a failing step still ends the program
+        self._previous.clear()
+
+
 class LiveBytes(TorchDispatchMode):
     """Counts the storages ops create while active: ``live`` bytes (each rounded by ``block_bytes``),
     ``peak`` the highest ``live`` seen. A storage stops counting when it is freed (a weakref)."""
@@ -137,21 +186,56 @@ class LiveBytes(TorchDispatchMode):
         self._refs.pop(key, None)
         self.live -= size
 
+    def close(self) -> None:
+        """Stop counting: the weakrefs go, so storages that die later run no callback."""
+        self._refs.clear()
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        for leaf in pytree.tree_leaves(out):
-            if isinstance(leaf, torch.Tensor):
-                self.track(leaf)
+        for leaf in _tensors(out):
+            self.track(leaf)
         return out
+
+
+#: per op: (whether its first output is a view of an input, the (index, name) of the arguments it writes)
+_OP_INFO: dict = {}
+
+
+def _op_info(func) -> tuple[bool, tuple]:
+    """``func``'s schema facts the simulator asks about at every call, read once (``_OP_INFO``)."""
+    info = _OP_INFO.get(func)
+    if info is None:
+        schema = func._schema
+        views = bool(schema.returns) and schema.returns[0].alias_info is not None  # no new storage
+        written = tuple((i, a.name) for i, a in enumerate(schema.arguments)
+                        if a.alias_info is not None and a.alias_info.is_write)
+        info = _OP_INFO[func] = (views, written)
+    return info
+
+
+def _tensors(value) -> list:
+    """The tensors in an op's arguments or outputs, in ``pytree.tree_leaves`` order (a faster walk of
+    the tensors, tuples, lists and dicts they are made of)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if not isinstance(value, (list, tuple)):
+        return []
+    found = []
+    for x in value:
+        if isinstance(x, torch.Tensor):
+            found.append(x)
+        elif isinstance(x, (list, tuple, dict)):
+            found += _tensors(x)
+    return found
 
 
 def _written(func, args, kwargs) -> list:
     """The tensors among ``args``/``kwargs`` that ``func`` writes to (``out=``, in-place ops)."""
     written = []
-    for i, argument in enumerate(func._schema.arguments):
-        if argument.alias_info is not None and argument.alias_info.is_write:
-            value = args[i] if i < len(args) else kwargs.get(argument.name)
-            written += [x for x in pytree.tree_leaves(value) if isinstance(x, torch.Tensor)]
+    for i, name in _op_info(func)[1]:
+        written += _tensors(args[i] if i < len(args) else kwargs.get(name))
     return written
 
 
@@ -169,6 +253,7 @@ class Simulator(LiveBytes):
 
         self.fake_mode = fake_mode
         self.known = WeakIdKeyDictionary()
+        self.signals = DeferredSignals()  # opened by simulate_step around the step
 
     def fake(self, real: torch.Tensor) -> torch.Tensor:
         """A fake tensor standing for ``real`` (not counted: it exists before the step), values kept."""
@@ -177,16 +262,15 @@ class Simulator(LiveBytes):
         return fake
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        from torch._subclasses.fake_tensor import (
-            DataDependentOutputException,
-            DynamicOutputShapeException,
-            FakeTensor,
-        )
-
         kwargs = kwargs or {}
-        if func.namespace == "prim":  # metadata (prim.device): no storage, no values
+        if self.signals.pending:  # a Ctrl-C noted since the last op: raised here, not in a weakref callback
+            self.signals.deliver()
+        handler = _DISPATCH_META_HANDLERS.get(func)
+        if handler is not None:  # metadata (prim.device, half of all calls): answered as the fake mode does
+            return handler(args)
+        if func.namespace == "prim":  # other metadata: no storage, no values
             return func(*args, **kwargs)
-        tensors = [x for x in pytree.tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)]
+        tensors = _tensors(args) + _tensors(kwargs) if kwargs else _tensors(args)
         for x in tensors if func not in _LIFTS else ():
             if not isinstance(x, FakeTensor) and x.dim() > 0:
                 raise CpuTensorError(f"{func}: a CPU tensor of shape {tuple(x.shape)} in a simulated CUDA "
@@ -201,24 +285,18 @@ class Simulator(LiveBytes):
             real = self._real(func, args, kwargs)
             out = pytree.tree_map(lambda r: self._adopt(r) if isinstance(r, torch.Tensor) else r, real)
             return out
-        views = func._schema.returns and func._schema.returns[0].alias_info is not None  # no new storage
-        if knowable and (views or all(leaf.numel() <= VALUE_NUMEL for leaf in pytree.tree_leaves(out)
-                                      if isinstance(leaf, torch.Tensor))):
-            real = self._real(func, args, kwargs)
-            for fake, value in zip(pytree.tree_leaves(out), pytree.tree_leaves(real), strict=False):
-                if isinstance(fake, torch.Tensor) and isinstance(value, torch.Tensor):
-                    self.known[fake] = value
+        outputs = _tensors(out)
+        if knowable and (_op_info(func)[0] or all(leaf.numel() <= VALUE_NUMEL for leaf in outputs)):
+            for fake, value in zip(outputs, _tensors(self._real(func, args, kwargs)), strict=False):
+                self.known[fake] = value
         else:  # a tensor written by an op of unknown values has unknown values now
             for x in _written(func, args, kwargs):
                 self.known.pop(x, None)
-        for leaf in pytree.tree_leaves(out):
-            if isinstance(leaf, torch.Tensor):
-                self.track(leaf)
+        for leaf in outputs:
+            self.track(leaf)
         return out
 
     def _real(self, func, args, kwargs):
-        from torch._subclasses.fake_tensor import unset_fake_temporarily
-
         def real(x):
             return self.known[x] if isinstance(x, torch.Tensor) and x in self.known else x
         with unset_fake_temporarily():
@@ -303,7 +381,8 @@ def simulate_step(handle, make_batch, mode: str, *, new_tokens: int = 1, dtype: 
     step = {"train": lambda: handle.train_loss(fake_batch), "encode": lambda: handle.encode(fake_batch),
             "generate": lambda: handle.greedy_decode(fake_batch, new_tokens)}[mode]
     lower = autocast_dtype(dtype)
-    with contextlib.ExitStack() as stack:
+    with simulator.signals, contextlib.ExitStack() as stack:
+        stack.callback(simulator.close)  # the step's tensors die after it: no callbacks then
         if lower is not None:
             stack.enter_context(cuda_autocast_rules())
             stack.enter_context(torch.autocast("cpu", dtype=lower))

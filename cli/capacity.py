@@ -9,6 +9,8 @@ baseline's. Each probe runs in this process (seconds to minutes each, by the mod
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sys
 
 from cli.args import (
@@ -37,7 +39,79 @@ def build_parser() -> Parser:
     add("--max-len", type=parse_length, default=4 * 2**20, help="longest length tried (default 4m)")
     add("--model-config", type=parse_model_config, default=(),
         help="config fields of every model, e.g. dropout_rate=0")
+    add("--rouge-recipe", action="store_true",
+        help="instead of the bisection: whether the ROUGE suite's GPU configuration (as bench.rouge --help "
+             "prints it) fits the GPU, per model: its training step and its generation at the longest "
+             "evaluation length, simulated peaks")
     return p
+
+
+def rouge_recipe():
+    """The ROUGE suite's GPU configuration, read from the command ``bench.rouge --help`` prints (the
+    ``cli.rouge`` docstring) and parsed by ``bench.rouge``'s own parser: a ``RougeConfig``."""
+    import shlex
+
+    import cli.rouge
+
+    text = cli.rouge.__doc__[cli.rouge.__doc__.index("GPU configuration"):]
+    command = text[text.index("python -m bench.rouge"):].split("\n\n")[0].replace("\\\n", " ")
+    return cli.rouge.config_from_args(cli.rouge.parser().parse_args(shlex.split(command)[3:]))
+
+
+def recipe_peaks(cfg, family: str) -> dict:
+    """Simulated CUDA bytes of ``cfg``'s (a ``RougeConfig``) GPU run of ``family``: ``train`` = the built
+    model, its batch, the AdamW state (2 float32 tensors per trainable parameter, ``torch.optim.AdamW``)
+    and the step's peak (forward + backward with gradient checkpointing, as ``suites.rouge.training``
+    trains on CUDA, bf16 autocast); ``generate`` = model, batch and peak of greedy generation of
+    ``max_new_tokens`` at the longest evaluation length, ``eval_batch_size`` documents (absent when every
+    length is 'full', a document's own length). The vocabulary is the recipe's trained tokenizer's
+    ``vocab_size``. A step the simulation cannot run (``ValueNeeded``: values of a tensor over
+    ``VALUE_NUMEL`` elements) gives the reason instead of bytes. Not modelled: the optimizer step's own
+    temporaries, the no-repeat-n-gram filter."""
+    from bench.gpusim import ValueNeeded, held_bytes, simulate_step
+    from models import build
+
+    budget, lengths = cfg.budget, [length for length in cfg.eval_lens if length is not None]
+    steps = {"train": (budget.train_len, budget.target_len, budget.batch_size)}
+    if lengths:
+        steps["generate"] = (max(lengths), 1, cfg.generation.batch_size)
+    peaks = {}
+    for step, (length, target, batch) in steps.items():
+        handle = build(family, cfg.size, device="meta", vocab_size=cfg.vocab_size)
+        state = 0
+        if step == "train":
+            with contextlib.suppress(ValueError):  # as suites.rouge.training: no checkpointing support
+                handle.gradient_checkpointing(True)
+            state = 2 * held_bytes([p for p in handle.model.parameters() if p.requires_grad])
+        try:
+            make = functools.partial(handle.make_batch, length, target_len=target, batch_size=batch)
+            sim = simulate_step(handle, make, step, new_tokens=cfg.generation.max_new_tokens, dtype="bf16")
+            peaks[step] = sim.base_bytes + state + sim.peak_bytes
+        except ValueNeeded as exc:
+            peaks[step] = f"not simulated: {exc}"
+        print(f"  {family} {step}: {peaks[step]}", file=sys.stderr, flush=True)
+    return peaks
+
+
+def recipe_table(cfg, gpu) -> str:
+    """Whether each model of ``cfg``'s GPU run fits ``gpu``: its ``recipe_peaks`` in GiB, ok / oom."""
+    from suites.rouge.config import DEFAULT_MODELS
+
+    budget, usable = cfg.budget, gpu.usable_bytes
+    lines = [f"ROUGE GPU configuration (bench.rouge --help) on {gpu.name} ({usable / 2**30:.1f} GiB "
+             f"usable): {cfg.size} presets, vocabulary {cfg.vocab_size:,}, bf16 autocast; train = "
+             f"{budget.batch_size} x {budget.train_len:,} input / {budget.target_len} target tokens, "
+             "gradient checkpointing, model + AdamW state + step peak; generate = "
+             f"{cfg.generation.batch_size} x the longest evaluation length, {cfg.generation.max_new_tokens} "
+             "new tokens", f"{'model':<16} {'step':<9} {'GiB':>8}  fits"]
+    for family in cfg.models or DEFAULT_MODELS:
+        for step, peak in recipe_peaks(cfg, family).items():
+            if isinstance(peak, str):
+                lines.append(f"{family:<16} {step:<9} {'-':>8}  {peak}")
+            else:
+                fits = "yes" if peak <= usable else "no (oom)"
+                lines.append(f"{family:<16} {step:<9} {peak / 2**30:8.2f}  {fits}")
+    return "\n".join(lines)
 
 
 def peak_at(family: str, size: str, mode: str, config: tuple):
@@ -98,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(exc)
 
     def work() -> int:
+        if args.rouge_recipe:
+            print(recipe_table(rouge_recipe(), gpu))
+            return 0
         rows = {}
         for family in args.models or FAMILIES:
             for mode in args.modes:

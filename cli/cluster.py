@@ -27,7 +27,9 @@ def add_arguments(parser: Parser) -> None:
              "cell and one GPU per task; submitit-local: the same path through submitit's local executor")
     add("--jobs", type=positive(int), default=None,
         help="cells at once: local/submitit-local on a multi-GPU box, each cell pinned to its own GPU "
-             "(default 1); slurm: the array's parallelism (default: the cluster's)")
+             "(default 1); with --simulate, simulated cells side by side on this host's cores (their peaks "
+             "are computed, not measured: no contention); slurm: the array's parallelism (default: the "
+             "cluster's)")
     add("--allow-contention", action="store_true",
         help="allow --jobs > 1 on CPU; every record is then marked as measured under contention (slurm: "
              "CPU tasks may share nodes, up to --jobs at once, instead of one whole node each)")
@@ -71,13 +73,19 @@ def _gpus(args: argparse.Namespace, device: str) -> list[int] | None:
     return visible_gpus() if device.startswith("cuda") and local_jobs(args) > 1 else None
 
 
+def _computed(args: argparse.Namespace) -> bool:
+    """Whether the cells' figures are computed, not measured (``--simulate``: peaks from tensor sizes, no
+    times), so that cells sharing the cores cannot spoil them."""
+    return bool(getattr(args, "simulate", None))
+
+
 def check(args: argparse.Namespace, device: str) -> None:
     """Refuse options that cannot be met or would spoil the figures (``UsageError``)."""
     given = [f"--{name.replace('_', '-')}" for name in SLURM_FLAGS if getattr(args, name) is not None]
     if given and args.executor != "slurm":
         raise UsageError(f"{given[0]} applies to --executor slurm only")
     jobs = local_jobs(args)
-    if jobs > 1 and device.startswith("cpu") and not args.allow_contention:
+    if jobs > 1 and device.startswith("cpu") and not args.allow_contention and not _computed(args):
         raise UsageError(f"--jobs {jobs} on CPU runs {jobs} cells at once on the same cores and memory, "
                          "spoiling each other's time and memory figures; add --allow-contention to run "
                          "them anyway, marked as measured under contention")
@@ -114,7 +122,7 @@ def executor(args: argparse.Namespace, device: str, run_dir: Path, timeout_s: fl
     jobs, gpus = args.jobs or 1, _gpus(args, device)
     # on Slurm, CPU tasks get whole nodes (--exclusive) unless shared nodes are accepted
     shared = args.allow_contention if args.executor == "slurm" else local_jobs(args) > 1
-    contention = shared and device.startswith("cpu")
+    contention = shared and device.startswith("cpu") and not _computed(args)
     if args.executor == "local":
         return Local(jobs, gpus, contention)
     options = SlurmOptions(partition=args.slurm_partition, time_min=args.slurm_time, mem=args.slurm_mem,

@@ -184,7 +184,7 @@ def plan_args(suite_name: str, args: argparse.Namespace) -> Plan:
 
 #: options that choose CPU cells: given any, the CPU run is no default and no GPU sweep is simulated beside it
 CELL_OPTIONS = ("sizes", "lengths", "modes", "target_len", "new_tokens", "batch", "dtype")
-#: simulated cells at once beside the CPU default: they time nothing, so they may share the cores
+#: simulated cells at once beside the CPU default: they time nothing, so they share the cores unmarked
 SIMULATION_JOBS = 2
 
 
@@ -204,7 +204,7 @@ def simulated_beside(planned: Plan) -> Plan | None:
         return None
     options = {"simulate": gpu, "run_id": f"{args.run_id}-{gpu}-sim" if args.run_id else None}
     if args.executor == "local" and args.jobs is None:
-        options.update(jobs=SIMULATION_JOBS, allow_contention=True)
+        options.update(jobs=SIMULATION_JOBS)
     return plan_args(planned.suite.name, argparse.Namespace(**{**vars(args), **options}))
 
 

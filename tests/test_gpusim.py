@@ -8,6 +8,8 @@ it on fake tensors. Equal peaks mean the fake run allocated and freed what the r
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 
@@ -32,9 +34,13 @@ LENGTH, TARGET, NEW = 512, 16, 3
 def real_peak(family: str, mode: str, dtype: str) -> tuple[int, int]:
     """(base, peak above base) of the step on real CPU tensors, counted by a dispatch mode."""
     handle = build(family, "tiny")
-    batch = handle.make_batch(LENGTH, target_len=TARGET)
+    return live_peak(handle, handle.make_batch(LENGTH, target_len=TARGET), mode, dtype, NEW)
+
+
+def live_peak(handle, batch: dict, mode: str, dtype: str, new_tokens: int) -> tuple[int, int]:
+    """(base, peak above base) of ``handle``'s ``mode`` step on ``batch`` (real tensors), by ``LiveBytes``."""
     step = {"train": lambda: handle.train_loss(batch), "encode": lambda: handle.encode(batch),
-            "generate": lambda: handle.greedy_decode(batch, NEW)}[mode]
+            "generate": lambda: handle.greedy_decode(batch, new_tokens)}[mode]
     counter = LiveBytes()
     with contextlib.ExitStack() as stack:
         if dtype == "bf16":
@@ -114,16 +120,16 @@ def test_allocator_blocks_and_gpu_table():
         parse_gpu("v100")
 
 
-#: families whose simulated step dispatches a number of ops independent of the length; the SSM kernels
-#: of LOCOST, LOCOST-S4 and SPADE dispatch 10^5+ small ops (~0.2 ms each on fake tensors): minutes
-FAST_FAMILIES = ("longt5-tglobal", "longt5-local", "led", "pegasus-x")
+#: families whose simulated step dispatches few ops at any length (SPADE: its S4 kernel by doubling);
+#: LOCOST's S4D kernel goes over channel chunks (~25 ops each, 576 per layer in training at 64K): minutes
+FAST_FAMILIES = ("longt5-tglobal", "longt5-local", "led", "pegasus-x", "spade")
 
 
 def test_base_cells_up_to_64k_simulate():
-    """The attention families' ``base`` train cells at 64K (bf16; LED at its 16K limit) simulate to a
-    peak of over 1 GiB, in a new process so that no earlier test's known values help. Their cost is a
-    benchmark figure, not asserted here (CPU seconds, printed with -s: 4-9, LongT5-TGlobal ~40-60 on the
-    2-core box, 2026-12-06): its (L, L/16) integer position tensors are computed for real."""
+    """The attention families' and SPADE's ``base`` train cells at 64K (bf16; LED at its 16K limit)
+    simulate to a peak of over 1 GiB, in a new process so that no earlier test's known values help. Their
+    cost is a benchmark figure, not asserted here (CPU seconds, printed with -s: 4-15, LongT5-TGlobal ~40-60
+    on the 2-core box, 2026-12-06: its (L, L/16) integer position tensors are computed for real)."""
     code = ("import sys, time; from tests.test_gpusim import simulated\n"
             "for family in sys.argv[1:]:\n"
             "    start = time.process_time()\n"
@@ -216,6 +222,129 @@ def test_capacity_refuses_a_model_config_field_the_model_lacks():
                           "families that have it)\n")
 
 
+def test_a_ctrl_c_handled_inside_a_freed_storages_callback_still_interrupts_the_step(monkeypatch):
+    """Python runs a signal's handler at the next bytecode, during a simulated step often inside a
+    ``LiveBytes`` weakref callback (one per freed storage), and drops what a weakref callback raises: that
+    Ctrl-C was lost and the step ran to its end. Here a real SIGINT is raised inside the first such
+    callback; the step must still end in ``KeyboardInterrupt``, and the handler be the default again."""
+    raised = []
+    free = LiveBytes._free
+
+    def free_and_interrupt(self, key, size):
+        if not raised:
+            raised.append(key)
+            signal.raise_signal(signal.SIGINT)
+        free(self, key, size)
+
+    monkeypatch.setattr(LiveBytes, "_free", free_and_interrupt)
+    # Ctrl-C handled as in a terminal, also where pytest inherited SIGINT ignored (a script's background job)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            simulated("locost", "train", "fp32")
+        assert raised and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _sigint_as_in_a_terminal() -> None:
+    """In a child before exec: SIGINT handled (a background job of a script inherits it ignored, and
+    Python keeps an ignored SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_capacity_interrupted_says_nothing_is_kept_and_does_not_promise_a_resume():
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) during the bisection, after its first
+    probe: one line, exit 130, and no "rerun the same command to resume", which capacity cannot do (it
+    keeps no records). It used to be lost now and then (the test above), and capacity ran to its end."""
+    child = subprocess.Popen([sys.executable, "-m", "bench.capacity", "--gpu", "h100-80gb", "--size", "tiny",
+                              "--models", "locost", "--modes", "train"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True, preexec_fn=_sigint_as_in_a_terminal)
+    first = child.stderr.readline()
+    assert first.startswith("  locost train 1,024: ")
+    os.killpg(child.pid, signal.SIGINT)
+    out, err = child.communicate(timeout=300)
+    assert (child.returncode, out) == (130, "")
+    assert err.splitlines()[-1] == ("interrupted: nothing is kept (capacity runs keep no records; a rerun "
+                                    "starts again)")
+
+
+def test_the_rouge_recipe_is_the_command_bench_rouge_help_prints():
+    """``bench.capacity --rouge-recipe`` checks the configuration ``bench.rouge --help`` prints: the values
+    read back from the help text of a real ``bench.rouge`` process."""
+    import re
+
+    from cli.args import parse_length
+    from cli.capacity import rouge_recipe
+
+    text = subprocess.run([sys.executable, "-m", "bench.rouge", "--help"], check=True, capture_output=True,
+                          text=True, timeout=300).stdout
+    command = text[text.index("GPU configuration"):].split("\n\n")[1]
+
+    def value(option: str) -> str:
+        return re.search(rf"--{option} (\S+)", command).group(1)
+
+    cfg = rouge_recipe()
+    assert (cfg.size, cfg.budget.batch_size, cfg.budget.train_len, cfg.budget.target_len) == \
+        (value("size"), int(value("batch-size")), parse_length(value("train-len")), int(value("target-len")))
+    assert cfg.eval_lens == [parse_length(text) for text in value("eval-lens").split(",")]
+    assert (cfg.generation.batch_size, cfg.generation.max_new_tokens) == \
+        (int(value("eval-batch-size")), int(value("max-new-tokens")))
+    assert cfg.models is None and "--models" not in command  # the suite's default models
+
+
+def test_rouge_recipe_peaks_equal_the_real_steps_bytes_with_checkpointing_and_the_adamw_state():
+    """The recipe's check, on a shrunk recipe (tiny, batch 2, 256 / 16 tokens, 3 new tokens): the train
+    figure is the real step's base and peak (gradient checkpointing on, counted by ``LiveBytes`` over
+    real tensors) plus the bytes of the state a real ``torch.optim.AdamW`` step creates (its ``step``
+    counters are 0-dim CPU tensors, off the GPU); the generate figure the real greedy generation's."""
+    import dataclasses
+
+    from cli.capacity import recipe_peaks, rouge_recipe
+
+    cfg = rouge_recipe()
+    cfg = dataclasses.replace(cfg, size="tiny", eval_lens=[128, 256, None],
+                              budget=dataclasses.replace(cfg.budget, batch_size=2, train_len=256,
+                                                         target_len=16),
+                              generation=dataclasses.replace(cfg.generation, batch_size=2, max_new_tokens=3))
+    peaks = recipe_peaks(cfg, "locost")
+    handle = build("locost", "tiny", vocab_size=cfg.vocab_size)
+    handle.gradient_checkpointing(True)
+    batch = handle.make_batch(256, target_len=16, batch_size=2)
+    base, peak = live_peak(handle, batch, "train", "bf16", 1)
+    optimizer = torch.optim.AdamW(handle.model.parameters())
+    handle.model(**batch, use_cache=False).loss.backward()
+    optimizer.step()
+    state = held_bytes([t for s in optimizer.state.values() for t in s.values() if t.dim() > 0])
+    real = base + state + peak
+    assert abs(peaks["train"] - real) <= 0.01 * real, (peaks, base, state, peak)
+    handle = build("locost", "tiny", vocab_size=cfg.vocab_size)
+    base, peak = live_peak(handle, handle.make_batch(256, target_len=1, batch_size=2), "generate", "bf16", 3)
+    assert abs(peaks["generate"] - (base + peak)) <= 0.01 * (base + peak), (peaks, base, peak)
+
+
+def test_a_recipe_step_the_simulation_cannot_run_says_why_instead_of_failing(monkeypatch):
+    """LED reads ``.item()`` of a mask it expands to (batch, 1, L, L): at the recipe's 8 x 16K generation
+    that is over ``VALUE_NUMEL`` elements, too many to compute for real, and the whole check died with
+    ``ValueNeeded``. Here ``VALUE_NUMEL`` is shrunk so that a tiny LED step meets the same limit."""
+    import dataclasses
+
+    import bench.gpusim
+    from cli.capacity import recipe_peaks, rouge_recipe
+
+    cfg = rouge_recipe()
+    cfg = dataclasses.replace(cfg, size="tiny", eval_lens=[256],
+                              budget=dataclasses.replace(cfg.budget, batch_size=1, train_len=256,
+                                                         target_len=16),
+                              generation=dataclasses.replace(cfg.generation, batch_size=2, max_new_tokens=2))
+    monkeypatch.setattr(bench.gpusim, "VALUE_NUMEL", 2 * 256 * 256 - 1)
+    peaks = recipe_peaks(cfg, "led")
+    assert isinstance(peaks["train"], int)  # (1, 1, 256, 256): within the limit
+    assert peaks["generate"] == ("not simulated: aten._local_scalar_dense.default needs values of a tensor "
+                                 "the simulation does not know")
+
+
 def test_throughput_refuses_to_simulate_since_a_simulation_has_no_times(tmp_path):
     """``bench.throughput --simulate`` used to run cells whose records hold no time: a throughput run
     without a throughput. It is one ``error:`` line and exit 2 before any cell."""
@@ -236,3 +365,24 @@ def test_the_sweep_table_of_simulated_cells_says_simulated_and_on_which_gpu():
     measured = dict(record, model="led-tiny", simulated_gpu=None)
     rows = [" ".join(line.split()) for line in summary_table([record, measured]).splitlines()[3:]]
     assert rows == ["locost-tiny train bf16 b1, simulated h100-80gb 254", "led-tiny train bf16 b1 254"]
+
+
+def test_jobs_with_simulate_runs_cells_side_by_side_unmarked(tmp_path):
+    """``--jobs 2 --simulate`` was refused with the CPU-contention message, which is about measured times
+    and RSS; a simulated peak is computed from tensor sizes and cannot be spoiled by a neighbour. Under
+    ``--jobs 2`` the records equal a one-at-a-time run's, with no contention mark."""
+    from records import read_jsonl
+
+    def run(run_id: str, *extra: str) -> dict:
+        done = subprocess.run([sys.executable, "-m", "bench.memory", "--simulate", "h100-80gb", "--models",
+                               "longt5-local,locost", "--sizes", "tiny", "--lengths", "512", "--modes",
+                               "encode", "--out", str(tmp_path), "--run-id", run_id, "--no-progress",
+                               "--no-report", *extra], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return {r["model"]: r for r in read_jsonl(tmp_path / run_id / "results.jsonl")[0]}
+
+    side_by_side, one_at_a_time = run("jobs2", "--jobs", "2"), run("jobs1")
+    assert sorted(side_by_side) == ["locost-tiny", "longt5-local-tiny"]
+    for model, record in side_by_side.items():
+        assert (record["status"], record["contention"]) == ("ok", None)
+        assert record["mem_peak_bytes"] == one_at_a_time[model]["mem_peak_bytes"] > 0

@@ -24,6 +24,7 @@ import torch
 from matplotlib.figure import Figure as MplFigure
 from test_reports import _chromium, record
 
+from bench.settings import Settings
 from cli.sweep import main
 from records import read_jsonl
 from reports import build, plots
@@ -43,7 +44,8 @@ def tiny_memory_suite():
     """The memory suite with tiny defaults: both sweeps bf16 with the same target / new tokens (so that the
     CPU records can stand for GPU ones), the GPU one with a length more than the CPU one."""
     cpu = Sweep(models=("locost", "longt5-local"), sizes=("tiny",), modes=("train", "encode"), lengths=(512,),
-                target_len=16, new_tokens=2, dtype="bf16", warmup=0, repeats=1, timeout_s=300.0)
+                target_len=16, new_tokens=2, dtype="bf16",
+                settings=Settings.of(warmup=0, repeats=1, timeout_s=300.0))
     return replace(MEMORY, cpu=cpu, cuda=replace(cpu, lengths=(256, 512)))
 
 

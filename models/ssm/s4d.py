@@ -25,6 +25,8 @@ KERNEL_CHUNK_BYTES = 2**23
 __all__ = [
     "s4d_discretize",
     "flush_threshold",
+    "exp_grid_factors",
+    "grid_from_factors",
     "exp_grid",
     "kernel_split",
     "ssm_kernel",
@@ -67,13 +69,11 @@ def flush_threshold(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).tiny ** (1 / 5)
 
 
-def exp_grid(dtA: torch.Tensor, stride: int, count: int) -> torch.Tensor:
-    """exp(dtA * stride * i) for i = 0 .. count-1, shape (H, count, M) for dtA (H, M) (i before modes).
-
-    With i = a S + b (S = ceil(sqrt(count))) it is the outer product exp(dtA stride S a) exp(dtA stride b)
-    of two directly exponentiated factors: ~2 sqrt(count) exponentials instead of `count`, and no error
-    accumulates (no repeated powers). Factors below `flush_threshold` are set to zero.
-    """
+def exp_grid_factors(dtA: torch.Tensor, stride: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two factors of `exp_grid` for dtA (H, M): coarse exp(dtA stride S a) (H, ceil(count / S), M) and
+    fine exp(dtA stride b) (H, S, M), S = ceil(sqrt(count)), each exponentiated directly; entries below
+    `flush_threshold` are set to zero. O(H M sqrt(count)) memory: computed once for all channels, then
+    combined per channel chunk by `grid_from_factors`."""
     S = math.ceil(math.sqrt(count))
     i = torch.arange(S, device=dtA.device, dtype=dtA.real.dtype) * stride
     threshold = flush_threshold(dtA.real.dtype)
@@ -84,8 +84,23 @@ def exp_grid(dtA: torch.Tensor, stride: int, count: int) -> torch.Tensor:
         magnitude = magnitude.masked_fill_(magnitude < threshold, 0.0)
         return torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
 
-    coarse, fine = polar(i[: math.ceil(count / S)] * S), polar(i)
+    return polar(i[: math.ceil(count / S)] * S), polar(i)
+
+
+def grid_from_factors(coarse: torch.Tensor, fine: torch.Tensor, count: int) -> torch.Tensor:
+    """exp_grid from its `exp_grid_factors` (of any channel subset): the outer product over i = a S + b,
+    (h, count, M)."""
     return (coarse[:, :, None] * fine[:, None]).flatten(1, 2)[:, :count]
+
+
+def exp_grid(dtA: torch.Tensor, stride: int, count: int) -> torch.Tensor:
+    """exp(dtA * stride * i) for i = 0 .. count-1, shape (H, count, M) for dtA (H, M) (i before modes).
+
+    With i = a S + b (S = ceil(sqrt(count))) it is the outer product exp(dtA stride S a) exp(dtA stride b)
+    of two directly exponentiated factors (`exp_grid_factors`): ~2 sqrt(count) exponentials instead of
+    `count`, and no error accumulates (no repeated powers). Factors below `flush_threshold` are set to zero.
+    """
+    return grid_from_factors(*exp_grid_factors(dtA, stride, count), count)
 
 
 def kernel_split(c: int, L: int) -> tuple[int, int]:
@@ -121,10 +136,13 @@ def ssm_kernel(dtA: torch.Tensor, C_tilde: torch.Tensor, L: int) -> torch.Tensor
     T, J = kernel_split(c, L)
     step = _chunk_channels(c, M, L)
     K = torch.empty(H, c * J, T, dtype=dtA.real.dtype, device=dtA.device)
+    # factors of every channel at once (O(H M sqrt T)): a chunk only multiplies its slices out
+    fine_grid, coarse_grid = exp_grid_factors(dtA.conj(), 1, T), exp_grid_factors(dtA, T, J)
+    C2 = 2 * C_tilde.transpose(0, 1)[:, :, None]  # (H, c, 1, M)
     for start in range(0, H, step):
         h = slice(start, start + step)
-        right = _real_pairs(exp_grid(dtA[h].conj(), 1, T))  # (h, T, 2M)
-        left = 2 * C_tilde[:, h].transpose(0, 1)[:, :, None] * exp_grid(dtA[h], T, J)[:, None]
+        right = _real_pairs(grid_from_factors(*(f[h] for f in fine_grid), T))  # (h, T, 2M)
+        left = C2[h] * grid_from_factors(*(f[h] for f in coarse_grid), J)[:, None]  # (h, c, J, M)
         K[h] = torch.bmm(_real_pairs(left).flatten(1, 2), right.transpose(1, 2))  # (h, c J, T)
     return K.view(H, c, J * T)[..., :L].transpose(0, 1)
 
@@ -143,17 +161,20 @@ def ssm_kernel_backward(dtA, C_tilde, grad_K):
     jT = torch.arange(J, device=grad_K.device, dtype=grad_K.dtype)[:, None] * T
     t = torch.arange(T, device=grad_K.device, dtype=grad_K.dtype)[:, None]
     grad_dtA, grad_C = [], []
+    # factors of every channel at once (O(H M sqrt T)): a chunk only multiplies its slices out
+    fine_grid, coarse_grid = exp_grid_factors(dtA.conj(), 1, T), exp_grid_factors(dtA.conj(), T, J)
+    C_conj = C_tilde.transpose(0, 1).conj()  # (H, c, M)
     for start in range(0, H, step):
         h = slice(start, start + step)
-        w = exp_grid(dtA[h].conj(), 1, T)  # conj exp(dtA t), (h, T, M)
+        w = grid_from_factors(*(f[h] for f in fine_grid), T)  # conj exp(dtA t), (h, T, M)
         G = F.pad(grad_K[:, h].transpose(0, 1), (0, J * T - L)).reshape(-1, c * J, T)
         moments = torch.bmm(G, _real_pairs(torch.cat([w, t * w], dim=-1)))  # (h, c J, 4M)
         moments = torch.view_as_complex(moments.view(-1, c, J, 2, M, 2))
         # per j: sum_t G conj(w_t) and sum_t G (j T + t) conj(w_t); then sum over j with conj(w_{j T})
-        steps = exp_grid(dtA[h].conj(), T, J)[:, None]  # (h, 1, J, M)
+        steps = grid_from_factors(*(f[h] for f in coarse_grid), J)[:, None]  # (h, 1, J, M)
         grad_C.append((moments[:, :, :, 0] * steps).sum(2))
         moment = ((moments[:, :, :, 1] + jT * moments[:, :, :, 0]) * steps).sum(2)  # (h, c, M)
-        grad_dtA.append((C_tilde[:, h].transpose(0, 1).conj() * moment).sum(1))
+        grad_dtA.append((C_conj[h] * moment).sum(1))
     return 2 * torch.cat(grad_dtA), 2 * torch.cat(grad_C).transpose(0, 1)
 
 
