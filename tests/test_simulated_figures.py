@@ -30,7 +30,7 @@ from records import read_jsonl
 from reports import build, plots
 from reports.claims import NOT_REPRODUCED, REPRODUCED, evaluate, verdict_words
 from reports.runs import load_run, records_frame
-from suites import Sweep
+from suites import Sweep, get_suite
 from suites.memory import MEMORY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +56,10 @@ def main_job(tmp_path_factory) -> Path:
         pytest.skip("the CPU default applies where no GPU is found")
     out = tmp_path_factory.mktemp("main-job")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("suites.memory.MEMORY", tiny_memory_suite())
+        tiny = tiny_memory_suite()
+        patch.setattr("suites.memory.MEMORY", tiny)
+        patch.setattr("suites.MEMORY", tiny)  # what suites.suites() hands the command
+        assert get_suite("memory") is tiny
         assert main("memory", ["--out", str(out), "--no-progress", "--threads", "1"]) == 0
     return out
 
