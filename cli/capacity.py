@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import signal
 import sys
 
 from cli.args import (
@@ -120,6 +121,8 @@ def peak_at(family: str, size: str, mode: str, config: tuple):
     from models import UnsupportedLengthError, build
 
     def peak(length: int):
+        if INTERRUPTS:  # a Ctrl-C whose KeyboardInterrupt Python dropped (raised in a weakref callback)
+            raise KeyboardInterrupt
         handle = build(family, size, device="meta", **dict(config))
         target = GPU_DEFAULTS["target_len"] if mode == "train" else 1
         try:
@@ -154,6 +157,16 @@ def table(rows: dict, gpu, size: str) -> str:
     return "\n".join(lines)
 
 
+#: Ctrl-Cs received: a handler's KeyboardInterrupt raised while Python runs a weakref callback (freed fake
+#: tensors between steps) is printed and dropped, so each probe also checks this note
+INTERRUPTS: list[int] = []
+
+
+def _ctrl_c(signum, frame) -> None:
+    INTERRUPTS.append(signum)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.gpusim import longest_fitting, parse_gpu
     from models import FAMILIES, SIZES
@@ -172,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(exc)
 
     def work() -> int:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _ctrl_c)
         if args.rouge_recipe:
             print(recipe_table(rouge_recipe(), gpu))
             return 0
