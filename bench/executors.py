@@ -316,10 +316,18 @@ class _SubmititTask(Task):
             finished = self.job.paths.result_pickle.exists() or not self.alive()
         else:
             finished = self.job.done() or (self.kind == "slurm" and self._gone())
+            finished = finished and not (self.kind == "slurm" and self._requeued())
         if finished and self._on_done:
             self._on_done()
             self._on_done = None
         return finished
+
+    def _requeued(self) -> bool:
+        """A Slurm task that sacct calls ended (its first run's FAILED or REQUEUED) while squeue lists it
+        again, pending or running anew after ``scontrol requeue`` or a preemption, without a result: not
+        done (in CI a requeue 2 s after the start was recorded as the task's end: "ended FAILED after
+        0 s")."""
+        return not self.job.paths.result_pickle.exists() and squeue_lists(self.job_id) is True
 
     def _gone(self) -> bool:
         """A Slurm task that ``squeue`` no longer lists twice running, without a result: ended, also where
