@@ -127,7 +127,9 @@ def test_slurm_end_states_become_records_naming_them_and_a_requeued_task_is_meas
     time.sleep(3)
     cluster.run("scontrol", "requeue", job["requeued"])
     _wait(lambda: job["requeued"] in _squeue(cluster, "PD"), 30, "the requeued task pending")
-    cluster.run("scontrol", "update", f"JobId={job['requeued']}", "StartTime=now")  # not in 2 minutes
+    # not in 2 minutes, nor in the second of the kill: slurmd refuses a launch whose credential is not newer
+    # than the one it revoked ("Killing non-startable batch job: Job credential revoked", then FAILED)
+    cluster.run("scontrol", "update", f"JobId={job['requeued']}", "StartTime=now+3")
     sweep.join(300)
     assert not sweep.is_alive()
     record = {name: next(r for r in records if r["cell_id"] == cell.cell_id) for name, cell in cells.items()}
@@ -138,7 +140,7 @@ def test_slurm_end_states_become_records_naming_them_and_a_requeued_task_is_meas
     assert record["cancelled"]["message"].startswith(f"slurm task {job['cancelled']} ended CANCELLED after ")
     assert record["greedy"]["status"] == "oom"
     assert "OUT_OF_MEMORY" in record["greedy"]["message"]  # the task's cgroup, not the harness's budget
-    assert record["requeued"]["status"] == "ok", record["requeued"]
+    assert record["requeued"]["status"] == "ok", record["requeued"]["message"]
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 4  # the requeued cell once
     history = cluster.run("sacct", "-n", "-X", "-D", "-P", "-j", job["requeued"], "-o", "State").split()
     assert history == ["REQUEUED", "COMPLETED"]
