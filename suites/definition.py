@@ -3,6 +3,7 @@ out of a default sweep (see ``suites``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import product
 
@@ -18,14 +19,19 @@ K = 1024
 
 @dataclass(frozen=True)
 class Drop:
-    """Cells of ``family`` in ``mode`` from ``min_len`` tokens on are left out of a default sweep."""
-    family: str
-    mode: str
+    """Cells of ``family`` in ``mode`` (None: any) from ``min_len`` tokens on, and in ``dtype`` if given, are
+    left out of a default sweep; with ``machine``, only where that test of this machine holds."""
+    family: str | None
+    mode: str | None
     min_len: int
     reason: str
+    dtype: str | None = None
+    machine: Callable[[], bool] | None = None
 
     def matches(self, cell: Cell) -> bool:
-        return cell.family == self.family and cell.mode == self.mode and cell.input_len >= self.min_len
+        return (self.family in (None, cell.family) and self.mode in (None, cell.mode)
+                and cell.input_len >= self.min_len and self.dtype in (None, cell.dtype)
+                and (self.machine is None or self.machine()))
 
 
 @dataclass(frozen=True)
@@ -53,11 +59,13 @@ class Sweep:
     simulate: str | None = None
 
     def with_options(self, **options) -> Sweep:
-        """This sweep with the given fields replaced (None values ignored); choosing the models
-        or lengths explicitly measures the cells ``drop`` would leave out."""
+        """This sweep with the given fields replaced (None values ignored); choosing the models or
+        lengths explicitly measures the cells a ``Drop`` of lengths would leave out, choosing the dtype
+        those a ``Drop`` of a dtype would."""
         options = {k: v for k, v in options.items() if v is not None}
-        if "models" in options or "lengths" in options:
-            options["drop"] = ()
+        by_length, by_dtype = bool({"models", "lengths"} & options.keys()), "dtype" in options
+        if (by_length or by_dtype) and "drop" not in options:
+            options["drop"] = tuple(drop for drop in self.drop if not (by_dtype if drop.dtype else by_length))
         return replace(self, **options)
 
     def cells(self, device: str, threads: int) -> list[Cell]:

@@ -121,15 +121,45 @@ def test_model_config_reaches_every_cell_and_the_built_model():
         prepare(bad)  # the fields are given to the model's config
 
 
-def test_the_default_cpu_throughput_suite_measures_fp32_and_bf16(capsys):
+def test_the_default_cpu_throughput_suite_measures_fp32_and_bf16_where_the_cpu_multiplies_bf16(capsys):
+    from bench.env import cpu_native_bf16
     assert main("throughput", ["--dry-run", "--device", "cpu"]) == 0
-    labels = [line.split("  ", 1)[1] for line in capsys.readouterr().out.splitlines()[:-1]
-              if "left out" not in line]
+    lines = capsys.readouterr().out.splitlines()[:-1]
+    labels = [line.split("  ", 1)[1] for line in lines if "left out" not in line]
+    left_out = [line.split("  ", 1)[1] for line in lines if "left out" in line]
     fp32 = {label for label in labels if not label.endswith(" bf16")}
-    assert "locost-small encode 4,096" in fp32 and len(labels) == 2 * len(fp32)
-    assert {f"{label} bf16" for label in fp32} == set(labels) - fp32
-    assert main("throughput", ["--dry-run", "--device", "cpu", "--dtype", "bf16"]) == 0
-    assert " bf16\n" in capsys.readouterr().out
+    bf16 = {f"{label} bf16" for label in fp32}
+    assert "locost-small encode 4,096" in fp32 and len(fp32) == 63
+    if cpu_native_bf16():
+        assert set(labels) - fp32 == bf16 and not left_out
+    else:  # an emulated bf16 matmul, several times slower than fp32, is not timed by default
+        assert set(labels) == fp32 and {line.split("  (left out: ")[0] for line in left_out} == bf16
+        assert all(line.endswith("(left out: this CPU has no native bf16 matmul (no AVX512-BF16 or AMX for "
+                                 "oneDNN), so bf16 autocast would time an emulation several times slower "
+                                 "than fp32; --dtype bf16 measures it)") for line in left_out)
+    for chosen in (["--dtype", "bf16"], ["--dtype", "bf16", "--models", "locost"]):
+        assert main("throughput", ["--dry-run", "--device", "cpu", *chosen]) == 0
+        out = capsys.readouterr().out
+        assert " bf16\n" in out and "left out" not in out
+
+
+def test_a_drop_leaves_out_its_cells_where_its_machine_test_holds_and_until_its_kind_is_chosen():
+    from suites.definition import Drop, Sweep
+    dtype_drop = {holds: Drop(None, None, 0, "why", dtype="bf16", machine=lambda holds=holds: holds)
+                  for holds in (True, False)}
+    for holds, expected in ((True, {("a", 1024, "fp32")}),
+                            (False, {("a", 1024, "fp32"), ("a", 1024, "bf16")})):
+        sweep = Sweep(models=("a",), modes=("encode",), lengths=(1024,), dtype=("fp32", "bf16"),
+                      drop=(dtype_drop[holds],))
+        assert {(c.family, c.input_len, c.dtype) for c in sweep.cells("cpu", 1)} == expected
+    both = Sweep(models=("a", "b"), modes=("encode",), lengths=(1024, 4096), dtype=("fp32", "bf16"),
+                 drop=(Drop("b", "encode", 4096, "long"), dtype_drop[True]))
+    kept = {options: {(c.family, c.input_len, c.dtype)
+                      for c in both.with_options(**dict(options)).cells("cpu", 1)}
+            for options in ((), (("models", ("a", "b")),), (("dtype", ("fp32", "bf16")),))}
+    assert kept[()] == {("a", 1024, "fp32"), ("a", 4096, "fp32"), ("b", 1024, "fp32")}
+    assert kept[(("models", ("a", "b")),)] == kept[()] | {("b", 4096, "fp32")}  # lengths back, bf16 not
+    assert kept[(("dtype", ("fp32", "bf16")),)] == kept[()] | {(f, n, "bf16") for f, n, _ in kept[()]}
 
 
 def test_setting_flags_override_the_suites_settings_as_one_object():
