@@ -20,8 +20,8 @@ PRODUCERS = ("measurement", "simulation")
 #: failures after which longer inputs of the same model and mode are not attempted
 FAILURES_THAT_SKIP_LONGER = ("oom", "timeout", "unsupported")
 #: keys of a record's ``env`` (``bench.env.environment``), flattened to ``env_<key>`` columns
-ENV_KEYS = ("python", "torch", "transformers", "device_name", "cpu_model", "cpu_count", "threads",
-            "git_commit", "hostname", "platform")
+ENV_KEYS = ("python", "torch", "transformers", "device_name", "cpu_model", "cpu_native_bf16", "cpu_count",
+            "threads", "git_commit", "hostname", "platform")
 ROUGE_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 #: what each preset size (``models.SIZES``; their shapes in ``models.families``) is for. The paper's
 #: claims are about models of a stated size: a report judges them only from ``CLAIM_SIZES``, never

@@ -149,6 +149,8 @@ RUN_FIELDS = [  # (label, record column, run.json env key, formatter)
     ("device name", "env_device_name", "device_name", str),
     ("CPU", "env_cpu_model", "cpu_model", str),
     ("CPU cores", "env_cpu_count", "cpu_count", text.integer),
+    ("CPU bf16 matmul", "env_cpu_native_bf16", "cpu_native_bf16",
+     lambda native: "native" if native else "emulated (no AVX512-BF16 or AMX)"),
     ("dtype", "dtype", None, str),
     ("batch", "batch", None, text.integer),
     ("target length (train)", "target_len", None, text.integer),

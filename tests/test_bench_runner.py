@@ -21,8 +21,8 @@ from bench.sweep import run_sweep
 
 MiB, GiB = 2**20, 2**30
 REPO = Path(__file__).resolve().parents[1]
-ENV_KEYS = {"python", "torch", "transformers", "device_name", "cpu_model", "cpu_count", "threads",
-            "git_commit", "hostname", "platform"}
+ENV_KEYS = {"python", "torch", "transformers", "device_name", "cpu_model", "cpu_native_bf16",
+            "cpu_count", "threads", "git_commit", "hostname", "platform"}
 
 
 def synthetic(name: str, length: int = 1, **args) -> Cell:
