@@ -32,6 +32,7 @@ CPU's flash kernel or the math path here; both keep O(L) memory where the GPU do
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import signal
 import threading
@@ -441,23 +442,48 @@ class Capacity:
 
 def longest_fitting(peak_at, usable_bytes: int, low: int = 1024, high: int = 4 * 2**20,
                     rel: float = 0.01, step: int = 1024) -> Capacity:
-    """Bisection for the longest length in [low, high] whose ``peak_at(length)`` (bytes, or a string
-    saying why the length cannot run) is at most ``usable_bytes``: lengths double from ``low`` until one
-    fails, then the gap is halved until it is within ``rel`` of the length or ``step`` tokens. Assumes
-    the peak grows with the length."""
-    ok, ok_peak, bad, reason, length = None, None, None, "", low
+    """The longest length in [low, high] whose ``peak_at(length)`` (bytes, or a string saying why the
+    length cannot run) is at most ``usable_bytes``, bracketed to within ``rel`` of the length or ``step``
+    tokens: lengths double from ``low`` until one fails, then each probe goes where the power law through
+    the bracket's two peaks reaches ``usable_bytes`` (``_probe_between``), or to the middle after two
+    probes on one side of it.
+    Assumes the peak grows with the length."""
+    ok, ok_peak, bad, bad_peak, reason, length = None, None, None, None, "", low
     while length <= high:
         peak = peak_at(length)
         if isinstance(peak, str) or peak > usable_bytes:
-            bad, reason = length, peak if isinstance(peak, str) else "oom"
+            bad, bad_peak, reason = length, None if isinstance(peak, str) else peak, _why(peak)
             break
         ok, ok_peak = length, peak
         length = high if length < high < 2 * length else 2 * length
+    sides: list[bool] = []  # per probe in the bracket: whether it fitted
     while ok is not None and bad is not None and bad - ok > max(step, rel * ok):
-        middle = (ok + bad) // 2 // step * step or (ok + bad) // 2
+        stuck = len(sides) >= 2 and sides[-1] == sides[-2]  # the line missed twice on one side: halve
+        middle = _probe_between(ok, ok_peak, bad, None if stuck else bad_peak, usable_bytes,
+                                max(step, rel * ok), above=bool(sides) and sides[-1])
         peak = peak_at(middle)
-        if isinstance(peak, str) or peak > usable_bytes:
-            bad, reason = middle, peak if isinstance(peak, str) else "oom"
-        else:
+        sides.append(not (isinstance(peak, str) or peak > usable_bytes))
+        if sides[-1]:
             ok, ok_peak = middle, peak
+        else:
+            bad, bad_peak, reason = middle, None if isinstance(peak, str) else peak, _why(peak)
     return Capacity(ok, bad, ok_peak, reason)
+
+
+def _why(peak) -> str:
+    return peak if isinstance(peak, str) else "oom"
+
+
+def _probe_between(ok: int, ok_peak: int, bad: int, bad_peak: int | None, usable: int, width: float,
+                   above: bool) -> int:
+    """A length strictly between ``ok`` and ``bad``, a multiple of 1,024 where it can be: the midpoint
+    without ``bad_peak``; else where the power law through (ok, ok_peak) and (bad, bad_peak) reaches
+    ``usable``, half a bracket ``width`` below it, or above it after a probe that fitted (so that, on a
+    power law, two probes close the bracket)."""
+    middle = (ok + bad) // 2
+    targets = [middle // 1024 * 1024, middle]
+    if bad_peak is not None:
+        exponent = math.log(bad_peak / ok_peak) / math.log(bad / ok)  # peak ~ length^exponent between them
+        target = ok * (usable / ok_peak) ** (1 / exponent) + (width / 2 if above else -width / 2)
+        targets.insert(0, (math.ceil(target / 1024) if above else math.floor(target / 1024)) * 1024)
+    return next(length for length in targets if ok < length < bad)

@@ -1,6 +1,7 @@
 """``python -m bench.capacity --gpu h100-80gb``: the longest input each model takes on a GPU, simulated.
 
-Per family and mode, ``bench.gpusim.longest_fitting`` bisects on simulated peaks (``bench.gpusim``: the
+Per family and mode, ``bench.gpusim.longest_fitting`` searches simulated peaks (doubling, then probes
+where the power law through the bracket's two peaks meets the GPU; ``bench.gpusim``: the
 step on fake tensors standing for CUDA ones, the GPU suites' defaults: bf16 autocast, batch 1, 512
 target tokens, 64 new tokens) to within 1% or 1,024 tokens, up to 4M tokens; a length passes when the
 built model, its batch and the step's peak fit the GPU's usable memory. Then LOCOST's longest over each

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+from itertools import product
 
 import pytest
 import torch
@@ -170,21 +171,29 @@ def test_simulated_cells_through_the_cli_record_the_simulation_and_an_over_the_g
     assert "> 0.04 GiB usable on 1064mib (1.04 GiB less 1 GiB CUDA context)" in train["message"]
 
 
-def test_capacity_bisection_brackets_the_exact_longest_length():
+def test_capacity_search_brackets_the_exact_longest_length():
     from bench.gpusim import longest_fitting
 
-    for usable in (100 * 300_000, 100 * 1_500, 100 * 3_000_000 + 7):
+    peaks = {"linear": lambda n: 100 * n + 5_000, "quadratic": lambda n: n * n // 1_000 + 50 * n,
+             "square root": lambda n: int(1_000 * n ** 0.5), "jump": lambda n: 10 if n < 300_000 else 10**12}
+    for (name, peak_of), usable in product(peaks.items(), (150_000, 30_000_000, 300_000_007)):
         probes: list[int] = []
 
-        def peak(length: int, probes=probes) -> int:
+        def peak(length: int, probes=probes, peak_of=peak_of) -> int:
             probes.append(length)
-            return 100 * length
+            return peak_of(length)
 
         cap = longest_fitting(peak, usable)
-        exact = usable // 100
-        assert cap.longest_ok <= exact < cap.first_failure, (usable, cap)
-        assert cap.first_failure - cap.longest_ok <= max(1024, 0.01 * cap.longest_ok)
-        assert cap.peak_bytes == 100 * cap.longest_ok and cap.reason == "oom" and len(probes) < 30
+        exact = max((n for n in range(1, 4 * 2**20 + 1, 64) if peak_of(n) <= usable), default=None)
+        assert peak_of(cap.longest_ok) <= usable and cap.peak_bytes == peak_of(cap.longest_ok), (name, cap)
+        if cap.first_failure is not None:
+            assert peak_of(cap.first_failure) > usable and cap.reason == "oom", (name, cap)
+            assert cap.longest_ok <= exact + 63 < cap.first_failure + 64
+            assert cap.first_failure - cap.longest_ok <= max(1024, 0.01 * cap.longest_ok), (name, cap)
+        assert len(probes) < 30
+        if name == "linear" and cap.first_failure:  # the power law through the bracket: 2-3 probes close it
+            doubling = next(i for i, n in enumerate(probes) if peak_of(n) > usable) + 1
+            assert len(probes) - doubling <= 3, (usable, probes)
     assert longest_fitting(lambda length: length, 10**12).first_failure is None
     limited = longest_fitting(lambda length: "unsupported: 16,384 positions" if length > 16384 else 1, 10)
     assert (limited.longest_ok, limited.reason) == (16384, "unsupported: 16,384 positions")
