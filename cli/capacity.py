@@ -32,7 +32,7 @@ GPU_DEFAULTS = {"target_len": 512, "new_tokens": 64, "dtype": "bf16"}
 
 def build_parser() -> Parser:
     p = Parser(prog="python -m bench.capacity", description="Longest input per model and mode that fits "
-               "a GPU, by bisection on simulated peaks.")
+               "a GPU, searched on simulated peaks.")
     add = p.add_argument
     add("--gpu", required=True, help="h100-80gb, a100-80gb, a100-40gb, l4-24gb, rtx4090-24gb or bytes")
     add("--models", type=names, help="comma list of families (default: all)")
@@ -143,8 +143,8 @@ def table(rows: dict, gpu, size: str) -> str:
     longest length that fits), then LOCOST's longest over each baseline's per mode."""
     usable = gpu.usable_bytes / 2**30
     lines = [f"longest input (tokens) of the {size} presets on {gpu.name} ({usable:.1f} GiB usable), "
-             "bisection on simulated peaks (bf16 autocast, batch 1, 512 target / 64 new tokens); "
-             "peak GiB: model + batch + step peak at the longest length that fits",
+             "searched on simulated peaks to 1% or 1,024 tokens (bf16 autocast, batch 1, 512 target / 64 new "
+             "tokens); peak GiB: model + batch + step peak at the longest length that fits",
              f"{'model':<16} {'mode':<9} {'longest ok':>11} {'first failure':>14}  peak GiB  why"]
     for (family, mode), cap in rows.items():
         longest = f"{cap.longest_ok:,}" if cap.longest_ok else "none"
