@@ -34,8 +34,6 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-import signal
-import threading
 import weakref
 from dataclasses import dataclass
 
@@ -49,6 +47,8 @@ from torch._subclasses.fake_tensor import (
 )
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from bench.signals import DEFERRED
 
 GiB, MiB = 2**30, 2**20
 #: the caching allocator's granularity: every block is a multiple of it (kMinBlockSize)
@@ -122,46 +122,6 @@ class CpuTensorError(RuntimeError):
 
 class ValueNeeded(RuntimeError):
     """An op needs a value a fake tensor does not have (nothing known computed it)."""
-
-
-class DeferredSignals:
-    """While open (main thread only), SIGINT and SIGTERM are noted instead of handled, and ``deliver()``
-    runs the handler that was in place (Ctrl-C's ``KeyboardInterrupt``, ``cli.args``'s ``Terminated``)
-    where it is called: at the next op of a simulated step, or on leaving.
-
-    Why: a Python signal handler runs at whatever bytecode comes next, and during a simulated step that is
-    often a weakref callback of ``LiveBytes`` (one per freed storage); an exception raised in a weakref
-    callback is printed and dropped by Python, so a Ctrl-C there was lost and the step ran on to its end.
-    Signals whose handler is not a Python function (ignored, default) are left alone."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.pending: list[int] = []
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                if callable(signal.getsignal(signum)):
-                    self._previous[signum] = signal.signal(signum, self._note)
-        return self
-
-    def _note(self, signum, frame) -> None:
-        self.pending.append(signum)
-
-    def deliver(self) -> None:
-        """Run the original handler of the first signal noted (it raises), once."""
-        if self.pending:
-            signum = self.pending[0]
-            self.pending.clear()
-            self._previous[signum](signum, None)
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self.deliver()  # a Ctrl-C noted during a failing step still ends the program
-        self._previous.clear()
 
 
 class LiveBytes(TorchDispatchMode):
@@ -254,7 +214,7 @@ class Simulator(LiveBytes):
 
         self.fake_mode = fake_mode
         self.known = WeakIdKeyDictionary()
-        self.signals = DeferredSignals()  # opened by simulate_step around the step
+        self.signals = DEFERRED  # Ctrl-C / SIGTERM: noted during the step, delivered at its next op
 
     def fake(self, real: torch.Tensor) -> torch.Tensor:
         """A fake tensor standing for ``real`` (not counted: it exists before the step), values kept."""
@@ -264,13 +224,13 @@ class Simulator(LiveBytes):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if self.signals.pending:  # a Ctrl-C noted since the last op: raised here, not in a weakref callback
-            self.signals.deliver()
         handler = _DISPATCH_META_HANDLERS.get(func)
         if handler is not None:  # metadata (prim.device, half of all calls): answered as the fake mode does
             return handler(args)
         if func.namespace == "prim":  # other metadata: no storage, no values
             return func(*args, **kwargs)
+        if self.signals.pending:  # a Ctrl-C / SIGTERM noted since the last op: raised here (not in a weakref
+            self.signals.deliver()  # callback, nor in a metadata query, which C++ asks where it cannot throw)
         tensors = _tensors(args) + _tensors(kwargs) if kwargs else _tensors(args)
         for x in tensors if func not in _LIFTS else ():
             if not isinstance(x, FakeTensor) and x.dim() > 0:

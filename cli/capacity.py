@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import signal
 import sys
 
 from cli.args import (
@@ -119,11 +118,11 @@ def recipe_table(cfg, gpu) -> str:
 def peak_at(family: str, size: str, mode: str, config: tuple):
     """length -> base + simulated peak in bytes, or why the model cannot take the length."""
     from bench.gpusim import simulate_step
+    from bench.signals import DEFERRED
     from models import UnsupportedLengthError, build
 
     def peak(length: int):
-        if INTERRUPTS:  # a Ctrl-C whose KeyboardInterrupt Python dropped (raised in a weakref callback)
-            raise KeyboardInterrupt
+        DEFERRED.deliver()  # a Ctrl-C noted since the last probe ends the bisection here
         handle = build(family, size, device="meta", **dict(config))
         target = GPU_DEFAULTS["target_len"] if mode == "train" else 1
         try:
@@ -158,18 +157,9 @@ def table(rows: dict, gpu, size: str) -> str:
     return "\n".join(lines)
 
 
-#: Ctrl-Cs received: a handler's KeyboardInterrupt raised while Python runs a weakref callback (freed fake
-#: tensors between steps) is printed and dropped, so each probe also checks this note
-INTERRUPTS: list[int] = []
-
-
-def _ctrl_c(signum, frame) -> None:
-    INTERRUPTS.append(signum)
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     from bench.gpusim import longest_fitting, parse_gpu
+    from bench.signals import DEFERRED
     from models import FAMILIES, SIZES
 
     try:
@@ -186,18 +176,17 @@ def main(argv: list[str] | None = None) -> int:
         return fail(exc)
 
     def work() -> int:
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            signal.signal(signal.SIGINT, _ctrl_c)
-        if args.rouge_recipe:
-            print(recipe_table(rouge_recipe(), gpu))
+        with DEFERRED:  # Ctrl-C / SIGTERM noted, raised at the next probe or simulated op (bench.signals)
+            if args.rouge_recipe:
+                print(recipe_table(rouge_recipe(), gpu))
+                return 0
+            rows = {}
+            for family in args.models or FAMILIES:
+                for mode in args.modes:
+                    rows[family, mode] = longest_fitting(peak_at(family, args.size, mode, args.model_config),
+                                                         gpu.usable_bytes, high=args.max_len)
+            print(table(rows, gpu, args.size))
             return 0
-        rows = {}
-        for family in args.models or FAMILIES:
-            for mode in args.modes:
-                rows[family, mode] = longest_fitting(peak_at(family, args.size, mode, args.model_config),
-                                                     gpu.usable_bytes, high=args.max_len)
-        print(table(rows, gpu, args.size))
-        return 0
 
     return guard(work, lambda: "nothing is kept (capacity runs keep no records; a rerun starts again)",
                  resumes=False)
