@@ -52,10 +52,10 @@ def live_peak(handle, batch: dict, mode: str, dtype: str, new_tokens: int) -> tu
     return base, counter.peak
 
 
-def simulated(family: str, mode: str, dtype: str, length: int = LENGTH, size: str = "tiny"):
+def simulated(family: str, mode: str, dtype: str, length: int = LENGTH, size: str = "tiny", memoise=True):
     handle = build(family, size, device="meta")
     return simulate_step(handle, lambda: handle.make_batch(length, target_len=TARGET), mode,
-                         new_tokens=NEW, dtype=dtype)
+                         new_tokens=NEW, dtype=dtype, memoise=memoise)
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
@@ -118,6 +118,53 @@ def test_allocator_blocks_and_gpu_table():
     assert [parse_gpu(text).name for text in ("1126MiB", "1126.5MiB")] == ["1126mib", odd]
     with pytest.raises(ValueError, match="unknown GPU 'v100'; use one of h100-80gb"):
         parse_gpu("v100")
+
+
+@pytest.mark.parametrize(("mode", "dtype", "length", "size"), [
+    *((mode, dtype, LENGTH, "tiny") for mode in ("train", "encode", "generate")
+      for dtype in ("fp32", "bf16")),
+    ("train", "bf16", 4096, "base")])
+def test_memoised_kernels_give_the_simulated_peak_to_the_byte(mode, dtype, length, size):
+    """LOCOST's S4D kernel (and its backward in training) simulated once per call signature and replayed
+    in the other layers: the same base and peak as simulating every call."""
+    plain = simulated("locost", mode, dtype, length, size, memoise=False)
+    memo = simulated("locost", mode, dtype, length, size)
+    assert (memo.base_bytes, memo.peak_bytes) == (plain.base_bytes, plain.peak_bytes)
+    assert plain.memo_replays == 0 and memo.memo_replays > 0
+
+
+def test_a_replayed_kernel_call_raises_the_peak_by_its_transient_at_its_own_entry():
+    """The S4D kernel and its backward called twice with the same shapes, more bytes live at the second
+    call: the replay's peak (entry + recorded transient) equals the one of simulating both calls, and
+    above the first call's; the real functions are back after the simulation."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from bench.gpusim import Simulator, memoising
+    from models.ssm import s4d
+
+    def peaks(memoise: bool) -> tuple[int, int, int]:
+        fake_mode = FakeTensorMode()
+        simulator = Simulator(fake_mode)
+        with contextlib.ExitStack() as stack:
+            memo = stack.enter_context(memoising(simulator)) if memoise else None
+            stack.enter_context(fake_mode)
+            parameter = torch.empty(2, 64, 32)  # made before counting starts, no values: as a model's
+            stack.enter_context(simulator)
+            dtA, C_tilde = torch.complex(parameter[0], parameter[1]), torch.complex(parameter, parameter)
+            first = s4d.ssm_kernel(dtA, C_tilde, 3000)
+            s4d.ssm_kernel_backward(dtA, C_tilde, first)
+            after_first = simulator.peak
+            held = torch.empty(4 * 2**20)  # 16 MiB more live at the second calls
+            second = s4d.ssm_kernel(dtA, C_tilde, 3000)
+            s4d.ssm_kernel_backward(dtA, C_tilde, second)
+            del held
+        return after_first, simulator.peak, memo.replays if memo else 0
+
+    plain, memo = peaks(False), peaks(True)
+    assert memo[:2] == plain[:2] and plain[1] > plain[0] + 16 * 2**20
+    assert memo[2] == 2
+    assert s4d.ssm_kernel.__module__ == "models.ssm.s4d" and s4d.ssm_kernel.__name__ == "ssm_kernel"
+    assert not hasattr(s4d.ssm_kernel, "__wrapped__")
 
 
 #: families whose simulated step dispatches few ops at any length (SPADE: its S4 kernel by doubling);
