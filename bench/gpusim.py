@@ -292,9 +292,11 @@ class Simulator(LiveBytes):
         if knowable and (_op_info(func)[0] or all(leaf.numel() <= VALUE_NUMEL for leaf in outputs)):
             for fake, value in zip(outputs, _tensors(self._real(func, args, kwargs)), strict=False):
                 self.known[fake] = value
-        else:  # a tensor written by an op of unknown values has unknown values now
-            for x in _written(func, args, kwargs):
+        else:  # a tensor written by an op of unknown values has unknown values now, and so has its base
+            for x in _written(func, args, kwargs):  # (K[h] = ... into an empty K made with known values)
                 self.known.pop(x, None)
+                if x._base is not None:
+                    self.known.pop(x._base, None)
         for leaf in outputs:
             self.track(leaf)
         return out
