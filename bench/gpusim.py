@@ -32,8 +32,11 @@ CPU's flash kernel or the math path here; both keep O(L) memory where the GPU do
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import math
 import re
+import sys
 import weakref
 from dataclasses import dataclass
 
@@ -46,7 +49,7 @@ from torch._subclasses.fake_tensor import (
     unset_fake_temporarily,
 )
 from torch.utils import _pytree as pytree
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, _pop_mode_temporarily
 
 from bench.signals import DEFERRED
 
@@ -250,9 +253,11 @@ class Simulator(LiveBytes):
         if knowable and (_op_info(func)[0] or all(leaf.numel() <= VALUE_NUMEL for leaf in outputs)):
             for fake, value in zip(outputs, _tensors(self._real(func, args, kwargs)), strict=False):
                 self.known[fake] = value
-        else:  # a tensor written by an op of unknown values has unknown values now
-            for x in _written(func, args, kwargs):
+        else:  # a tensor written by an op of unknown values has unknown values now, and so has its base
+            for x in _written(func, args, kwargs):  # (K[h] = ... into an empty K made with known values)
                 self.known.pop(x, None)
+                if x._base is not None:
+                    self.known.pop(x._base, None)
         for leaf in outputs:
             self.track(leaf)
         return out
@@ -267,6 +272,139 @@ class Simulator(LiveBytes):
         fake = self.fake(real)
         self.track(fake)
         return fake
+
+
+#: Shape-pure functions (``"module:name"``) that a simulated step runs once per call signature: given the
+#: shapes, strides and dtypes of their tensor arguments (and their other arguments' values), what they
+#: allocate, and the outputs they return, never depend on values. LOCOST's S4D kernel and its analytic
+#: backward (``models/ssm/s4d.py``) dispatch ~25 ops per channel chunk, hundreds of chunks per layer at
+#: 64K, and the 12 encoder layers call them with the same shapes; S4's kernel (``models/ssm/s4.py``,
+#: LOCOST-S4, SPADE) likewise in no-grad steps (with gradients its autograd graph is not memoised).
+MEMOISED = ("models.ssm.s4d:ssm_kernel", "models.ssm.s4d:ssm_kernel_backward", "models.ssm.s4:s4_kernel")
+
+
+@dataclass(frozen=True)
+class _Effect:
+    """What one call of a memoised function did to the tracker: ``transient`` the highest live bytes
+    above those live at its entry (allocator blocks); ``storages`` (numel, dtype) of its outputs' new
+    storages; ``outputs`` per output (storage index, size, stride, storage offset); ``spec`` their pytree."""
+    transient: int
+    storages: tuple
+    outputs: tuple
+    spec: object
+
+
+class Memo:
+    """During one ``simulate_step``: the ``_Effect`` of each call signature of the ``MEMOISED`` functions,
+    recorded at its first call (the real function on fake tensors, counted by ``simulator``) and replayed
+    at later ones: fake outputs of the same layout allocated through the tracker (their blocks count)
+    and the peak raised to entry + transient, so the peak is the same to the byte. A call that the
+    effect cannot stand for is run for real every time: tensor arguments with known values, or needing
+    gradients; outputs that alias an argument, need gradients or are lazily conjugated/negated; or live
+    bytes after the call other than entry + the outputs' new storages (it freed something it was given)."""
+
+    def __init__(self, simulator: Simulator):
+        self.simulator = simulator
+        self.effects: dict = {}  # signature -> _Effect, or None: not memoisable
+        self.replays = 0  #: calls answered from a recorded effect
+
+    def wrap(self, function):
+        """``function`` memoised (same signature and results' layout)."""
+        @functools.wraps(function)
+        def memoised(*args, **kwargs):
+            key = self._signature(function, args, kwargs)
+            effect = self.effects.get(key) if key is not None else None
+            if effect is not None:
+                return self._replay(effect)
+            if key is None or key in self.effects:
+                return function(*args, **kwargs)
+            out, self.effects[key] = self._record(function, args, kwargs)
+            return out
+        return memoised
+
+    def _signature(self, function, args, kwargs):
+        """A hashable key of everything the call's allocations may depend on, or None (not memoisable)."""
+        leaves, spec = pytree.tree_flatten((args, kwargs))
+        grad = torch.is_grad_enabled()
+        key = [function, spec, grad, torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")]
+        for x in leaves:
+            if isinstance(x, torch.Tensor):
+                if not isinstance(x, FakeTensor) or x in self.simulator.known or grad and x.requires_grad:
+                    return None
+                key.append((tuple(x.shape), x.stride(), x.storage_offset(), x.dtype, x.is_conj(), x.is_neg(),
+                            x.untyped_storage().nbytes()))
+            else:
+                try:
+                    hash(x)
+                except TypeError:
+                    return None
+                key.append(x)
+        return tuple(key)
+
+    def _record(self, function, args, kwargs):
+        sim = self.simulator
+        entry, outer_peak = sim.live, sim.peak
+        sim.peak = entry
+        try:
+            out = function(*args, **kwargs)
+        finally:
+            transient, sim.peak = sim.peak - entry, max(outer_peak, sim.peak)
+        return out, self._effect(out, args, kwargs, entry, transient)
+
+    def _effect(self, out, args, kwargs, entry: int, transient: int) -> _Effect | None:
+        """The replayable effect of a call that returned ``out``, or None if it cannot stand for it."""
+        given = {x.untyped_storage()._cdata for x in _tensors(args) + _tensors(kwargs)}
+        leaves, spec = pytree.tree_flatten(out)
+        storages, outputs, index = [], [], {}
+        for x in leaves:
+            if not isinstance(x, FakeTensor) or x.requires_grad or x.is_conj() or x.is_neg():
+                return None
+            storage = x.untyped_storage()
+            if storage._cdata in given or storage.nbytes() % x.element_size() or x in self.simulator.known:
+                return None
+            if storage._cdata not in index:
+                index[storage._cdata] = len(storages)
+                storages.append((storage.nbytes() // x.element_size(), x.dtype))
+            if storages[index[storage._cdata]][1] != x.dtype:
+                return None
+            outputs.append((index[storage._cdata], tuple(x.shape), x.stride(), x.storage_offset()))
+        if self.simulator.live != entry + sum(block_bytes(n * d.itemsize) for n, d in storages):
+            return None
+        return _Effect(transient, tuple(storages), tuple(outputs), spec)
+
+    def _replay(self, effect: _Effect):
+        sim = self.simulator
+        self.replays += 1
+        sim.peak = max(sim.peak, sim.live + effect.transient)
+        with _pop_mode_temporarily() as mode:  # made by the fake mode, tracked here: no values computed
+            assert mode is sim, mode
+            storages = [torch.empty(numel, dtype=dtype) for numel, dtype in effect.storages]
+            for storage in storages:
+                sim.track(storage)
+            outputs = [storages[i].as_strided(size, stride, offset)
+                       for i, size, stride, offset in effect.outputs]
+        return pytree.tree_unflatten(outputs, effect.spec)
+
+
+@contextlib.contextmanager
+def memoising(simulator: Simulator):
+    """While open, the ``MEMOISED`` functions are replaced by one ``Memo``'s wrappers wherever they are
+    looked up: every loaded module whose global of that name is the function (the defining module and
+    any ``from ... import`` of it)."""
+    memo, patched = Memo(simulator), []
+    for entry in MEMOISED:
+        module_name, name = entry.split(":")
+        function = getattr(importlib.import_module(module_name), name)
+        wrapper = memo.wrap(function)
+        for module in list(sys.modules.values()):
+            if getattr(module, name, None) is function:
+                patched.append((module, name, function))
+                setattr(module, name, wrapper)
+    try:
+        yield memo
+    finally:
+        for module, name, function in patched:
+            setattr(module, name, function)
 
 
 @contextlib.contextmanager
@@ -291,6 +429,7 @@ class Simulated:
     base_bytes: int
     peak_bytes: int
     params: object  #: ``models.ParamCounts``
+    memo_replays: int = 0  #: calls of ``MEMOISED`` functions answered by ``Memo`` (not simulated again)
 
 
 def held_bytes(tensors) -> int:
@@ -325,11 +464,13 @@ def autocast_dtype(dtype: str) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
 
 
-def simulate_step(handle, make_batch, mode: str, *, new_tokens: int = 1, dtype: str = "fp32") -> Simulated:
+def simulate_step(handle, make_batch, mode: str, *, new_tokens: int = 1, dtype: str = "fp32",
+                  memoise: bool = True) -> Simulated:
     """Run one ``mode`` step (train, encode, generate) of ``handle`` (built on ``meta``) on fake tensors
     standing for CUDA ones. ``make_batch()`` makes the batch (real CPU tensors, whose values are kept)
-    once the model stands on the fake device. Raises ``CpuTensorError``, ``ValueNeeded``, or whatever
-    the model raises (``UnsupportedLengthError`` ...)."""
+    once the model stands on the fake device. ``memoise``: run each call signature of the ``MEMOISED``
+    functions once (``Memo``; the same peak, fewer ops). Raises ``CpuTensorError``, ``ValueNeeded``, or
+    whatever the model raises (``UnsupportedLengthError`` ...)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from bench.cuda_autocast import cuda_autocast_rules
@@ -342,16 +483,20 @@ def simulate_step(handle, make_batch, mode: str, *, new_tokens: int = 1, dtype: 
     step = {"train": lambda: handle.train_loss(fake_batch), "encode": lambda: handle.encode(fake_batch),
             "generate": lambda: handle.greedy_decode(fake_batch, new_tokens)}[mode]
     lower = autocast_dtype(dtype)
+    memo = None
     with simulator.signals, contextlib.ExitStack() as stack:
         stack.callback(simulator.close)  # the step's tensors die after it: no callbacks then
         if lower is not None:
             stack.enter_context(cuda_autocast_rules())
             stack.enter_context(torch.autocast("cpu", dtype=lower))
         stack.enter_context(_not_tracing())
+        if memoise:
+            memo = stack.enter_context(memoising(simulator))
         stack.enter_context(fake_mode)
         stack.enter_context(simulator)
         step()
-    return Simulated(base_bytes=base, peak_bytes=simulator.peak, params=handle.params)
+    return Simulated(base_bytes=base, peak_bytes=simulator.peak, params=handle.params,
+                     memo_replays=memo.replays if memo else 0)
 
 
 class SimulatedOutOfMemory(MemoryError):
