@@ -3,7 +3,8 @@
 Per family and mode, ``bench.gpusim.longest_fitting`` searches simulated peaks (doubling, then probes
 where the power law through the bracket's two peaks meets the GPU; ``bench.gpusim``: the
 step on fake tensors standing for CUDA ones, the GPU suites' defaults: bf16 autocast, batch 1, 512
-target tokens, 64 new tokens) to within 1% or 1,024 tokens, up to 4M tokens; a length passes when the
+target tokens, 64 new tokens; generation searched with one new token, then settled with 64: ``capacity``)
+to within 1% or 1,024 tokens, up to 4M tokens; a length passes when the
 built model, its batch and the step's peak fit the GPU's usable memory. Then LOCOST's longest over each
 baseline's. Each probe runs in this process (seconds to minutes each, by the model's op count).
 """
@@ -115,26 +116,47 @@ def recipe_table(cfg, gpu) -> str:
     return "\n".join(lines)
 
 
-def peak_at(family: str, size: str, mode: str, config: tuple):
+def peak_at(family: str, size: str, mode: str, config: tuple, new_tokens: int = GPU_DEFAULTS["new_tokens"]):
     """length -> base + simulated peak in bytes, or why the model cannot take the length."""
     from bench.gpusim import simulate_step
     from bench.signals import DEFERRED
     from models import UnsupportedLengthError, build
 
     def peak(length: int):
-        DEFERRED.deliver()  # a Ctrl-C noted since the last probe ends the bisection here
+        DEFERRED.deliver()  # a Ctrl-C noted since the last probe ends the search here
         handle = build(family, size, device="meta", **dict(config))
         target = GPU_DEFAULTS["target_len"] if mode == "train" else 1
         try:
-            handle.check_lengths(length, target if mode == "train" else GPU_DEFAULTS["new_tokens"] + 1)
+            handle.check_lengths(length, target if mode == "train" else new_tokens + 1)
         except UnsupportedLengthError as exc:
             return f"unsupported: {str(exc).splitlines()[0]}"
         sim = simulate_step(handle, lambda: handle.make_batch(length, target_len=target), mode,
-                            new_tokens=GPU_DEFAULTS["new_tokens"], dtype=GPU_DEFAULTS["dtype"])
-        print(f"  {family} {mode} {length:,}: {(sim.base_bytes + sim.peak_bytes) / 2**30:.2f} GiB",
+                            new_tokens=new_tokens, dtype=GPU_DEFAULTS["dtype"])
+        new = f" (+{new_tokens} new)" if mode == "generate" else ""
+        print(f"  {family} {mode} {length:,}{new}: {(sim.base_bytes + sim.peak_bytes) / 2**30:.2f} GiB",
               file=sys.stderr, flush=True)
         return sim.base_bytes + sim.peak_bytes
     return peak
+
+
+def capacity(family: str, size: str, mode: str, config: tuple, usable: int, high: int):
+    """The longest input of ``family`` in ``mode`` that fits ``usable`` bytes (``longest_fitting``).
+    Generation is searched on one new token's peaks, then settled with the full recipe (64 new tokens):
+    the 64 decoder calls cost the same at every length, and 64 tokens' peak is never below one token's
+    (the same step, continued), so only the longest length found must be checked; where it does not fit
+    with 64, the whole search reruns with 64."""
+    from bench.gpusim import Capacity, longest_fitting
+
+    full = peak_at(family, size, mode, config)
+    if mode != "generate":
+        return longest_fitting(full, usable, high=high)
+    found = longest_fitting(peak_at(family, size, mode, config, new_tokens=1), usable, high=high)
+    if found.longest_ok is None:
+        return found
+    peak = full(found.longest_ok)
+    if isinstance(peak, str) or peak > usable:
+        return longest_fitting(full, usable, high=high)
+    return Capacity(found.longest_ok, found.first_failure, peak, found.reason)
 
 
 def table(rows: dict, gpu, size: str) -> str:
@@ -158,7 +180,7 @@ def table(rows: dict, gpu, size: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.gpusim import longest_fitting, parse_gpu
+    from bench.gpusim import parse_gpu
     from bench.signals import DEFERRED
     from models import FAMILIES, SIZES
 
@@ -183,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             rows = {}
             for family in args.models or FAMILIES:
                 for mode in args.modes:
-                    rows[family, mode] = longest_fitting(peak_at(family, args.size, mode, args.model_config),
-                                                         gpu.usable_bytes, high=args.max_len)
+                    rows[family, mode] = capacity(family, args.size, mode, args.model_config,
+                                                  gpu.usable_bytes, args.max_len)
             print(table(rows, gpu, args.size))
             return 0
 

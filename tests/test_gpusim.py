@@ -31,11 +31,12 @@ from models import FAMILIES, build
 
 LENGTH, TARGET, NEW = 512, 16, 3
 #: input length of the equality test per size: ``small`` at a short one (LED pads it to its 1,024-token
-#: attention window, PEGASUS-X to its block), since its real bf16 steps run bf16 kernels without hardware
-#: support here: ~230 CPU s for its 21 cases on the 2-core box (LED 93, PEGASUS-X 53), fp32 another ~90
+#: attention window, PEGASUS-X to its block)
 LENGTHS = {"tiny": LENGTH, "small": 32}
-#: (size, dtype) of the equality test: ``small`` in bf16 autocast, the GPU default, only (fp32: cost above)
-EQUALITY_CASES = [("tiny", "fp32"), ("tiny", "bf16"), ("small", "bf16")]
+#: (size, dtype) of the equality test: ``tiny`` in both dtypes (bf16: CUDA's autocast rules); ``small`` in
+#: fp32, since a CPU without native bf16 matmul (this project's AMD EPYC machine kind) runs the real bf16
+#: steps emulated: ~230 CPU s for the 21 ``small`` cases there (LED 93, PEGASUS-X 53), against ~90 in fp32
+EQUALITY_CASES = [("tiny", "fp32"), ("tiny", "bf16"), ("small", "fp32")]
 
 
 def real_peak(family: str, mode: str, dtype: str, size: str = "tiny") -> tuple[int, int]:
@@ -276,6 +277,27 @@ def test_capacity_cli_reports_the_bracket_its_simulations_give():
     assert failure - longest <= 1024 and row[-1] == "oom"
     assert out.startswith("longest input (tokens) of the tiny presets on 1126mib ")
     assert f"{total(longest) / 2**30:.2f}" == row[4]
+
+
+def test_generation_capacity_is_searched_on_one_token_and_settled_with_the_full_recipe(capsys):
+    """``cli.capacity.capacity`` for generation: the search probes with one new token, then the longest
+    length found is simulated once with the GPU default's 64 new tokens, and the bracket holds for 64."""
+    from cli.capacity import capacity
+
+    def total(length: int, new_tokens: int) -> int:
+        handle = build("longt5-local", "tiny", device="meta")
+        sim = simulate_step(handle, lambda: handle.make_batch(length, target_len=1), "generate",
+                            new_tokens=new_tokens, dtype="bf16")
+        return sim.base_bytes + sim.peak_bytes
+
+    usable = total(6 * 1024, 64)  # the full recipe at 6K just fits
+    cap = capacity("longt5-local", "tiny", "generate", (), usable, 4 * 2**20)
+    probes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("  longt5-local")]
+    assert [line for line in probes if "(+64 new)" in line] == [
+        f"  longt5-local generate {cap.longest_ok:,} (+64 new): {cap.peak_bytes / 2**30:.2f} GiB"]
+    assert len(probes) > 2 and all("(+1 new)" in line for line in probes[:-1])
+    assert cap.peak_bytes == total(cap.longest_ok, 64) <= usable < total(cap.first_failure, 1)
+    assert cap.first_failure - cap.longest_ok <= 1024 and cap.reason == "oom"
 
 
 def test_capacity_refuses_a_model_config_field_the_model_lacks():
