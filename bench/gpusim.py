@@ -26,7 +26,8 @@ What differs from a real CUDA run (not modelled): the allocator's block splittin
 (``reserved`` above ``allocated``), library workspaces (cuBLAS, cuDNN, SDPA's kernels) that ATen takes
 outside tensors, CUDA-only kernels' choices (SDPA picks flash / memory-efficient kernels on a GPU, the
 CPU's flash kernel or the math path here; both keep O(L) memory where the GPU does), and branches on
-``device.type == "cuda"`` in model code (the fake tensors say ``cpu``).
+``device.type == "cuda"`` in model code (the fake tensors say ``cpu``). Segment slack is estimated
+beside the peak (``Simulated.reserved_peak_bytes``, ``bench.allocator``); peaks and ``oom`` stay allocated.
 """
 
 from __future__ import annotations
