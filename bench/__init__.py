@@ -20,6 +20,7 @@ The engine, one way down
 - ``flops``: a step's FLOPs (fvcore plus each family's analytic counts).
 - ``gpusim`` with ``cuda_autocast``: a GPU cell without a GPU (fake tensors, allocator rules).
 - ``signals``: Ctrl-C and SIGTERM noted, raised at a safe point (simulated steps, capacity probes).
+- ``allocator``: the CUDA caching allocator modelled (reserved beside allocated), fed by ``gpusim``.
 - ``forkserver`` with ``preload``: workers forked from a server with torch and the models imported.
 
 Entry points (two-line shims kept for the user's commands; each hands over to its program in ``cli``)

@@ -26,7 +26,8 @@ What differs from a real CUDA run (not modelled): the allocator's block splittin
 (``reserved`` above ``allocated``), library workspaces (cuBLAS, cuDNN, SDPA's kernels) that ATen takes
 outside tensors, CUDA-only kernels' choices (SDPA picks flash / memory-efficient kernels on a GPU, the
 CPU's flash kernel or the math path here; both keep O(L) memory where the GPU does), and branches on
-``device.type == "cuda"`` in model code (the fake tensors say ``cpu``).
+``device.type == "cuda"`` in model code (the fake tensors say ``cpu``). Segment slack is estimated
+beside the peak (``Simulated.reserved_peak_bytes``, ``bench.allocator``); peaks and ``oom`` stay allocated.
 """
 
 from __future__ import annotations
@@ -129,11 +130,13 @@ class ValueNeeded(RuntimeError):
 
 class LiveBytes(TorchDispatchMode):
     """Counts the storages ops create while active: ``live`` bytes (each rounded by ``block_bytes``),
-    ``peak`` the highest ``live`` seen. A storage stops counting when it is freed (a weakref)."""
+    ``peak`` the highest ``live`` seen. A storage stops counting when it is freed (a weakref). Each
+    allocation and free also goes to ``allocator`` (a ``bench.allocator.CachingAllocator``) where set."""
 
-    def __init__(self):
+    def __init__(self, allocator=None):
         super().__init__()
         self.live = self.peak = 0
+        self.allocator = allocator
         self._refs: dict[int, weakref.ref] = {}
 
     def track(self, tensor: torch.Tensor) -> None:
@@ -145,10 +148,14 @@ class LiveBytes(TorchDispatchMode):
         self._refs[key] = weakref.ref(storage, lambda _, key=key, size=size: self._free(key, size))
         self.live += size
         self.peak = max(self.peak, self.live)
+        if self.allocator is not None:
+            self.allocator.malloc(key, storage.nbytes())
 
     def _free(self, key: int, size: int) -> None:
         self._refs.pop(key, None)
         self.live -= size
+        if self.allocator is not None:
+            self.allocator.free(key)
 
     def close(self) -> None:
         """Stop counting: the weakrefs go, so storages that die later run no callback."""
@@ -211,8 +218,8 @@ class Simulator(LiveBytes):
     """``LiveBytes`` over fake tensors, with the values the simulation knows (module docstring): sits
     above ``fake_mode``; ``known`` maps a fake tensor to a real CPU tensor of its values."""
 
-    def __init__(self, fake_mode):
-        super().__init__()
+    def __init__(self, fake_mode, allocator=None):
+        super().__init__(allocator)
         from torch.utils.weak import WeakIdKeyDictionary
 
         self.fake_mode = fake_mode
@@ -425,17 +432,24 @@ def _not_tracing():
 @dataclass
 class Simulated:
     """A simulated step's CUDA memory: ``base_bytes`` held before it (weights, batch), ``peak_bytes``
-    the step's highest live bytes above that (max_memory_allocated - base), both in allocator blocks."""
+    the step's highest live bytes above that (max_memory_allocated - base), both in allocator blocks;
+    ``reserved_peak_bytes`` the caching allocator's modelled peak of segments reserved, base included
+    (``max_memory_reserved``; ``bench.allocator``, the base's storages allocated first, in order)."""
     base_bytes: int
     peak_bytes: int
     params: object  #: ``models.ParamCounts``
     memo_replays: int = 0  #: calls of ``MEMOISED`` functions answered by ``Memo`` (not simulated again)
+    reserved_peak_bytes: int | None = None
+
+
+def held_storages(tensors) -> dict[int, int]:
+    """Key (``_cdata``) -> bytes of the distinct storages of ``tensors``, in order (tied weights once)."""
+    return {t.untyped_storage()._cdata: t.untyped_storage().nbytes() for t in tensors}
 
 
 def held_bytes(tensors) -> int:
     """Allocator bytes of the distinct storages of ``tensors`` (tied weights count once)."""
-    storages = {t.untyped_storage()._cdata: t.untyped_storage().nbytes() for t in tensors}
-    return sum(block_bytes(nbytes) for nbytes in storages.values())
+    return sum(block_bytes(nbytes) for nbytes in held_storages(tensors).values())
 
 
 def to_fake(model: torch.nn.Module, fake_mode) -> None:
@@ -473,13 +487,17 @@ def simulate_step(handle, make_batch, mode: str, *, new_tokens: int = 1, dtype: 
     whatever the model raises (``UnsupportedLengthError`` ...)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    from bench.allocator import CachingAllocator
     from bench.cuda_autocast import cuda_autocast_rules
 
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)  # 0-dim CPU scalars, as CUDA takes them
-    simulator = Simulator(fake_mode)
+    simulator = Simulator(fake_mode, CachingAllocator())
     to_fake(handle.model, fake_mode)
     fake_batch = {key: simulator.fake(value) for key, value in make_batch().items()}
-    base = held_bytes([*handle.model.parameters(), *handle.model.buffers(), *fake_batch.values()])
+    held = [*handle.model.parameters(), *handle.model.buffers(), *fake_batch.values()]
+    base = held_bytes(held)
+    for key, nbytes in held_storages(held).items():  # never freed during the step
+        simulator.allocator.malloc(("held", key), nbytes)
     step = {"train": lambda: handle.train_loss(fake_batch), "encode": lambda: handle.encode(fake_batch),
             "generate": lambda: handle.greedy_decode(fake_batch, new_tokens)}[mode]
     lower = autocast_dtype(dtype)
@@ -496,7 +514,8 @@ def simulate_step(handle, make_batch, mode: str, *, new_tokens: int = 1, dtype: 
         stack.enter_context(simulator)
         step()
     return Simulated(base_bytes=base, peak_bytes=simulator.peak, params=handle.params,
-                     memo_replays=memo.replays if memo else 0)
+                     memo_replays=memo.replays if memo else 0,
+                     reserved_peak_bytes=simulator.allocator.peak_reserved)
 
 
 class SimulatedOutOfMemory(MemoryError):
@@ -525,7 +544,7 @@ def simulate_cell(cell, report) -> dict:
                                                           batch_size=cell.batch, token_ids=token_ids),
                         cell.mode, new_tokens=cell.new_tokens or 1, dtype=cell.dtype)
     record.update(mem_base_bytes=sim.base_bytes, mem_peak_bytes=sim.base_bytes + sim.peak_bytes,
-                  mem_peak_above_base_bytes=sim.peak_bytes)
+                  mem_peak_above_base_bytes=sim.peak_bytes, mem_reserved_bytes=sim.reserved_peak_bytes)
     report(record)
     if sim.base_bytes + sim.peak_bytes > gpu.usable_bytes:
         raise SimulatedOutOfMemory(

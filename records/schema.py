@@ -68,7 +68,8 @@ class Record:
                                                "to the built model; bytes", "bytes")
     mem_base_bytes: int | None = _f("memory held after building the model and batch, before the step; bytes",
                                     "bytes")
-    mem_reserved_bytes: int | None = _f("CUDA caching allocator's peak reserved memory; bytes", "bytes")
+    mem_reserved_bytes: int | None = _f("CUDA caching allocator's peak reserved memory (a simulation's: "
+                                        "modelled from its allocations, bench.allocator); bytes", "bytes")
     nvml_process_bytes: int | None = _f("NVML: the process's GPU memory at the peak; bytes", "bytes")
     nvml_device_bytes: int | None = _f("NVML: the whole device's used memory at the peak; bytes", "bytes")
     time_median_s: float | None = _f("median wall time of a timed step; seconds", "float")
