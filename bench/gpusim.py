@@ -434,7 +434,8 @@ class Simulated:
     """A simulated step's CUDA memory: ``base_bytes`` held before it (weights, batch), ``peak_bytes``
     the step's highest live bytes above that (max_memory_allocated - base), both in allocator blocks;
     ``reserved_peak_bytes`` the caching allocator's modelled peak of segments reserved, base included
-    (``max_memory_reserved``; ``bench.allocator``, the base's storages allocated first, in order)."""
+    (``max_memory_reserved``; ``bench.allocator``, the base's storages allocated first, in order), None
+    where ``Memo`` replayed a call (its temporaries are not allocated again; ``memoise=False`` gives it)."""
     base_bytes: int
     peak_bytes: int
     params: object  #: ``models.ParamCounts``
@@ -515,7 +516,8 @@ def simulate_step(handle, make_batch, mode: str, *, new_tokens: int = 1, dtype: 
         step()
     return Simulated(base_bytes=base, peak_bytes=simulator.peak, params=handle.params,
                      memo_replays=memo.replays if memo else 0,
-                     reserved_peak_bytes=simulator.allocator.peak_reserved)
+                     # a replayed call's temporaries never reach the allocator model: no estimate then
+                     reserved_peak_bytes=None if memo and memo.replays else simulator.allocator.peak_reserved)
 
 
 class SimulatedOutOfMemory(MemoryError):

@@ -21,7 +21,7 @@ def main(family: str, mode: str, length: int) -> dict:
     handle = build(family, "base", device="meta")
     start = time.process_time()
     sim = simulate_step(handle, lambda: handle.make_batch(length, target_len=512 if mode == "train" else 1),
-                        mode, new_tokens=64, dtype="bf16")
+                        mode, new_tokens=64, dtype="bf16", memoise=False)  # every call allocates
     allocated = sim.base_bytes + sim.peak_bytes
     return {"family": family, "mode": mode, "length": length, "base_bytes": sim.base_bytes,
             "allocated_peak_bytes": allocated, "reserved_peak_bytes": sim.reserved_peak_bytes,

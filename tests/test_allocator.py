@@ -109,8 +109,15 @@ def test_zero_byte_requests_take_no_block_and_keys_are_checked():
 def test_a_simulated_steps_modelled_reserved_peak_covers_its_allocated_peak(mode):
     handle = build("locost", "tiny", device="meta")
     sim = simulate_step(handle, lambda: handle.make_batch(512, target_len=16), mode, new_tokens=3,
-                        dtype="bf16")
+                        dtype="bf16", memoise=False)
     total = sim.base_bytes + sim.peak_bytes
     assert total <= sim.reserved_peak_bytes
     # tiny tensors all come from the small pool: reserved is whole 2 MiB segments, at most ~2x the blocks
     assert sim.reserved_peak_bytes % (2 * MiB) == 0 and sim.reserved_peak_bytes < 2 * total + 20 * MiB
+
+
+def test_no_reserved_estimate_where_a_memoised_kernel_call_was_replayed():
+    """A replayed call's temporaries raise the allocated peak but never reach the allocator model."""
+    handle = build("locost", "tiny", device="meta")
+    sim = simulate_step(handle, lambda: handle.make_batch(512, target_len=16), "train", dtype="bf16")
+    assert sim.memo_replays > 0 and sim.reserved_peak_bytes is None
