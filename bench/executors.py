@@ -421,8 +421,9 @@ class Submitit:
         (``on_slurm``): a cell runs the whole ``--time`` asked for and Slurm ends it there."""
         setup = [f"export PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}}",
                  *self.options.setup]
-        if self.name == "submitit-local":
-            return {"timeout_min": self.time_min, "signal_delay_s": 5, "setup": setup}
+        if self.name == "submitit-local":  # its shell ignores SIGINT, and so the controller it starts does:
+            # Ctrl-C of this parent leaves the task running, as on a cluster, and this parent keeps its own
+            return {"timeout_min": self.time_min, "signal_delay_s": 5, "setup": ["trap '' INT", *setup]}
         o = self.options
         params = {"time": self.time_min, "signal_delay_s": 30, "setup": setup, "job_name": "locost-bench",
                   "ntasks_per_node": 1, "partition": o.partition, "mem": o.mem,
@@ -472,12 +473,7 @@ class Submitit:
         gpu = self._gpus.take()
         self.executor.update_parameters(gpus_per_node=int(gpu is not None),
                                         visible_gpus=() if gpu is None else (gpu,))
-        # the controller starts with SIGINT ignored: Ctrl-C of this parent leaves it running, as on a cluster
-        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            job = self.executor.submit(body, *call)
-        finally:
-            signal.signal(signal.SIGINT, interrupt)
+        job = self.executor.submit(body, *call)  # SIGINT ignored by the controller's shell (``parameters``)
         return _SubmititTask(item, job, self.name, on_done=lambda: self._gpus.give(gpu),
                              controller_start=process_start(int(job.job_id)))
 
