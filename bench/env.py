@@ -59,16 +59,17 @@ def device_name(device: str) -> str:
 
 
 def cpu_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (oneDNN's AVX512-BF16 or AMX kernels, as
-    ``torch.ops.mkldnn._is_mkldnn_bf16_supported`` reports); elsewhere bf16 autocast on the CPU runs an
-    emulated matmul several times slower than fp32 (1024 x 512 x 512: 8.7 against 73 GFLOP/s on one thread
-    of a 2-core AMD EPYC with AVX2, torch 2.13.0, 2026-12-06). True where torch cannot tell."""
-    import torch
-    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    """Whether this CPU multiplies bf16 matrices natively: its flags (``/proc/cpuinfo``) name AVX512-BF16 or
+    AMX-BF16, the instructions oneDNN's bf16 kernels need (what ``torch.ops.mkldnn._is_mkldnn_bf16_supported``
+    reports, read here without importing torch into the parent). Elsewhere bf16 autocast on the CPU runs an
+    emulated matmul several times slower than fp32 (1024 x 512 x 512: 8.7 against 73 GFLOP/s on one thread of
+    a 2-core AMD EPYC with AVX2, torch 2.13.0, 2026-12-06). True where the flags cannot be read."""
     try:
-        return True if supported is None else bool(supported())
-    except RuntimeError:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
         return True
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), None)
+    return flags is None or bool({"avx512_bf16", "amx_bf16"} & set(flags))
 
 
 def environment(device: str = "cpu", *, query_device: bool = True, threads: int | None = None) -> dict:
