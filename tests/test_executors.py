@@ -349,7 +349,10 @@ def test_ctrl_c_of_a_submitit_local_sweep_leaves_its_tasks_running_and_says_so_t
     parent = subprocess.Popen([sys.executable, str(tmp_path / "interrupted_sweep.py"), str(run_dir)],
                               cwd=REPO,
                               env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)  # its own process group, as a terminal's job
+                              start_new_session=True,  # its own process group, as a terminal's job
+                              # Ctrl-C handled, as in a terminal's foreground job, even where these tests run
+                              # in a background job of a non-interactive shell, which ignores SIGINT
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while len(_running_tasks(run_dir)) < 2:
         assert time.monotonic() < deadline and parent.poll() is None
