@@ -58,6 +58,7 @@ def device_name(device: str) -> str:
     return cpu_model()
 
 
+@lru_cache(maxsize=1)
 def cpu_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 matrices natively: its flags (``/proc/cpuinfo``) name AVX512-BF16 or
     AMX-BF16, the instructions oneDNN's bf16 kernels need (what ``torch.ops.mkldnn._is_mkldnn_bf16_supported``
