@@ -38,6 +38,7 @@ from records import (
     RUN_JSON,
     Record,
     RunInfo,
+    earlier_invocations,
     locked_run_dir,
     read_run_info,
     remove_stale_temporaries,
@@ -88,13 +89,6 @@ def _previous_run(run_dir: Path) -> RunInfo | None:
         return read_run_info(run_dir)
     except (OSError, ValueError):  # unreadable: this invocation writes it anew
         return None
-
-
-def _earlier_invocations(previous: RunInfo | None) -> list[RunInfo]:
-    """The invocations before this one, oldest first."""
-    if previous is None:
-        return []
-    return [*previous.earlier_invocations, replace(previous, earlier_invocations=[])]
 
 
 def _pending(cells: list[Cell], run_dir: Path, force: bool, env: dict,
@@ -212,7 +206,7 @@ def _sweep(cells: list[Cell], run_dir: Path, *, suite: str, settings: Settings, 
     info = replace(run_info or RunInfo(suite, run_id), suite=suite, run_id=run_id,
                    settings=settings.to_json(), env=env, executor=executor.describe(),
                    tasks={task.cell.cell_id: saved[task.cell.cell_id] for task in reattached},
-                   started_at=now_iso(), finished_at=None, earlier_invocations=_earlier_invocations(previous))
+                   started_at=now_iso(), finished_at=None, earlier_invocations=earlier_invocations(previous))
     info.details = {**info.details, "cells": len(cells), "already_recorded": len(cells) - len(todo)}
     forking = todo and worker_start(settings.supervision.worker_start, todo[0].host_device) == "forkserver"
     if forking and executor.name == "local":

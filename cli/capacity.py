@@ -7,6 +7,10 @@ target tokens, 64 new tokens; generation searched with one new token, then settl
 to within 1% or 1,024 tokens, up to 4M tokens; a length passes when the
 built model, its batch and the step's peak fit the GPU's usable memory. Then LOCOST's longest over each
 baseline's. Each probe runs in this process (seconds to minutes each, by the model's op count).
+
+Each search's result is a ``records.CapacityRow`` appended to ``<out>/<run-id>/capacity.jsonl`` as it
+ends (with run.json and ``capacity.csv`` beside it, then the report: a table and a figure); a rerun of the
+same command keeps the rows found on the same code and versions and searches only the others.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+from pathlib import Path
 
 from cli.args import (
     Parser,
     UsageError,
+    build_report,
     check_choices,
     check_model_config,
     fail,
@@ -25,6 +31,20 @@ from cli.args import (
     names,
     parse_length,
     parse_model_config,
+)
+from records import (
+    CAPACITY,
+    CapacityRow,
+    RunDirectoryLocked,
+    RunInfo,
+    append_jsonl,
+    earlier_invocations,
+    locked_run_dir,
+    read_capacity_rows,
+    read_run_info,
+    search_key,
+    write_capacity_csv,
+    write_run_info,
 )
 
 GPU_DEFAULTS = {"target_len": 512, "new_tokens": 64, "dtype": "bf16"}
@@ -44,7 +64,11 @@ def build_parser() -> Parser:
     add("--rouge-recipe", action="store_true",
         help="instead of the bisection: whether the ROUGE suite's GPU configuration (as bench.rouge --help "
              "prints it) fits the GPU, per model: its training step and its generation at the longest "
-             "evaluation length, simulated peaks")
+             "evaluation length, simulated peaks (printed only: no run directory)")
+    add("--out", default="reports/out", type=Path, help="parent directory of run directories")
+    add("--run-id", help="run directory name (default: capacity-<gpu>)")
+    add("--force", action="store_true", help="search again the rows the run directory already holds")
+    add("--no-report", action="store_true", help="do not build the HTML report at the end")
     return p
 
 
@@ -160,8 +184,9 @@ def capacity(family: str, size: str, mode: str, config: tuple, usable: int, high
 
 
 def table(rows: dict, gpu, size: str) -> str:
-    """The capacity table (lengths in input tokens; GiB: the built model, batch and simulated peak at the
-    longest length that fits), then LOCOST's longest over each baseline's per mode."""
+    """The capacity table of ``rows`` ((family, mode) -> ``CapacityRow``; lengths in input tokens; GiB: the
+    built model, batch and simulated peak at the longest length that fits), then LOCOST's longest over
+    each baseline's per mode."""
     usable = gpu.usable_bytes / 2**30
     lines = [f"longest input (tokens) of the {size} presets on {gpu.name} ({usable:.1f} GiB usable), "
              "searched on simulated peaks to 1% or 1,024 tokens (bf16 autocast, batch 1, 512 target / 64 new "
@@ -179,11 +204,87 @@ def table(rows: dict, gpu, size: str) -> str:
     return "\n".join(lines)
 
 
+#: the versions a kept row must share with this run to be reused (else it is searched again)
+SAME_CODE = ("torch", "transformers", "git_commit")
+
+
+def search_row(args, gpu, family: str, mode: str, env: dict) -> CapacityRow:
+    """The ``CapacityRow`` of one search, before it runs (no result yet)."""
+    return CapacityRow(
+        gpu=gpu.name, gpu_memory_bytes=gpu.memory_bytes, usable_bytes=gpu.usable_bytes, family=family,
+        size=args.size, model=f"{family}-{args.size}", mode=mode, max_len=args.max_len,
+        dtype=GPU_DEFAULTS["dtype"], batch=1,
+        target_len=GPU_DEFAULTS["target_len"] if mode == "train" else None,
+        new_tokens=GPU_DEFAULTS["new_tokens"] if mode == "generate" else None,
+        model_config=dict(args.model_config), env=env)
+
+
+def kept_rows(run_dir: Path, env: dict) -> dict:
+    """search key -> the row capacity.jsonl holds for it, where it was found on this run's versions."""
+    rows, _ = read_capacity_rows(run_dir)
+    return {search_key(row): row for row in rows
+            if all((row.get("env") or {}).get(key) == env.get(key) for key in SAME_CODE)}
+
+
+def search_all(args, gpu, run_dir: Path, env: dict) -> dict:
+    """(family, mode) -> ``CapacityRow`` of every search asked, each appended to capacity.jsonl as it ends;
+    a row kept from an earlier invocation on the same versions is reused unless ``--force``."""
+    from models import FAMILIES
+
+    kept = {} if args.force else kept_rows(run_dir, env)
+    rows = {}
+    for family in args.models or FAMILIES:
+        for mode in args.modes:
+            row = search_row(args, gpu, family, mode, env)
+            if search_key(row.to_json()) in kept:
+                rows[family, mode] = CapacityRow(**kept[search_key(row.to_json())])
+                print(f"  {family} {mode}: kept from capacity.jsonl", file=sys.stderr, flush=True)
+                continue
+            cap = capacity(family, args.size, mode, args.model_config, gpu.usable_bytes, args.max_len)
+            row.longest_ok, row.first_failure, row.peak_bytes, row.reason = (
+                cap.longest_ok, cap.first_failure, cap.peak_bytes, cap.reason)
+            append_jsonl(run_dir / CAPACITY, row.to_json())
+            write_capacity_csv(run_dir)
+            rows[family, mode] = row
+    return rows
+
+
+def run_capacity(args, gpu, run_dir: Path, argv: list[str]) -> int:
+    """Search every (model, mode) of ``args`` into ``run_dir`` (run.json, capacity.jsonl, capacity.csv),
+    print the table, then build the report unless ``--no-report``."""
+    from bench.env import environment
+    from bench.runner import now_iso
+
+    with locked_run_dir(run_dir):
+        env = environment("cpu", query_device=False)
+        details = {"gpu": gpu.name, "gpu_memory_bytes": gpu.memory_bytes, "usable_bytes": gpu.usable_bytes,
+                   "size": args.size, "max_len": args.max_len,
+                   "searched": {"models": list(args.models or ()), "modes": list(args.modes)}}
+        info = RunInfo("capacity", run_dir.name, command=argv, env=env, started_at=now_iso(),
+                       earlier_invocations=earlier_invocations(read_run_info(run_dir)), details=details)
+        write_run_info(run_dir, info)
+        rows = search_all(args, gpu, run_dir, env)
+        info.finished_at = now_iso()
+        write_run_info(run_dir, info)
+    print(table(rows, gpu, args.size))
+    print(f"rows: {run_dir / CAPACITY}")
+    if not args.no_report:
+        build_report(run_dir)
+    return 0
+
+
+def kept_line(run_dir: Path) -> str:
+    """What an interrupted capacity run keeps, for ``guard``."""
+    rows, _ = read_capacity_rows(run_dir)
+    return f"{len(rows)} capacity rows kept in {run_dir / CAPACITY}"
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.gpusim import parse_gpu
     from bench.signals import DEFERRED
     from models import FAMILIES, SIZES
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
         try:
@@ -196,22 +297,18 @@ def main(argv: list[str] | None = None) -> int:
         check_model_config(args.models or list(FAMILIES), args.size, args.model_config)
     except UsageError as exc:
         return fail(exc)
+    run_dir = args.out / (args.run_id or f"capacity-{gpu.name}")
 
     def work() -> int:
         with DEFERRED:  # Ctrl-C / SIGTERM noted, raised at the next probe or simulated op (bench.signals)
             if args.rouge_recipe:
                 print(recipe_table(rouge_recipe(), gpu))
                 return 0
-            rows = {}
-            for family in args.models or FAMILIES:
-                for mode in args.modes:
-                    rows[family, mode] = capacity(family, args.size, mode, args.model_config,
-                                                  gpu.usable_bytes, args.max_len)
-            print(table(rows, gpu, args.size))
-            return 0
+            return run_capacity(args, gpu, run_dir, argv)
 
-    return guard(work, lambda: "nothing is kept (capacity runs keep no records; a rerun starts again)",
-                 resumes=False)
+    if args.rouge_recipe:
+        return guard(work, lambda: "nothing is kept (the recipe check keeps no records)", resumes=False)
+    return guard(work, lambda: kept_line(run_dir), errors=(RunDirectoryLocked,))
 
 
 if __name__ == "__main__":

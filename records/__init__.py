@@ -1,7 +1,8 @@
 """The one record schema and its files: the leaf every layer writes and reads through.
 
 ``records.schema`` defines what a measurement is (``Record``: one cell, ``RougeRow``: one ROUGE
-system at one input length), the modes, dtypes, statuses and environment keys; ``records.io`` the
+system at one input length, ``CapacityRow``: one model's longest input on a simulated GPU), the modes,
+dtypes, statuses and environment keys; ``records.io`` the
 one atomic write, JSONL append and read, and the environment flattener; ``records.run`` the run
 directory's file names and run.json (``RunInfo``). The engine (``bench``)
 writes records with it, the report (``reports``) reads them with it, and neither knows the other.
@@ -27,6 +28,8 @@ from records.io import (
 )
 from records.lock import RunDirectoryLocked, locked_run_dir
 from records.run import (
+    CAPACITY,
+    CAPACITY_CSV,
     CURVES,
     FLOPS,
     LOGS,
@@ -37,11 +40,16 @@ from records.run import (
     ROUGE_DOCS,
     RUN_JSON,
     RunInfo,
+    earlier_invocations,
+    read_capacity_rows,
     read_run_info,
+    search_key,
+    write_capacity_csv,
     write_results_csv,
     write_run_info,
 )
 from records.schema import (
+    CAPACITY_FIELDS,
     CLAIM_SIZES,
     DTYPES,
     ENV_KEYS,
@@ -53,6 +61,7 @@ from records.schema import (
     ROUGE_METRICS,
     SIZE_ROLES,
     STATUSES,
+    CapacityRow,
     Record,
     RougeDocRow,
     RougeRow,
@@ -68,5 +77,6 @@ __all__ = [
     "SIZE_ROLES", "CLAIM_SIZES", "PRODUCERS", "ROUGE_DOCS", "RougeDocRow",
     "write_csv", "NOT_AN_OBJECT", "torn_warnings", "settled", "remove_stale_temporaries",
     "process_alive", "process_start", "same_process", "RUN_JSON", "FLOPS", "LOGS", "ROUGE", "RELATIVE",
-    "CURVES", "RunInfo", "read_run_info", "write_run_info",
+    "CURVES", "RunInfo", "read_run_info", "write_run_info", "CAPACITY", "CAPACITY_FIELDS", "CapacityRow",
+    "CAPACITY_CSV", "earlier_invocations", "read_capacity_rows", "search_key", "write_capacity_csv",
 ]

@@ -14,7 +14,7 @@ build a report.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from records.io import flatten_env, latest_records, read_jsonl, write_csv, write_json
@@ -28,6 +28,11 @@ ROUGE = "rouge.jsonl"  #: one ``records.RougeRow`` per ROUGE system and input le
 ROUGE_DOCS = "rouge_docs.jsonl"  #: per-document scores of a ROUGE run (``records.RougeDocRow``)
 RELATIVE = "relative.jsonl"  #: LOCOST's ROUGE relative to each baseline's, paired bootstrap CIs
 CURVES = "curves"  #: ROUGE runs: learning curves, one JSONL file per system
+CAPACITY = "capacity.jsonl"  #: capacity runs: one ``records.CapacityRow`` per search, appended as each ends
+CAPACITY_CSV = "capacity.csv"  #: capacity.jsonl as a table, the latest row per search
+#: what makes two rows of capacity.jsonl the same search (the later one replaces the earlier)
+CAPACITY_SEARCH = ("gpu", "size", "family", "mode", "model_config", "max_len", "dtype", "batch", "target_len",
+                   "new_tokens")
 
 #: where run.json kept the command before ``command``, in the order a reader prefers them
 OLD_COMMAND_KEYS = ("args", "argv")
@@ -80,6 +85,14 @@ _TYPES = {"suite": str, "run_id": str, "command": (list, dict), "settings": dict
           "env": dict, "started_at": str, "finished_at": str, "tasks": dict, "modes": dict, "dropout": dict}
 
 
+def earlier_invocations(previous: RunInfo | None) -> list[RunInfo]:
+    """The invocations of a run before the one starting now, oldest first: ``previous`` (the run.json
+    it finds, or None) and those ``previous`` had resumed."""
+    if previous is None:
+        return []
+    return [*previous.earlier_invocations, replace(previous, earlier_invocations=[])]
+
+
 def _fits(name: str, value) -> bool:
     return name not in _TYPES or isinstance(value, _TYPES[name])
 
@@ -98,6 +111,29 @@ def read_run_info(run_dir: Path | str) -> RunInfo | None:
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
     return RunInfo.from_json(data) if isinstance(data, dict) else None
+
+
+def search_key(row: dict) -> str:
+    """The search a capacity.jsonl row answers (``CAPACITY_SEARCH``), as one string."""
+    return json.dumps([row.get(name) for name in CAPACITY_SEARCH], sort_keys=True)
+
+
+def read_capacity_rows(run_dir: Path | str) -> tuple[list[dict], list[str]]:
+    """(the rows of ``<run_dir>/capacity.jsonl``, the latest per search in file order; warnings of lines
+    that are not JSON objects)."""
+    rows, torn = read_jsonl(Path(run_dir) / CAPACITY)
+    return list({search_key(row): row for row in rows}.values()), torn
+
+
+def write_capacity_csv(run_dir: Path | str) -> Path:
+    """Regenerate ``<run_dir>/capacity.csv`` from ``capacity.jsonl`` (``read_capacity_rows``, ``env``
+    flattened), atomically; returns its path."""
+    import pandas as pd
+
+    rows, _ = read_capacity_rows(run_dir)
+    path = Path(run_dir) / CAPACITY_CSV
+    write_csv(pd.DataFrame([flatten_env(row) for row in rows]), path)
+    return path
 
 
 def write_results_csv(run_dir: Path | str) -> Path:

@@ -2,9 +2,11 @@
 
 A ``Record`` is one cell measured in its own process (``bench.worker``), completed by the sweep
 (``bench.sweep.make_record``) and appended to ``results.jsonl``; a ``RougeRow`` is one system at one input
-length of the ROUGE suite, written to ``rouge.jsonl``. Units are in the field names (``_bytes``,
-``_s``, ``_per_s``) and in each field's ``help``. Writers build these dataclasses; readers take
-their column lists and kinds (``RECORD_FIELDS``, ``Record.kind``) from here, never from a copy.
+length of the ROUGE suite, written to ``rouge.jsonl``; a ``CapacityRow`` is the longest input one model
+takes on a simulated GPU in one mode, written to ``capacity.jsonl`` (``bench.capacity``). Units are in
+the field names (``_bytes``, ``_s``, ``_per_s``) and in each field's ``help``. Writers build these
+dataclasses; readers take their column lists and kinds (``RECORD_FIELDS``, ``Record.kind``) from here,
+never from a copy.
 """
 
 from __future__ import annotations
@@ -30,10 +32,25 @@ SIZE_ROLES = {"tiny": "smoke test", "small": "CPU benchmark", "base": "the relea
 CLAIM_SIZES = ("small", "base")
 
 
-def _f(help: str, kind: str = "str", default=None):
+def _f(help: str, kind: str = "str", default=None, default_factory=None):
     """A schema field: ``help`` says meaning and unit, ``kind`` is int, float, str, bytes, bool, dict or
     floats (a list of numbers)."""
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata={"help": help, "kind": kind})
     return field(default=default, metadata={"help": help, "kind": kind})
+
+
+class _Row:
+    """What a row dataclass of this schema answers from its field declarations."""
+
+    @classmethod
+    def of_kind(cls, *kinds: str) -> list[str]:
+        """The names of the fields whose kind (``_f``) is one of ``kinds``, in declaration order."""
+        return [f.name for f in fields(cls) if f.metadata["kind"] in kinds]
+
+    def to_json(self) -> dict:
+        """Every field in declaration order."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
@@ -150,7 +167,7 @@ RECORD_FIELDS = tuple(name for name in _KINDS if name not in ("workload", "workl
 
 
 @dataclass
-class RougeRow:
+class RougeRow(_Row):
     """One system at one input length of the ROUGE suite: F1 in [0, 1] with 95% bootstrap CIs."""
     system: str = _f("system name: <family>-<size>, a checkpoint directory name, lead-k or oracle")
     kind: str = _f("model (trained or loaded) or extractive (a reference that copies sentences)")
@@ -188,19 +205,40 @@ class RougeRow:
     nll_gain_hi: float | None = _f("97.5th percentile of the paired bootstrap of nll_gain", "float")
     nll_gain_from: int | None = _f("the system's shortest scored input length, the gain's reference", "int")
 
-    @classmethod
-    def of_kind(cls, *kinds: str) -> list[str]:
-        return [f.name for f in fields(cls) if f.metadata["kind"] in kinds]
-
-    def to_json(self) -> dict:
-        return {name: getattr(self, name) for name in ROUGE_FIELDS}
-
 
 ROUGE_FIELDS = tuple(f.name for f in fields(RougeRow))
 
 
 @dataclass
-class RougeDocRow:
+class CapacityRow(_Row):
+    """One model and mode of a capacity search (``bench.capacity``, ``records.run.CAPACITY``): the longest
+    input that fits a GPU, searched on simulated peaks (``bench.gpusim.longest_fitting``), never measured."""
+    gpu: str = _f("the simulated GPU: a name of bench.gpusim.GPUS or a memory size's name (80gib)")
+    gpu_memory_bytes: int = _f("the GPU's total memory as nvidia-smi reports it", "bytes")
+    usable_bytes: int = _f("what tensors may take: the total less the CUDA context (bench.gpusim)", "bytes")
+    family: str = _f("model family (models.FAMILIES)")
+    size: str = _f("preset size")
+    model: str = _f("<family>-<size>")
+    mode: str = _f("train (forward + backward), encode or generate")
+    longest_ok: int | None = _f("the longest input (tokens) found to fit; None: not the shortest", "int")
+    first_failure: int | None = _f("the shortest input found not to fit; None: the longest tried fits", "int")
+    peak_bytes: int | None = _f("built model + batch + the step's simulated peak at longest_ok", "bytes")
+    reason: str = _f("why first_failure does not fit: oom, or 'unsupported: <the model's length limit>'")
+    max_len: int = _f("the longest input tried (tokens)", "int")
+    dtype: str = _f("bf16 autocast over fp32 weights (the GPU default)")
+    batch: int = _f("sequences per step", "int")
+    target_len: int | None = _f("label tokens of a train step; None otherwise", "int")
+    new_tokens: int | None = _f("greedy tokens of a generate step (searched with 1, settled with it)", "int")
+    model_config: dict = _f("config fields given with --model-config", "dict", default_factory=dict)
+    produced_by: str = _f("always simulation (records.PRODUCERS)", default="simulation")
+    env: dict = _f("bench.env.environment of the host that simulated it", "dict", default_factory=dict)
+
+
+CAPACITY_FIELDS = tuple(f.name for f in fields(CapacityRow))
+
+
+@dataclass
+class RougeDocRow(_Row):
     """One system's ROUGE F1 on one evaluation document at one input length (``records.run.ROUGE_DOCS``): what
     paired comparisons (a model against Lead-k on the same documents) resample."""
     system: str = _f("system name, as in RougeRow")
@@ -211,9 +249,6 @@ class RougeDocRow:
     rouge2: float = _f("ROUGE-2 F1", "float")
     rougeL: float = _f("ROUGE-L F1", "float")
     rougeLsum: float = _f("ROUGE-Lsum F1", "float")
-
-    def to_json(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def settled(row: dict) -> bool:

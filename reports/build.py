@@ -645,6 +645,46 @@ def _nll_table(rouge: pd.DataFrame) -> Table:
     )
 
 
+def _capacity_section(capacity: pd.DataFrame, out: Path) -> Section:
+    """The capacity searches (``bench.capacity``): a table per GPU and preset, LOCOST's longest beside
+    each model's, then their figure; ``capacity.csv`` written beside them."""
+    _write_csv(capacity, out / "capacity.csv")
+    blocks = []
+    for (gpu, size), rows in capacity.groupby(["gpu", "size"], sort=True):
+        blocks.append(_capacity_table(gpu, size, rows))
+    blocks += plots.capacity_figures(capacity)
+    return Section("capacity", "Longest input on a GPU (simulated)", (
+        "The longest input each model takes in one step on a GPU, searched on simulated peaks (python -m "
+        "bench.capacity: the step on fake tensors standing for CUDA ones, bf16 autocast, batch 1, 512 "
+        "target / 64 new tokens; lengths double until one does not fit, then the bracket closes to 1% or "
+        "1,024 tokens). A length fits when the built model, its batch and the step's peak of allocated "
+        "bytes fit the GPU's memory less its CUDA context. Not counted: the caching allocator's "
+        "fragmentation (reserved above allocated) and library workspaces, so a real GPU may stop earlier."),
+        blocks)
+
+
+def _capacity_table(gpu: str, size: str, rows: pd.DataFrame) -> Table:
+    """One GPU and preset's capacity rows by mode, LOCOST first, with LOCOST's longest over each model's."""
+    ordered = sorted(rows.to_dict("records"), key=lambda r: (
+        MODES.index(r["mode"]) if r["mode"] in MODES else len(MODES), not r["family"].startswith("locost"),
+        r["family"]))
+    ours = {r["mode"]: r["longest_ok"] for r in ordered if r["family"] == "locost"}
+    body = []
+    for r in ordered:
+        mine, theirs = ours.get(r["mode"]), r["longest_ok"]
+        ratio = (f"{mine / theirs:.2f}×" if r["family"] != "locost" and not text.is_missing(mine)
+                 and not text.is_missing(theirs) else text.DASH)
+        body.append([r["model"], r["mode"], text.integer(theirs), text.integer(r["first_failure"]),
+                     r["reason"] or "the longest tried fits", text.number(r["peak_gib"], 2), ratio])
+    return Table(
+        f"Longest input (tokens) on {gpu}, {size} presets",
+        f"{ordered[0]['usable_bytes'] / 2**30:.1f} GiB usable; peak GiB: model + batch + step peak at the "
+        f"longest input that fits; run {', '.join(sorted(set(rows['run_id'])))}.",
+        ["model", "mode", "longest that fits", "first that does not", "why not", "peak GiB",
+         "LOCOST's longest / this"],
+        body, badge=f"simulated {gpu}")
+
+
 def _failures_section(records: pd.DataFrame, skipped: list[dict]) -> Section:
     """Cells that did not run ok, and lines of results.jsonl that are not records at all."""
     blocks = []
@@ -748,6 +788,9 @@ def _build_into(runs: list[Run], out: Path) -> Path:
             sections.append(likelihood)
     if curves is not None:
         _write_csv(curves, out / "curves.csv")
+    capacity = _joined(runs, "capacity")
+    if capacity is not None:
+        sections.append(_capacity_section(capacity, out))
     skipped = [entry for run in runs for entry in run.skipped]
     if skipped or not records.empty and not records["status"].eq("ok").all():
         sections.append(_failures_section(records, skipped))
@@ -765,14 +808,16 @@ def _combined(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     return records, (pd.concat(rouge_frames, ignore_index=True) if rouge_frames else None)
 
 
+def _joined(runs: list[Run], name: str) -> pd.DataFrame | None:
+    """Every run's frame ``name`` (a ``Run`` field) in one, or None where no run has one."""
+    frames = [getattr(run, name) for run in runs if getattr(run, name) is not None]
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
 def _combined_rouge_extras(runs: list[Run]) -> tuple[pd.DataFrame | None, ...]:
     """(every run's relative.jsonl rows, learning-curve points, per-document ROUGE rows), each None
     where no run has any."""
-    def joined(name):
-        frames = [getattr(run, name) for run in runs if getattr(run, name) is not None]
-        return pd.concat(frames, ignore_index=True) if frames else None
-
-    return joined("relative"), joined("curves"), joined("rouge_docs")
+    return _joined(runs, "relative"), _joined(runs, "curves"), _joined(runs, "rouge_docs")
 
 
 def _time_figures(report: SuiteReport, records: pd.DataFrame) -> tuple:

@@ -677,3 +677,51 @@ def curve_figures(curves: pd.DataFrame) -> list[Figure]:
                               "training, every K steps and after the last, in eval mode; every model has "
                               "the same steps, examples and schedule.", _png(fig)))
     return figures
+
+
+def capacity_figures(capacity: pd.DataFrame) -> list[Figure]:
+    """The longest input each model takes on a simulated GPU (``records.CapacityRow``): one figure per GPU
+    and preset size, a panel per mode, a hollow bar per model (simulated, as the hollow markers of
+    simulated cells) up to its longest input that fits, on a log2 length axis, labelled with that
+    length and, where the model's own length limit ended it rather than memory, 'limit'."""
+    figures = []
+    for (gpu, size), rows in capacity.groupby(["gpu", "size"], sort=True):
+        modes = [m for m in MODES if m in set(rows["mode"])]
+        families = sorted(set(rows["family"]), key=lambda f: (not f.startswith("locost"), f))
+        fig = MplFigure(figsize=(4.6 * len(modes), 0.45 * len(families) + 1.4), layout="constrained")
+        axes = fig.subplots(1, len(modes), squeeze=False, sharey=True)[0]
+        for ax, mode in zip(axes, modes, strict=True):
+            _draw_capacity(ax, rows[rows["mode"].eq(mode)], families)
+            ax.set_title(mode, fontsize=10)
+        first = rows.iloc[0]
+        usable = f"{first['usable_bytes'] / 2**30:.1f} GiB usable"
+        figures.append(Figure(
+            slug("capacity", gpu, size),
+            f"Longest input that fits — simulated {gpu}, {size} presets",
+            f"simulated {gpu} ({usable}) · {size} · {first['dtype']} autocast · batch "
+            f"{text.integer(first['batch'])} · bars: the longest input found to fit, within 1% or 1,024 "
+            "tokens of the first that does not · 'limit': the model's length limit, not memory, ended it",
+            _finish(fig, []),
+        ))
+    return figures
+
+
+def _draw_capacity(ax, rows: pd.DataFrame, families: list[str]) -> None:
+    """One hollow bar per family of ``families`` (row order) to its ``longest_ok``; none where it has none."""
+    for y, family in enumerate(families):
+        row = rows[rows["family"].eq(family)]
+        if row.empty or text.is_missing(row.iloc[0]["longest_ok"]):
+            continue
+        row = row.iloc[0]
+        color = color_of(family)
+        ax.barh(y, int(row["longest_ok"]), left=1, height=0.6, color=SIMULATED_FACE, edgecolor=color,
+                hatch="///", linewidth=1.2)
+        note = " limit" if str(row["reason"]).startswith("unsupported") else ""
+        ax.text(int(row["longest_ok"]) * 1.15, y, f"{int(row['longest_ok']):,}{note}", va="center",
+                fontsize=8, color=color)
+    ax.set_yticks(range(len(families)), families, fontsize=9)
+    ax.invert_yaxis()
+    _length_axis(ax)
+    lengths = rows["longest_ok"].dropna()
+    if not lengths.empty:
+        ax.set_xlim(512, int(lengths.max()) * 8)

@@ -15,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from records import (
+    CAPACITY,
+    CAPACITY_FIELDS,
     CURVES,
     ENV_KEYS,
     NOT_AN_OBJECT,
@@ -26,11 +28,13 @@ from records import (
     ROUGE_FIELDS,
     ROUGE_METRICS,
     RUN_JSON,
+    CapacityRow,
     Record,
     RougeDocRow,
     RougeRow,
     RunInfo,
     flatten_env,
+    read_capacity_rows,
     read_jsonl,
     read_jsonl_numbered,
     read_run_info,
@@ -81,6 +85,8 @@ class Run:
     skipped: list[dict] = field(default_factory=list)
     #: per-document ROUGE (records.RougeDocRow) when the run wrote rouge_docs.jsonl
     rouge_docs: pd.DataFrame | None = None
+    #: capacity searches (records.CapacityRow, the latest per search) when the run wrote capacity.jsonl
+    capacity: pd.DataFrame | None = None
 
 
 def invocation_settings(run: Run) -> list[dict]:
@@ -137,6 +143,19 @@ def rouge_frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
+def capacity_frame(rows: list[dict], run_id: str) -> pd.DataFrame:
+    """Capacity rows (records.CapacityRow) of the run ``run_id``: schema columns first, env flattened,
+    lengths and bytes numeric, ``peak_gib`` beside ``peak_bytes``."""
+    frame = pd.DataFrame([flatten_env(row) for row in rows])
+    frame = frame.reindex(columns=[*(c for c in CAPACITY_FIELDS if c != "env"),
+                                   *(c for c in frame.columns if c not in CAPACITY_FIELDS)])
+    for column in CapacityRow.of_kind("int", "bytes"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").round().astype("Int64")
+    frame["peak_gib"] = frame["peak_bytes"].astype("Float64") / 2**30
+    frame["reason"] = frame["reason"].fillna("")
+    return frame.assign(run_id=run_id)
+
+
 def rouge_docs_frame(rows: list[dict]) -> pd.DataFrame:
     """Per-document ROUGE rows (records.RougeDocRow) with numeric scores and lengths."""
     frame = pd.DataFrame(rows).reindex(columns=[f.name for f in fields(RougeDocRow)])
@@ -185,8 +204,8 @@ def load_run(path: Path | str) -> Run:
     if not path.is_dir():
         raise ReportError(f"{path}: {'not a directory' if path.exists() else 'no such run directory'}")
     results, rouge = path / RESULTS, path / ROUGE
-    if not results.is_file() and not rouge.is_file():
-        raise ReportError(f"{path}: no {RESULTS} or {ROUGE} here (not a run directory?)")
+    if not any(p.is_file() for p in (results, rouge, path / CAPACITY)):
+        raise ReportError(f"{path}: no {RESULTS}, {ROUGE} or {CAPACITY} here (not a run directory?)")
     warnings: list[str] = []
     info = run_info(path, warnings)
     rows, skipped, unparsed = valid_records(results, warnings)
@@ -196,7 +215,9 @@ def load_run(path: Path | str) -> Run:
         warnings += torn
     doc_rows, torn = read_jsonl(path / ROUGE_DOCS)
     warnings += torn
-    if not rows and not rouge_rows:
+    capacity_rows, torn = read_capacity_rows(path)
+    warnings += torn
+    if not rows and not rouge_rows and not capacity_rows:
         raise nothing_readable(path, results, skipped, unparsed)
     records = records_frame(rows)
     if not records.empty:
@@ -217,6 +238,7 @@ def load_run(path: Path | str) -> Run:
         rouge_docs=rouge_docs_frame(doc_rows) if doc_rows else None,
         relative=relative_frame(relative_rows, rouge_table, info.run_id or path.name),
         curves=curves_frame(path, info.run_id or path.name, warnings),
+        capacity=capacity_frame(capacity_rows, info.run_id or path.name) if capacity_rows else None,
     )
 
 

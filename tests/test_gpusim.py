@@ -8,6 +8,7 @@ it on fake tensors. Equal peaks mean the fake run allocated and freed what the r
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -258,11 +259,12 @@ def test_capacity_search_brackets_the_exact_longest_length():
     assert (limited.longest_ok, limited.reason) == (16384, "unsupported: 16,384 positions")
 
 
-def test_capacity_cli_reports_the_bracket_its_simulations_give():
+def test_capacity_cli_reports_the_bracket_its_simulations_give(tmp_path):
     """``python -m bench.capacity`` on a made-up GPU with 102 MiB usable: the longest length it prints
     fits and the first failure does not, by ``simulate_step`` in this process."""
     out = subprocess.run([sys.executable, "-m", "bench.capacity", "--gpu", "1126MiB", "--size", "tiny",
-                          "--models", "longt5-local", "--modes", "encode"],
+                          "--models", "longt5-local", "--modes", "encode", "--out", str(tmp_path),
+                          "--no-report"],
                          check=True, capture_output=True, text=True, timeout=600).stdout
     row = next(line.split() for line in out.splitlines() if line.startswith("longt5-local"))
     longest, failure = (int(value.replace(",", "")) for value in row[2:4])
@@ -385,7 +387,8 @@ def test_a_signal_noted_before_a_step_is_raised_at_its_first_op_not_in_a_metadat
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_capacity_stops_at_a_signal_python_would_drop_between_probes(monkeypatch, capsys, signum, status):
+def test_capacity_stops_at_a_signal_python_would_drop_between_probes(monkeypatch, capsys, signum, status,
+                                                                      tmp_path):
     """A Ctrl-C or SIGTERM whose handler runs inside a weakref callback between two probes (as those of
     freed fake tensors do; Python prints and drops what a weakref callback raises) ends the bisection in the
     next probe's step, with the program's line and status: the SIGTERM used to be dropped and the
@@ -415,13 +418,13 @@ def test_capacity_stops_at_a_signal_python_would_drop_between_probes(monkeypatch
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
     try:
         code = main(["--gpu", "h100-80gb", "--size", "tiny", "--models", "locost", "--modes", "encode",
-                     "--max-len", "4k"])
+                     "--max-len", "4k", "--out", str(tmp_path)])
     finally:
         signal.signal(signal.SIGINT, previous)
     err = capsys.readouterr().err
     assert (code, steps) == (status, ["started", "done"]), err
-    assert err.splitlines()[-1] == ("interrupted: nothing is kept (capacity runs keep no records; a rerun "
-                                    "starts again)")
+    assert err.splitlines()[-1] == (f"interrupted: 0 capacity rows kept in {tmp_path}/capacity-h100-80gb/"
+                                    "capacity.jsonl; rerun the same command to resume")
     assert "Exception ignored" not in err
 
 
@@ -431,21 +434,32 @@ def _sigint_as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_capacity_interrupted_says_nothing_is_kept_and_does_not_promise_a_resume():
-    """Ctrl-C (SIGINT to the process group, as a terminal sends it) during the bisection, after its first
-    probe: one line, exit 130, and no "rerun the same command to resume", which capacity cannot do (it
-    keeps no records). It used to be lost now and then (the test above), and capacity ran to its end."""
-    child = subprocess.Popen([sys.executable, "-m", "bench.capacity", "--gpu", "h100-80gb", "--size", "tiny",
-                              "--models", "locost", "--modes", "train"],
+def test_capacity_interrupted_during_a_search_keeps_the_rows_it_found(tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) during the second search, after its
+    first probe: one line, exit 130, the first search's row (training: not even 1,024 tokens fit) kept in
+    capacity.jsonl, and a rerun of the same command keeps that row and searches only the second. The
+    Ctrl-C used to be lost now and then (the test above), and capacity ran to its end."""
+    command = [sys.executable, "-m", "bench.capacity", "--gpu", "1126MiB", "--size", "tiny", "--models",
+               "locost", "--modes", "train,encode", "--out", str(tmp_path), "--no-report"]
+    child = subprocess.Popen(command,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True, preexec_fn=_sigint_as_in_a_terminal)
-    first = child.stderr.readline()
-    assert first.startswith("  locost train 1,024: ")
+    first = ""
+    while not first.startswith("  locost encode "):  # the train search ends before encode's first probe
+        first = child.stderr.readline()
+        assert first, "the capacity run ended before its encode search began"
     os.killpg(child.pid, signal.SIGINT)
     out, err = child.communicate(timeout=300)
+    rows = tmp_path / "capacity-1126mib" / "capacity.jsonl"
     assert (child.returncode, out) == (130, "")
-    assert err.splitlines()[-1] == ("interrupted: nothing is kept (capacity runs keep no records; a rerun "
-                                    "starts again)")
+    assert err.splitlines()[-1] == (f"interrupted: 1 capacity rows kept in {rows}; rerun the same command to "
+                                    "resume")
+    kept = [json.loads(line) for line in rows.read_text().splitlines()]
+    assert [(row["family"], row["mode"], row["longest_ok"]) for row in kept] == [("locost", "train", None)]
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
+    assert again.stderr.splitlines()[0] == "  locost train: kept from capacity.jsonl"
+    assert not any(line.startswith("  locost train ") for line in again.stderr.splitlines())
+    assert [json.loads(line)["mode"] for line in rows.read_text().splitlines()] == ["train", "encode"]
 
 
 def test_the_rouge_recipe_is_the_command_bench_rouge_help_prints():

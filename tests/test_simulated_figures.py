@@ -311,3 +311,44 @@ def test_the_headline_ratios_name_the_simulated_gpu_not_the_host_that_computed_i
                              record("led", "train", 8192, 1000, **sim)])
     assert headlines(memory_comparisons(records)) == [
         "device cpu, train: 0.70× led-small at 8K", f"simulated {GPU}, train: 0.40× led-small at 8K"]
+
+
+_CAPACITY_JS = _BADGES_JS.replace("return [tables, figures, cards];", """
+const images = Array.from(document.querySelectorAll('#capacity figure img'),
+                          img => [img.alt, img.naturalWidth]);
+return [tables, images];""")
+
+
+@no_gpu
+def test_a_capacity_run_is_a_table_and_a_figure_of_the_report_beside_measured_runs(main_job, tmp_path):
+    """``python -m bench.capacity`` writes its rows to capacity.jsonl and builds its report; ``reports build``
+    of it beside the main job's CPU run shows, in a browser, one table of the searches (badged simulated,
+    each row the file's row, LOCOST's longest over each model's) and their figure, and writes capacity.csv
+    with the file's rows."""
+    out = tmp_path / "runs"
+    done = subprocess.run([sys.executable, "-m", "bench.capacity", "--gpu", "1126MiB", "--size", "tiny",
+                           "--models", "longt5-local,locost", "--modes", "encode", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = out / "capacity-1126mib"
+    assert done.stdout.splitlines()[-1] == f"report: {run / 'report.html'}"
+    rows = {row["family"]: row for row in read_jsonl(run / "capacity.jsonl")[0]}
+    assert set(rows) == {"longt5-local", "locost"} and rows["locost"]["produced_by"] == "simulation"
+    report = build([main_job / CPU_RUN, run], tmp_path / "combined")
+    csv = pd.read_csv(report.parent / "capacity.csv")
+    columns = ["longest_ok", "first_failure", "peak_bytes"]
+    assert {r["family"]: [r[c] for c in columns] for r in csv.to_dict("records")} == {
+        f: [r[c] for c in columns] for f, r in rows.items()}
+    tables, images = _chromium_report(report, _CAPACITY_JS, tmp_path)
+    [(badge, cells)] = [(b, c) for title, b, c in tables
+                        if title == "Longest input (tokens) on 1126mib, tiny presets"]
+    ours, theirs = rows["locost"], rows["longt5-local"]
+    assert badge == "simulated 1126mib"
+    assert [[text for text, _ in row] for row in cells] == [
+        ["locost-tiny", "encode", f"{ours['longest_ok']:,}", f"{ours['first_failure']:,}", "oom",
+         f"{ours['peak_bytes'] / 2**30:.2f}", "–"],
+        ["longt5-local-tiny", "encode", f"{theirs['longest_ok']:,}", f"{theirs['first_failure']:,}", "oom",
+         f"{theirs['peak_bytes'] / 2**30:.2f}", f"{ours['longest_ok'] / theirs['longest_ok']:.2f}×"]]
+    assert [alt for alt, _ in images] == ["Longest input that fits — simulated 1126mib, tiny presets"]
+    assert all(width > 0 for _, width in images)
+    assert any(title.startswith("peak memory above weights") for title, _, _ in tables)  # the CPU run's
