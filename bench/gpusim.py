@@ -130,19 +130,33 @@ class ValueNeeded(RuntimeError):
 
 class LiveBytes(TorchDispatchMode):
     """Counts the storages ops create while active: ``live`` bytes (each rounded by ``block_bytes``),
-    ``peak`` the highest ``live`` seen. A storage stops counting when it is freed (a weakref). Each
-    allocation and free also goes to ``allocator`` (a ``bench.allocator.CachingAllocator``) where set."""
+    ``peak`` the highest ``live`` seen. A storage stops counting when it is freed (a weakref). Storages
+    held before the step (``hold``: weights, batch) never count: an op that returns a view of one (a
+    weight's ``t()`` inside ``F.linear``) allocates nothing, as on a GPU. Each allocation and free also
+    goes to ``allocator`` (a ``bench.allocator.CachingAllocator``) where set."""
 
     def __init__(self, allocator=None):
         super().__init__()
         self.live = self.peak = 0
         self.allocator = allocator
         self._refs: dict[int, weakref.ref] = {}
+        self._held: dict[int, object] = {}  # key -> the storage, kept alive so that its key is not reused
+
+    def hold(self, tensors) -> int:
+        """Take the storages of ``tensors`` as held before the step (not counted, never freed during it;
+        the allocator model gets them first); returns their allocator bytes (``held_bytes``)."""
+        for tensor in tensors:
+            storage = tensor.untyped_storage()
+            if storage._cdata not in self._held:
+                self._held[storage._cdata] = storage
+                if self.allocator is not None:
+                    self.allocator.malloc(("held", storage._cdata), storage.nbytes())
+        return held_bytes(tensors)
 
     def track(self, tensor: torch.Tensor) -> None:
         storage = tensor.untyped_storage()
         key = storage._cdata
-        if key in self._refs and self._refs[key]() is not None:
+        if key in self._held or key in self._refs and self._refs[key]() is not None:
             return
         size = block_bytes(storage.nbytes())
         self._refs[key] = weakref.ref(storage, lambda _, key=key, size=size: self._free(key, size))
@@ -160,6 +174,7 @@ class LiveBytes(TorchDispatchMode):
     def close(self) -> None:
         """Stop counting: the weakrefs go, so storages that die later run no callback."""
         self._refs.clear()
+        self._held.clear()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -495,10 +510,7 @@ def simulate_step(handle, make_batch, mode: str, *, new_tokens: int = 1, dtype: 
     simulator = Simulator(fake_mode, CachingAllocator())
     to_fake(handle.model, fake_mode)
     fake_batch = {key: simulator.fake(value) for key, value in make_batch().items()}
-    held = [*handle.model.parameters(), *handle.model.buffers(), *fake_batch.values()]
-    base = held_bytes(held)
-    for key, nbytes in held_storages(held).items():  # never freed during the step
-        simulator.allocator.malloc(("held", key), nbytes)
+    base = simulator.hold([*handle.model.parameters(), *handle.model.buffers(), *fake_batch.values()])
     step = {"train": lambda: handle.train_loss(fake_batch), "encode": lambda: handle.encode(fake_batch),
             "generate": lambda: handle.greedy_decode(fake_batch, new_tokens)}[mode]
     lower = autocast_dtype(dtype)

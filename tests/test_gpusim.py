@@ -51,13 +51,14 @@ def live_peak(handle, batch: dict, mode: str, dtype: str, new_tokens: int) -> tu
     step = {"train": lambda: handle.train_loss(batch), "encode": lambda: handle.encode(batch),
             "generate": lambda: handle.greedy_decode(batch, new_tokens)}[mode]
     counter = LiveBytes()
+    base = counter.hold([*handle.model.parameters(), *handle.model.buffers(), *batch.values()])
     with contextlib.ExitStack() as stack:
+        stack.callback(counter.close)
         if dtype == "bf16":
             stack.enter_context(cuda_autocast_rules())
             stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
         stack.enter_context(counter)
         step()
-    base = held_bytes([*handle.model.parameters(), *handle.model.buffers(), *batch.values()])
     return base, counter.peak
 
 
@@ -76,6 +77,35 @@ def test_simulated_peak_equals_the_real_steps_live_bytes(family, mode, size, dty
     assert sim.base_bytes == base
     assert peak > 0
     assert abs(sim.peak_bytes - peak) <= 0.01 * peak, (sim.peak_bytes, peak)
+
+
+@pytest.mark.parametrize("fake", [False, True])
+def test_a_view_of_a_held_weight_allocates_nothing(fake):
+    """``nn.Linear`` in fp32 views its weight (``aten.t`` inside ``F.linear``) and allocates only its
+    output: the step's peak is its outputs' blocks, hand-computed, over real tensors (``LiveBytes``)
+    and fake ones (``Simulator``). Both counted the 4 MiB weight as new before (a view of a storage held
+    before the step was taken for a new storage, and never freed)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from bench.gpusim import Simulator, to_fake
+
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    counter = Simulator(fake_mode) if fake else LiveBytes()
+    with torch.device("meta" if fake else "cpu"):
+        linear = torch.nn.Linear(1024, 1024, bias=False)
+    if fake:
+        to_fake(linear, fake_mode)
+    x = counter.fake(torch.ones(1, 8, 1024)) if fake else torch.ones(1, 8, 1024)
+    assert counter.hold([linear.weight, x]) == 1024 * 1024 * 4 + 8 * 1024 * 4
+    with contextlib.ExitStack() as stack, torch.no_grad():
+        stack.callback(counter.close)
+        if fake:
+            stack.enter_context(fake_mode)
+        stack.enter_context(counter)
+        y = linear(x)
+        both = torch.cat([y, x @ linear.weight.t()])
+    one = block_bytes(8 * 1024 * 4)  # y, then x @ w.t(), then both concatenated: 1 + 1 + 2 outputs' blocks
+    assert both.shape == (2, 8, 1024) and counter.peak == 4 * one, counter.peak
 
 
 def test_greedy_decode_gives_generates_tokens():
