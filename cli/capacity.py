@@ -20,6 +20,9 @@ import functools
 import sys
 from pathlib import Path
 
+from bench.env import environment
+from bench.runner import now_iso
+from bench.signals import DEFERRED
 from cli.args import (
     Parser,
     UsageError,
@@ -143,7 +146,6 @@ def recipe_table(cfg, gpu) -> str:
 def peak_at(family: str, size: str, mode: str, config: tuple, new_tokens: int = GPU_DEFAULTS["new_tokens"]):
     """length -> base + simulated peak in bytes, or why the model cannot take the length."""
     from bench.gpusim import simulate_step
-    from bench.signals import DEFERRED
     from models import UnsupportedLengthError, build
 
     def peak(length: int):
@@ -252,9 +254,6 @@ def search_all(args, gpu, run_dir: Path, env: dict) -> dict:
 def run_capacity(args, gpu, run_dir: Path, argv: list[str]) -> int:
     """Search every (model, mode) of ``args`` into ``run_dir`` (run.json, capacity.jsonl, capacity.csv),
     print the table, then build the report unless ``--no-report``."""
-    from bench.env import environment
-    from bench.runner import now_iso
-
     with locked_run_dir(run_dir):
         env = environment("cpu", query_device=False)
         details = {"gpu": gpu.name, "gpu_memory_bytes": gpu.memory_bytes, "usable_bytes": gpu.usable_bytes,
@@ -281,7 +280,6 @@ def kept_line(run_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from bench.gpusim import parse_gpu
-    from bench.signals import DEFERRED
     from models import FAMILIES, SIZES
 
     argv = sys.argv[1:] if argv is None else list(argv)
