@@ -34,6 +34,7 @@ from cli.args import (
     names,
     parse_length,
     parse_model_config,
+    path_name,
 )
 from records import (
     CAPACITY,
@@ -69,7 +70,7 @@ def build_parser() -> Parser:
              "prints it) fits the GPU, per model: its training step and its generation at the longest "
              "evaluation length, simulated peaks (printed only: no run directory)")
     add("--out", default="reports/out", type=Path, help="parent directory of run directories")
-    add("--run-id", help="run directory name (default: capacity-<gpu>)")
+    add("--run-id", type=path_name, help="run directory name (default: capacity-<gpu>)")
     add("--force", action="store_true", help="search again the rows the run directory already holds")
     add("--no-report", action="store_true", help="do not build the HTML report at the end")
     return p

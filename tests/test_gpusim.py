@@ -343,6 +343,22 @@ def test_capacity_refuses_a_model_config_field_the_model_lacks():
                           "families that have it)\n")
 
 
+@pytest.mark.parametrize("argv, line", [
+    (["--gpu", "80"], "error: argument --gpu: a GPU memory size must be a whole number of bytes above the "
+                      "1 GiB CUDA context: '80'"),
+    (["--gpu", "h100-80gb", "--run-id", "../up"], "error: argument --run-id: '../up' is not a directory name "
+                                                  "(use letters, digits and . _ + -, not . or ..)"),
+    (["--gpu", "h100-80gb", "--modes", "decode"], "error: unknown mode 'decode'; known: train, encode, "
+                                                  "generate"),
+])
+def test_capacity_refuses_bad_input_in_one_line_and_writes_nothing(argv, line, tmp_path):
+    """A bad ``--gpu``, ``--run-id`` or mode: one ``error:`` line, exit 2, and no run directory."""
+    out = subprocess.run([sys.executable, "-m", "bench.capacity", *argv, "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=600)
+    assert (out.returncode, out.stdout, out.stderr) == (2, "", line + "\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_ctrl_c_handled_inside_a_freed_storages_callback_still_interrupts_the_step(monkeypatch):
     """Python runs a signal's handler at the next bytecode, during a simulated step often inside a
     ``LiveBytes`` weakref callback (one per freed storage), and drops what a weakref callback raises: that
