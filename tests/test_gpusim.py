@@ -547,6 +547,23 @@ def test_leds_generation_over_value_numel_simulates_to_the_byte_with_its_mask_kn
                                    "bf16", 2)
 
 
+def test_the_rouge_recipes_led_generation_at_8_x_16k_simulates():
+    """The recipe check's LED generation (8 x 16K, ``small``, its vocabulary), with 1 new token instead of
+    256 (~10 s CPU instead of ~55; the same peak: the encoder's): it raised ``ValueNeeded`` at LED's
+    ``.item()`` of its (8, 1, 16K, 16K) mask; now it simulates, its total above the float32 mask's 8 GiB
+    that a GPU run holds too."""
+    from cli.capacity import rouge_recipe
+
+    cfg = rouge_recipe()
+    length = max(length for length in cfg.eval_lens if length is not None)
+    handle = build("led", cfg.size, device="meta", vocab_size=cfg.vocab_size)
+    sim = simulate_step(handle, lambda: handle.make_batch(length, target_len=1,
+                                                          batch_size=cfg.generation.batch_size),
+                        "generate", new_tokens=1, dtype="bf16")
+    assert (length, cfg.generation.batch_size) == (16384, 8)
+    assert sim.base_bytes + sim.peak_bytes > 4 * 8 * 16384 ** 2
+
+
 @pytest.fixture
 def simulator(monkeypatch):
     """A ``Simulator`` over a fake mode (neither open), ``VALUE_NUMEL`` shrunk to 64 elements."""
