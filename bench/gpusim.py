@@ -16,7 +16,11 @@ How a CUDA step is reproduced (and why):
 - Values: a fake tensor has none. The batch's values are kept beside it, and an op whose inputs all
   have known values (and is small: ``VALUE_NUMEL``) is also run for real on them, so that
   value-dependent ops (LED's ``nonzero`` of its global-attention mask, ``.item()`` of a count) get
-  real answers. Reading a value nobody knows (a float of the activations) raises ``ValueNeeded``.
+  real answers. Views of known values are known at any size (no memory). An op acting element by
+  element on values constant along some dimensions (an ``expand``: stride 0) is computed on one slice
+  along them and expanded (``Simulator._learn_broadcast``): LED's (batch, 1, L, L) mask at 8 x 16K
+  costs 8 x 16K elements, not 2^31. Reading a value nobody knows (a float of the activations) raises
+  ``ValueNeeded``.
 - Generation is ``greedy_decode``: the encoder once, then N decoder calls with the decoder cache, as
   ``generate`` makes them, for a fixed N (``generate`` reads token values to decide when to stop).
 - A CPU tensor with elements (0-dim scalars are legal on CUDA too) reaching an op raises
@@ -62,7 +66,8 @@ BLOCK_BYTES = 512
 #: the GPU's memory to give what tensors can use. An assumption stated, not fitted to measurements.
 CUDA_CONTEXT_BYTES = 1 * GiB
 #: tensors with known values up to this many elements are computed for real beside the fake (views of
-#: them at any size: a view allocates nothing)
+#: them at any size: a view allocates nothing; element-by-element ops on broadcast values at any size
+#: whose one slice is this small: ``Simulator._learn_broadcast``)
 VALUE_NUMEL = 1 << 28  # LED at its 16K limit expands its mask to (1, 1, 16K, 16K) and copies it
 
 
@@ -183,11 +188,12 @@ class LiveBytes(TorchDispatchMode):
         return out
 
 
-#: per op: (whether its first output is a view of an input, the (index, name) of the arguments it writes)
+#: per op: (whether its first output is a view of an input, the (index, name) of the arguments it writes,
+#: whether it takes strides: ``as_strided``, ``empty_strided`` ...)
 _OP_INFO: dict = {}
 
 
-def _op_info(func) -> tuple[bool, tuple]:
+def _op_info(func) -> tuple[bool, tuple, bool]:
     """``func``'s schema facts the simulator asks about at every call, read once (``_OP_INFO``)."""
     info = _OP_INFO.get(func)
     if info is None:
@@ -195,8 +201,28 @@ def _op_info(func) -> tuple[bool, tuple]:
         views = bool(schema.returns) and schema.returns[0].alias_info is not None  # no new storage
         written = tuple((i, a.name) for i, a in enumerate(schema.arguments)
                         if a.alias_info is not None and a.alias_info.is_write)
-        info = _OP_INFO[func] = (views, written)
+        strided = any(a.name == "stride" for a in schema.arguments)
+        info = _OP_INFO[func] = (views, written, strided)
     return info
+
+
+#: ops that act element by element without ``torch.Tag.pointwise`` (out-of-place ``.to``, ``copy``,
+#: ``fill``, ``masked_fill`` with a 0-dim tensor value)
+ELEMENTWISE = frozenset((torch.ops.aten._to_copy.default, torch.ops.aten.copy.default,
+                         torch.ops.aten.fill.Scalar, torch.ops.aten.fill.Tensor,
+                         torch.ops.aten.masked_fill.Tensor))
+
+
+def _elementwise(func) -> bool:
+    """Whether each element of ``func``'s output is computed from the same-index elements of its
+    (broadcast) inputs alone: ``torch.Tag.pointwise`` ("each element of the output is computed only by
+    accessing the corresponding element of all the broadcasted inputs", native_functions.yaml's tags)
+    or ``ELEMENTWISE``, and not random (``nondeterministic_seeded``: each element its own draw). Not:
+    reductions, scans, matmul, softmax, indexing, ``arange``, ``nonzero``: their outputs depend on
+    element counts or positions."""
+    tags = func.tags
+    return (torch.Tag.pointwise in tags or func in ELEMENTWISE) and \
+        torch.Tag.nondeterministic_seeded not in tags
 
 
 def _tensors(value) -> list:
@@ -261,32 +287,105 @@ class Simulator(LiveBytes):
             if not isinstance(x, FakeTensor) and x.dim() > 0:
                 raise CpuTensorError(f"{func}: a CPU tensor of shape {tuple(x.shape)} in a simulated CUDA "
                                      "cell (a GPU run would fail here too)")
-        knowable = all(isinstance(x, FakeTensor) and x in self.known and x.numel() <= VALUE_NUMEL
-                       or not isinstance(x, FakeTensor) for x in tensors)
+        known = all(not isinstance(x, FakeTensor) or x in self.known for x in tensors)
+        small = known and all(x.numel() <= VALUE_NUMEL for x in tensors)
         try:
             out = func(*args, **kwargs)
         except (DataDependentOutputException, DynamicOutputShapeException):
-            if not knowable:
+            if not small:
                 raise ValueNeeded(f"{func} needs values of a tensor the simulation does not know") from None
             real = self._real(func, args, kwargs)
             out = pytree.tree_map(lambda r: self._adopt(r) if isinstance(r, torch.Tensor) else r, real)
             return out
         outputs = _tensors(out)
-        if knowable and (_op_info(func)[0] or all(leaf.numel() <= VALUE_NUMEL for leaf in outputs)):
-            for fake, value in zip(outputs, _tensors(self._real(func, args, kwargs)), strict=False):
-                self.known[fake] = value
-        else:  # a tensor written by an op of unknown values has unknown values now, and so has its base
-            for x in _written(func, args, kwargs):  # (K[h] = ... into an empty K made with known values)
-                self.known.pop(x, None)
-                if x._base is not None:
-                    self.known.pop(x._base, None)
+        if not (known and self._learn(func, args, kwargs, outputs, small)):
+            self._forget(_written(func, args, kwargs))
         for leaf in outputs:
             self.track(leaf)
         return out
 
-    def _real(self, func, args, kwargs):
+    def _learn(self, func, args, kwargs, outputs: list, small: bool) -> bool:
+        """Record the values of ``func``'s ``outputs``, given its inputs' (all known; ``small``: none over
+        ``VALUE_NUMEL`` elements): computed for real for a view (no memory, any size) or where the outputs
+        are small too, else on one slice (``_learn_broadcast``). Broadcast values (``_broadcast``) are
+        never written to nor given to an op that takes strides (``as_strided``: their storage is not laid
+        out as the fake's), and a view of them that only a copy could give stays unknown. False: the
+        outputs' values stay unknown."""
+        views, written = _op_info(func)[0], _written(func, args, kwargs)
+        broadcast = any(self._broadcast(x) for x in _tensors(args) + _tensors(kwargs))
+        if broadcast and (_op_info(func)[2] or any(self._broadcast(x) for x in written)):
+            return False
+        if not (views and not written or small and all(leaf.numel() <= VALUE_NUMEL for leaf in outputs)):
+            return not written and self._learn_broadcast(func, args, kwargs, outputs)
+        try:
+            values = _tensors(self._real(func, args, kwargs))
+        except RuntimeError:  # view(): a broadcast value's strides cannot give the fake's shape
+            if not broadcast:
+                raise
+            return False
+        for fake, value in zip(outputs, values, strict=False):
+            self.known[fake] = value
+        return True
+
+    def _learn_broadcast(self, func, args, kwargs, outputs: list) -> bool:
+        """The value of an op that acts element by element (``_elementwise``) whose inputs' values are
+        all constant along some dimensions of its output (stride 0 once broadcast to it, as an
+        ``expand`` of fewer elements is): constant along them too, so computed on the first slice along
+        them (at most ``VALUE_NUMEL`` elements) and expanded to the output's shape (a broadcast value:
+        stride 0 there, no memory). LED expands its (batch, L) mask to (batch, 1, L, L) and converts,
+        inverts and fills it before reading ``[:, 0, 0, :]``. False where that does not apply."""
+        if len(outputs) != 1 or not _elementwise(func):
+            return False
+        shape = outputs[0].shape
+        spread = {}  # id of a fake input with dimensions -> its value expanded to the output's shape
+        for x in _tensors(args) + _tensors(kwargs):
+            if isinstance(x, FakeTensor) and x.dim() > 0:  # 0-dim ones stay 0-dim (type promotion)
+                if torch.broadcast_shapes(x.shape, shape) != shape:
+                    return False
+                with unset_fake_temporarily():
+                    spread[id(x)] = self.known[x].expand(shape)
+        constant = [d for d, n in enumerate(shape)
+                    if n > 1 and all(value.stride(d) == 0 for value in spread.values())]
+        if not constant or math.prod(1 if d in constant else n for d, n in enumerate(shape)) > VALUE_NUMEL:
+            return False
+
+        def first_slice(x):
+            value = spread[id(x)]
+            for d in constant:
+                value = value.narrow(d, 0, 1)
+            return value
+        out = self._real(func, args, kwargs, lambda x: first_slice(x) if id(x) in spread else self.known[x])
+        with unset_fake_temporarily():
+            self.known[outputs[0]] = out.expand(shape)
+        return True
+
+    def _broadcast(self, fake) -> bool:
+        """Whether ``fake``'s known value is a broadcast one (``_learn_broadcast``): stride 0 along a
+        dimension of more than one element along which the fake's elements are distinct."""
+        value = self.known.get(fake) if isinstance(fake, FakeTensor) else None
+        return value is not None and any(real == 0 != stride for stride, real, n in
+                                         zip(fake.stride(), value.stride(), fake.shape, strict=True) if n > 1)
+
+    def _forget(self, written: list) -> None:
+        """Tensors written by an op of unknown values have unknown values now, and so have their bases
+        (K[h] = ... into an empty K made with known values) and every tensor whose known value shares
+        the storage of theirs (other views of it: a broadcast value's many slices)."""
+        storages = set()
+        for x in written:
+            for tensor in (x, x._base):
+                value = self.known.pop(tensor, None) if tensor is not None else None
+                if value is not None:
+                    storages.add(value.untyped_storage()._cdata)
+        for fake, value in list(self.known.items()) if storages else ():
+            if value.untyped_storage()._cdata in storages:
+                del self.known[fake]
+
+    def _real(self, func, args, kwargs, value=None):
+        """``func`` run for real on the values of its fake arguments: ``value(fake)``, else ``known``."""
+        value = value or self.known.__getitem__
+
         def real(x):
-            return self.known[x] if isinstance(x, torch.Tensor) and x in self.known else x
+            return value(x) if isinstance(x, FakeTensor) else x
         with unset_fake_temporarily():
             return func(*pytree.tree_map(real, args), **pytree.tree_map(real, kwargs))
 

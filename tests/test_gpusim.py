@@ -563,9 +563,10 @@ def test_rouge_recipe_peaks_equal_the_real_steps_bytes_with_checkpointing_and_th
 
 
 def test_a_recipe_step_the_simulation_cannot_run_says_why_instead_of_failing(monkeypatch):
-    """LED reads ``.item()`` of a mask it expands to (batch, 1, L, L): at the recipe's 8 x 16K generation
-    that is over ``VALUE_NUMEL`` elements, too many to compute for real, and the whole check died with
-    ``ValueNeeded``. Here ``VALUE_NUMEL`` is shrunk so that a tiny LED step meets the same limit."""
+    """LED reads ``.item()`` of a (batch, L) slice of a mask it expands to (batch, 1, L, L): where even
+    the slice is over ``VALUE_NUMEL`` elements, too many to compute for real, the whole check died with
+    ``ValueNeeded``. Here ``VALUE_NUMEL`` is shrunk so that a tiny LED generation meets that limit (its
+    training, at batch 1, stays within it)."""
     import dataclasses
 
     import bench.gpusim
@@ -576,11 +577,98 @@ def test_a_recipe_step_the_simulation_cannot_run_says_why_instead_of_failing(mon
                               budget=dataclasses.replace(cfg.budget, batch_size=1, train_len=256,
                                                          target_len=16),
                               generation=dataclasses.replace(cfg.generation, batch_size=2, max_new_tokens=2))
-    monkeypatch.setattr(bench.gpusim, "VALUE_NUMEL", 2 * 256 * 256 - 1)
+    monkeypatch.setattr(bench.gpusim, "VALUE_NUMEL", 2 * 256 - 1)
     peaks = recipe_peaks(cfg, "led")
-    assert isinstance(peaks["train"], int)  # (1, 1, 256, 256): within the limit
+    assert isinstance(peaks["train"], int)  # (1, 1, 256, 256): one slice of 256 elements
     assert peaks["generate"] == ("not simulated: aten._local_scalar_dense.default needs values of a tensor "
                                  "the simulation does not know")
+
+
+def test_leds_generation_over_value_numel_simulates_to_the_byte_with_its_mask_known_on_one_slice(monkeypatch):
+    """LED converts, inverts and fills its mask expanded to (batch, 1, L, L), then reads ``.item()`` of a
+    (batch, L) slice of it: at the ROUGE recipe's 8 x 16K that is 2^31 elements, over ``VALUE_NUMEL``,
+    and the generation raised ``ValueNeeded``. Here ``VALUE_NUMEL`` is shrunk below a tiny LED's
+    (2, 1, 256, 256) mask: the step simulates, its mask known on one (2, 1, 1, 256) slice, with the
+    base, peak and modelled reserved peak of the same step with every value computed in full (the
+    reference: ``VALUE_NUMEL`` large), and the real step's live bytes."""
+    import bench.gpusim
+
+    def simulated_with(value_numel: int) -> tuple:
+        monkeypatch.setattr(bench.gpusim, "VALUE_NUMEL", value_numel)
+        handle = build("led", "tiny", device="meta")
+        sim = simulate_step(handle, lambda: handle.make_batch(256, target_len=1, batch_size=2), "generate",
+                            new_tokens=2, dtype="bf16")
+        return sim.base_bytes, sim.peak_bytes, sim.reserved_peak_bytes
+
+    shrunk = simulated_with(2 * 256 * 256 - 1)
+    assert shrunk == simulated_with(1 << 28)
+    handle = build("led", "tiny")
+    assert shrunk[:2] == live_peak(handle, handle.make_batch(256, target_len=1, batch_size=2), "generate",
+                                   "bf16", 2)
+
+
+def test_the_rouge_recipes_led_generation_at_8_x_16k_simulates():
+    """The recipe check's LED generation (8 x 16K, ``small``, its vocabulary), with 1 new token instead of
+    256 (~10 s CPU instead of ~55; the same peak: the encoder's): it raised ``ValueNeeded`` at LED's
+    ``.item()`` of its (8, 1, 16K, 16K) mask; now it simulates, its total above the float32 mask's 8 GiB
+    that a GPU run holds too."""
+    from cli.capacity import rouge_recipe
+
+    cfg = rouge_recipe()
+    length = max(length for length in cfg.eval_lens if length is not None)
+    handle = build("led", cfg.size, device="meta", vocab_size=cfg.vocab_size)
+    sim = simulate_step(handle, lambda: handle.make_batch(length, target_len=1,
+                                                          batch_size=cfg.generation.batch_size),
+                        "generate", new_tokens=1, dtype="bf16")
+    assert (length, cfg.generation.batch_size) == (16384, 8)
+    assert sim.base_bytes + sim.peak_bytes > 4 * 8 * 16384 ** 2
+
+
+@pytest.fixture
+def simulator(monkeypatch):
+    """A ``Simulator`` over a fake mode (neither open), ``VALUE_NUMEL`` shrunk to 64 elements."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    import bench.gpusim
+
+    monkeypatch.setattr(bench.gpusim, "VALUE_NUMEL", 64)
+    return bench.gpusim.Simulator(FakeTensorMode(allow_non_fake_inputs=True))
+
+
+def test_a_broadcast_value_is_known_through_element_by_element_ops_only(simulator):
+    """An element-by-element op on a value constant along a dimension (an ``expand``) over ``VALUE_NUMEL``
+    elements is known, equal to the same ops on real tensors; a reduction, a scan, a view that only a
+    copy could give and ``as_strided`` of it are not (a one-slice rule would give them wrong values:
+    the sum of 4 x 1,000 elements is not 1,000 x a slice's ...), so reading them raises ``ValueNeeded``."""
+    from bench.gpusim import ValueNeeded
+
+    row = torch.arange(4.0)
+    reference = (row[:, None].expand(4, 1000) * 2 + 1).masked_fill(row[:, None] == 3, -1.0).double()
+    fake = simulator.fake(row)
+    with simulator.fake_mode, simulator:
+        wide = fake[:, None].expand(4, 1000)
+        odd = (wide * 2 + 1).masked_fill(wide == 3, -1.0).to(torch.float64)  # 4,000 elements each
+        assert odd[:, 999].sum().item() == 1 + 3 + 5 - 1  # a slice: 4 elements, computed for real
+        for unknowable in (lambda: odd.sum(), lambda: odd.cumsum(1)[:, -1].sum(), lambda: odd.view(-1)[1000],
+                           lambda: odd.as_strided((2,), (1000,))[1], lambda: odd.amax(0)[0]):
+            with pytest.raises(ValueNeeded, match="_local_scalar_dense"):
+                unknowable().item()
+    assert torch.equal(simulator.known[odd], reference)
+
+
+def test_writing_a_broadcast_value_forgets_its_views(simulator):
+    """A write of unknown values into a tensor whose value is a broadcast one leaves none of its views
+    known: a view of it kept its old value and ``.item()`` gave it (1, where the real tensor holds 2)."""
+    from bench.gpusim import ValueNeeded
+
+    row = simulator.fake(torch.arange(4.0))
+    with simulator.fake_mode, simulator:
+        wide = row[:, None].expand(4, 1000) * 2 + 1
+        column = wide[:, 0]
+        assert column[0].item() == 1.0
+        wide.add_(1)
+        with pytest.raises(ValueNeeded):
+            column[0].item()
 
 
 def test_throughput_refuses_to_simulate_since_a_simulation_has_no_times(tmp_path):
