@@ -720,8 +720,10 @@ def _draw_capacity(ax, rows: pd.DataFrame, families: list[str]) -> None:
         ax.text(int(row["longest_ok"]) * 1.15, y, f"{int(row['longest_ok']):,}{note}", va="center",
                 fontsize=8, color=color)
     ax.set_yticks(range(len(families)), families, fontsize=9)
-    ax.invert_yaxis()
+    ax.set_ylim(len(families) - 0.5, -0.5)  # the first family on top (an axis shared by the panels)
     _length_axis(ax)
     lengths = rows["longest_ok"].dropna()
     if not lengths.empty:
         ax.set_xlim(512, int(lengths.max()) * 8)
+        if lengths.max() > 2**18:  # over 9 octaves: every other power of two keeps the labels apart
+            ax.xaxis.set_major_locator(LogLocator(base=4, numticks=40))
