@@ -647,8 +647,9 @@ def _nll_table(rouge: pd.DataFrame) -> Table:
 
 def _capacity_section(capacity: pd.DataFrame, out: Path) -> Section:
     """The capacity searches (``bench.capacity``): a table per GPU and preset, LOCOST's longest beside
-    each model's, then their figure; ``capacity.csv`` written beside them."""
-    _write_csv(capacity, out / "capacity.csv")
+    each model's, then their figure; ``longest_inputs.csv`` written beside them (the rows of every run, with
+    ``run_id`` and ``peak_gib``: not ``capacity.csv``, which each capacity run writes of its own rows)."""
+    _write_csv(capacity, out / "longest_inputs.csv")
     blocks = []
     for (gpu, size), rows in capacity.groupby(["gpu", "size"], sort=True):
         blocks.append(_capacity_table(gpu, size, rows))

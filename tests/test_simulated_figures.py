@@ -323,8 +323,8 @@ return [tables, images];""")
 def test_a_capacity_run_is_a_table_and_a_figure_of_the_report_beside_measured_runs(main_job, tmp_path):
     """``python -m bench.capacity`` writes its rows to capacity.jsonl and builds its report; ``reports build``
     of it beside the main job's CPU run shows, in a browser, one table of the searches (badged simulated,
-    each row the file's row, LOCOST's longest over each model's) and their figure, and writes capacity.csv
-    with the file's rows."""
+    each row the file's row, LOCOST's longest over each model's) and their figure, and writes
+    longest_inputs.csv with the file's rows; the run's own capacity.csv stays the command's (one writer)."""
     out = tmp_path / "runs"
     done = subprocess.run([sys.executable, "-m", "bench.capacity", "--gpu", "1126MiB", "--size", "tiny",
                            "--models", "longt5-local,locost", "--modes", "encode", "--out", str(out)],
@@ -334,8 +334,9 @@ def test_a_capacity_run_is_a_table_and_a_figure_of_the_report_beside_measured_ru
     assert done.stdout.splitlines()[-1] == f"report: {run / 'report.html'}"
     rows = {row["family"]: row for row in read_jsonl(run / "capacity.jsonl")[0]}
     assert set(rows) == {"longt5-local", "locost"} and rows["locost"]["produced_by"] == "simulation"
+    assert "peak_gib" not in pd.read_csv(run / "capacity.csv").columns  # its report left it alone
     report = build([main_job / CPU_RUN, run], tmp_path / "combined")
-    csv = pd.read_csv(report.parent / "capacity.csv")
+    csv = pd.read_csv(report.parent / "longest_inputs.csv")
     columns = ["longest_ok", "first_failure", "peak_bytes"]
     assert {r["family"]: [r[c] for c in columns] for r in csv.to_dict("records")} == {
         f: [r[c] for c in columns] for f, r in rows.items()}
