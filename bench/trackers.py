@@ -11,7 +11,9 @@
 - ``CudaMemory``: the caching allocator's peak above what was allocated before the step.
 - ``NvmlSampler``: process and device memory as NVML sees them, sampled by a thread (optional).
 - ``Timer``: CUDA events on GPU, ``perf_counter`` on CPU; ``repeat`` times the warm-up and timed calls
-  (``Runs``), ``summarize`` gives median/min/max/IQR.
+  (``Runs``), ``summarize`` gives median/min/max/IQR. On CPU it also reads the process's CPU time and
+  the host's busy time (``host_busy_s``) around each call: what the host's cores did besides this
+  process says whether other work took the cores the step's threads needed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ import time
 from dataclasses import dataclass, field
 
 _STATUS = "/proc/self/status"
+_PROC_STAT = "/proc/stat"
+#: the busy fields of /proc/stat's ``cpu`` line (proc(5)): user, nice, system, irq, softirq, steal; idle and
+#: iowait left out, guest time already inside user
+_BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
 
 
 def status_bytes(field: str, pid: int | str = "self") -> int | None:
@@ -240,14 +246,30 @@ class NvmlSampler:
         return self.process_peak, self.device_peak
 
 
+def host_busy_s(path: str = _PROC_STAT) -> float | None:
+    """Seconds all the host's CPUs together have been busy since boot: every process, the kernel's
+    interrupts and a hypervisor's steal (/proc/stat's first line, clock ticks of 1/``SC_CLK_TCK`` s);
+    None where it cannot be read (not Linux)."""
+    try:
+        with open(path) as f:
+            ticks = f.readline().split()[1:]
+        busy = sum(int(ticks[i]) for i in _BUSY_FIELDS)
+    except (OSError, ValueError, IndexError):
+        return None
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 class Timer:
     """Seconds of one call: CUDA events on a GPU (asynchronous work included), else perf_counter; on
     CPU also ``cpu_s``, the process CPU time (user + system, all threads) of the last call, which
-    other jobs sharing the cores do not lengthen (None on a GPU)."""
+    other jobs sharing the cores do not lengthen, and ``other_cpu_s``, the CPU seconds the host's
+    cores were busy with anything else meanwhile (``host_busy_s`` minus ``cpu_s``, at least 0; None
+    without /proc/stat). Both None on a GPU."""
 
     def __init__(self, device: str):
         self.cuda = str(device).startswith("cuda")
         self.cpu_s: float | None = None
+        self.other_cpu_s: float | None = None
         if self.cuda:
             import torch
             self.torch = torch
@@ -261,9 +283,11 @@ class Timer:
             end.record()
             end.synchronize()
             return start.elapsed_time(end) / 1000.0
-        start, cpu_start = time.perf_counter(), time.process_time()
+        busy_start, start, cpu_start = host_busy_s(), time.perf_counter(), time.process_time()
         fn()
         wall, self.cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+        busy = host_busy_s()
+        self.other_cpu_s = None if None in (busy, busy_start) else max(0.0, busy - busy_start - self.cpu_s)
         return wall
 
 
@@ -295,11 +319,21 @@ class Runs:
     timed: list[float]
     #: process CPU seconds of each timed call (``Timer.cpu_s``); empty on a GPU
     timed_cpu: list[float] = field(default_factory=list)
+    #: CPU seconds the host spent on anything else during each timed call (``Timer.other_cpu_s``)
+    timed_other_cpu: list[float] = field(default_factory=list)
 
     @property
     def first_s(self) -> float | None:
         calls = self.warmup or self.timed
         return calls[0] if calls else None
+
+    @property
+    def other_cores(self) -> float | None:
+        """Cores kept busy by anything but this process during the timed calls, on average: their
+        ``timed_other_cpu`` over their wall seconds; None without those figures (a GPU, no /proc/stat)."""
+        if not self.timed or len(self.timed_other_cpu) != len(self.timed) or sum(self.timed) <= 0:
+            return None
+        return sum(self.timed_other_cpu) / sum(self.timed)
 
 
 def repeat(fn, timer: Timer, *, warmup: int, repeats: int, min_time_s: float = 0.0,
@@ -315,4 +349,6 @@ def repeat(fn, timer: Timer, *, warmup: int, repeats: int, min_time_s: float = 0
         runs.timed.append(timer.time(fn))
         if timer.cpu_s is not None:
             runs.timed_cpu.append(timer.cpu_s)
+        if timer.other_cpu_s is not None:
+            runs.timed_other_cpu.append(timer.other_cpu_s)
     return runs

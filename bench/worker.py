@@ -104,7 +104,8 @@ def measure_cell(cell: Cell, settings: Measurement, report) -> dict:
     record.update(reuse_kernel=prepared.reuse_kernel, attn_implementation=prepared.attn_implementation)
     runs = _timed_steps(cell, prepared, settings, record, report)
     record.update(_rates(cell, runs.timed), warmup_s=sum(runs.warmup), time_total_s=sum(runs.timed),
-                  first_call_s=runs.first_s, cpu_times_s=runs.timed_cpu or None)
+                  first_call_s=runs.first_s, cpu_times_s=runs.timed_cpu or None,
+                  host_other_cores=runs.other_cores)
     if (settings.flops and prepared.count_flops is not None and cell.mode in ("train", "encode")
             and cell.input_len <= settings.flops_max_len):
         # the measurement is complete: a cell killed while counting keeps it (see bench.runner)

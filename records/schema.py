@@ -98,6 +98,13 @@ class Record:
     cpu_times_s: list | None = _f("process CPU time (user + system, all threads) of every timed step, in "
                                   "order: on one thread the step's time without the waits other jobs on "
                                   "the cores cause; CPU cells only, None on CUDA; seconds", "floats")
+    host_other_cores: float | None = _f("cores the host kept busy with anything but this cell during its "
+                                        "timed steps, on average: the busy time of all CPUs (/proc/stat: "
+                                        "other processes, interrupts, a hypervisor's steal) minus the cell's "
+                                        "CPU time, over the steps' wall time. More than the cores the cell "
+                                        "left free (CPU count - threads) means other work took its threads' "
+                                        "cores and lengthened its wall times. CPU cells on Linux only, None "
+                                        "elsewhere; cores", "float")
     repeats: int | None = _f("timed steps", "int")
     warmup: int | None = _f("warm-up steps before them (timed, outside the statistics)", "int")
     warmup_s: float | None = _f("the warm-up steps together; seconds", "float")

@@ -387,6 +387,21 @@ def _crossover_row(group: pd.DataFrame) -> dict:
     }
 
 
+#: other work on the host beyond the cores a cell left free (``busy_host_cores``) above which its wall
+#: times count as lengthened by it: half a core of its threads' time went elsewhere
+BUSY_HOST_CORES = 0.5
+
+
+def busy_host_cores(cells: pd.DataFrame) -> pd.Series:
+    """Per cell, the cores' worth of other work on the host beyond the cores the cell left free:
+    ``host_other_cores - (env_cpu_count - threads)`` (records.schema); NaN where not recorded."""
+    def column(name):
+        missing = pd.Series(np.nan, cells.index)
+        return pd.to_numeric(cells[name], errors="coerce") if name in cells else missing
+
+    return column("host_other_cores") - (column("env_cpu_count") - column("threads"))
+
+
 # Series: one model swept over lengths in one run under one set of conditions (threads too: they
 # change the time). Fits never mix runs.
 SERIES_KEY = ["run_id", "model", "mode", "condition_key", "threads"]
@@ -432,6 +447,7 @@ def scaling_fits(records: pd.DataFrame) -> pd.DataFrame:
                     "max_len": int(points["input_len"].max()),
                     "threads": first["threads"],
                     "contention": points["contention"].max(),  # cells at once: their times are spoiled
+                    "busy_host_cores": busy_host_cores(points).max(),  # other work took their cores
                     **{c: first[c] for c in CONDITION_COLUMNS},
                     "series": key,
                 }

@@ -26,7 +26,9 @@ from records.suites import SCALING_LAYOUT, SUITE_REPORTS, SuiteReport, report_of
 from reports import claims as claims_module
 from reports import plots, summary, text
 from reports.analysis import (
+    BUSY_HOST_CORES,
     CROSSOVER_RULE,
+    busy_host_cores,
     crossovers,
     memory_comparisons,
     reach,
@@ -226,11 +228,27 @@ def _modes(run: Run) -> str:
     return "; ".join(f"{mode}: {state}" for mode, state in states.items())
 
 
+def _host_load(run: Run) -> str:
+    """Other work on the host during the cells' timed steps (``host_other_cores``), and how many cells
+    it took cores from (``analysis.busy_host_cores`` above ``BUSY_HOST_CORES``)."""
+    timed = run.records[run.records["host_other_cores"].notna()] if not run.records.empty else run.records
+    if timed.empty:
+        return text.DASH
+    other, busy = timed["host_other_cores"], int((busy_host_cores(timed) > BUSY_HOST_CORES).sum())
+    load = f"{other.median():.2f} cores busy with other work (median of {len(timed)} cells), " \
+           f"max {other.max():.2f}"
+    if not busy:
+        return f"{load}; none beyond the cores a cell left free by more than {BUSY_HOST_CORES}"
+    return (f"{load}; {busy} of {len(timed)} cells beyond the cores they left free by more than "
+            f"{BUSY_HOST_CORES}: their wall times are lengthened")
+
+
 MEASUREMENT_ROWS = [  # (label, what a run says): how each cell was measured
     ("host-memory budget per cell", _budget),
     ("timeout per cell", lambda run: _setting(run, "timeout_s", lambda t: f"{t:,.0f} s, build included")),
     ("warm-up and timed steps", _steps),
     ("min. timed time per cell", lambda run: _setting(run, "min_time_s", lambda t: f"{t:g} s")),
+    ("host load (timed steps)", _host_load),
     ("model state per mode", _modes),
     ("dropout (train steps)", _dropout),
 ]

@@ -15,6 +15,7 @@ from bench.sweep import cell_of, make_record
 from bench.trackers import (
     HostMemory,
     NvmlSampler,
+    Timer,
     nvml_device,
     release_free_heap,
     reset_peak_rss,
@@ -103,6 +104,36 @@ def test_summary_of_times():
     s = summarize([4.0, 1.0, 3.0, 2.0, 5.0])
     assert (s.median_s, s.min_s, s.max_s, s.iqr_s, s.repeats) == (3.0, 1.0, 5.0, 2.0, 5)
     assert summarize([2.0]).iqr_s == 0.0
+
+
+_BURN = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
+
+
+def _burn_in_children(n: int, seconds: float) -> float:
+    """Run ``n`` Python processes that each burn ``seconds`` of CPU at once; their CPU seconds
+    together, from the kernel's accounting of each child (``os.wait4``)."""
+    import subprocess
+    import sys
+    children = [subprocess.Popen([sys.executable, "-c", _BURN.format(seconds=seconds)]) for _ in range(n)]
+    used = 0.0
+    for child in children:
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        assert child.returncode == 0
+        used += usage.ru_utime + usage.ru_stime
+    return used
+
+
+def test_the_timer_counts_what_other_processes_did_on_the_cpus_during_a_step():
+    """Other work during a step is the host's busy time minus the step's own: two child processes
+    burning CPU while the step waits for them are the reference, from the kernel's rusage of each.
+    Whatever else runs on the host can only add to it, up to what the CPUs can do in the step's time."""
+    timer = Timer("cpu")
+    children = []
+    wall = timer.time(lambda: children.append(_burn_in_children(2, 0.6)))
+    assert children[0] >= 1.2 and timer.cpu_s < 0.5 * children[0]  # the step itself mostly waited
+    tick = 1 / os.sysconf("SC_CLK_TCK")  # /proc/stat counts in ticks, read twice
+    assert children[0] - 4 * tick <= timer.other_cpu_s <= wall * os.cpu_count() - timer.cpu_s + 4 * tick
 
 
 def _record(cell, status="ok", **fields):

@@ -509,6 +509,30 @@ def test_times_measured_with_other_cells_on_the_same_cores_decide_no_exponent():
         "(--allow-contention)")
 
 
+@pytest.mark.parametrize("cores, threads, other, verdict", [
+    (2, 2, 0.9, INCONCLUSIVE),  # 2 threads on 2 cores: the others' 0.9 core came out of the cell's time
+    (2, 1, 0.9, REPRODUCED),    # the cell left one core free: the others fitted in it
+    (16, 2, 6.0, REPRODUCED),   # 14 free cores
+    (16, 2, 14.6, INCONCLUSIVE),
+])
+def test_times_measured_while_other_work_took_the_cells_cores_decide_no_exponent(
+        cores, threads, other, verdict):
+    """host_other_cores above the cores a cell left free (cpu_count - threads) by more than half a core:
+    its wall times are lengthened, as on a 2-core box sharing its cores with another session's job."""
+    lengths = [2**k for k in range(12, 18)]
+    seconds = [1e-6 * n for n in lengths]
+    records = records_frame([record("locost", "encode", n, 100, seconds=t, suite="scaling", threads=threads,
+                                    env={**ENV, "cpu_count": cores, "threads": threads},
+                                    host_other_cores=other if n == 16384 else 0.01)
+                             for n, t in zip(lengths, seconds, strict=True)])
+    row = claim(evaluate(records), "O(L log L)")
+    excess = other - (cores - threads)
+    assert row["verdict"] == verdict and (row["reason"] == (
+        f"{_fit_words(lengths, seconds)}: timed while other work on the host kept up to {excess:.1f} cores "
+        "busy beyond those the cells left free (host_other_cores)")) == (verdict == INCONCLUSIVE)
+    assert "more than 0.5 cores busy beyond those a cell left free (host_other_cores)" in row["rule"]
+
+
 def test_time_exponent_of_smoke_test_models_is_inconclusive_and_no_series_is_not_measured():
     lengths = [512 * 2**k for k in range(5)]
     seconds = [1e-6 * n for n in lengths]
@@ -1340,12 +1364,26 @@ def test_run_json_in_its_old_forms_still_builds_the_runs_table(tmp_path):
     assert rows["invocations"] == ["2", "1"] and rows["started"][0] == "2026-01-01T00:00:00Z"
     assert rows["timeout per cell"][0] == "600 s, build included / 300 s, build included"
     assert rows["host-memory budget per cell"][0] == "40.0 GiB of total RSS"  # given: no fraction said
+    assert rows["host load (timed steps)"] == [text.DASH, text.DASH]  # records older than host_other_cores
     info = read_run_info(sweep)
     assert info.details == {"cells": 4} and info.earlier_invocations[0].command == ["--models", "locost"]
     write_run_info(sweep, info)
     rewritten = json.loads((sweep / "run.json").read_text())
     assert "argv" not in rewritten and rewritten["command"] == old["argv"] and rewritten["cells"] == 4
     assert RunInfo.from_json(rewritten) == info
+
+
+def test_the_runs_table_says_how_busy_the_host_was_and_which_cells_lost_cores_to_it(tmp_path):
+    from reports.build import _conditions_section
+    from reports.runs import load_run
+
+    loads = {1024: 0.02, 2048: 0.1, 4096: 0.7, 8192: None}  # 2 cores, 2 threads: 0.7 took half a core
+    run = write_run(tmp_path / "r", [record("locost", "encode", n, 100.0, threads=2, host_other_cores=load)
+                                     for n, load in loads.items()])
+    rows = {row[0]: row[1:] for row in _conditions_section([load_run(run)]).blocks[0].rows}
+    assert rows["host load (timed steps)"] == [
+        "0.10 cores busy with other work (median of 3 cells), max 0.70; 1 of 3 cells beyond the cores they "
+        "left free by more than 0.5: their wall times are lengthened"]
 
 
 # --- each suite's report behaviour is its declaration (records.suites), not its name ----------------
