@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 _STATUS = "/proc/self/status"
 _PROC_STAT = "/proc/stat"
-#: the busy fields of /proc/stat's ``cpu`` line (proc(5)): user, nice, system, irq, softirq, steal; idle and
+#: the busy fields of a /proc/stat ``cpuN`` line (proc(5)): user, nice, system, irq, softirq, steal; idle and
 #: iowait left out, guest time already inside user
 _BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
 
@@ -247,16 +247,18 @@ class NvmlSampler:
 
 
 def host_busy_s(path: str = _PROC_STAT) -> float | None:
-    """Seconds all the host's CPUs together have been busy since boot: every process, the kernel's
-    interrupts and a hypervisor's steal (/proc/stat's first line, clock ticks of 1/``SC_CLK_TCK`` s);
-    None where it cannot be read (not Linux)."""
+    """Seconds the CPUs this process may run on (``os.sched_getaffinity``) have been busy since boot,
+    whatever ran on them: processes, the kernel's interrupts, a hypervisor's steal (the ``cpuN`` lines
+    of /proc/stat, clock ticks of 1/``SC_CLK_TCK`` s). None where it cannot be read (not Linux)."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
     try:
         with open(path) as f:
-            ticks = f.readline().split()[1:]
-        busy = sum(int(ticks[i]) for i in _BUSY_FIELDS)
+            lines = [line.split() for line in f if line.startswith("cpu") and line[3].isdigit()]
+        mine = [line[1:] for line in lines if int(line[0][3:]) in cpus]
+        busy = sum(int(ticks[i]) for ticks in mine for i in _BUSY_FIELDS)
     except (OSError, ValueError, IndexError):
         return None
-    return busy / os.sysconf("SC_CLK_TCK")
+    return busy / os.sysconf("SC_CLK_TCK") if mine else None
 
 
 class Timer:

@@ -99,10 +99,11 @@ class Record:
                                   "order: on one thread the step's time without the waits other jobs on "
                                   "the cores cause; CPU cells only, None on CUDA; seconds", "floats")
     host_other_cores: float | None = _f("cores the host kept busy with anything but this cell during its "
-                                        "timed steps, on average: the busy time of all CPUs (/proc/stat: "
-                                        "other processes, interrupts, a hypervisor's steal) minus the cell's "
-                                        "CPU time, over the steps' wall time. More than the cores the cell "
-                                        "left free (CPU count - threads) means other work took its threads' "
+                                        "timed steps, on average: the busy time of the CPUs it may run on "
+                                        "(its affinity; /proc/stat: other processes, interrupts, a "
+                                        "hypervisor's steal) minus the cell's CPU time, over the steps' wall "
+                                        "time. More than the cores the cell left free (env cpu_count - "
+                                        "threads) means other work took its threads' "
                                         "cores and lengthened its wall times. CPU cells on Linux only, None "
                                         "elsewhere; cores", "float")
     repeats: int | None = _f("timed steps", "int")
