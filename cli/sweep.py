@@ -343,6 +343,27 @@ def run_suite(planned: Plan, cells: list, run_info: RunInfo) -> list[dict]:
     for value in (("throughput", "first_call") if planned.suite.name == "throughput" else ("memory",)):
         print(summary_table(records, value=value))
     print(f"results: {planned.run_dir / RESULTS} and {planned.run_dir / RESULTS_CSV}")
+    if warning := busy_host_warning(records):
+        print(warning, file=sys.stderr)
     if not args.no_report:
         build_report(planned.run_dir)
     return records
+
+
+def busy_host_warning(records: list[dict]) -> str | None:
+    """A ``warning:`` line when other work on the host took cores from cells while they were timed
+    (``reports.analysis.busy_host_cores`` above ``BUSY_HOST_CORES``); None otherwise."""
+    from reports.analysis import BUSY_HOST_CORES, busy_host_cores
+    from reports.runs import records_frame
+
+    timed = [record for record in records if record.get("host_other_cores") is not None]
+    if not timed:
+        return None
+    frame = records_frame(timed).assign(busy=lambda f: busy_host_cores(f))
+    busy = frame[frame["busy"] > BUSY_HOST_CORES]
+    if busy.empty:
+        return None
+    worst = busy.loc[busy["busy"].idxmax()]
+    return (f"warning: {len(busy)} of {len(frame)} cells were timed while other work on the host took their "
+            f"cores (most: {worst['model']} {worst['mode']} {int(worst['input_len']):,}, {worst['busy']:.1f} "
+            "cores beyond those it left free; host_other_cores): their wall times are lengthened")

@@ -119,8 +119,8 @@ def records_frame(rows: list[dict]) -> pd.DataFrame:
         frame[column.replace("_bytes", "_mib")] = frame[column] / MIB
     for column in FLOAT_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    frame["status"] = frame["status"].fillna("error")
-    frame["message"] = frame["message"].fillna("")
+    frame["status"] = frame["status"].astype(object).fillna("error")  # object: an all-missing column is float
+    frame["message"] = frame["message"].astype(object).fillna("")
     frame["model"] = frame["model"].where(
         frame["model"].notna(), frame["family"].astype(str) + "-" + frame["size"].astype(str)
     )

@@ -7,7 +7,7 @@ import pytest
 
 from bench.workloads import prepare
 from cli import scaling
-from cli.sweep import main, plan
+from cli.sweep import busy_host_warning, main, plan
 from suites import get_suite
 
 
@@ -182,3 +182,18 @@ def test_settings_replace_routes_each_name_to_its_part_and_refuses_unknown_names
     assert Settings.of(**settings.to_json()) == settings  # run.json's flat form round-trips
     with pytest.raises(TypeError, match="no setting named timeout"):
         settings.replace(timeout=3)
+
+
+def test_a_sweep_warns_in_one_line_when_other_work_took_its_cells_cores():
+    def cell(length, threads, other, cores=2):
+        return {"family": "locost", "size": "small", "model": "locost-small", "mode": "encode",
+                "input_len": length, "threads": threads, "status": "ok", "host_other_cores": other,
+                "env": {"cpu_count": cores}}
+
+    quiet = [cell(1024, 2, 0.1), cell(2048, 1, 1.4), cell(4096, 2, None)]  # 1 thread left a core free
+    assert busy_host_warning(quiet) is None and busy_host_warning([]) is None
+    busy = quiet + [cell(8192, 2, 0.7), cell(16384, 2, 1.6), cell(32768, 8, 1.9, cores=16)]
+    assert busy_host_warning(busy) == (
+        "warning: 2 of 5 cells were timed while other work on the host took their cores (most: locost-small "
+        "encode 16,384, 1.6 cores beyond those it left free; host_other_cores): their wall times are "
+        "lengthened")
