@@ -352,18 +352,19 @@ def run_suite(planned: Plan, cells: list, run_info: RunInfo) -> list[dict]:
 
 def busy_host_warning(records: list[dict]) -> str | None:
     """A ``warning:`` line when other work on the host took cores from cells while they were timed
-    (``reports.analysis.busy_host_cores`` above ``BUSY_HOST_CORES``); None otherwise."""
-    from reports.analysis import BUSY_HOST_CORES, busy_host_cores
+    (``reports.analysis.cores_taken`` above ``BUSY_HOST_SHARE``); None otherwise."""
+    from reports.analysis import BUSY_HOST_SHARE, cores_taken
     from reports.runs import records_frame
 
     timed = [record for record in records if record.get("host_other_cores") is not None]
     if not timed:
         return None
-    frame = records_frame(timed).assign(busy=lambda f: busy_host_cores(f))
-    busy = frame[frame["busy"] > BUSY_HOST_CORES]
+    frame = records_frame(timed).assign(taken=cores_taken)
+    busy = frame[frame["taken"] > BUSY_HOST_SHARE]
     if busy.empty:
         return None
-    worst = busy.loc[busy["busy"].idxmax()]
+    worst = busy.loc[busy["taken"].idxmax()]
+    cell = f"{worst['model']} {worst['mode']} {int(worst['input_len']):,}"
     return (f"warning: {len(busy)} of {len(frame)} cells were timed while other work on the host took their "
-            f"cores (most: {worst['model']} {worst['mode']} {int(worst['input_len']):,}, {worst['busy']:.1f} "
-            "cores beyond those it left free; host_other_cores): their wall times are lengthened")
+            f"cores (most: {cell}, {worst['taken']:.0%} of its cores; host_other_cores): their wall times "
+            "are lengthened")

@@ -387,19 +387,24 @@ def _crossover_row(group: pd.DataFrame) -> dict:
     }
 
 
-#: other work on the host beyond the cores a cell left free (``busy_host_cores``) above which its wall
-#: times count as lengthened by it: half a core of its threads' time went elsewhere
-BUSY_HOST_CORES = 0.5
+#: the share of a cell's cores taken by other work (``cores_taken``) above which its wall times count as
+#: lengthened by it: a tenth of its threads' time went elsewhere (2026-12-06, 2 threads on this project's
+#: 2-core box with nothing else running: 0.00-0.04 of its cores; a step that lost 0.18 of them ran 1.59
+#: CPU seconds per wall second instead of 1.95)
+BUSY_HOST_SHARE = 0.10
 
 
-def busy_host_cores(cells: pd.DataFrame) -> pd.Series:
-    """Per cell, the cores' worth of other work on the host beyond the cores the cell left free:
-    ``host_other_cores - (env_cpu_count - threads)`` (records.schema); NaN where not recorded."""
+def cores_taken(cells: pd.DataFrame) -> pd.Series:
+    """Per cell, the share of its threads' cores that other work on the host took while it was timed:
+    the other work beyond the cores it left free, over its threads, ``(host_other_cores - (env_cpu_count
+    - threads)) / threads`` (records.schema); at most 0 when the free cores held it all; NaN where not
+    recorded."""
     def column(name):
         missing = pd.Series(np.nan, cells.index)
         return pd.to_numeric(cells[name], errors="coerce") if name in cells else missing
 
-    return column("host_other_cores") - (column("env_cpu_count") - column("threads"))
+    threads = column("threads")
+    return (column("host_other_cores") - (column("env_cpu_count") - threads)) / threads
 
 
 # Series: one model swept over lengths in one run under one set of conditions (threads too: they
@@ -447,7 +452,7 @@ def scaling_fits(records: pd.DataFrame) -> pd.DataFrame:
                     "max_len": int(points["input_len"].max()),
                     "threads": first["threads"],
                     "contention": points["contention"].max(),  # cells at once: their times are spoiled
-                    "busy_host_cores": busy_host_cores(points).max(),  # other work took their cores
+                    "cores_taken": cores_taken(points).max(),  # other work took their cores
                     **{c: first[c] for c in CONDITION_COLUMNS},
                     "series": key,
                 }

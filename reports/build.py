@@ -26,9 +26,9 @@ from records.suites import SCALING_LAYOUT, SUITE_REPORTS, SuiteReport, report_of
 from reports import claims as claims_module
 from reports import plots, summary, text
 from reports.analysis import (
-    BUSY_HOST_CORES,
+    BUSY_HOST_SHARE,
     CROSSOVER_RULE,
-    busy_host_cores,
+    cores_taken,
     crossovers,
     memory_comparisons,
     reach,
@@ -230,17 +230,17 @@ def _modes(run: Run) -> str:
 
 def _host_load(run: Run) -> str:
     """Other work on the host during the cells' timed steps (``host_other_cores``), and how many cells
-    it took cores from (``analysis.busy_host_cores`` above ``BUSY_HOST_CORES``)."""
+    it took cores from (``analysis.cores_taken`` above ``BUSY_HOST_SHARE``)."""
     timed = run.records[run.records["host_other_cores"].notna()] if not run.records.empty else run.records
     if timed.empty:
         return text.DASH
-    other, busy = timed["host_other_cores"], int((busy_host_cores(timed) > BUSY_HOST_CORES).sum())
+    other, busy = timed["host_other_cores"], int((cores_taken(timed) > BUSY_HOST_SHARE).sum())
     load = f"{other.median():.2f} cores busy with other work (median of {len(timed)} cells), " \
            f"max {other.max():.2f}"
     if not busy:
-        return f"{load}; none beyond the cores a cell left free by more than {BUSY_HOST_CORES}"
-    return (f"{load}; {busy} of {len(timed)} cells beyond the cores they left free by more than "
-            f"{BUSY_HOST_CORES}: their wall times are lengthened")
+        return f"{load}; no cell lost more than {BUSY_HOST_SHARE:.0%} of its cores to it"
+    return (f"{load}; {busy} of {len(timed)} cells lost more than {BUSY_HOST_SHARE:.0%} of their cores to "
+            "it: their wall times are lengthened")
 
 
 MEASUREMENT_ROWS = [  # (label, what a run says): how each cell was measured

@@ -21,7 +21,7 @@ from reports import text
 from reports.analysis import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
-    BUSY_HOST_CORES,
+    BUSY_HOST_SHARE,
     CROSSOVER_RULE,
     crossovers,
     is_simulated,
@@ -286,10 +286,9 @@ def _exponent_verdict(fit) -> tuple[str, str]:
     if not text.is_missing(fit.get("contention")) and fit["contention"] > 1:
         return INCONCLUSIVE, (f"{figures}: timed with up to {text.integer(fit['contention'])} cells "
                               "at once on the same cores (--allow-contention)")
-    if not text.is_missing(fit.get("busy_host_cores")) and fit["busy_host_cores"] > BUSY_HOST_CORES:
-        return INCONCLUSIVE, (f"{figures}: timed while other work on the host kept up to "
-                              f"{fit['busy_host_cores']:.1f} cores busy beyond those the cells left free "
-                              "(host_other_cores)")
+    if not text.is_missing(fit.get("cores_taken")) and fit["cores_taken"] > BUSY_HOST_SHARE:
+        return INCONCLUSIVE, (f"{figures}: timed while other work on the host took up to "
+                              f"{fit['cores_taken']:.0%} of a cell's cores (host_other_cores)")
     if fit["ci_high"] <= MAX_EXPONENT:
         return REPRODUCED, f"{figures}: the CI lies at or below {MAX_EXPONENT}"
     if fit["ci_low"] > MAX_EXPONENT:
@@ -306,8 +305,8 @@ def _time_rows(records: pd.DataFrame) -> list[dict]:
         f"above 1, quadratic attention ≈ 2); not reproduced iff it lies above; inconclusive if it "
         f"straddles {MAX_EXPONENT}, the series has fewer than {MIN_FIT_LENGTHS} lengths or spans less "
         f"than {MIN_FIT_RANGE}×, or its cells were timed while others ran on the same cores "
-        f"(--allow-contention) or while other work on the host kept more than {BUSY_HOST_CORES} cores busy "
-        f"beyond those a cell left free (host_other_cores); not measured "
+        f"(--allow-contention) or while other work on the host took more than {BUSY_HOST_SHARE:.0%} of a "
+        f"cell's cores (host_other_cores beyond the cores it left free, over its threads); not measured "
         f"without a series of ≥ 2 lengths. Rows per series: figures only"
     )
     locost = records[records["family"].eq(LOCOST) & records["mode"].isin(INFERENCE_MODES)]

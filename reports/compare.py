@@ -38,7 +38,7 @@ from scipy import stats
 
 from records import write_csv
 from reports import text
-from reports.analysis import BUSY_HOST_CORES, busy_host_cores
+from reports.analysis import BUSY_HOST_SHARE, cores_taken
 from reports.runs import ReportError, Run, key_of
 
 FASTER, SLOWER, NO_CHANGE, INCONCLUSIVE = "faster", "slower", "no change", "inconclusive"
@@ -78,8 +78,8 @@ TIME_RULE = (
     f"{CONFIDENCE:.0%} CI exp(ln(B/A) ± t-quantile·s·√(1/nA + 1/nB)). Verdict: faster / slower when "
     f"p < {ALPHA} and B/A is outside the ±{NOISE_BAND:.0%} band [1/{1 + NOISE_BAND:g}, {1 + NOISE_BAND:g}]; "
     f"no change when p < {ALPHA} inside the band, or when the CI lies wholly inside it; inconclusive "
-    "otherwise (asv's level and band), and on wall time whenever other work on the host kept more than "
-    f"{BUSY_HOST_CORES} cores busy beyond those a process's cell left free (host_other_cores)"
+    "otherwise (asv's level and band), and on wall time whenever other work on the host took more than "
+    f"{BUSY_HOST_SHARE:.0%} of the cores of a process's cell (host_other_cores)"
 )
 MEMORY_RULE = (
     f"memory: B/A of the peak above the weights (the median over a side's processes); leaner / heavier "
@@ -268,9 +268,9 @@ def _row(a: list[dict], b: list[dict], run_a: str, run_b: str) -> dict:
     if not steps_a or not steps_b:
         row.update(verdict=INCONCLUSIVE, reason=f"A {row['status_a']}, B {row['status_b']}")
     elif clock == WALL_CLOCK and (busy := _busy_host(a, b)):
-        row.update(verdict=INCONCLUSIVE, reason=f"{busy}: other work on the host took its cores (up to "
-                                                f"{busy_host_cores(pd.DataFrame(a + b)).max():.1f} beyond "
-                                                "those left free), its wall times are lengthened")
+        taken = cores_taken(pd.DataFrame(a + b)).max()
+        row.update(verdict=INCONCLUSIVE, reason=f"{busy}: other work on the host took up to {taken:.0%} of "
+                                                "its cores, its wall times are lengthened")
     mem_a, mem_b = _median(a, "mem_peak_above_base_mib"), _median(b, "mem_peak_above_base_mib")
     ratio, verdict = memory_change(mem_a, mem_b)
     return dict(row, mem_a_mib=mem_a, mem_b_mib=mem_b, mem_ratio=ratio, mem_verdict=verdict)
@@ -278,9 +278,9 @@ def _row(a: list[dict], b: list[dict], run_a: str, run_b: str) -> dict:
 
 def _busy_host(a: list[dict], b: list[dict]) -> str:
     """'A', 'B' or 'A and B': the sides with a process timed while other work on the host exceeded
-    the cores its cell left free by more than ``BUSY_HOST_CORES``; '' for neither."""
+    more than ``BUSY_HOST_SHARE`` of its cell's cores (``cores_taken``); '' for neither."""
     sides = [name for name, records in (("A", a), ("B", b))
-             if (busy_host_cores(pd.DataFrame(records)) > BUSY_HOST_CORES).any()]
+             if (cores_taken(pd.DataFrame(records)) > BUSY_HOST_SHARE).any()]
     return " and ".join(sides)
 
 

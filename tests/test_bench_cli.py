@@ -190,10 +190,9 @@ def test_a_sweep_warns_in_one_line_when_other_work_took_its_cells_cores():
                 "input_len": length, "threads": threads, "status": "ok", "host_other_cores": other,
                 "env": {"cpu_count": cores}}
 
-    quiet = [cell(1024, 2, 0.1), cell(2048, 1, 1.4), cell(4096, 2, None)]  # 1 thread left a core free
+    quiet = [cell(1024, 2, 0.18), cell(2048, 1, 1.05), cell(4096, 2, None)]  # 9%, 5% of their cores
     assert busy_host_warning(quiet) is None and busy_host_warning([]) is None
-    busy = quiet + [cell(8192, 2, 0.7), cell(16384, 2, 1.6), cell(32768, 8, 1.9, cores=16)]
+    busy = quiet + [cell(8192, 2, 0.3), cell(16384, 2, 1.6), cell(32768, 8, 8.7, cores=16)]  # 15%, 80%, 9%
     assert busy_host_warning(busy) == (
         "warning: 2 of 5 cells were timed while other work on the host took their cores (most: locost-small "
-        "encode 16,384, 1.6 cores beyond those it left free; host_other_cores): their wall times are "
-        "lengthened")
+        "encode 16,384, 80% of its cores; host_other_cores): their wall times are lengthened")
