@@ -11,15 +11,16 @@
 - ``CudaMemory``: the caching allocator's peak above what was allocated before the step.
 - ``NvmlSampler``: process and device memory as NVML sees them, sampled by a thread (optional).
 - ``Timer``: CUDA events on GPU, ``perf_counter`` on CPU; ``repeat`` times the warm-up and timed calls
-  (``Runs``), ``summarize`` gives median/min/max/IQR. On CPU it also reads the process's CPU time and
-  the host's busy time (``host_busy_s``) around each call: what the host's cores did besides this
-  process says whether other work took the cores the step's threads needed.
+  (``Runs``), ``summarize`` gives median/min/max/IQR.
+- ``HostLoad``: on CPU, what the cores this process may run on did besides it during the timed calls
+  (``host_busy_s`` minus the process's CPU time): whether other work took the cores the steps needed.
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import math
 import os
 import re
 import resource
@@ -34,6 +35,10 @@ _PROC_STAT = "/proc/stat"
 #: the busy fields of a /proc/stat ``cpuN`` line (proc(5)): user, nice, system, irq, softirq, steal; idle and
 #: iowait left out, guest time already inside user
 _BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+#: /proc/stat counts whole clock ticks, so a window's busy time may be off by one tick per CPU: a HostLoad
+#: figure is kept only where that moves it by at most this share of the step's threads
+MAX_TICK_SHARE = 0.05
 
 
 def status_bytes(field: str, pid: int | str = "self") -> int | None:
@@ -246,11 +251,16 @@ class NvmlSampler:
         return self.process_peak, self.device_peak
 
 
+def _cpus() -> set[int]:
+    """The CPUs this process may run on (its affinity)."""
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+
+
 def host_busy_s(path: str = _PROC_STAT) -> float | None:
     """Seconds the CPUs this process may run on (``os.sched_getaffinity``) have been busy since boot,
     whatever ran on them: processes, the kernel's interrupts, a hypervisor's steal (the ``cpuN`` lines
     of /proc/stat, clock ticks of 1/``SC_CLK_TCK`` s). None where it cannot be read (not Linux)."""
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cpus = _cpus()
     try:
         with open(path) as f:
             lines = [line.split() for line in f if line.startswith("cpu") and line[3].isdigit()]
@@ -258,20 +268,40 @@ def host_busy_s(path: str = _PROC_STAT) -> float | None:
         busy = sum(int(ticks[i]) for ticks in mine for i in _BUSY_FIELDS)
     except (OSError, ValueError, IndexError):
         return None
-    return busy / os.sysconf("SC_CLK_TCK") if mine else None
+    return busy * _TICK_S if mine else None
+
+
+class HostLoad:
+    """Cores the CPUs of this process's affinity spent on anything else between ``start()`` and ``stop()``,
+    on average: their busy time (``host_busy_s``: other processes, interrupts, a hypervisor's steal) minus
+    this process's CPU time, over the window's wall time (``wall_s``). ``stop()`` returns None where
+    /proc/stat cannot be read, or where the window is too short for its clock ticks to tell
+    (``MAX_TICK_SHARE`` of ``threads``)."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.wall_s: float | None = None
+
+    def start(self) -> None:
+        self._busy, self._cpu, self._wall = host_busy_s(), time.process_time(), time.perf_counter()
+
+    def stop(self) -> float | None:
+        wall, cpu = time.perf_counter() - self._wall, time.process_time() - self._cpu
+        busy, self.wall_s = host_busy_s(), wall
+        resolution = len(_cpus()) * _TICK_S / wall if wall > 0 else math.inf  # cores a tick per CPU moves
+        if busy is None or self._busy is None or resolution > MAX_TICK_SHARE * self.threads:
+            return None
+        return max(0.0, busy - self._busy - cpu) / wall
 
 
 class Timer:
     """Seconds of one call: CUDA events on a GPU (asynchronous work included), else perf_counter; on
     CPU also ``cpu_s``, the process CPU time (user + system, all threads) of the last call, which
-    other jobs sharing the cores do not lengthen, and ``other_cpu_s``, the CPU seconds the host's
-    cores were busy with anything else meanwhile (``host_busy_s`` minus ``cpu_s``, at least 0; None
-    without /proc/stat). Both None on a GPU."""
+    other jobs sharing the cores do not lengthen (None on a GPU)."""
 
     def __init__(self, device: str):
         self.cuda = str(device).startswith("cuda")
         self.cpu_s: float | None = None
-        self.other_cpu_s: float | None = None
         if self.cuda:
             import torch
             self.torch = torch
@@ -285,11 +315,9 @@ class Timer:
             end.record()
             end.synchronize()
             return start.elapsed_time(end) / 1000.0
-        busy_start, start, cpu_start = host_busy_s(), time.perf_counter(), time.process_time()
+        start, cpu_start = time.perf_counter(), time.process_time()
         fn()
         wall, self.cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
-        busy = host_busy_s()
-        self.other_cpu_s = None if None in (busy, busy_start) else max(0.0, busy - busy_start - self.cpu_s)
         return wall
 
 
@@ -321,36 +349,30 @@ class Runs:
     timed: list[float]
     #: process CPU seconds of each timed call (``Timer.cpu_s``); empty on a GPU
     timed_cpu: list[float] = field(default_factory=list)
-    #: CPU seconds the host spent on anything else during each timed call (``Timer.other_cpu_s``)
-    timed_other_cpu: list[float] = field(default_factory=list)
+    #: cores busy with anything else while the timed calls ran (``HostLoad``); None on a GPU or unknown
+    other_cores: float | None = None
 
     @property
     def first_s(self) -> float | None:
         calls = self.warmup or self.timed
         return calls[0] if calls else None
 
-    @property
-    def other_cores(self) -> float | None:
-        """Cores kept busy by anything but this process during the timed calls, on average: their
-        ``timed_other_cpu`` over their wall seconds; None without those figures (a GPU, no /proc/stat)."""
-        if not self.timed or len(self.timed_other_cpu) != len(self.timed) or sum(self.timed) <= 0:
-            return None
-        return sum(self.timed_other_cpu) / sum(self.timed)
-
 
 def repeat(fn, timer: Timer, *, warmup: int, repeats: int, min_time_s: float = 0.0,
-           max_repeats: int = 1000, after_warmup=lambda: None) -> Runs:
+           max_repeats: int = 1000, after_warmup=lambda: None, load: HostLoad | None = None) -> Runs:
     """Run ``fn`` ``warmup`` times (timed too, but not part of the statistics), call ``after_warmup()``,
     then run it timed until ``repeats`` runs are done and they add up to at least ``min_time_s`` (at
-    most ``max_repeats`` runs)."""
+    most ``max_repeats`` runs), within ``load``'s window where given."""
     runs = Runs([], [])
     for _ in range(warmup):
         runs.warmup.append(timer.time(fn))
     after_warmup()
+    if load is not None:
+        load.start()
     while len(runs.timed) < max_repeats and (len(runs.timed) < repeats or sum(runs.timed) < min_time_s):
         runs.timed.append(timer.time(fn))
         if timer.cpu_s is not None:
             runs.timed_cpu.append(timer.cpu_s)
-        if timer.other_cpu_s is not None:
-            runs.timed_other_cpu.append(timer.other_cpu_s)
+    if load is not None:
+        runs.other_cores = load.stop()
     return runs

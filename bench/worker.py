@@ -144,8 +144,9 @@ def _timed_steps(cell: Cell, prepared, settings: Measurement, record: dict, repo
     before = []  # the kernel builds when the timed steps start
     try:
         with autocast(cell):
+            load = None if timer.cuda else trackers.HostLoad(_threads(cell))
             runs = trackers.repeat(prepared.step, timer, warmup=record["warmup"], repeats=settings.repeats,
-                                   min_time_s=settings.min_time_s,
+                                   min_time_s=settings.min_time_s, load=load,
                                    after_warmup=lambda: before.append(builds()))
         if before[0] is not None:
             record["kernel_builds"] = builds() - before[0]

@@ -13,9 +13,10 @@ from bench.results import append_record, read_records, to_frame
 from bench.runner import GiB, exceeds
 from bench.sweep import cell_of, make_record
 from bench.trackers import (
+    MAX_TICK_SHARE,
+    HostLoad,
     HostMemory,
     NvmlSampler,
-    Timer,
     nvml_device,
     release_free_heap,
     reset_peak_rss,
@@ -124,16 +125,19 @@ def _burn_in_children(n: int, seconds: float) -> float:
     return used
 
 
-def test_the_timer_counts_what_other_processes_did_on_the_cpus_during_a_step():
-    """Other work during a step is the host's busy time minus the step's own: two child processes
-    burning CPU while the step waits for them are the reference, from the kernel's rusage of each.
-    Whatever else runs on the host can only add to it, up to what the CPUs can do in the step's time."""
-    timer = Timer("cpu")
-    children = []
-    wall = timer.time(lambda: children.append(_burn_in_children(2, 0.6)))
-    assert children[0] >= 1.2 and timer.cpu_s < 0.5 * children[0]  # the step itself mostly waited
-    tick = 1 / os.sysconf("SC_CLK_TCK")  # /proc/stat counts in ticks, read twice
-    assert children[0] - 4 * tick <= timer.other_cpu_s <= wall * os.cpu_count() - timer.cpu_s + 4 * tick
+def test_the_host_load_counts_what_other_processes_did_on_the_cpus_during_the_window():
+    """Other work in a window is the busy time of the process's CPUs minus its own: two child processes
+    burning CPU while the window's process waits for them are the reference, from the kernel's rusage of
+    each. Whatever else runs on the host can only add to it, up to what the CPUs can do in the window."""
+    cpus, tick = len(os.sched_getaffinity(0)), 1 / os.sysconf("SC_CLK_TCK")  # /proc/stat: ticks per CPU
+    load = HostLoad(threads=cpus)
+    load.start()
+    children = _burn_in_children(2, 0.6)
+    other = load.stop()
+    assert children >= 1.2
+    assert children - (cpus + 1) * tick <= other * load.wall_s <= (load.wall_s + tick) * cpus
+    load.start()  # a window shorter than what one clock tick per CPU can tell: no figure
+    assert load.stop() is None and load.wall_s < cpus * tick / (MAX_TICK_SHARE * load.threads)
 
 
 def _record(cell, status="ok", **fields):

@@ -2,7 +2,6 @@
 report needs, LED beyond its 16,384 positions is ``unsupported`` and longer inputs are ``skipped``."""
 
 import json
-import os
 
 import pandas as pd
 import pytest
@@ -57,7 +56,7 @@ def test_records_say_whether_locosts_kernel_was_reused_and_built_during_the_time
         assert sum(r["times_s"]) == pytest.approx(r["time_total_s"])
         assert sorted(r["times_s"]) == [r["time_min_s"], r["time_max_s"]]
         assert len(r["cpu_times_s"]) == 2 and min(r["cpu_times_s"]) > 0  # process CPU time of the same steps
-        assert 0 <= r["host_other_cores"] <= os.cpu_count()  # what else the host's CPUs did meanwhile
+        assert r["host_other_cores"] is None  # steps of milliseconds: too short for /proc/stat's ticks
     # the attention each family ran: LOCOST's decoder through SDPA, transformers' LongT5 eager
     assert (reused["attn_implementation"], other["attn_implementation"]) == ("sdpa", "eager")
     [cold] = run_sweep([Cell("locost", "tiny", "encode", 256, **reuse)], tmp_path / "cold", suite="memory",
