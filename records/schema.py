@@ -103,10 +103,10 @@ class Record:
                                         "(its affinity; /proc/stat: other processes, interrupts, a "
                                         "hypervisor's steal) minus the cell's CPU time, over the steps' wall "
                                         "time. More than the cores the cell left free (env cpu_count - "
-                                        "threads) means other work took its threads' "
-                                        "cores and lengthened its wall times. CPU cells on Linux only; None "
-                                        "elsewhere, and where the steps were too short for /proc/stat's "
-                                        "clock ticks (bench.trackers.HostLoad); cores", "float")
+                                        "threads) means other work took its threads' cores and lengthened "
+                                        "its wall times. CPU cells on Linux only; None elsewhere, and where "
+                                        "the steps were too short for /proc/stat's clock ticks "
+                                        "(bench.trackers.HostLoad); cores", "float")
     repeats: int | None = _f("timed steps", "int")
     warmup: int | None = _f("warm-up steps before them (timed, outside the statistics)", "int")
     warmup_s: float | None = _f("the warm-up steps together; seconds", "float")

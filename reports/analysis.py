@@ -389,7 +389,7 @@ def _crossover_row(group: pd.DataFrame) -> dict:
 
 #: the share of a cell's cores taken by other work (``cores_taken``) above which its wall times count as
 #: lengthened by it: a tenth of its threads' time went elsewhere (2026-12-06, 2 threads on this project's
-#: 2-core box with nothing else running: 0.00-0.04 of its cores; a step that lost 0.18 of them ran 1.59
+#: 2-core box with nothing else running: 0.00-0.07 of its cores; a step that lost 0.18 of them ran 1.59
 #: CPU seconds per wall second instead of 1.95)
 BUSY_HOST_SHARE = 0.10
 
@@ -397,14 +397,11 @@ BUSY_HOST_SHARE = 0.10
 def cores_taken(cells: pd.DataFrame) -> pd.Series:
     """Per cell, the share of its threads' cores that other work on the host took while it was timed:
     the other work beyond the cores it left free, over its threads, ``(host_other_cores - (env_cpu_count
-    - threads)) / threads`` (records.schema); at most 0 when the free cores held it all; NaN where not
-    recorded."""
-    def column(name):
-        missing = pd.Series(np.nan, cells.index)
-        return pd.to_numeric(cells[name], errors="coerce") if name in cells else missing
-
-    threads = column("threads")
-    return (column("host_other_cores") - (column("env_cpu_count") - threads)) / threads
+    - threads)) / threads`` (records.schema; columns of ``records_frame``); at most 0 when the free cores
+    held it all; NaN where not recorded."""
+    other, cpus, threads = (pd.to_numeric(cells[c], errors="coerce")
+                            for c in ("host_other_cores", "env_cpu_count", "threads"))
+    return (other - (cpus - threads)) / threads
 
 
 # Series: one model swept over lengths in one run under one set of conditions (threads too: they

@@ -267,21 +267,20 @@ def _row(a: list[dict], b: list[dict], run_a: str, run_b: str) -> dict:
                verdict=change.verdict, reason=change.reason)
     if not steps_a or not steps_b:
         row.update(verdict=INCONCLUSIVE, reason=f"A {row['status_a']}, B {row['status_b']}")
-    elif clock == WALL_CLOCK and (busy := _busy_host(a, b)):
-        taken = cores_taken(pd.DataFrame(a + b)).max()
-        row.update(verdict=INCONCLUSIVE, reason=f"{busy}: other work on the host took up to {taken:.0%} of "
+    elif clock == WALL_CLOCK and (busy := _busy_sides(a, b)):
+        sides, taken = " and ".join(busy), max(busy.values())
+        row.update(verdict=INCONCLUSIVE, reason=f"{sides}: other work on the host took up to {taken:.0%} of "
                                                 "its cores, its wall times are lengthened")
     mem_a, mem_b = _median(a, "mem_peak_above_base_mib"), _median(b, "mem_peak_above_base_mib")
     ratio, verdict = memory_change(mem_a, mem_b)
     return dict(row, mem_a_mib=mem_a, mem_b_mib=mem_b, mem_ratio=ratio, mem_verdict=verdict)
 
 
-def _busy_host(a: list[dict], b: list[dict]) -> str:
-    """'A', 'B' or 'A and B': the sides with a process timed while other work on the host exceeded
-    more than ``BUSY_HOST_SHARE`` of its cell's cores (``cores_taken``); '' for neither."""
-    sides = [name for name, records in (("A", a), ("B", b))
-             if (cores_taken(pd.DataFrame(records)) > BUSY_HOST_SHARE).any()]
-    return " and ".join(sides)
+def _busy_sides(a: list[dict], b: list[dict]) -> dict[str, float]:
+    """Side ('A', 'B') -> the most of a process's cores other work on the host took (``cores_taken``),
+    for the sides where that exceeds ``BUSY_HOST_SHARE``; empty for neither."""
+    taken = {side: cores_taken(pd.DataFrame(records)).max() for side, records in (("A", a), ("B", b))}
+    return {side: share for side, share in taken.items() if share > BUSY_HOST_SHARE}
 
 
 def _process_steps(records: list[dict], clock: str) -> list[list[float]]:
